@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""grpcio peer: a server for grpcore.test.Echo (tests/proto/echo.proto).
+
+The Rust integration tests start this as a subprocess so that grpcore's
+client is checked against an implementation we did not write.
+
+Usage:
+    echo_server.py [--max-receive-message-length N] [--proto PATH]
+
+Protocol with the parent process:
+  * stdout carries exactly one line, ``PORT <n>``, flushed as soon as the
+    server listens on 127.0.0.1:<n> (insecure).  Nothing else is written to
+    stdout; diagnostics go to stderr.
+  * The server runs until one of: its stdin reaches EOF (when stdin is a pipe,
+    a socket or a terminal; /dev/null or a closed stdin is not watched),
+    SIGTERM or SIGINT, or its parent process goes away.  It then stops and
+    exits with status 0.
+
+The Python stubs are generated at start-up from the .proto with
+grpc_tools.protoc into a temporary directory, so nothing generated is kept.
+
+Semantics of every method (see the field comments in echo.proto):
+  * Request metadata whose key starts with ``x-echo-`` is sent back in the
+    initial metadata under the same key and in the trailing metadata with the
+    prefix replaced by ``x-trailer-`` (``-bin`` values stay bytes).
+  * sleep_ms: sleep in small steps before answering, stopping early once the
+    RPC is no longer active (cancelled or past its deadline).
+  * fail_code != 0: end the RPC with that status code and fail_message; if
+    fail_details is non-empty it is sent as ``grpc-status-details-bin``.
+  * Response payload: b'x' * response_size when response_size > 0, otherwise
+    the request's payload.
+Per method:
+  * Unary: one response echoing message, seq and payload.
+  * ClientStream: reads every request (sleep_ms applies per request; a request
+    with fail_code aborts right after it is read).  Response: message = the
+    request messages joined with ",", seq = number of requests, payload =
+    b'x' * response_size of the last request that set it, else the request
+    payloads concatenated.
+  * ServerStream: sends seq responses numbered 0..seq-1, each with
+    message = req.message and the payload rule above, sleeping sleep_ms before
+    each one; then fails with fail_code if it is set.
+  * Bidi: answers each request as it arrives (sleep_ms, then fail_code aborts
+    the stream mid-way, else an echo of message/seq/payload).
+"""
+
+import os
+
+# Taken first thing, so that a parent dying during start-up is still noticed.
+PARENT_PID = os.getppid()
+
+import argparse
+import importlib
+import shutil
+import signal
+import stat
+import sys
+import tempfile
+import threading
+import time
+from concurrent import futures
+
+import grpc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_PROTO = os.path.normpath(os.path.join(HERE, "..", "..", "proto", "echo.proto"))
+
+ECHO_PREFIX = "x-echo-"
+TRAILER_PREFIX = "x-trailer-"
+DETAILS_KEY = "grpc-status-details-bin"
+SLEEP_STEP_S = 0.01
+
+CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def log(msg):
+    print(f"echo_server: {msg}", file=sys.stderr, flush=True)
+
+
+def load_stubs(proto_path):
+    """Compile proto_path with grpc_tools.protoc and import the modules."""
+    from grpc_tools import protoc
+
+    proto_dir, proto_file = os.path.split(os.path.abspath(proto_path))
+    module = os.path.splitext(proto_file)[0]
+    out_dir = tempfile.mkdtemp(prefix="grpcore-echo-stubs-")
+    try:
+        include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+        rc = protoc.main([
+            "grpc_tools.protoc",
+            f"-I{proto_dir}",
+            f"-I{include}",
+            f"--python_out={out_dir}",
+            f"--grpc_python_out={out_dir}",
+            proto_file,
+        ])
+        if rc != 0:
+            raise RuntimeError(f"protoc failed on {proto_path} (exit {rc})")
+        sys.path.insert(0, out_dir)
+        dont_write = sys.dont_write_bytecode
+        sys.dont_write_bytecode = True
+        try:
+            pb2 = importlib.import_module(f"{module}_pb2")
+            pb2_grpc = importlib.import_module(f"{module}_pb2_grpc")
+        finally:
+            sys.dont_write_bytecode = dont_write
+            sys.path.remove(out_dir)
+        return pb2, pb2_grpc
+    finally:
+        # The modules are in memory now; the files are no longer needed.
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def echo_metadata(context):
+    """(initial, trailing) metadata lists derived from x-echo-* request keys."""
+    initial, trailing = [], []
+    for key, value in context.invocation_metadata():
+        if key.startswith(ECHO_PREFIX):
+            initial.append((key, value))
+            trailing.append((TRAILER_PREFIX + key[len(ECHO_PREFIX):], value))
+    return initial, trailing
+
+
+def start_rpc(context):
+    """Echo metadata: initial now, trailing recorded for the end of the RPC."""
+    initial, trailing = echo_metadata(context)
+    if initial:
+        context.send_initial_metadata(initial)
+    context.set_trailing_metadata(trailing)
+    return trailing
+
+
+def sleep_while_active(context, sleep_ms):
+    """Sleep sleep_ms in small steps; False if the RPC stopped meanwhile."""
+    if sleep_ms <= 0:
+        return context.is_active()
+    end = time.monotonic() + sleep_ms / 1000.0
+    while True:
+        if not context.is_active():
+            return False
+        left = end - time.monotonic()
+        if left <= 0:
+            return True
+        time.sleep(min(SLEEP_STEP_S, left))
+
+
+def fail(context, trailing, req):
+    """End the RPC with req.fail_code / fail_message / fail_details (raises)."""
+    code = CODES_BY_NUMBER.get(req.fail_code)
+    message = req.fail_message
+    if code is None or code is grpc.StatusCode.OK:
+        message = f"unknown fail_code {req.fail_code}: {message}"
+        code = grpc.StatusCode.UNKNOWN
+    metadata = list(trailing)
+    if req.fail_details:
+        metadata.append((DETAILS_KEY, bytes(req.fail_details)))
+    context.set_trailing_metadata(metadata)
+    context.abort(code, message)
+
+
+def response_payload(req):
+    if req.response_size > 0:
+        return b"x" * req.response_size
+    return req.payload
+
+
+def make_servicer(pb2, pb2_grpc):
+    class EchoServicer(pb2_grpc.EchoServicer):
+        def Unary(self, req, context):
+            trailing = start_rpc(context)
+            if not sleep_while_active(context, req.sleep_ms):
+                return pb2.EchoResponse()  # nobody is listening any more
+            if req.fail_code:
+                fail(context, trailing, req)
+            return pb2.EchoResponse(message=req.message, seq=req.seq,
+                                    payload=response_payload(req))
+
+        def ClientStream(self, request_iterator, context):
+            trailing = start_rpc(context)
+            messages, payloads, sized = [], [], None
+            for req in request_iterator:
+                if not sleep_while_active(context, req.sleep_ms):
+                    return pb2.EchoResponse()
+                if req.fail_code:
+                    fail(context, trailing, req)
+                messages.append(req.message)
+                payloads.append(req.payload)
+                if req.response_size > 0:
+                    sized = req.response_size
+            payload = b"x" * sized if sized is not None else b"".join(payloads)
+            return pb2.EchoResponse(message=",".join(messages), seq=len(messages),
+                                    payload=payload)
+
+        def ServerStream(self, req, context):
+            trailing = start_rpc(context)
+            payload = response_payload(req)
+            for i in range(max(req.seq, 0)):
+                if not sleep_while_active(context, req.sleep_ms):
+                    return
+                yield pb2.EchoResponse(message=req.message, seq=i, payload=payload)
+            if req.fail_code:
+                fail(context, trailing, req)
+
+        def Bidi(self, request_iterator, context):
+            trailing = start_rpc(context)
+            for req in request_iterator:
+                if not sleep_while_active(context, req.sleep_ms):
+                    return
+                if req.fail_code:
+                    fail(context, trailing, req)
+                yield pb2.EchoResponse(message=req.message, seq=req.seq,
+                                       payload=response_payload(req))
+
+    return EchoServicer()
+
+
+def watch_stdin(stop):
+    """Set stop when stdin reaches EOF, if stdin is something that can close."""
+    if sys.stdin is None:
+        return
+    try:
+        fd = sys.stdin.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError):
+        return
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
+        return  # e.g. /dev/null: EOF at once would mean "stop now"; ignore it
+
+    def run():
+        try:
+            while os.read(fd, 4096):
+                pass
+        except OSError:
+            pass
+        stop.set()
+
+    threading.Thread(target=run, name="stdin-watch", daemon=True).start()
+
+
+def watch_parent(stop):
+    """Set stop when the parent process dies (we get re-parented)."""
+    def run():
+        while not stop.wait(0.5):
+            if os.getppid() != PARENT_PID:
+                stop.set()
+
+    threading.Thread(target=run, name="parent-watch", daemon=True).start()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="grpcio Echo server for grpcore tests")
+    parser.add_argument("--max-receive-message-length", type=int, default=None,
+                        metavar="N", help="server option grpc.max_receive_message_length")
+    parser.add_argument("--proto", default=DEFAULT_PROTO,
+                        help=f"path of echo.proto (default: {DEFAULT_PROTO})")
+    args = parser.parse_args(argv)
+
+    pb2, pb2_grpc = load_stubs(args.proto)
+
+    options = []
+    if args.max_receive_message_length is not None:
+        options.append(("grpc.max_receive_message_length", args.max_receive_message_length))
+
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=options)
+    pb2_grpc.add_EchoServicer_to_server(make_servicer(pb2, pb2_grpc), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    if not port:
+        log("could not bind 127.0.0.1:0")
+        return 1
+    server.start()
+
+    sys.stdout.write(f"PORT {port}\n")
+    sys.stdout.flush()
+
+    watch_stdin(stop)
+    watch_parent(stop)
+    while not stop.wait(0.5):
+        pass
+
+    server.stop(grace=0.5).wait(5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
