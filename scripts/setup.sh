@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Installs what building and testing grpcore needs and is missing, on Debian 12
+# with a Rust toolchain, gcc and Python 3.11 already there. Safe to run again:
+# each step checks first and does nothing when everything is present, and
+# `apt-get update` runs only when a Debian package must be installed.
+#
+#   scripts/setup.sh        (PYTHON=/path/to/python3 to pick the interpreter
+#                            that the Python test peers will run under)
+set -euo pipefail
+
+# The C core and the tools that build against it: libgrpc-dev is the system
+# gRPC core (1.51.x on Debian 12) that grpcore-sys links; protobuf for .proto
+# files; cmake for the `vendored` feature; libclang for bindgen; valgrind for
+# leak checks.
+APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
+              libclang-dev clang valgrind)
+# The Python peers in tests/peers/python (interop against grpcio). Versions
+# checked together on CPython 3.11 (manylinux wheels exist for all three).
+PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2)
+
+PYTHON="${PYTHON:-python3}"
+
+say() { printf 'setup: %s\n' "$*"; }
+
+# Runs a command with its output kept aside, shown only if the command fails.
+quietly() {
+    local log rc=0
+    log="$(mktemp)"
+    "$@" >"$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        cat "$log" >&2
+        say "failed (exit $rc): $*" >&2
+    fi
+    rm -f "$log"
+    return "$rc"
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        say "need root for: $* (and sudo is missing)" >&2
+        return 1
+    fi
+}
+
+apt_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# --- Debian packages --------------------------------------------------------
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    apt_installed "$pkg" || missing+=("$pkg")
+done
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    missing+=(python3)
+    PYTHON=python3
+fi
+if ! "$PYTHON" -m pip --version >/dev/null 2>&1 && ! apt_installed python3-pip; then
+    missing+=(python3-pip)
+fi
+if [ "${#missing[@]}" -eq 0 ]; then
+    say "apt: all ${#APT_PACKAGES[@]} packages present"
+else
+    say "apt: installing ${missing[*]}"
+    quietly as_root apt-get update -qq
+    quietly as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# --- Python packages --------------------------------------------------------
+# Prints the requirements that the interpreter does not satisfy exactly.
+pip_missing() {
+    "$PYTHON" - "$@" <<'EOF'
+import sys
+from importlib import metadata
+for req in sys.argv[1:]:
+    name, _, want = req.partition("==")
+    try:
+        have = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        have = None
+    if have != want:
+        print(req)
+EOF
+}
+
+mapfile -t pip_todo < <(pip_missing "${PIP_PACKAGES[@]}")
+if [ "${#pip_todo[@]}" -eq 0 ]; then
+    say "pip: ${PIP_PACKAGES[*]} present ($("$PYTHON" --version 2>&1))"
+else
+    say "pip: installing ${pip_todo[*]} for $("$PYTHON" --version 2>&1)"
+    pip_args=(install --quiet --disable-pip-version-check)
+    # Debian's own python3 refuses pip installs outside a venv (PEP 668); the
+    # pinned wheels do not clash with any Debian python3-* package we use.
+    if "$PYTHON" - <<'EOF'
+import os, sys, sysconfig
+managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)
+EOF
+    then
+        pip_args+=(--break-system-packages)
+    fi
+    quietly env PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip "${pip_args[@]}" "${PIP_PACKAGES[@]}"
+    mapfile -t pip_todo < <(pip_missing "${PIP_PACKAGES[@]}")
+    if [ "${#pip_todo[@]}" -ne 0 ]; then
+        say "pip: still missing after install: ${pip_todo[*]}" >&2
+        exit 1
+    fi
+fi
+
+# --- npm: nothing yet --------------------------------------------------------
+say "npm: nothing to install"
