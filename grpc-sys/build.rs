@@ -110,6 +110,7 @@ fn generate_bindings(include_dirs: &[PathBuf]) {
         .allowlist_var("GRPC_.*|GPR_.*")
         // Enums stay integers: a value these bindings did not know is then never UB.
         .default_enum_style(bindgen::EnumVariation::Consts)
+        .prepend_enum_name(false)
         .blocklist_function("gpr_log_severity_string|gpr_assertion_failed")
         .blocklist_item("grpc_event_engine.*")
         .size_t_is_usize(true)

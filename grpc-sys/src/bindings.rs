@@ -190,16 +190,16 @@ extern "C" {
         line: ::std::os::raw::c_int,
     ) -> !;
 }
-pub const grpc_compression_algorithm_GRPC_COMPRESS_NONE: grpc_compression_algorithm = 0;
-pub const grpc_compression_algorithm_GRPC_COMPRESS_DEFLATE: grpc_compression_algorithm = 1;
-pub const grpc_compression_algorithm_GRPC_COMPRESS_GZIP: grpc_compression_algorithm = 2;
-pub const grpc_compression_algorithm_GRPC_COMPRESS_ALGORITHMS_COUNT: grpc_compression_algorithm = 3;
+pub const GRPC_COMPRESS_NONE: grpc_compression_algorithm = 0;
+pub const GRPC_COMPRESS_DEFLATE: grpc_compression_algorithm = 1;
+pub const GRPC_COMPRESS_GZIP: grpc_compression_algorithm = 2;
+pub const GRPC_COMPRESS_ALGORITHMS_COUNT: grpc_compression_algorithm = 3;
 pub type grpc_compression_algorithm = ::std::os::raw::c_uint;
-pub const grpc_compression_level_GRPC_COMPRESS_LEVEL_NONE: grpc_compression_level = 0;
-pub const grpc_compression_level_GRPC_COMPRESS_LEVEL_LOW: grpc_compression_level = 1;
-pub const grpc_compression_level_GRPC_COMPRESS_LEVEL_MED: grpc_compression_level = 2;
-pub const grpc_compression_level_GRPC_COMPRESS_LEVEL_HIGH: grpc_compression_level = 3;
-pub const grpc_compression_level_GRPC_COMPRESS_LEVEL_COUNT: grpc_compression_level = 4;
+pub const GRPC_COMPRESS_LEVEL_NONE: grpc_compression_level = 0;
+pub const GRPC_COMPRESS_LEVEL_LOW: grpc_compression_level = 1;
+pub const GRPC_COMPRESS_LEVEL_MED: grpc_compression_level = 2;
+pub const GRPC_COMPRESS_LEVEL_HIGH: grpc_compression_level = 3;
+pub const GRPC_COMPRESS_LEVEL_COUNT: grpc_compression_level = 4;
 pub type grpc_compression_level = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -247,10 +247,10 @@ impl Default for grpc_compression_options {
         }
     }
 }
-pub const gpr_clock_type_GPR_CLOCK_MONOTONIC: gpr_clock_type = 0;
-pub const gpr_clock_type_GPR_CLOCK_REALTIME: gpr_clock_type = 1;
-pub const gpr_clock_type_GPR_CLOCK_PRECISE: gpr_clock_type = 2;
-pub const gpr_clock_type_GPR_TIMESPAN: gpr_clock_type = 3;
+pub const GPR_CLOCK_MONOTONIC: gpr_clock_type = 0;
+pub const GPR_CLOCK_REALTIME: gpr_clock_type = 1;
+pub const GPR_CLOCK_PRECISE: gpr_clock_type = 2;
+pub const GPR_TIMESPAN: gpr_clock_type = 3;
 pub type gpr_clock_type = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -343,26 +343,26 @@ impl Default for grpc_slice_buffer {
         }
     }
 }
-pub const grpc_status_code_GRPC_STATUS_OK: grpc_status_code = 0;
-pub const grpc_status_code_GRPC_STATUS_CANCELLED: grpc_status_code = 1;
-pub const grpc_status_code_GRPC_STATUS_UNKNOWN: grpc_status_code = 2;
-pub const grpc_status_code_GRPC_STATUS_INVALID_ARGUMENT: grpc_status_code = 3;
-pub const grpc_status_code_GRPC_STATUS_DEADLINE_EXCEEDED: grpc_status_code = 4;
-pub const grpc_status_code_GRPC_STATUS_NOT_FOUND: grpc_status_code = 5;
-pub const grpc_status_code_GRPC_STATUS_ALREADY_EXISTS: grpc_status_code = 6;
-pub const grpc_status_code_GRPC_STATUS_PERMISSION_DENIED: grpc_status_code = 7;
-pub const grpc_status_code_GRPC_STATUS_UNAUTHENTICATED: grpc_status_code = 16;
-pub const grpc_status_code_GRPC_STATUS_RESOURCE_EXHAUSTED: grpc_status_code = 8;
-pub const grpc_status_code_GRPC_STATUS_FAILED_PRECONDITION: grpc_status_code = 9;
-pub const grpc_status_code_GRPC_STATUS_ABORTED: grpc_status_code = 10;
-pub const grpc_status_code_GRPC_STATUS_OUT_OF_RANGE: grpc_status_code = 11;
-pub const grpc_status_code_GRPC_STATUS_UNIMPLEMENTED: grpc_status_code = 12;
-pub const grpc_status_code_GRPC_STATUS_INTERNAL: grpc_status_code = 13;
-pub const grpc_status_code_GRPC_STATUS_UNAVAILABLE: grpc_status_code = 14;
-pub const grpc_status_code_GRPC_STATUS_DATA_LOSS: grpc_status_code = 15;
-pub const grpc_status_code_GRPC_STATUS__DO_NOT_USE: grpc_status_code = -1;
+pub const GRPC_STATUS_OK: grpc_status_code = 0;
+pub const GRPC_STATUS_CANCELLED: grpc_status_code = 1;
+pub const GRPC_STATUS_UNKNOWN: grpc_status_code = 2;
+pub const GRPC_STATUS_INVALID_ARGUMENT: grpc_status_code = 3;
+pub const GRPC_STATUS_DEADLINE_EXCEEDED: grpc_status_code = 4;
+pub const GRPC_STATUS_NOT_FOUND: grpc_status_code = 5;
+pub const GRPC_STATUS_ALREADY_EXISTS: grpc_status_code = 6;
+pub const GRPC_STATUS_PERMISSION_DENIED: grpc_status_code = 7;
+pub const GRPC_STATUS_UNAUTHENTICATED: grpc_status_code = 16;
+pub const GRPC_STATUS_RESOURCE_EXHAUSTED: grpc_status_code = 8;
+pub const GRPC_STATUS_FAILED_PRECONDITION: grpc_status_code = 9;
+pub const GRPC_STATUS_ABORTED: grpc_status_code = 10;
+pub const GRPC_STATUS_OUT_OF_RANGE: grpc_status_code = 11;
+pub const GRPC_STATUS_UNIMPLEMENTED: grpc_status_code = 12;
+pub const GRPC_STATUS_INTERNAL: grpc_status_code = 13;
+pub const GRPC_STATUS_UNAVAILABLE: grpc_status_code = 14;
+pub const GRPC_STATUS_DATA_LOSS: grpc_status_code = 15;
+pub const GRPC_STATUS__DO_NOT_USE: grpc_status_code = -1;
 pub type grpc_status_code = ::std::os::raw::c_int;
-pub const grpc_byte_buffer_type_GRPC_BB_RAW: grpc_byte_buffer_type = 0;
+pub const GRPC_BB_RAW: grpc_byte_buffer_type = 0;
 pub type grpc_byte_buffer_type = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -454,9 +454,9 @@ pub struct grpc_socket_mutator {
 pub struct grpc_socket_factory {
     _unused: [u8; 0],
 }
-pub const grpc_arg_type_GRPC_ARG_STRING: grpc_arg_type = 0;
-pub const grpc_arg_type_GRPC_ARG_INTEGER: grpc_arg_type = 1;
-pub const grpc_arg_type_GRPC_ARG_POINTER: grpc_arg_type = 2;
+pub const GRPC_ARG_STRING: grpc_arg_type = 0;
+pub const GRPC_ARG_INTEGER: grpc_arg_type = 1;
+pub const GRPC_ARG_POINTER: grpc_arg_type = 2;
 pub type grpc_arg_type = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -534,22 +534,22 @@ impl Default for grpc_channel_args {
         }
     }
 }
-pub const grpc_call_error_GRPC_CALL_OK: grpc_call_error = 0;
-pub const grpc_call_error_GRPC_CALL_ERROR: grpc_call_error = 1;
-pub const grpc_call_error_GRPC_CALL_ERROR_NOT_ON_SERVER: grpc_call_error = 2;
-pub const grpc_call_error_GRPC_CALL_ERROR_NOT_ON_CLIENT: grpc_call_error = 3;
-pub const grpc_call_error_GRPC_CALL_ERROR_ALREADY_ACCEPTED: grpc_call_error = 4;
-pub const grpc_call_error_GRPC_CALL_ERROR_ALREADY_INVOKED: grpc_call_error = 5;
-pub const grpc_call_error_GRPC_CALL_ERROR_NOT_INVOKED: grpc_call_error = 6;
-pub const grpc_call_error_GRPC_CALL_ERROR_ALREADY_FINISHED: grpc_call_error = 7;
-pub const grpc_call_error_GRPC_CALL_ERROR_TOO_MANY_OPERATIONS: grpc_call_error = 8;
-pub const grpc_call_error_GRPC_CALL_ERROR_INVALID_FLAGS: grpc_call_error = 9;
-pub const grpc_call_error_GRPC_CALL_ERROR_INVALID_METADATA: grpc_call_error = 10;
-pub const grpc_call_error_GRPC_CALL_ERROR_INVALID_MESSAGE: grpc_call_error = 11;
-pub const grpc_call_error_GRPC_CALL_ERROR_NOT_SERVER_COMPLETION_QUEUE: grpc_call_error = 12;
-pub const grpc_call_error_GRPC_CALL_ERROR_BATCH_TOO_BIG: grpc_call_error = 13;
-pub const grpc_call_error_GRPC_CALL_ERROR_PAYLOAD_TYPE_MISMATCH: grpc_call_error = 14;
-pub const grpc_call_error_GRPC_CALL_ERROR_COMPLETION_QUEUE_SHUTDOWN: grpc_call_error = 15;
+pub const GRPC_CALL_OK: grpc_call_error = 0;
+pub const GRPC_CALL_ERROR: grpc_call_error = 1;
+pub const GRPC_CALL_ERROR_NOT_ON_SERVER: grpc_call_error = 2;
+pub const GRPC_CALL_ERROR_NOT_ON_CLIENT: grpc_call_error = 3;
+pub const GRPC_CALL_ERROR_ALREADY_ACCEPTED: grpc_call_error = 4;
+pub const GRPC_CALL_ERROR_ALREADY_INVOKED: grpc_call_error = 5;
+pub const GRPC_CALL_ERROR_NOT_INVOKED: grpc_call_error = 6;
+pub const GRPC_CALL_ERROR_ALREADY_FINISHED: grpc_call_error = 7;
+pub const GRPC_CALL_ERROR_TOO_MANY_OPERATIONS: grpc_call_error = 8;
+pub const GRPC_CALL_ERROR_INVALID_FLAGS: grpc_call_error = 9;
+pub const GRPC_CALL_ERROR_INVALID_METADATA: grpc_call_error = 10;
+pub const GRPC_CALL_ERROR_INVALID_MESSAGE: grpc_call_error = 11;
+pub const GRPC_CALL_ERROR_NOT_SERVER_COMPLETION_QUEUE: grpc_call_error = 12;
+pub const GRPC_CALL_ERROR_BATCH_TOO_BIG: grpc_call_error = 13;
+pub const GRPC_CALL_ERROR_PAYLOAD_TYPE_MISMATCH: grpc_call_error = 14;
+pub const GRPC_CALL_ERROR_COMPLETION_QUEUE_SHUTDOWN: grpc_call_error = 15;
 pub type grpc_call_error = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -581,9 +581,9 @@ impl Default for grpc_metadata {
         }
     }
 }
-pub const grpc_completion_type_GRPC_QUEUE_SHUTDOWN: grpc_completion_type = 0;
-pub const grpc_completion_type_GRPC_QUEUE_TIMEOUT: grpc_completion_type = 1;
-pub const grpc_completion_type_GRPC_OP_COMPLETE: grpc_completion_type = 2;
+pub const GRPC_QUEUE_SHUTDOWN: grpc_completion_type = 0;
+pub const GRPC_QUEUE_TIMEOUT: grpc_completion_type = 1;
+pub const GRPC_OP_COMPLETE: grpc_completion_type = 2;
 pub type grpc_completion_type = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -633,14 +633,14 @@ impl Default for grpc_call_details {
         }
     }
 }
-pub const grpc_op_type_GRPC_OP_SEND_INITIAL_METADATA: grpc_op_type = 0;
-pub const grpc_op_type_GRPC_OP_SEND_MESSAGE: grpc_op_type = 1;
-pub const grpc_op_type_GRPC_OP_SEND_CLOSE_FROM_CLIENT: grpc_op_type = 2;
-pub const grpc_op_type_GRPC_OP_SEND_STATUS_FROM_SERVER: grpc_op_type = 3;
-pub const grpc_op_type_GRPC_OP_RECV_INITIAL_METADATA: grpc_op_type = 4;
-pub const grpc_op_type_GRPC_OP_RECV_MESSAGE: grpc_op_type = 5;
-pub const grpc_op_type_GRPC_OP_RECV_STATUS_ON_CLIENT: grpc_op_type = 6;
-pub const grpc_op_type_GRPC_OP_RECV_CLOSE_ON_SERVER: grpc_op_type = 7;
+pub const GRPC_OP_SEND_INITIAL_METADATA: grpc_op_type = 0;
+pub const GRPC_OP_SEND_MESSAGE: grpc_op_type = 1;
+pub const GRPC_OP_SEND_CLOSE_FROM_CLIENT: grpc_op_type = 2;
+pub const GRPC_OP_SEND_STATUS_FROM_SERVER: grpc_op_type = 3;
+pub const GRPC_OP_RECV_INITIAL_METADATA: grpc_op_type = 4;
+pub const GRPC_OP_RECV_MESSAGE: grpc_op_type = 5;
+pub const GRPC_OP_RECV_STATUS_ON_CLIENT: grpc_op_type = 6;
+pub const GRPC_OP_RECV_CLOSE_ON_SERVER: grpc_op_type = 7;
 pub type grpc_op_type = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -824,13 +824,13 @@ impl Default for grpc_channel_info {
 pub struct grpc_resource_quota {
     _unused: [u8; 0],
 }
-pub const grpc_cq_polling_type_GRPC_CQ_DEFAULT_POLLING: grpc_cq_polling_type = 0;
-pub const grpc_cq_polling_type_GRPC_CQ_NON_LISTENING: grpc_cq_polling_type = 1;
-pub const grpc_cq_polling_type_GRPC_CQ_NON_POLLING: grpc_cq_polling_type = 2;
+pub const GRPC_CQ_DEFAULT_POLLING: grpc_cq_polling_type = 0;
+pub const GRPC_CQ_NON_LISTENING: grpc_cq_polling_type = 1;
+pub const GRPC_CQ_NON_POLLING: grpc_cq_polling_type = 2;
 pub type grpc_cq_polling_type = ::std::os::raw::c_uint;
-pub const grpc_cq_completion_type_GRPC_CQ_NEXT: grpc_cq_completion_type = 0;
-pub const grpc_cq_completion_type_GRPC_CQ_PLUCK: grpc_cq_completion_type = 1;
-pub const grpc_cq_completion_type_GRPC_CQ_CALLBACK: grpc_cq_completion_type = 2;
+pub const GRPC_CQ_NEXT: grpc_cq_completion_type = 0;
+pub const GRPC_CQ_PLUCK: grpc_cq_completion_type = 1;
+pub const GRPC_CQ_CALLBACK: grpc_cq_completion_type = 2;
 pub type grpc_cq_completion_type = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -1099,9 +1099,9 @@ extern "C" {
 extern "C" {
     pub fn grpc_slice_split_tail(s: *mut grpc_slice, split: usize) -> grpc_slice;
 }
-pub const grpc_slice_ref_whom_GRPC_SLICE_REF_TAIL: grpc_slice_ref_whom = 1;
-pub const grpc_slice_ref_whom_GRPC_SLICE_REF_HEAD: grpc_slice_ref_whom = 2;
-pub const grpc_slice_ref_whom_GRPC_SLICE_REF_BOTH: grpc_slice_ref_whom = 3;
+pub const GRPC_SLICE_REF_TAIL: grpc_slice_ref_whom = 1;
+pub const GRPC_SLICE_REF_HEAD: grpc_slice_ref_whom = 2;
+pub const GRPC_SLICE_REF_BOTH: grpc_slice_ref_whom = 3;
 pub type grpc_slice_ref_whom = ::std::os::raw::c_uint;
 extern "C" {
     pub fn grpc_slice_split_tail_maybe_ref(
@@ -1217,11 +1217,11 @@ extern "C" {
 extern "C" {
     pub fn grpc_slice_buffer_undo_take_first(sb: *mut grpc_slice_buffer, slice: grpc_slice);
 }
-pub const grpc_connectivity_state_GRPC_CHANNEL_IDLE: grpc_connectivity_state = 0;
-pub const grpc_connectivity_state_GRPC_CHANNEL_CONNECTING: grpc_connectivity_state = 1;
-pub const grpc_connectivity_state_GRPC_CHANNEL_READY: grpc_connectivity_state = 2;
-pub const grpc_connectivity_state_GRPC_CHANNEL_TRANSIENT_FAILURE: grpc_connectivity_state = 3;
-pub const grpc_connectivity_state_GRPC_CHANNEL_SHUTDOWN: grpc_connectivity_state = 4;
+pub const GRPC_CHANNEL_IDLE: grpc_connectivity_state = 0;
+pub const GRPC_CHANNEL_CONNECTING: grpc_connectivity_state = 1;
+pub const GRPC_CHANNEL_READY: grpc_connectivity_state = 2;
+pub const GRPC_CHANNEL_TRANSIENT_FAILURE: grpc_connectivity_state = 3;
+pub const GRPC_CHANNEL_SHUTDOWN: grpc_connectivity_state = 4;
 pub type grpc_connectivity_state = ::std::os::raw::c_uint;
 extern "C" {
     pub fn gpr_time_0(type_: gpr_clock_type) -> gpr_timespec;
@@ -1540,10 +1540,9 @@ extern "C" {
         tag_new: *mut ::std::os::raw::c_void,
     ) -> grpc_call_error;
 }
-pub const grpc_server_register_method_payload_handling_GRPC_SRM_PAYLOAD_NONE:
-    grpc_server_register_method_payload_handling = 0;
-pub const grpc_server_register_method_payload_handling_GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER:
-    grpc_server_register_method_payload_handling = 1;
+pub const GRPC_SRM_PAYLOAD_NONE: grpc_server_register_method_payload_handling = 0;
+pub const GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER: grpc_server_register_method_payload_handling =
+    1;
 pub type grpc_server_register_method_payload_handling = ::std::os::raw::c_uint;
 extern "C" {
     pub fn grpc_server_register_method(
@@ -1731,38 +1730,36 @@ extern "C" {
 extern "C" {
     pub fn grpc_authorization_policy_provider_arg_vtable() -> *const grpc_arg_pointer_vtable;
 }
-pub const grpc_ssl_roots_override_result_GRPC_SSL_ROOTS_OVERRIDE_OK:
-    grpc_ssl_roots_override_result = 0;
-pub const grpc_ssl_roots_override_result_GRPC_SSL_ROOTS_OVERRIDE_FAIL_PERMANENTLY:
-    grpc_ssl_roots_override_result = 1;
-pub const grpc_ssl_roots_override_result_GRPC_SSL_ROOTS_OVERRIDE_FAIL:
-    grpc_ssl_roots_override_result = 2;
+pub const GRPC_SSL_ROOTS_OVERRIDE_OK: grpc_ssl_roots_override_result = 0;
+pub const GRPC_SSL_ROOTS_OVERRIDE_FAIL_PERMANENTLY: grpc_ssl_roots_override_result = 1;
+pub const GRPC_SSL_ROOTS_OVERRIDE_FAIL: grpc_ssl_roots_override_result = 2;
 pub type grpc_ssl_roots_override_result = ::std::os::raw::c_uint;
-pub const grpc_ssl_certificate_config_reload_status_GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED:
-    grpc_ssl_certificate_config_reload_status = 0;
-pub const grpc_ssl_certificate_config_reload_status_GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW:
-    grpc_ssl_certificate_config_reload_status = 1;
-pub const grpc_ssl_certificate_config_reload_status_GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL:
-    grpc_ssl_certificate_config_reload_status = 2;
+pub const GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED: grpc_ssl_certificate_config_reload_status =
+    0;
+pub const GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW: grpc_ssl_certificate_config_reload_status = 1;
+pub const GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL: grpc_ssl_certificate_config_reload_status = 2;
 pub type grpc_ssl_certificate_config_reload_status = ::std::os::raw::c_uint;
-pub const grpc_ssl_client_certificate_request_type_GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE:
-    grpc_ssl_client_certificate_request_type = 0;
-pub const grpc_ssl_client_certificate_request_type_GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY : grpc_ssl_client_certificate_request_type = 1 ;
-pub const grpc_ssl_client_certificate_request_type_GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY : grpc_ssl_client_certificate_request_type = 2 ;
-pub const grpc_ssl_client_certificate_request_type_GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY : grpc_ssl_client_certificate_request_type = 3 ;
-pub const grpc_ssl_client_certificate_request_type_GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY : grpc_ssl_client_certificate_request_type = 4 ;
+pub const GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE: grpc_ssl_client_certificate_request_type = 0;
+pub const GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY:
+    grpc_ssl_client_certificate_request_type = 1;
+pub const GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY: grpc_ssl_client_certificate_request_type =
+    2;
+pub const GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY:
+    grpc_ssl_client_certificate_request_type = 3;
+pub const GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY:
+    grpc_ssl_client_certificate_request_type = 4;
 pub type grpc_ssl_client_certificate_request_type = ::std::os::raw::c_uint;
-pub const grpc_security_level_GRPC_SECURITY_MIN: grpc_security_level = 0;
-pub const grpc_security_level_GRPC_SECURITY_NONE: grpc_security_level = 0;
-pub const grpc_security_level_GRPC_INTEGRITY_ONLY: grpc_security_level = 1;
-pub const grpc_security_level_GRPC_PRIVACY_AND_INTEGRITY: grpc_security_level = 2;
-pub const grpc_security_level_GRPC_SECURITY_MAX: grpc_security_level = 2;
+pub const GRPC_SECURITY_MIN: grpc_security_level = 0;
+pub const GRPC_SECURITY_NONE: grpc_security_level = 0;
+pub const GRPC_INTEGRITY_ONLY: grpc_security_level = 1;
+pub const GRPC_PRIVACY_AND_INTEGRITY: grpc_security_level = 2;
+pub const GRPC_SECURITY_MAX: grpc_security_level = 2;
 pub type grpc_security_level = ::std::os::raw::c_uint;
-pub const grpc_local_connect_type_UDS: grpc_local_connect_type = 0;
-pub const grpc_local_connect_type_LOCAL_TCP: grpc_local_connect_type = 1;
+pub const UDS: grpc_local_connect_type = 0;
+pub const LOCAL_TCP: grpc_local_connect_type = 1;
 pub type grpc_local_connect_type = ::std::os::raw::c_uint;
-pub const grpc_tls_version_TLS1_2: grpc_tls_version = 0;
-pub const grpc_tls_version_TLS1_3: grpc_tls_version = 1;
+pub const TLS1_2: grpc_tls_version = 0;
+pub const TLS1_3: grpc_tls_version = 1;
 pub type grpc_tls_version = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -2673,9 +2670,9 @@ extern "C" {
 extern "C" {
     pub fn gpr_free_aligned(ptr: *mut ::std::os::raw::c_void);
 }
-pub const gpr_log_severity_GPR_LOG_SEVERITY_DEBUG: gpr_log_severity = 0;
-pub const gpr_log_severity_GPR_LOG_SEVERITY_INFO: gpr_log_severity = 1;
-pub const gpr_log_severity_GPR_LOG_SEVERITY_ERROR: gpr_log_severity = 2;
+pub const GPR_LOG_SEVERITY_DEBUG: gpr_log_severity = 0;
+pub const GPR_LOG_SEVERITY_INFO: gpr_log_severity = 1;
+pub const GPR_LOG_SEVERITY_ERROR: gpr_log_severity = 2;
 pub type gpr_log_severity = ::std::os::raw::c_uint;
 extern "C" {
     pub fn gpr_log(
