@@ -1,1 +1,67 @@
-//! grpcore
+//! grpcore: safe, async-native Rust bindings over the gRPC C core.
+//!
+//! The C core (the engine of gRPC C++, Python, Ruby, PHP and C#) does the HTTP/2 transport,
+//! name resolution, load balancing, retries and keepalive; grpcore adds Rust ownership,
+//! futures that work under any executor, and typed methods.
+//!
+//! ```no_run
+//! use grpcore::{BytesCodec, CallOptions, ChannelBuilder, Environment, Method};
+//! const ECHO: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::unary("/demo.Echo/Echo");
+//!
+//! let env = Environment::new(1);
+//! let channel = ChannelBuilder::new(&env).connect("127.0.0.1:50051").unwrap();
+//! let reply = channel.unary(&ECHO, &b"hi".to_vec(), CallOptions::new()).wait().unwrap();
+//! assert_eq!(reply.message(), b"hi");
+//! ```
+//!
+//! # Threads
+//! An [`Environment`] owns completion-queue threads. Calls complete on them; server
+//! handlers and [`Environment::spawn`]ed futures are polled on them. Client futures are
+//! plain `std::future::Future`s: await them on tokio, async-std, `block_on`, or a
+//! completion-queue task.
+#![deny(missing_docs)]
+#![warn(unsafe_op_in_unsafe_fn)]
+
+mod args;
+mod blocking;
+mod buffer;
+mod call;
+mod channel;
+mod codec;
+mod cq;
+mod env;
+mod error;
+mod log_bridge;
+mod metadata;
+mod method;
+mod server;
+mod status;
+mod task;
+mod time;
+
+pub use grpcore_sys as ffi;
+
+pub use buffer::MessageReader;
+pub use call::client::{CallOptions, Response, UnaryCall};
+pub use channel::{Channel, ChannelBuilder};
+pub use codec::{BytesCodec, Codec};
+#[cfg(feature = "prost")]
+pub use codec::ProstCodec;
+#[cfg(feature = "protobuf")]
+pub use codec::ProtobufCodec;
+pub use env::{EnvBuilder, Environment, JoinHandle};
+pub use error::{Error, Result};
+pub use metadata::Metadata;
+pub use method::{Method, MethodKind};
+pub use server::context::{Cancelled, ServerContext};
+pub use server::service::{Service, ServiceBuilder};
+pub use server::{Server, ServerBuilder, ShutdownFuture};
+pub use status::{Code, Status};
+
+/// The version of the gRPC C core linked at run time (e.g. `29.0.0` for release 1.51.1).
+pub fn core_version() -> String {
+    // SAFETY: returns a pointer to a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(ffi::grpc_version_string()) }
+        .to_string_lossy()
+        .into_owned()
+}

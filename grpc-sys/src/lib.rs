@@ -20,3 +20,10 @@ pub const GRPC_RELEASE: &str = env!("GRPCORE_SYS_GRPC_RELEASE");
 
 /// The core version the linked library must report from `grpc_version_string()` (e.g. `29.0.0`).
 pub const CORE_VERSION: &str = env!("GRPCORE_SYS_CORE_VERSION");
+
+/// `GRPC_PROPAGATE_DEFAULTS` from `propagation_bits.h` (a cast macro bindgen cannot translate).
+pub const GRPC_PROPAGATE_DEFAULTS: u32 = 0xffff;
+/// `GRPC_PROPAGATE_DEADLINE` from `propagation_bits.h`.
+pub const GRPC_PROPAGATE_DEADLINE: u32 = 1;
+/// `GRPC_PROPAGATE_CANCELLATION` from `propagation_bits.h`.
+pub const GRPC_PROPAGATE_CANCELLATION: u32 = 8;

@@ -1,0 +1,85 @@
+//! Channel arguments (`grpc_channel_args`), shared by the channel and server builders.
+
+use std::ffi::CString;
+use std::os::raw::c_int;
+
+use grpcore_sys as ffi;
+
+use crate::error::Error;
+
+#[derive(Clone, Debug)]
+enum Value {
+    Int(c_int),
+    Str(CString),
+}
+
+/// An ordered set of core channel arguments; a later value for a key replaces an earlier one.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChannelArgs {
+    args: Vec<(CString, Value)>,
+}
+
+fn c_string(what: &str, s: &str) -> Result<CString, Error> {
+    CString::new(s).map_err(|_| Error::Config(format!("{what} {s:?} contains a NUL byte")))
+}
+
+impl ChannelArgs {
+    fn set(&mut self, key: CString, value: Value) {
+        self.args.retain(|(k, _)| *k != key);
+        self.args.push((key, value));
+    }
+
+    pub(crate) fn set_int(&mut self, key: &str, value: i32) -> Result<(), Error> {
+        let key = c_string("channel argument key", key)?;
+        self.set(key, Value::Int(value));
+        Ok(())
+    }
+
+    pub(crate) fn set_str(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        let key = c_string("channel argument key", key)?;
+        let value = c_string(&format!("value of channel argument {key:?}"), value)?;
+        self.set(key, Value::Str(value));
+        Ok(())
+    }
+
+    /// Calls `f` with a `grpc_channel_args` view that is valid for the duration of the call
+    /// (the core copies arguments when it creates a channel or server).
+    pub(crate) fn with_raw<R>(&self, f: impl FnOnce(*const ffi::grpc_channel_args) -> R) -> R {
+        let mut raw: Vec<ffi::grpc_arg> = self
+            .args
+            .iter()
+            .map(|(k, v)| {
+                let mut arg = ffi::grpc_arg {
+                    key: k.as_ptr() as *mut _,
+                    ..Default::default()
+                };
+                match v {
+                    Value::Int(i) => {
+                        arg.type_ = ffi::GRPC_ARG_INTEGER;
+                        arg.value.integer = *i;
+                    }
+                    Value::Str(s) => {
+                        arg.type_ = ffi::GRPC_ARG_STRING;
+                        arg.value.string = s.as_ptr() as *mut _;
+                    }
+                }
+                arg
+            })
+            .collect();
+        let args = ffi::grpc_channel_args {
+            num_args: raw.len(),
+            args: raw.as_mut_ptr(),
+        };
+        f(&args)
+    }
+}
+
+/// Converts a byte limit to the core's `int` argument (`-1` = unlimited).
+pub(crate) fn size_limit(setting: &str, limit: Option<usize>) -> Result<i32, Error> {
+    match limit {
+        None => Ok(-1),
+        Some(n) => i32::try_from(n).map_err(|_| {
+            Error::Config(format!("{setting} = {n} bytes is larger than the core's maximum of {} bytes", i32::MAX))
+        }),
+    }
+}

@@ -1,0 +1,216 @@
+//! Calls: the owner of a core `grpc_call`, batches of operations, and the C-side buffers
+//! those operations read and write.
+//!
+//! A batch's C-visible state lives in a [`Batch`] behind an `Arc` shared by the tag (see
+//! the tag protocol in `cq`) and by the Rust side waiting for it, so a dropped future never
+//! frees memory the core still writes to.
+
+pub(crate) mod client;
+pub(crate) mod raw;
+
+use std::cell::UnsafeCell;
+use std::ffi::CStr;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Context;
+
+use futures_util::task::AtomicWaker;
+use grpcore_sys as ffi;
+
+use crate::cq::{CompletionQueue, Tag};
+use crate::error::Error;
+use crate::status::Code;
+
+/// Owns one reference to a core call, bound to one completion queue.
+pub(crate) struct Call {
+    raw: *mut ffi::grpc_call,
+    cq: Arc<CompletionQueue>,
+}
+
+// SAFETY: the core's call functions are thread-safe (batches of different kinds may be
+// started from different threads); the pointer is released exactly once, in Drop.
+unsafe impl Send for Call {}
+// SAFETY: as above.
+unsafe impl Sync for Call {}
+
+impl Call {
+    /// Takes ownership of one reference to `raw`.
+    ///
+    /// # Safety
+    /// `raw` must be a live call bound to `cq`, whose reference nobody else releases.
+    pub(crate) unsafe fn from_raw(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>) -> Call {
+        Call { raw, cq }
+    }
+
+    /// Starts `ops` as one batch that completes with `tag`.
+    ///
+    /// # Safety
+    /// Every pointer inside `ops` must stay valid until the tag's event arrives; the tag
+    /// must own (through an `Arc`) whatever they point into.
+    pub(crate) unsafe fn start_batch(&self, ops: &[ffi::grpc_op], tag: Tag) -> Result<(), Error> {
+        let Some(_borrow) = self.cq.borrow() else {
+            return Err(Error::Shutdown("the environment is shutting down".into()));
+        };
+        let raw_tag = tag.into_raw();
+        // SAFETY: the call is live, its queue is borrowed (not shutting down), and the
+        // caller guarantees the ops' pointers outlive the batch.
+        let rc = unsafe { ffi::grpc_call_start_batch(self.raw, ops.as_ptr(), ops.len(), raw_tag, ptr::null_mut()) };
+        if rc != ffi::GRPC_CALL_OK {
+            // SAFETY: the core refused the batch; no event will carry the tag, re-take it now.
+            drop(unsafe { Tag::from_raw(raw_tag) });
+            return Err(Error::Internal(format!(
+                "the core refused a batch of {} operations: {}",
+                ops.len(),
+                call_error_name(rc)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Cancels the call (a no-op if it already finished).
+    pub(crate) fn cancel(&self) {
+        // SAFETY: the call is live; cancellation is thread-safe and idempotent.
+        unsafe { ffi::grpc_call_cancel(self.raw, ptr::null_mut()) };
+    }
+
+    /// Cancels the call with a status the peer (and our side) will see.
+    pub(crate) fn cancel_with_status(&self, code: Code, message: &str) {
+        let msg = std::ffi::CString::new(message.replace('\0', " ")).unwrap_or_default();
+        // SAFETY: the call is live; the core copies the description.
+        unsafe {
+            ffi::grpc_call_cancel_with_status(self.raw, code.as_i32() as ffi::grpc_status_code, msg.as_ptr(), ptr::null_mut())
+        };
+    }
+
+    /// The peer's address as the core names it (e.g. `ipv4:127.0.0.1:5000`).
+    pub(crate) fn peer(&self) -> String {
+        // SAFETY: the call is live; the returned string is ours to free with gpr_free.
+        unsafe {
+            let p = ffi::grpc_call_get_peer(self.raw);
+            if p.is_null() {
+                return String::new();
+            }
+            let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+            ffi::gpr_free(p as *mut _);
+            s
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference (see `from_raw`). Unreferencing a call that has not
+        // finished cancels it; batches in flight keep their own references in the core.
+        unsafe { ffi::grpc_call_unref(self.raw) };
+    }
+}
+
+fn call_error_name(rc: ffi::grpc_call_error) -> &'static str {
+    match rc {
+        ffi::GRPC_CALL_ERROR => "GRPC_CALL_ERROR",
+        ffi::GRPC_CALL_ERROR_NOT_ON_SERVER => "NOT_ON_SERVER",
+        ffi::GRPC_CALL_ERROR_NOT_ON_CLIENT => "NOT_ON_CLIENT",
+        ffi::GRPC_CALL_ERROR_ALREADY_INVOKED => "ALREADY_INVOKED",
+        ffi::GRPC_CALL_ERROR_NOT_INVOKED => "NOT_INVOKED",
+        ffi::GRPC_CALL_ERROR_ALREADY_FINISHED => "ALREADY_FINISHED",
+        ffi::GRPC_CALL_ERROR_TOO_MANY_OPERATIONS => "TOO_MANY_OPERATIONS",
+        ffi::GRPC_CALL_ERROR_INVALID_FLAGS => "INVALID_FLAGS",
+        ffi::GRPC_CALL_ERROR_INVALID_METADATA => "INVALID_METADATA",
+        ffi::GRPC_CALL_ERROR_INVALID_MESSAGE => "INVALID_MESSAGE",
+        ffi::GRPC_CALL_ERROR_NOT_SERVER_COMPLETION_QUEUE => "NOT_SERVER_COMPLETION_QUEUE",
+        ffi::GRPC_CALL_ERROR_BATCH_TOO_BIG => "BATCH_TOO_BIG",
+        ffi::GRPC_CALL_ERROR_PAYLOAD_TYPE_MISMATCH => "PAYLOAD_TYPE_MISMATCH",
+        ffi::GRPC_CALL_ERROR_COMPLETION_QUEUE_SHUTDOWN => "COMPLETION_QUEUE_SHUTDOWN",
+        _ => "unknown call error",
+    }
+}
+
+/// What the CQ thread does when a batch's event arrives.
+pub(crate) trait BatchCompletion: Send + Sync {
+    /// Records the outcome and wakes whoever waits.
+    fn complete(&self, success: bool);
+}
+
+/// The shared state of one batch: its C-visible buffers plus a completion flag and waker.
+pub(crate) struct Batch<S> {
+    done: AtomicBool,
+    success: AtomicBool,
+    waker: AtomicWaker,
+    state: UnsafeCell<S>,
+}
+
+// SAFETY: `state` is accessed by the core while the batch runs and by the Rust owner only
+// after `done` is observed (Acquire, paired with the Release in `complete`), never both.
+unsafe impl<S: Send> Send for Batch<S> {}
+// SAFETY: as above.
+unsafe impl<S: Send> Sync for Batch<S> {}
+
+/// A batch state's hook, run on the CQ thread when the batch completes, before anyone
+/// else may read the state.
+pub(crate) trait OnComplete {
+    /// Called once with the batch's outcome.
+    fn on_complete(&mut self, _success: bool) {}
+}
+
+impl OnComplete for () {}
+
+impl<S: OnComplete + Send + 'static> Batch<S> {
+    pub(crate) fn new(state: S) -> Arc<Batch<S>> {
+        Arc::new(Batch {
+            done: AtomicBool::new(false),
+            success: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            state: UnsafeCell::new(state),
+        })
+    }
+
+    /// Pointer to the state, for filling in ops before the batch starts.
+    pub(crate) fn state_ptr(&self) -> *mut S {
+        self.state.get()
+    }
+
+    /// The tag that completes this batch.
+    pub(crate) fn tag(self: &Arc<Self>) -> Tag {
+        Tag::Batch(self.clone())
+    }
+
+    /// `Some(success)` once the batch has completed; otherwise registers the waker.
+    pub(crate) fn poll_done(&self, cx: &mut Context<'_>) -> Option<bool> {
+        if self.done.load(Ordering::Acquire) {
+            return Some(self.success.load(Ordering::Relaxed));
+        }
+        self.waker.register(cx.waker());
+        self.done
+            .load(Ordering::Acquire)
+            .then(|| self.success.load(Ordering::Relaxed))
+    }
+
+    /// True once the batch has completed.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// The state, after completion.
+    ///
+    /// # Safety
+    /// The batch must be done (`poll_done` returned `Some`) and the caller must be the only
+    /// one reading the state (the one Rust owner of the batch).
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn state_mut(&self) -> &mut S {
+        debug_assert!(self.is_done());
+        // SAFETY: guaranteed by the caller.
+        unsafe { &mut *self.state.get() }
+    }
+}
+
+impl<S: OnComplete + Send + 'static> BatchCompletion for Batch<S> {
+    fn complete(&self, success: bool) {
+        // SAFETY: the core is done with the state and no Rust reader may touch it before
+        // `done` is set below, so this is the only access.
+        unsafe { (*self.state.get()).on_complete(success) };
+        self.success.store(success, Ordering::Relaxed);
+        self.done.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}

@@ -1,0 +1,247 @@
+//! [`Environment`]: the completion-queue threads everything else runs on.
+//!
+//! Owns the `grpc_init`/`grpc_shutdown` pairing and N threads, each looping on one
+//! completion queue. Channels, servers and calls hold the environment (or one of its
+//! queues), so it shuts down only when the last of them is gone; dropping it never waits
+//! for anything but events already on their way.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle as ThreadHandle;
+
+use futures_channel::oneshot;
+use grpcore_sys as ffi;
+
+use crate::cq::{CompletionQueue, Tag};
+use crate::error::Error;
+use crate::task::{self, panic_message, Task};
+
+/// Configures an [`Environment`].
+///
+/// ```
+/// let env = grpcore::EnvBuilder::new().cq_count(2).name_prefix("rpc").build();
+/// assert_eq!(env.cq_count(), 2);
+/// ```
+#[derive(Clone, Debug)]
+pub struct EnvBuilder {
+    cq_count: usize,
+    name_prefix: String,
+}
+
+impl Default for EnvBuilder {
+    fn default() -> Self {
+        EnvBuilder::new()
+    }
+}
+
+impl EnvBuilder {
+    /// One completion-queue thread per available core, named `grpcore-cq-N`.
+    pub fn new() -> EnvBuilder {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        EnvBuilder {
+            cq_count: cores,
+            name_prefix: "grpcore-cq".to_string(),
+        }
+    }
+
+    /// Number of completion queues, each with its own thread (at least 1).
+    pub fn cq_count(mut self, n: usize) -> EnvBuilder {
+        self.cq_count = n.max(1);
+        self
+    }
+
+    /// Prefix of the threads' names; the queue index is appended (`prefix-0`, …).
+    pub fn name_prefix(mut self, prefix: impl Into<String>) -> EnvBuilder {
+        self.name_prefix = prefix.into();
+        self
+    }
+
+    /// Starts the threads.
+    pub fn build(self) -> Environment {
+        init_core();
+        let cqs: Vec<Arc<CompletionQueue>> =
+            (0..self.cq_count).map(|i| Arc::new(CompletionQueue::new(i))).collect();
+        let threads = cqs
+            .iter()
+            .map(|cq| {
+                let cq = cq.clone();
+                std::thread::Builder::new()
+                    .name(format!("{}-{}", self.name_prefix, cq.index))
+                    .spawn(move || poll_queue(cq))
+                    .expect("failed to spawn a completion-queue thread")
+            })
+            .collect();
+        Environment {
+            inner: Arc::new(EnvInner {
+                cqs,
+                threads: Mutex::new(threads),
+                next_cq: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+/// `grpc_init` once per environment, with the core's log routed to the `log` crate first.
+fn init_core() {
+    static LOG: Once = Once::new();
+    LOG.call_once(crate::log_bridge::install);
+    // SAFETY: grpc_init may be called any number of times; each is paired with the
+    // grpc_shutdown in `EnvInner::drop`.
+    unsafe { ffi::grpc_init() };
+}
+
+/// The loop of one completion-queue thread.
+fn poll_queue(cq: Arc<CompletionQueue>) {
+    task::enter_cq_thread(&cq);
+    loop {
+        let event = cq.next();
+        match event.type_ {
+            ffi::GRPC_QUEUE_SHUTDOWN => break,
+            ffi::GRPC_OP_COMPLETE => {
+                // SAFETY: every tag we give the core comes from `Tag::into_raw`, and the core
+                // delivers each accepted operation's tag exactly once (cq module docs).
+                let tag = unsafe { Tag::from_raw(event.tag) };
+                let success = event.success != 0;
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tag.complete(success))) {
+                    log::error!("completion handler panicked: {}", panic_message(&*panic));
+                }
+            }
+            _ => {} // GRPC_QUEUE_TIMEOUT cannot happen with an infinite deadline.
+        }
+        task::drain_run_queue(&cq);
+    }
+    task::leave_cq_thread();
+    // SAFETY: this is the queue's thread and it has just seen the shutdown event.
+    unsafe { cq.destroy() };
+}
+
+struct EnvInner {
+    cqs: Vec<Arc<CompletionQueue>>,
+    threads: Mutex<Vec<ThreadHandle<()>>>,
+    next_cq: AtomicUsize,
+}
+
+impl Drop for EnvInner {
+    fn drop(&mut self) {
+        for cq in &self.cqs {
+            cq.begin_shutdown();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let finish = move || {
+            for t in threads {
+                let _ = t.join();
+            }
+            // SAFETY: pairs with the grpc_init in `init_core`; our threads are gone.
+            unsafe { ffi::grpc_shutdown() };
+        };
+        if task::on_any_cq_thread() {
+            // The last reference went away on one of our own threads (inside a completion):
+            // it cannot join itself, so a short-lived thread finishes the job.
+            let _ = std::thread::Builder::new().name("grpcore-env-drop".into()).spawn(finish);
+        } else {
+            finish();
+        }
+    }
+}
+
+/// The completion-queue threads that run calls, servers and spawned futures.
+///
+/// Cheap to clone (an `Arc`). Channels and servers keep their environment alive; the threads
+/// stop when the last clone, channel, server and call is gone.
+///
+/// ```
+/// let env = grpcore::Environment::new(1);
+/// let answer = futures_executor::block_on(env.spawn(async { 6 * 7 })).unwrap();
+/// assert_eq!(answer, 42);
+/// ```
+#[derive(Clone)]
+pub struct Environment {
+    inner: Arc<EnvInner>,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Environment").field("cq_count", &self.cq_count()).finish()
+    }
+}
+
+impl Environment {
+    /// An environment with `cq_count` completion-queue threads.
+    pub fn new(cq_count: usize) -> Environment {
+        EnvBuilder::new().cq_count(cq_count).build()
+    }
+
+    /// Number of completion queues (and threads).
+    pub fn cq_count(&self) -> usize {
+        self.inner.cqs.len()
+    }
+
+    /// The queue for a new call or task: the caller's own queue when called on one of our
+    /// threads (no cross-thread hop), otherwise round-robin.
+    pub(crate) fn pick_cq(&self) -> &Arc<CompletionQueue> {
+        if let Some(i) = task::current_cq_index() {
+            if let Some(cq) = self.inner.cqs.get(i) {
+                if task::on_cq_thread(cq) {
+                    return cq;
+                }
+            }
+        }
+        let i = self.inner.next_cq.fetch_add(1, Ordering::Relaxed) % self.inner.cqs.len();
+        &self.inner.cqs[i]
+    }
+
+    /// All queues, for registering with a server.
+    pub(crate) fn cqs(&self) -> &[Arc<CompletionQueue>] {
+        &self.inner.cqs
+    }
+
+    /// Runs `future` on a completion-queue thread and returns a handle to its output.
+    ///
+    /// The future is polled only on that thread; waking it from anywhere reschedules it
+    /// there. Dropping the handle does not cancel the task. If the future panics, the
+    /// handle yields [`Error::Internal`]; if the environment shuts down first,
+    /// [`Error::Shutdown`].
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let wrapped = async move {
+            let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(future))
+                .await
+                .map_err(|p| Error::Internal(format!("spawned task panicked: {}", panic_message(&*p))));
+            let _ = tx.send(result);
+        };
+        Task::spawn(self.pick_cq().clone(), Box::pin(wrapped));
+        JoinHandle { rx }
+    }
+
+    /// Spawns a future whose output nobody waits for (used for handlers).
+    pub(crate) fn spawn_on(cq: &Arc<CompletionQueue>, future: impl Future<Output = ()> + Send + 'static) {
+        Task::spawn(cq.clone(), Box::pin(future));
+    }
+}
+
+/// The output of a future given to [`Environment::spawn`].
+#[derive(Debug)]
+pub struct JoinHandle<T> {
+    rx: oneshot::Receiver<Result<T, Error>>,
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Ready(Ok(r)) => Poll::Ready(r),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Shutdown(
+                "the environment shut down before the spawned task finished".into(),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+use crate::status::{Code, Status};
+
+/// Everything that can go wrong in grpcore.
+///
+/// Every variant maps to a [`Status`] with [`Error::status`], so a handler can turn any
+/// error into an answer with `?`-style conversion.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The call ended with a non-OK status (from the peer, or from the core: deadline,
+    /// connection failure, message too large, cancellation).
+    Rpc(Status),
+    /// A message could not be encoded or decoded.
+    Codec(String),
+    /// A builder or argument was rejected: bad target, bad setting, failed bind.
+    Config(String),
+    /// A metadata key or value is not valid for gRPC.
+    InvalidMetadata(String),
+    /// The environment or server this object belongs to has shut down.
+    Shutdown(String),
+    /// The core refused an operation, or a task panicked.
+    Internal(String),
+}
+
+impl Error {
+    /// The status a peer would see for this error.
+    pub fn status(&self) -> Status {
+        match self {
+            Error::Rpc(s) => s.clone(),
+            Error::Codec(m) => Status::new(Code::Internal, m.clone()),
+            Error::Config(m) => Status::new(Code::InvalidArgument, m.clone()),
+            Error::InvalidMetadata(m) => Status::new(Code::Internal, m.clone()),
+            Error::Shutdown(m) => Status::new(Code::Unavailable, m.clone()),
+            Error::Internal(m) => Status::new(Code::Internal, m.clone()),
+        }
+    }
+
+    /// The status code of [`Error::status`].
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Rpc(s) => s.code(),
+            other => other.status().code(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Rpc(s) => write!(f, "rpc failed with {s}"),
+            Error::Codec(m) => write!(f, "codec error: {m}"),
+            Error::Config(m) => write!(f, "invalid configuration: {m}"),
+            Error::InvalidMetadata(m) => write!(f, "invalid metadata: {m}"),
+            Error::Shutdown(m) => write!(f, "shut down: {m}"),
+            Error::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Rpc(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl From<Status> for Error {
+    fn from(s: Status) -> Error {
+        Error::Rpc(s)
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        e.status()
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,47 @@
+//! Routes the core's log lines (`gpr_log`) to the [`log`] crate, target `grpc_core`.
+
+use std::ffi::CStr;
+
+use grpcore_sys as ffi;
+
+extern "C" fn forward(args: *mut ffi::gpr_log_func_args) {
+    // No panic may cross into C: everything below is infallible or caught.
+    let _ = std::panic::catch_unwind(|| {
+        if args.is_null() {
+            return;
+        }
+        // SAFETY: the core passes a valid argument block for the duration of this call; its
+        // strings are NUL-terminated (file and message) or null.
+        let args = unsafe { &*args };
+        let text = |p: *const std::os::raw::c_char| {
+            if p.is_null() {
+                std::borrow::Cow::Borrowed("")
+            } else {
+                // SAFETY: non-null strings from the core are NUL-terminated and live for this call.
+                unsafe { CStr::from_ptr(p) }.to_string_lossy()
+            }
+        };
+        let level = match args.severity {
+            ffi::GPR_LOG_SEVERITY_ERROR => log::Level::Error,
+            ffi::GPR_LOG_SEVERITY_INFO => log::Level::Info,
+            _ => log::Level::Debug,
+        };
+        log::log!(target: "grpc_core", level, "{}:{}: {}", text(args.file), args.line, text(args.message));
+    });
+}
+
+/// Installs the forwarder and lets through what the `log` crate's max level allows.
+pub(crate) fn install() {
+    let verbosity = match log::max_level() {
+        log::LevelFilter::Debug | log::LevelFilter::Trace => ffi::GPR_LOG_SEVERITY_DEBUG,
+        log::LevelFilter::Info => ffi::GPR_LOG_SEVERITY_INFO,
+        _ => ffi::GPR_LOG_SEVERITY_ERROR,
+    };
+    // SAFETY: `forward` matches `gpr_log_func` and never unwinds.
+    unsafe {
+        ffi::gpr_set_log_function(Some(forward));
+        if std::env::var_os("GRPC_VERBOSITY").is_none() {
+            ffi::gpr_set_log_verbosity(verbosity);
+        }
+    }
+}

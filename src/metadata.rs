@@ -1,0 +1,215 @@
+//! Request and response metadata: validated keys, ASCII and binary (`-bin`) values.
+//!
+//! Owns validation and the Rust-side representation; the conversion to and from the core's
+//! `grpc_metadata` arrays lives in `call::raw_metadata`.
+
+use std::fmt;
+
+use crate::error::Error;
+
+/// An ordered multimap of metadata entries (HTTP/2 headers or trailers).
+///
+/// Keys are lower-case ASCII (`0-9 a-z - _ .`); upper-case input is folded to lower case.
+/// Keys ending in `-bin` carry arbitrary bytes (the core base64-encodes them on the wire);
+/// other values must be printable ASCII. Keys starting with `grpc-` are reserved for the
+/// protocol and rejected. Invalid input is an [`Error::InvalidMetadata`], never a panic.
+///
+/// ```
+/// let mut md = grpcore::Metadata::new();
+/// md.append("x-user", "alice").unwrap();
+/// md.append_bin("x-trace-bin", vec![0u8, 1, 2]).unwrap();
+/// assert_eq!(md.get("x-user"), Some("alice"));
+/// assert!(md.append("bad key", "v").is_err());
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    entries: Vec<(String, Vec<u8>)>,
+}
+
+fn is_binary_key(key: &str) -> bool {
+    key.ends_with("-bin")
+}
+
+fn check_key(key: &str) -> Result<String, Error> {
+    if key.is_empty() {
+        return Err(Error::InvalidMetadata("empty metadata key".into()));
+    }
+    let lower = key.to_ascii_lowercase();
+    if let Some(bad) = lower
+        .chars()
+        .find(|c| !(c.is_ascii_digit() || c.is_ascii_lowercase() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(Error::InvalidMetadata(format!(
+            "metadata key {key:?} contains {bad:?}; keys may only contain 0-9 a-z - _ ."
+        )));
+    }
+    if lower.starts_with("grpc-") {
+        return Err(Error::InvalidMetadata(format!(
+            "metadata key {key:?} is reserved: keys starting with \"grpc-\" belong to the protocol"
+        )));
+    }
+    Ok(lower)
+}
+
+fn check_ascii_value(key: &str, value: &[u8]) -> Result<(), Error> {
+    if let Some(pos) = value.iter().position(|b| !(0x20..=0x7e).contains(b)) {
+        return Err(Error::InvalidMetadata(format!(
+            "value of metadata key {key:?} has byte {:#04x} at offset {pos}; ASCII values must be \
+             printable (0x20-0x7e): use a key ending in \"-bin\" for binary data",
+            value[pos]
+        )));
+    }
+    Ok(())
+}
+
+impl Metadata {
+    /// An empty map.
+    pub fn new() -> Metadata {
+        Metadata::default()
+    }
+
+    /// Appends an entry. For a `-bin` key the string's bytes are the value.
+    pub fn append(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        let key = check_key(key)?;
+        if !is_binary_key(&key) {
+            check_ascii_value(&key, value.as_bytes())?;
+        }
+        self.entries.push((key, value.as_bytes().to_vec()));
+        Ok(())
+    }
+
+    /// Appends a binary entry; the key must end in `-bin`.
+    pub fn append_bin(&mut self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), Error> {
+        let key = check_key(key)?;
+        if !is_binary_key(&key) {
+            return Err(Error::InvalidMetadata(format!(
+                "binary metadata needs a key ending in \"-bin\", got {key:?}"
+            )));
+        }
+        self.entries.push((key, value.into()));
+        Ok(())
+    }
+
+    /// Replaces every entry of `key` with one ASCII value.
+    pub fn insert(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        let lower = check_key(key)?;
+        if !is_binary_key(&lower) {
+            check_ascii_value(&lower, value.as_bytes())?;
+        }
+        self.entries.retain(|(k, _)| *k != lower);
+        self.entries.push((lower, value.as_bytes().to_vec()));
+        Ok(())
+    }
+
+    /// Removes every entry of `key`; returns how many were removed.
+    pub fn remove(&mut self, key: &str) -> usize {
+        let lower = key.to_ascii_lowercase();
+        let before = self.entries.len();
+        self.entries.retain(|(k, _)| *k != lower);
+        before - self.entries.len()
+    }
+
+    /// The first value of `key` as text (`None` when absent or not UTF-8).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.get_bin(key).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The first value of `key` as bytes.
+    pub fn get_bin(&self, key: &str) -> Option<&[u8]> {
+        let lower = key.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == lower)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn get_all<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let lower = key.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .filter(move |(k, _)| *k == lower)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// All entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds an entry received from the core, which has validated it already. Reserved keys
+    /// are kept: a peer's trailers may carry them.
+    pub(crate) fn push_raw(&mut self, key: &[u8], value: &[u8]) {
+        self.entries
+            .push((String::from_utf8_lossy(key).into_owned(), value.to_vec()));
+    }
+
+    /// Removes and returns the first value of a (possibly reserved) key.
+    pub(crate) fn take_raw(&mut self, key: &str) -> Option<Vec<u8>> {
+        let pos = self.entries.iter().position(|(k, _)| k == key)?;
+        Some(self.entries.remove(pos).1)
+    }
+}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (k, v) in &self.entries {
+            if is_binary_key(k) {
+                m.entry(k, v);
+            } else {
+                m.entry(k, &String::from_utf8_lossy(v));
+            }
+        }
+        m.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_validated_and_folded() {
+        let mut md = Metadata::new();
+        md.append("X-User", "a").unwrap();
+        assert_eq!(md.get("x-user"), Some("a"));
+        for bad in ["", "sp ace", "colon:", "ünï", "grpc-timeout", ":path"] {
+            let err = md.append(bad, "v").unwrap_err();
+            assert!(matches!(err, Error::InvalidMetadata(_)), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn values_are_validated() {
+        let mut md = Metadata::new();
+        let err = md.append("x-a", "line\nbreak").unwrap_err();
+        assert!(err.to_string().contains("-bin"), "{err}");
+        assert!(md.append_bin("x-a", vec![0u8]).is_err());
+        md.append_bin("x-a-bin", vec![0u8, 255]).unwrap();
+        md.append("x-b-bin", "text as bytes").unwrap();
+        assert_eq!(md.get_bin("x-a-bin"), Some(&[0u8, 255][..]));
+    }
+
+    #[test]
+    fn insert_replaces_and_remove_counts() {
+        let mut md = Metadata::new();
+        md.append("k", "1").unwrap();
+        md.append("k", "2").unwrap();
+        assert_eq!(md.get_all("k").count(), 2);
+        md.insert("k", "3").unwrap();
+        assert_eq!(md.get_all("k").collect::<Vec<_>>(), vec![b"3"]);
+        assert_eq!(md.remove("K"), 1);
+        assert!(md.is_empty());
+    }
+}

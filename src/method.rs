@@ -1,0 +1,111 @@
+//! Method descriptions: what generated code (or a hand-written client) names a method by.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// The four kinds of gRPC methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MethodKind {
+    /// One request, one response.
+    Unary,
+    /// A stream of requests, one response.
+    ClientStreaming,
+    /// One request, a stream of responses.
+    ServerStreaming,
+    /// Streams both ways.
+    Duplex,
+}
+
+/// A method: its full path (`/package.Service/Method`), its kind, and the request and
+/// response types with the codec that encodes them.
+///
+/// Descriptors are `const`-constructible, so generated code declares them as constants:
+///
+/// ```
+/// use grpcore::{BytesCodec, Method};
+/// const ECHO: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::unary("/demo.Echo/Echo");
+/// assert_eq!(ECHO.path(), "/demo.Echo/Echo");
+/// ```
+pub struct Method<Req, Resp, C> {
+    kind: MethodKind,
+    path: Cow<'static, str>,
+    _types: PhantomData<fn(Req, C) -> Resp>,
+}
+
+impl<Req, Resp, C> Method<Req, Resp, C> {
+    /// A method of any kind with a static path.
+    pub const fn new(kind: MethodKind, path: &'static str) -> Self {
+        Method {
+            kind,
+            path: Cow::Borrowed(path),
+            _types: PhantomData,
+        }
+    }
+
+    /// A method whose path is known only at run time.
+    pub fn with_path(kind: MethodKind, path: impl Into<String>) -> Self {
+        Method {
+            kind,
+            path: Cow::Owned(path.into()),
+            _types: PhantomData,
+        }
+    }
+
+    /// A unary method.
+    pub const fn unary(path: &'static str) -> Self {
+        Method::new(MethodKind::Unary, path)
+    }
+
+    /// A client-streaming method.
+    pub const fn client_streaming(path: &'static str) -> Self {
+        Method::new(MethodKind::ClientStreaming, path)
+    }
+
+    /// A server-streaming method.
+    pub const fn server_streaming(path: &'static str) -> Self {
+        Method::new(MethodKind::ServerStreaming, path)
+    }
+
+    /// A bidirectional-streaming method.
+    pub const fn duplex(path: &'static str) -> Self {
+        Method::new(MethodKind::Duplex, path)
+    }
+
+    /// The full path, `/package.Service/Method`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The path as a `'static` string when it is one (avoids a copy per call).
+    pub(crate) fn static_path(&self) -> Option<&'static str> {
+        match self.path {
+            Cow::Borrowed(p) => Some(p),
+            Cow::Owned(_) => None,
+        }
+    }
+
+    /// The method's kind.
+    pub fn kind(&self) -> MethodKind {
+        self.kind
+    }
+}
+
+impl<Req, Resp, C> Clone for Method<Req, Resp, C> {
+    fn clone(&self) -> Self {
+        Method {
+            kind: self.kind,
+            path: self.path.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp, C> fmt::Debug for Method<Req, Resp, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Method")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .finish()
+    }
+}

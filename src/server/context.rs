@@ -1,0 +1,212 @@
+//! What a handler knows about its call: [`ServerContext`].
+
+use std::cell::UnsafeCell;
+use std::future::Future;
+use std::os::raw::c_int;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::call::raw::op;
+use crate::call::{Batch, Call, OnComplete};
+use crate::metadata::Metadata;
+
+/// State shared by a server call's handler, its reply and its cancellation watch.
+pub(crate) struct ServerCallShared {
+    pub(crate) call: Call,
+    /// Set by whoever puts RECV_CLOSE_ON_SERVER in a batch (it may be sent only once).
+    close_started: AtomicBool,
+    /// Written by the core when that op completes: non-zero if the call was cancelled.
+    close_raw: UnsafeCell<c_int>,
+    close_done: AtomicBool,
+    close_cancelled: AtomicBool,
+    close_waiters: Mutex<Vec<Waker>>,
+    pub(crate) initial_metadata: Mutex<Metadata>,
+    pub(crate) trailing_metadata: Mutex<Metadata>,
+}
+
+// SAFETY: `close_raw` is written by the core while the batch carrying RECV_CLOSE_ON_SERVER
+// runs, and read only in `finish_close`, called from that batch's completion, after the write.
+unsafe impl Send for ServerCallShared {}
+// SAFETY: as above; every other field is thread-safe.
+unsafe impl Sync for ServerCallShared {}
+
+impl ServerCallShared {
+    pub(crate) fn new(call: Call) -> Arc<ServerCallShared> {
+        Arc::new(ServerCallShared {
+            call,
+            close_started: AtomicBool::new(false),
+            close_raw: UnsafeCell::new(0),
+            close_done: AtomicBool::new(false),
+            close_cancelled: AtomicBool::new(false),
+            close_waiters: Mutex::new(Vec::new()),
+            initial_metadata: Mutex::new(Metadata::new()),
+            trailing_metadata: Mutex::new(Metadata::new()),
+        })
+    }
+
+    /// Claims the RECV_CLOSE_ON_SERVER op: `Some(op)` for the first caller only. The op
+    /// points into `self`; the batch carrying it must hold this `Arc` and call
+    /// [`ServerCallShared::finish_close`] on completion.
+    pub(crate) fn claim_close_op(&self) -> Option<grpcore_sys::grpc_op> {
+        (!self.close_started.swap(true, Ordering::AcqRel)).then(|| op::recv_close_on_server(self.close_raw.get()))
+    }
+
+    /// Records the outcome of RECV_CLOSE_ON_SERVER and wakes cancellation waiters.
+    pub(crate) fn finish_close(&self, success: bool) {
+        // SAFETY: called once, from the completion of the batch that carried the op, so the
+        // core has finished writing `close_raw`.
+        let cancelled = !success || unsafe { *self.close_raw.get() } != 0;
+        self.close_cancelled.store(cancelled, Ordering::Release);
+        self.close_done.store(true, Ordering::Release);
+        let waiters = std::mem::take(&mut *self.close_waiters.lock().unwrap_or_else(|e| e.into_inner()));
+        waiters.into_iter().for_each(Waker::wake);
+    }
+
+    /// Starts watching for the end of the call if nobody has yet.
+    fn watch_close(self: &Arc<Self>) {
+        if let Some(close) = self.claim_close_op() {
+            let batch = Batch::new(CloseWatch { shared: self.clone() });
+            // SAFETY: the op points into `self`, which the batch state (and so the tag) holds.
+            if unsafe { self.call.start_batch(&[close], batch.tag()) }.is_err() {
+                // Environment shutting down: report the call as cancelled.
+                self.finish_close(false);
+            }
+        }
+    }
+
+    /// `Some(cancelled)` once the call has ended.
+    fn close_state(&self) -> Option<bool> {
+        self.close_done
+            .load(Ordering::Acquire)
+            .then(|| self.close_cancelled.load(Ordering::Acquire))
+    }
+}
+
+/// The batch that only watches for the end of the call.
+struct CloseWatch {
+    shared: Arc<ServerCallShared>,
+}
+
+impl OnComplete for CloseWatch {
+    fn on_complete(&mut self, success: bool) {
+        self.shared.finish_close(success);
+    }
+}
+
+/// What a handler knows about its call, and how it shapes the response's metadata.
+///
+/// Passed by value to every handler.
+pub struct ServerContext {
+    shared: Arc<ServerCallShared>,
+    method: Arc<str>,
+    deadline: Option<Instant>,
+    metadata: Metadata,
+}
+
+impl std::fmt::Debug for ServerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerContext")
+            .field("method", &self.method)
+            .field("deadline", &self.deadline)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
+
+impl ServerContext {
+    pub(crate) fn new(shared: Arc<ServerCallShared>, method: Arc<str>, deadline: Option<Instant>, metadata: Metadata) -> Self {
+        ServerContext {
+            shared,
+            method,
+            deadline,
+            metadata,
+        }
+    }
+
+    /// The full method path, `/package.Service/Method`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The client's address as the core names it, e.g. `ipv4:127.0.0.1:43210`.
+    pub fn peer(&self) -> String {
+        self.shared.call.peer()
+    }
+
+    /// The call's deadline, if the client set one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Time left until the deadline (zero once passed); `None` without a deadline.
+    pub fn time_remaining(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The request metadata (headers) the client sent.
+    pub fn request_metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// Sets the initial metadata (response headers) sent with the response.
+    pub fn set_initial_metadata(&self, metadata: Metadata) {
+        *self.shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()) = metadata;
+    }
+
+    /// Sets the trailing metadata sent with the status (on success and on error).
+    pub fn set_trailing_metadata(&self, metadata: Metadata) {
+        *self.shared.trailing_metadata.lock().unwrap_or_else(|e| e.into_inner()) = metadata;
+    }
+
+    /// True once the call is known to be cancelled (by the client, its deadline, or a
+    /// server shutdown). The first call starts watching; it may return `false` until the
+    /// core reports the cancellation.
+    pub fn is_cancelled(&self) -> bool {
+        self.shared.watch_close();
+        self.shared.close_state() == Some(true)
+    }
+
+    /// Resolves when the call is cancelled. Never resolves for a call that completes
+    /// normally: use it in a `select` with the handler's work.
+    pub fn cancelled(&self) -> Cancelled {
+        self.shared.watch_close();
+        Cancelled {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Future returned by [`ServerContext::cancelled`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Cancelled {
+    shared: Arc<ServerCallShared>,
+}
+
+impl std::fmt::Debug for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancelled").finish_non_exhaustive()
+    }
+}
+
+impl Future for Cancelled {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.shared.close_state() {
+            Some(true) => return Poll::Ready(()),
+            Some(false) => return Poll::Pending, // finished normally: never cancelled
+            None => {}
+        }
+        let mut waiters = self.shared.close_waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if self.shared.close_state() == Some(true) {
+            return Poll::Ready(());
+        }
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,594 @@
+//! Servers: binding ports, registering methods with the core, request slots, shutdown.
+//!
+//! Every method known when the server is built is registered with the core
+//! (`grpc_server_register_method`); unary methods read their request with the call, so a
+//! unary request costs one event in and one batch out. For each method and each queue a
+//! few request slots are posted and replaced as they are used. Paths nobody registered go
+//! to generic slots and are answered `UNIMPLEMENTED`.
+
+pub(crate) mod context;
+pub(crate) mod service;
+
+use std::ffi::CString;
+use std::future::Future;
+use std::os::raw::c_void;
+use std::pin::Pin;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use grpcore_sys as ffi;
+
+use crate::args::{size_limit, ChannelArgs};
+use crate::call::raw::{op, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
+use crate::call::{Batch, Call, OnComplete};
+use crate::cq::{CompletionQueue, Tag};
+use crate::env::Environment;
+use crate::error::Error;
+use crate::metadata::Metadata;
+use crate::method::MethodKind;
+use crate::status::Code;
+
+use self::service::{IncomingCall, MethodEntry, Service};
+
+/// Default request slots posted per method and per completion queue.
+const DEFAULT_SLOTS_PER_METHOD: usize = 32;
+/// Generic (unregistered-method) slots per completion queue.
+const GENERIC_SLOTS: usize = 2;
+
+/// Configures and starts a [`Server`].
+///
+/// ```
+/// use grpcore::{BytesCodec, Environment, Method, ServerBuilder, ServiceBuilder, Status};
+/// const ECHO: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::unary("/demo.Echo/Echo");
+/// let env = Environment::new(1);
+/// let service = ServiceBuilder::new("demo.Echo")
+///     .add_unary(&ECHO, |req: Vec<u8>, _ctx| async move { Ok::<_, Status>(req) })
+///     .build();
+/// let server = ServerBuilder::new(&env)
+///     .register_service(service)
+///     .bind("127.0.0.1:0")
+///     .build()
+///     .unwrap();
+/// assert_ne!(server.port(), 0);
+/// ```
+pub struct ServerBuilder {
+    env: Environment,
+    addrs: Vec<String>,
+    services: Vec<Service>,
+    args: ChannelArgs,
+    slots_per_method: usize,
+    error: Option<Error>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("addrs", &self.addrs)
+            .field("services", &self.services)
+            .finish()
+    }
+}
+
+impl ServerBuilder {
+    /// A server whose calls run on `env`'s completion queues.
+    pub fn new(env: &Environment) -> ServerBuilder {
+        ServerBuilder {
+            env: env.clone(),
+            addrs: Vec::new(),
+            services: Vec::new(),
+            args: ChannelArgs::default(),
+            slots_per_method: DEFAULT_SLOTS_PER_METHOD,
+            error: None,
+        }
+    }
+
+    /// Listens on `addr` (`host:port`, port 0 picks a free one; `unix:path` for a socket),
+    /// insecurely.
+    pub fn bind(mut self, addr: impl Into<String>) -> ServerBuilder {
+        self.addrs.push(addr.into());
+        self
+    }
+
+    /// Serves `service`.
+    pub fn register_service(mut self, service: Service) -> ServerBuilder {
+        self.services.push(service);
+        self
+    }
+
+    /// Largest request accepted, in bytes; `None` for no limit. Default: 4 MiB. A larger
+    /// request fails with `RESOURCE_EXHAUSTED`.
+    pub fn max_receive_message_len(mut self, bytes: impl Into<Option<usize>>) -> ServerBuilder {
+        let r = size_limit("max_receive_message_len", bytes.into())
+            .and_then(|v| self.args.set_int("grpc.max_receive_message_length", v));
+        self.record(r)
+    }
+
+    /// Largest response sent, in bytes; `None` (the default) for no limit.
+    pub fn max_send_message_len(mut self, bytes: impl Into<Option<usize>>) -> ServerBuilder {
+        let r = size_limit("max_send_message_len", bytes.into())
+            .and_then(|v| self.args.set_int("grpc.max_send_message_length", v));
+        self.record(r)
+    }
+
+    /// Request slots kept posted per method and completion queue (default 32). Each waiting
+    /// slot costs a little on every call, so keep it near the concurrency you serve.
+    pub fn request_slots_per_method(mut self, n: usize) -> ServerBuilder {
+        self.slots_per_method = n.max(1);
+        self
+    }
+
+    /// Sets any integer channel argument of the server (escape hatch).
+    pub fn raw_int_arg(mut self, key: &str, value: i32) -> ServerBuilder {
+        let r = self.args.set_int(key, value);
+        self.record(r)
+    }
+
+    /// Sets any string channel argument of the server (escape hatch).
+    pub fn raw_str_arg(mut self, key: &str, value: &str) -> ServerBuilder {
+        let r = self.args.set_str(key, value);
+        self.record(r)
+    }
+
+    fn record(mut self, r: Result<(), Error>) -> ServerBuilder {
+        if let Err(e) = r {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// Creates the server, binds every address, registers every method, and starts serving.
+    pub fn build(mut self) -> Result<Server, Error> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if self.addrs.is_empty() {
+            return Err(Error::Config("the server has no address to listen on: call bind()".into()));
+        }
+        let mut entries: Vec<MethodEntry> = Vec::new();
+        for service in std::mem::take(&mut self.services) {
+            if let Some(e) = service.error {
+                return Err(e);
+            }
+            for m in service.methods {
+                if entries.iter().any(|e| e.path == m.path) {
+                    return Err(Error::Config(format!("method {} is registered twice", m.path)));
+                }
+                entries.push(m);
+            }
+        }
+
+        // SAFETY: the arguments live across the call and are copied by the core.
+        let raw = self.args.with_raw(|args| unsafe { ffi::grpc_server_create(args, ptr::null_mut()) });
+        let guard = UnstartedServer(raw);
+        let mut methods = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let path = CString::new(&*entry.path)
+                .map_err(|_| Error::Config(format!("method path {:?} contains a NUL byte", entry.path)))?;
+            let payload = match entry.kind {
+                MethodKind::Unary | MethodKind::ServerStreaming => ffi::GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+                MethodKind::ClientStreaming | MethodKind::Duplex => ffi::GRPC_SRM_PAYLOAD_NONE,
+            };
+            // SAFETY: the server is live and not started; the core copies the path.
+            let handle = unsafe { ffi::grpc_server_register_method(raw, path.as_ptr(), ptr::null(), payload, 0) };
+            if handle.is_null() {
+                return Err(Error::Config(format!("the core refused to register method {}", entry.path)));
+            }
+            methods.push(RegisteredMethod {
+                entry,
+                handle,
+                reads_payload: payload == ffi::GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+            });
+        }
+        let mut ports = Vec::with_capacity(self.addrs.len());
+        for addr in &self.addrs {
+            let c_addr =
+                CString::new(addr.as_str()).map_err(|_| Error::Config(format!("address {addr:?} contains a NUL byte")))?;
+            // SAFETY: the server is live and not started; credentials are released after the
+            // core took its reference.
+            let port = unsafe {
+                let creds = ffi::grpc_insecure_server_credentials_create();
+                let port = ffi::grpc_server_add_http2_port(raw, c_addr.as_ptr(), creds);
+                ffi::grpc_server_credentials_release(creds);
+                port
+            };
+            if port <= 0 {
+                return Err(Error::Config(format!(
+                    "failed to listen on {addr:?}: the address is malformed, in use, or not permitted \
+                     (see the grpc_core log for the reason)"
+                )));
+            }
+            ports.push((addr.clone(), port as u16));
+        }
+        for cq in self.env.cqs() {
+            // SAFETY: the server is not started and the queue is live (the env owns it).
+            unsafe { ffi::grpc_server_register_completion_queue(raw, cq_raw(cq)?, ptr::null_mut()) };
+        }
+        // SAFETY: fully configured; from here on the server must be shut down before destroy,
+        // which `ServerInner` guarantees.
+        unsafe { ffi::grpc_server_start(raw) };
+        std::mem::forget(guard);
+        let inner = Arc::new(ServerInner {
+            raw,
+            env: self.env.clone(),
+            methods,
+            shutting_down: AtomicBool::new(false),
+        });
+        for cq in self.env.cqs() {
+            for i in 0..inner.methods.len() {
+                for _ in 0..self.slots_per_method {
+                    request_registered(&inner, i, cq);
+                }
+            }
+            for _ in 0..GENERIC_SLOTS {
+                request_generic(&inner, cq);
+            }
+        }
+        Ok(Server {
+            inner,
+            ports,
+            shutdown: None,
+        })
+    }
+}
+
+fn cq_raw(cq: &CompletionQueue) -> Result<*mut ffi::grpc_completion_queue, Error> {
+    cq.borrow()
+        .map(|b| b.raw())
+        .ok_or_else(|| Error::Shutdown("the environment is shutting down".into()))
+}
+
+/// Destroys a server that failed to start.
+struct UnstartedServer(*mut ffi::grpc_server);
+
+impl Drop for UnstartedServer {
+    fn drop(&mut self) {
+        // SAFETY: the server was never started, so it can be destroyed without shutdown.
+        unsafe { ffi::grpc_server_destroy(self.0) }
+    }
+}
+
+struct RegisteredMethod {
+    entry: MethodEntry,
+    handle: *mut c_void,
+    reads_payload: bool,
+}
+
+pub(crate) struct ServerInner {
+    raw: *mut ffi::grpc_server,
+    env: Environment,
+    methods: Vec<RegisteredMethod>,
+    shutting_down: AtomicBool,
+}
+
+// SAFETY: the core's server is thread-safe; method handles are immutable after start.
+unsafe impl Send for ServerInner {}
+// SAFETY: as above.
+unsafe impl Sync for ServerInner {}
+
+impl Drop for ServerInner {
+    fn drop(&mut self) {
+        // SAFETY: the last reference is gone only after the shutdown tag (which holds one)
+        // completed, so shutdown has finished and nothing else uses the server.
+        unsafe { ffi::grpc_server_destroy(self.raw) }
+    }
+}
+
+/// A server event the CQ thread dispatches.
+pub(crate) enum ServerTag {
+    Registered(Box<RequestSlot>),
+    Generic(Box<GenericSlot>),
+    Shutdown(Arc<ServerInner>, Arc<ShutdownSignal>),
+}
+
+impl ServerTag {
+    pub(crate) fn complete(self, success: bool) {
+        match self {
+            ServerTag::Registered(slot) => slot.complete(success),
+            ServerTag::Generic(slot) => slot.complete(success),
+            ServerTag::Shutdown(_server, signal) => signal.finish(),
+        }
+    }
+}
+
+/// One posted request for a registered method.
+pub(crate) struct RequestSlot {
+    server: Arc<ServerInner>,
+    method: usize,
+    cq: Arc<CompletionQueue>,
+    call: *mut ffi::grpc_call,
+    deadline: ffi::gpr_timespec,
+    metadata: RecvMetadata,
+    payload: RecvMessage,
+}
+
+// SAFETY: the slot is owned by the core (through its tag) and then by the CQ thread.
+unsafe impl Send for RequestSlot {}
+
+fn request_registered(server: &Arc<ServerInner>, method: usize, cq: &Arc<CompletionQueue>) {
+    if server.shutting_down.load(Ordering::Acquire) {
+        return;
+    }
+    let Some(borrow) = cq.borrow() else { return };
+    let mut slot = Box::new(RequestSlot {
+        server: server.clone(),
+        method,
+        cq: cq.clone(),
+        call: ptr::null_mut(),
+        deadline: crate::time::infinite_future(),
+        metadata: RecvMetadata::new(),
+        payload: RecvMessage::new(),
+    });
+    let m = &server.methods[method];
+    let call_p: *mut *mut ffi::grpc_call = &mut slot.call;
+    let deadline_p: *mut ffi::gpr_timespec = &mut slot.deadline;
+    let md_p: *mut ffi::grpc_metadata_array = &mut slot.metadata.array;
+    let payload_p: *mut *mut ffi::grpc_byte_buffer = if m.reads_payload { &mut slot.payload.0 } else { ptr::null_mut() };
+    let tag = Tag::Server(ServerTag::Registered(slot)).into_raw();
+    // SAFETY: the pointers point into the boxed slot, whose heap address the tag keeps stable
+    // and alive until the event; the queue is borrowed and registered with the server.
+    let rc = unsafe {
+        ffi::grpc_server_request_registered_call(
+            server.raw, m.handle, call_p, deadline_p, md_p, payload_p, borrow.raw(), borrow.raw(), tag,
+        )
+    };
+    if rc != ffi::GRPC_CALL_OK {
+        // SAFETY: refused, so no event will carry the tag.
+        drop(unsafe { Tag::from_raw(tag) });
+        log::error!("the core refused a request slot for {} (error {rc})", m.entry.path);
+    }
+}
+
+impl RequestSlot {
+    fn complete(mut self: Box<Self>, success: bool) {
+        if !success || self.call.is_null() {
+            return; // the server is shutting down
+        }
+        // Replace the slot first, so the core always has one to hand the next call to.
+        request_registered(&self.server, self.method, &self.cq);
+        // SAFETY: on success the core gave us one reference to a call bound to `cq`.
+        let call = unsafe { Call::from_raw(std::mem::replace(&mut self.call, ptr::null_mut()), self.cq.clone()) };
+        // SAFETY: the call that owns the metadata elements is alive (`call`).
+        let metadata = unsafe { self.metadata.to_metadata() };
+        let m = &self.server.methods[self.method];
+        let incoming = IncomingCall {
+            call,
+            method: m.entry.path.clone(),
+            deadline: crate::time::to_instant(self.deadline),
+            metadata,
+            payload: self.payload.take(),
+        };
+        let future = m.entry.handler.handle(incoming);
+        Environment::spawn_on(&self.cq, future);
+    }
+}
+
+/// One posted request for any path nobody registered.
+pub(crate) struct GenericSlot {
+    server: Arc<ServerInner>,
+    cq: Arc<CompletionQueue>,
+    call: *mut ffi::grpc_call,
+    details: ffi::grpc_call_details,
+    metadata: RecvMetadata,
+}
+
+// SAFETY: as for `RequestSlot`.
+unsafe impl Send for GenericSlot {}
+
+impl Drop for GenericSlot {
+    fn drop(&mut self) {
+        // SAFETY: the details were initialised in `request_generic`; destroy releases the
+        // method and host slices the core filled in (if any).
+        unsafe { ffi::grpc_call_details_destroy(&mut self.details) }
+    }
+}
+
+fn request_generic(server: &Arc<ServerInner>, cq: &Arc<CompletionQueue>) {
+    if server.shutting_down.load(Ordering::Acquire) {
+        return;
+    }
+    let Some(borrow) = cq.borrow() else { return };
+    let mut slot = Box::new(GenericSlot {
+        server: server.clone(),
+        cq: cq.clone(),
+        call: ptr::null_mut(),
+        details: ffi::grpc_call_details::default(),
+        metadata: RecvMetadata::new(),
+    });
+    // SAFETY: initialises the details in place in the boxed slot.
+    unsafe { ffi::grpc_call_details_init(&mut slot.details) };
+    let call_p: *mut *mut ffi::grpc_call = &mut slot.call;
+    let details_p: *mut ffi::grpc_call_details = &mut slot.details;
+    let md_p: *mut ffi::grpc_metadata_array = &mut slot.metadata.array;
+    let tag = Tag::Server(ServerTag::Generic(slot)).into_raw();
+    // SAFETY: as in `request_registered`.
+    let rc = unsafe { ffi::grpc_server_request_call(server.raw, call_p, details_p, md_p, borrow.raw(), borrow.raw(), tag) };
+    if rc != ffi::GRPC_CALL_OK {
+        // SAFETY: refused, so no event will carry the tag.
+        drop(unsafe { Tag::from_raw(tag) });
+    }
+}
+
+/// The buffers of an UNIMPLEMENTED answer.
+struct UnimplementedReply {
+    _call: Call,
+    initial: SendMetadata,
+    trailers: SendMetadata,
+    details: OwnedSlice,
+    cancelled: std::os::raw::c_int,
+}
+
+impl OnComplete for UnimplementedReply {}
+
+impl GenericSlot {
+    fn complete(mut self: Box<Self>, success: bool) {
+        if !success || self.call.is_null() {
+            return;
+        }
+        request_generic(&self.server, &self.cq);
+        // SAFETY: on success the core gave us one reference to a call bound to `cq`.
+        let call = unsafe { Call::from_raw(std::mem::replace(&mut self.call, ptr::null_mut()), self.cq.clone()) };
+        // SAFETY: the details' method slice was filled by the core and lives in the slot.
+        let method = String::from_utf8_lossy(unsafe { crate::buffer::slice_bytes(&self.details.method) }).into_owned();
+        let message = format!("method not found: {method}");
+        let batch = Batch::new(UnimplementedReply {
+            _call: call,
+            initial: SendMetadata::empty(),
+            trailers: SendMetadata::new(&Metadata::new(), None),
+            details: OwnedSlice::copy_of(message.as_bytes()),
+            cancelled: 0,
+        });
+        // SAFETY: the batch has not started; its ops point into its own state, which the tag
+        // keeps alive; the state also holds the call.
+        unsafe {
+            let s = &mut *batch.state_ptr();
+            let ops = [
+                op::send_initial_metadata(&mut s.initial, 0),
+                op::send_status_from_server(&mut s.trailers, Code::Unimplemented.as_i32() as ffi::grpc_status_code, &mut s.details),
+                op::recv_close_on_server(&mut s.cancelled),
+            ];
+            if let Err(e) = s._call.start_batch(&ops, batch.tag()) {
+                log::debug!("could not answer UNIMPLEMENTED for {method}: {e}");
+            }
+        }
+    }
+}
+
+/// Completion of `grpc_server_shutdown_and_notify`, awaited by [`ShutdownFuture`] and by the
+/// grace-period timer.
+pub(crate) struct ShutdownSignal {
+    done: Mutex<bool>,
+    cond: Condvar,
+    batch: Arc<Batch<()>>,
+}
+
+impl ShutdownSignal {
+    fn finish(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cond.notify_all();
+        crate::call::BatchCompletion::complete(&*self.batch, true);
+    }
+
+    /// Waits up to `timeout`; true if shutdown finished.
+    fn wait(&self, timeout: Duration) -> bool {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let (done, _) = self
+            .cond
+            .wait_timeout_while(done, timeout, |d| !*d)
+            .unwrap_or_else(|e| e.into_inner());
+        *done
+    }
+}
+
+/// Starts the core's shutdown: no new calls; the signal fires when in-flight calls are done.
+fn begin_shutdown(inner: &Arc<ServerInner>) -> Arc<ShutdownSignal> {
+    inner.shutting_down.store(true, Ordering::Release);
+    let signal = Arc::new(ShutdownSignal {
+        done: Mutex::new(false),
+        cond: Condvar::new(),
+        batch: Batch::new(()),
+    });
+    let cq = &inner.env.cqs()[0];
+    match cq.borrow() {
+        Some(borrow) => {
+            let tag = Tag::Server(ServerTag::Shutdown(inner.clone(), signal.clone())).into_raw();
+            // SAFETY: the server is started and the queue registered with it and borrowed;
+            // the tag is re-taken by the CQ thread when shutdown completes.
+            unsafe { ffi::grpc_server_shutdown_and_notify(inner.raw, borrow.raw(), tag) };
+        }
+        None => signal.finish(),
+    }
+    signal
+}
+
+/// A running server. Dropping it stops it without waiting: in-flight calls are cancelled.
+#[derive(Debug)]
+pub struct Server {
+    inner: Arc<ServerInner>,
+    ports: Vec<(String, u16)>,
+    shutdown: Option<Arc<ShutdownSignal>>,
+}
+
+impl std::fmt::Debug for ServerInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerInner").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ShutdownSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownSignal").finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Every address given to [`ServerBuilder::bind`] with the port the core bound.
+    pub fn bound_ports(&self) -> &[(String, u16)] {
+        &self.ports
+    }
+
+    /// The port bound for the first address (handy with `127.0.0.1:0`).
+    pub fn port(&self) -> u16 {
+        self.ports.first().map_or(0, |p| p.1)
+    }
+
+    /// Stops accepting calls, lets in-flight calls finish for up to `grace`, then cancels
+    /// the rest. The future resolves when the server has fully stopped.
+    pub fn shutdown(mut self, grace: Duration) -> ShutdownFuture {
+        let signal = begin_shutdown(&self.inner);
+        self.shutdown = Some(signal.clone());
+        let inner = self.inner.clone();
+        let timer_signal = signal.clone();
+        let spawned = std::thread::Builder::new()
+            .name("grpcore-shutdown".into())
+            .spawn(move || {
+                if !timer_signal.wait(grace) {
+                    // SAFETY: shutdown_and_notify was called (begin_shutdown) and the server
+                    // is alive (`inner`).
+                    unsafe { ffi::grpc_server_cancel_all_calls(inner.raw) };
+                }
+            });
+        if spawned.is_err() {
+            // SAFETY: as above.
+            unsafe { ffi::grpc_server_cancel_all_calls(self.inner.raw) };
+        }
+        ShutdownFuture { signal }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.shutdown.is_none() {
+            begin_shutdown(&self.inner);
+            // SAFETY: shutdown_and_notify has been called; the server is alive.
+            unsafe { ffi::grpc_server_cancel_all_calls(self.inner.raw) };
+        }
+    }
+}
+
+/// Resolves when a server has stopped (see [`Server::shutdown`]).
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct ShutdownFuture {
+    signal: Arc<ShutdownSignal>,
+}
+
+impl Future for ShutdownFuture {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.signal.batch.poll_done(cx) {
+            Some(_) => Poll::Ready(()),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl ShutdownFuture {
+    /// Blocks until the server has stopped.
+    pub fn wait(self) {
+        let _ = crate::blocking::block_on(self);
+    }
+}

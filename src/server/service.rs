@@ -1,0 +1,258 @@
+//! Services: named sets of method handlers, built by hand or by generated code.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use grpcore_sys as ffi;
+
+use super::context::{ServerCallShared, ServerContext};
+use crate::buffer::ByteBuffer;
+use crate::call::raw::{op, OwnedSlice, SendMetadata};
+use crate::call::{Batch, Call, OnComplete};
+use crate::codec::Codec;
+use crate::error::Error;
+use crate::metadata::Metadata;
+use crate::method::{Method, MethodKind};
+use crate::status::{Code, Status, DETAILS_KEY};
+use crate::task::panic_message;
+
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A call that arrived for a registered method.
+pub(crate) struct IncomingCall {
+    pub(crate) call: Call,
+    pub(crate) method: Arc<str>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) metadata: Metadata,
+    pub(crate) payload: Option<ByteBuffer>,
+}
+
+/// Type-erased handler of one method.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Turns an incoming call into the future that serves it. Must not panic.
+    fn handle(&self, call: IncomingCall) -> BoxFuture;
+}
+
+/// One method of a service.
+pub(crate) struct MethodEntry {
+    pub(crate) path: Arc<str>,
+    pub(crate) kind: MethodKind,
+    pub(crate) handler: Arc<dyn Handler>,
+}
+
+/// A set of method handlers, ready to add to a [`ServerBuilder`](crate::ServerBuilder).
+pub struct Service {
+    pub(crate) name: String,
+    pub(crate) methods: Vec<MethodEntry>,
+    pub(crate) error: Option<Error>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("methods", &self.methods.iter().map(|m| &*m.path).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Builds a [`Service`] from handlers.
+///
+/// ```
+/// use grpcore::{BytesCodec, Method, ServiceBuilder, Status};
+/// const ECHO: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::unary("/demo.Echo/Echo");
+/// let service = ServiceBuilder::new("demo.Echo")
+///     .add_unary(&ECHO, |request: Vec<u8>, _ctx| async move { Ok::<_, Status>(request) })
+///     .build();
+/// ```
+pub struct ServiceBuilder {
+    service: Service,
+}
+
+impl ServiceBuilder {
+    /// A service named `name` (`package.Service`).
+    pub fn new(name: impl Into<String>) -> ServiceBuilder {
+        ServiceBuilder {
+            service: Service {
+                name: name.into(),
+                methods: Vec::new(),
+                error: None,
+            },
+        }
+    }
+
+    /// Serves a unary method with an async handler.
+    ///
+    /// The handler gets the decoded request and the call's [`ServerContext`] and returns the
+    /// response or a [`Status`]. A handler that panics answers `INTERNAL`; the server keeps
+    /// serving.
+    pub fn add_unary<Req, Resp, C, F, Fut>(mut self, method: &Method<Req, Resp, C>, handler: F) -> ServiceBuilder
+    where
+        Req: Send + 'static,
+        Resp: Send + 'static,
+        C: Codec<Req> + Codec<Resp>,
+        F: Fn(Req, ServerContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+    {
+        if method.kind() != MethodKind::Unary {
+            self.service.error.get_or_insert(Error::Config(format!(
+                "add_unary was given {}, a {:?} method",
+                method.path(),
+                method.kind()
+            )));
+            return self;
+        }
+        let handler = UnaryHandler::<Req, Resp, C, F> {
+            f: handler,
+            _types: PhantomData,
+        };
+        self.add(method.path(), MethodKind::Unary, Arc::new(handler))
+    }
+
+    fn add(mut self, path: &str, kind: MethodKind, handler: Arc<dyn Handler>) -> ServiceBuilder {
+        let expected_prefix = format!("/{}/", self.service.name);
+        if !path.starts_with(&expected_prefix) || path.len() == expected_prefix.len() {
+            self.service.error.get_or_insert(Error::Config(format!(
+                "method path {path:?} is not of the form /{}/Method",
+                self.service.name
+            )));
+        }
+        self.service.methods.push(MethodEntry {
+            path: path.into(),
+            kind,
+            handler,
+        });
+        self
+    }
+
+    /// The finished service.
+    pub fn build(self) -> Service {
+        self.service
+    }
+}
+
+struct UnaryHandler<Req, Resp, C, F> {
+    f: F,
+    _types: PhantomData<fn(Req, C) -> Resp>,
+}
+
+impl<Req, Resp, C, F, Fut> Handler for UnaryHandler<Req, Resp, C, F>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    C: Codec<Req> + Codec<Resp>,
+    F: Fn(Req, ServerContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    fn handle(&self, incoming: IncomingCall) -> BoxFuture {
+        let shared = ServerCallShared::new(incoming.call);
+        let request = match incoming.payload {
+            None => Err(Status::internal("the client sent no request message")),
+            Some(buf) => C::decode(&mut buf.reader())
+                .map_err(|e| Status::internal(format!("failed to decode the request to {}: {e}", incoming.method))),
+        };
+        let request = match request {
+            Ok(r) => r,
+            Err(status) => {
+                send_unary_reply(&shared, Err(status));
+                return Box::pin(async {});
+            }
+        };
+        let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline, incoming.metadata);
+        let future = match catch_unwind(AssertUnwindSafe(|| (self.f)(request, ctx))) {
+            Ok(f) => f,
+            Err(panic) => {
+                send_unary_reply(&shared, Err(panic_status(&*panic)));
+                return Box::pin(async {});
+            }
+        };
+        Box::pin(async move {
+            let outcome = match AssertUnwindSafe(future).catch_unwind().await {
+                Ok(Ok(resp)) => {
+                    let mut buf = Vec::new();
+                    match C::encode(&resp, &mut buf) {
+                        Ok(()) => Ok(buf),
+                        Err(e) => Err(Status::internal(format!("failed to encode the response: {e}"))),
+                    }
+                }
+                Ok(Err(status)) => Err(status),
+                Err(panic) => Err(panic_status(&*panic)),
+            };
+            send_unary_reply(&shared, outcome);
+        })
+    }
+}
+
+/// The status a panicking handler answers with.
+pub(crate) fn panic_status(payload: &(dyn std::any::Any + Send)) -> Status {
+    let msg = panic_message(payload);
+    log::error!("a gRPC handler panicked: {msg}");
+    Status::internal(format!("the handler panicked: {msg}"))
+}
+
+/// C-side buffers of a server's final batch.
+struct ReplyState {
+    shared: Arc<ServerCallShared>,
+    initial: SendMetadata,
+    message: Option<ByteBuffer>,
+    trailers: SendMetadata,
+    details: OwnedSlice,
+    carries_close: bool,
+}
+
+impl OnComplete for ReplyState {
+    fn on_complete(&mut self, success: bool) {
+        if self.carries_close {
+            self.shared.finish_close(success);
+        }
+    }
+}
+
+/// Sends the response (or error) of a unary or client-streaming call in one batch:
+/// initial metadata, message, status with trailers, and close. Fire and forget: the batch's
+/// tag keeps everything alive until the core is done.
+pub(crate) fn send_unary_reply(shared: &Arc<ServerCallShared>, outcome: Result<Vec<u8>, Status>) {
+    let initial = std::mem::take(&mut *shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()));
+    let trailers = std::mem::take(&mut *shared.trailing_metadata.lock().unwrap_or_else(|e| e.into_inner()));
+    let (message, status) = match outcome {
+        Ok(bytes) => (Some(ByteBuffer::from_vec(bytes)), Status::ok()),
+        Err(status) => (None, status),
+    };
+    let details = status.details();
+    let close = shared.claim_close_op();
+    let batch = Batch::new(ReplyState {
+        shared: shared.clone(),
+        initial: SendMetadata::new(&initial, None),
+        message,
+        trailers: SendMetadata::new(&trailers, (!details.is_empty()).then_some((DETAILS_KEY, details))),
+        details: OwnedSlice::copy_of(status.message().as_bytes()),
+        carries_close: close.is_some(),
+    });
+    let code = status.code();
+    let carries_close = close.is_some();
+    // SAFETY: the batch has not started, so we are the only user of its state; every op
+    // points into that state (or into `shared`, which it holds), kept alive by the tag.
+    let result = unsafe {
+        let s = &mut *batch.state_ptr();
+        let mut ops = Vec::with_capacity(4);
+        ops.push(op::send_initial_metadata(&mut s.initial, 0));
+        if let Some(m) = &s.message {
+            ops.push(op::send_message(m, 0));
+        }
+        ops.push(op::send_status_from_server(&mut s.trailers, code.as_i32() as ffi::grpc_status_code, &mut s.details));
+        ops.extend(close);
+        shared.call.start_batch(&ops, batch.tag())
+    };
+    if let Err(e) = result {
+        log::debug!("could not send the reply: {e}");
+        shared.call.cancel_with_status(Code::Internal, "the server could not send its reply");
+        if carries_close {
+            shared.finish_close(false);
+        }
+    }
+}

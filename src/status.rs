@@ -1,0 +1,233 @@
+//! gRPC status codes and the [`Status`] a call ends with.
+//!
+//! Owns the mapping between the core's integer codes and [`Code`]; never panics on a code it
+//! does not know (it becomes [`Code::Unknown`]).
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::metadata::Metadata;
+
+/// The 17 canonical gRPC status codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Code {
+    /// Not an error: the call succeeded.
+    Ok = 0,
+    /// The operation was cancelled, typically by the caller.
+    Cancelled = 1,
+    /// Unknown error, or an error from an unknown error space.
+    Unknown = 2,
+    /// The client gave an invalid argument.
+    InvalidArgument = 3,
+    /// The deadline expired before the operation could complete.
+    DeadlineExceeded = 4,
+    /// A requested entity was not found.
+    NotFound = 5,
+    /// An entity the client tried to create already exists.
+    AlreadyExists = 6,
+    /// The caller does not have permission.
+    PermissionDenied = 7,
+    /// A resource (quota, memory, message size) has been exhausted.
+    ResourceExhausted = 8,
+    /// The system is not in a state required for the operation.
+    FailedPrecondition = 9,
+    /// The operation was aborted, typically because of a concurrency conflict.
+    Aborted = 10,
+    /// The operation was attempted past the valid range.
+    OutOfRange = 11,
+    /// The operation is not implemented or supported.
+    Unimplemented = 12,
+    /// An internal invariant was broken.
+    Internal = 13,
+    /// The service is currently unavailable; retrying may help.
+    Unavailable = 14,
+    /// Unrecoverable data loss or corruption.
+    DataLoss = 15,
+    /// The request does not have valid authentication credentials.
+    Unauthenticated = 16,
+}
+
+impl Code {
+    /// Maps a numeric code; values outside 0..=16 become [`Code::Unknown`].
+    pub fn from_i32(value: i32) -> Code {
+        match value {
+            0 => Code::Ok,
+            1 => Code::Cancelled,
+            2 => Code::Unknown,
+            3 => Code::InvalidArgument,
+            4 => Code::DeadlineExceeded,
+            5 => Code::NotFound,
+            6 => Code::AlreadyExists,
+            7 => Code::PermissionDenied,
+            8 => Code::ResourceExhausted,
+            9 => Code::FailedPrecondition,
+            10 => Code::Aborted,
+            11 => Code::OutOfRange,
+            12 => Code::Unimplemented,
+            13 => Code::Internal,
+            14 => Code::Unavailable,
+            15 => Code::DataLoss,
+            16 => Code::Unauthenticated,
+            _ => Code::Unknown,
+        }
+    }
+
+    /// The numeric value sent on the wire.
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    /// The canonical upper-case name, e.g. `DEADLINE_EXCEEDED`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::Cancelled => "CANCELLED",
+            Code::Unknown => "UNKNOWN",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Aborted => "ABORTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
+            Code::Unimplemented => "UNIMPLEMENTED",
+            Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::DataLoss => "DATA_LOSS",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The outcome of a call: a code, a message, optional binary details
+/// (conventionally an encoded `google.rpc.Status`) and, on the client, the trailers it came with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    code: Code,
+    message: String,
+    details: Bytes,
+    metadata: Metadata,
+}
+
+/// The trailer that carries [`Status::details`] on the wire.
+pub(crate) const DETAILS_KEY: &str = "grpc-status-details-bin";
+
+impl Status {
+    /// A status with a code and a message.
+    pub fn new(code: Code, message: impl Into<String>) -> Status {
+        Status {
+            code,
+            message: message.into(),
+            details: Bytes::new(),
+            metadata: Metadata::new(),
+        }
+    }
+
+    /// A status with binary details, sent as the `grpc-status-details-bin` trailer.
+    pub fn with_details(code: Code, message: impl Into<String>, details: impl Into<Bytes>) -> Status {
+        Status {
+            details: details.into(),
+            ..Status::new(code, message)
+        }
+    }
+
+    /// `OK` with an empty message.
+    pub fn ok() -> Status {
+        Status::new(Code::Ok, "")
+    }
+
+    /// Shorthand for `Status::new(Code::Internal, message)`.
+    pub fn internal(message: impl Into<String>) -> Status {
+        Status::new(Code::Internal, message)
+    }
+
+    /// Shorthand for `Status::new(Code::InvalidArgument, message)`.
+    pub fn invalid_argument(message: impl Into<String>) -> Status {
+        Status::new(Code::InvalidArgument, message)
+    }
+
+    /// Shorthand for `Status::new(Code::NotFound, message)`.
+    pub fn not_found(message: impl Into<String>) -> Status {
+        Status::new(Code::NotFound, message)
+    }
+
+    /// Shorthand for `Status::new(Code::Unavailable, message)`.
+    pub fn unavailable(message: impl Into<String>) -> Status {
+        Status::new(Code::Unavailable, message)
+    }
+
+    /// Shorthand for `Status::new(Code::Unimplemented, message)`.
+    pub fn unimplemented(message: impl Into<String>) -> Status {
+        Status::new(Code::Unimplemented, message)
+    }
+
+    /// The status code.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    /// The human-readable message (may be empty).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The binary details (empty when none were sent).
+    pub fn details(&self) -> &[u8] {
+        &self.details
+    }
+
+    /// The trailing metadata the status arrived with (client side; empty otherwise).
+    /// The `grpc-status-details-bin` trailer is not repeated here: see [`Status::details`].
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// Attaches trailing metadata.
+    pub(crate) fn set_metadata(&mut self, metadata: Metadata) {
+        self.metadata = metadata;
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            write!(f, "status {}", self.code)
+        } else {
+            write!(f, "status {}: {}", self.code, self.message)
+        }
+    }
+}
+
+impl std::error::Error for Status {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips() {
+        for v in 0..=16 {
+            assert_eq!(Code::from_i32(v).as_i32(), v);
+        }
+        assert_eq!(Code::from_i32(17), Code::Unknown);
+        assert_eq!(Code::from_i32(-1), Code::Unknown);
+        assert_eq!(Code::DeadlineExceeded.to_string(), "DEADLINE_EXCEEDED");
+    }
+
+    #[test]
+    fn display_names_code_and_message() {
+        let s = Status::with_details(Code::NotFound, "no such user", &b"\x01"[..]);
+        assert_eq!(s.to_string(), "status NOT_FOUND: no such user");
+        assert_eq!(s.details(), b"\x01");
+    }
+}

@@ -1,0 +1,298 @@
+//! The completion-queue executor: tasks that are polled on their queue's thread.
+//!
+//! A task is a boxed future bound to one completion queue. It is only ever polled on that
+//! queue's thread. Waking it on that thread pushes it onto the thread's run queue (no core
+//! round trip); waking it from any other thread posts a *kick* — an empty batch on the
+//! queue's dummy call, whose completion event carries the task back to its thread.
+//!
+//! The state machine (one atomic byte) guarantees that at most one schedule entry exists
+//! per task, so the future is polled by one thread at a time without a lock:
+//!
+//! ```text
+//! IDLE --wake--> SCHEDULED --run--> RUNNING --Pending--> IDLE
+//!                                      |  \--wake--> NOTIFIED --Pending--> SCHEDULED
+//!                                      \--Ready/panic--> DONE
+//! ```
+//! The pure state logic is in [`TaskState`], testable without the core.
+
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use crate::cq::{CompletionQueue, Tag};
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+const IDLE: u8 = 0;
+const SCHEDULED: u8 = 1;
+const RUNNING: u8 = 2;
+const NOTIFIED: u8 = 3;
+const DONE: u8 = 4;
+
+/// The lock-free scheduling state of a task.
+pub(crate) struct TaskState(AtomicU8);
+
+impl TaskState {
+    pub(crate) fn new(initial_scheduled: bool) -> TaskState {
+        TaskState(AtomicU8::new(if initial_scheduled { SCHEDULED } else { IDLE }))
+    }
+
+    /// A wake-up: true when the caller must schedule the task (it was idle).
+    pub(crate) fn wake(&self) -> bool {
+        let mut cur = self.0.load(Ordering::Acquire);
+        loop {
+            let next = match cur {
+                IDLE => SCHEDULED,
+                RUNNING => NOTIFIED,
+                _ => return false,
+            };
+            match self.0.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return next == SCHEDULED,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// The scheduled task is about to be polled.
+    pub(crate) fn start_run(&self) {
+        let prev = self.0.swap(RUNNING, Ordering::AcqRel);
+        debug_assert_eq!(prev, SCHEDULED);
+    }
+
+    /// The poll returned `Pending`: true when the task was woken meanwhile and must be
+    /// scheduled again (the state is then `SCHEDULED`).
+    pub(crate) fn end_run_pending(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => false,
+            Err(_) => {
+                self.0.store(SCHEDULED, Ordering::Release);
+                true
+            }
+        }
+    }
+
+    /// The future finished (or panicked); later wake-ups are ignored.
+    pub(crate) fn finish(&self) {
+        self.0.store(DONE, Ordering::Release);
+    }
+}
+
+/// A future bound to one completion queue.
+pub(crate) struct Task {
+    state: TaskState,
+    future: UnsafeCell<Option<BoxFuture>>,
+    cq: Arc<CompletionQueue>,
+}
+
+// SAFETY: the future is `Send`; `future` is only touched by whoever holds the single
+// schedule entry (state SCHEDULED → RUNNING), which the state machine makes unique.
+unsafe impl Send for Task {}
+// SAFETY: as above; all other fields are thread-safe.
+unsafe impl Sync for Task {}
+
+thread_local! {
+    /// The queue whose thread this is (null on other threads).
+    static CURRENT_CQ: Cell<*const CompletionQueue> = const { Cell::new(std::ptr::null()) };
+    /// Tasks ready to run on this queue's thread.
+    static RUN_QUEUE: RefCell<VecDeque<Arc<Task>>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// How many tasks one drain polls before letting the queue deliver events again.
+const DRAIN_BUDGET: usize = 256;
+
+/// True when the calling thread is the thread of `cq`.
+pub(crate) fn on_cq_thread(cq: &CompletionQueue) -> bool {
+    CURRENT_CQ.with(|c| std::ptr::eq(c.get(), cq))
+}
+
+/// True when the calling thread is any completion-queue thread.
+pub(crate) fn on_any_cq_thread() -> bool {
+    CURRENT_CQ.with(|c| !c.get().is_null())
+}
+
+/// The queue of the calling thread, if it is a completion-queue thread.
+pub(crate) fn current_cq_index() -> Option<usize> {
+    CURRENT_CQ.with(|c| {
+        let p = c.get();
+        // SAFETY: set by `enter_cq_thread` to a queue kept alive by that thread's `Arc`
+        // for as long as the pointer is set.
+        (!p.is_null()).then(|| unsafe { (*p).index })
+    })
+}
+
+/// Marks the calling thread as the thread of `cq` (for its whole life).
+pub(crate) fn enter_cq_thread(cq: &Arc<CompletionQueue>) {
+    CURRENT_CQ.with(|c| c.set(Arc::as_ptr(cq)));
+}
+
+/// Clears the marker and drops every task still queued (the queue is gone).
+pub(crate) fn leave_cq_thread() {
+    let leftover: Vec<_> = RUN_QUEUE.with(|q| q.borrow_mut().drain(..).collect());
+    for task in leftover {
+        task.cancel();
+    }
+    CURRENT_CQ.with(|c| c.set(std::ptr::null()));
+}
+
+/// Polls queued tasks; if the budget runs out, posts a wake-up so the rest run after the
+/// events already waiting.
+pub(crate) fn drain_run_queue(cq: &CompletionQueue) {
+    for _ in 0..DRAIN_BUDGET {
+        let Some(task) = RUN_QUEUE.with(|q| q.borrow_mut().pop_front()) else {
+            return;
+        };
+        task.run();
+    }
+    if RUN_QUEUE.with(|q| !q.borrow().is_empty()) {
+        let _ = cq.post(Tag::Drain);
+    }
+}
+
+impl Task {
+    /// Spawns `future` on `cq`: run now if we are on its thread, else kick it over.
+    pub(crate) fn spawn(cq: Arc<CompletionQueue>, future: BoxFuture) {
+        let task = Arc::new(Task {
+            state: TaskState::new(true),
+            future: UnsafeCell::new(Some(future)),
+            cq,
+        });
+        if on_cq_thread(&task.cq) {
+            task.run();
+        } else {
+            task.schedule_remote();
+        }
+    }
+
+    fn schedule(self: Arc<Self>) {
+        if on_cq_thread(&self.cq) {
+            RUN_QUEUE.with(|q| q.borrow_mut().push_back(self));
+        } else {
+            self.schedule_remote();
+        }
+    }
+
+    fn schedule_remote(self: Arc<Self>) {
+        let cq = self.cq.clone();
+        if let Err(Tag::Kick(task)) = cq.post(Tag::Kick(self)) {
+            // The queue is shutting down: nobody will ever poll the task again.
+            task.cancel();
+        }
+    }
+
+    /// Drops the future without polling it. Only the holder of the schedule entry calls this.
+    fn cancel(&self) {
+        self.state.finish();
+        // SAFETY: we hold the task's only schedule entry, so nobody else touches `future`.
+        drop(unsafe { (*self.future.get()).take() });
+    }
+
+    /// Polls the future once. Only the holder of the schedule entry calls this, on the
+    /// queue's thread.
+    pub(crate) fn run(self: Arc<Self>) {
+        self.state.start_run();
+        let waker = Waker::from(self.clone());
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: we hold the task's only schedule entry (state RUNNING), so this is the only
+        // access to `future` until the state changes below.
+        let slot = unsafe { &mut *self.future.get() };
+        let Some(future) = slot.as_mut() else {
+            self.state.finish();
+            return;
+        };
+        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+            Ok(Poll::Pending) => {
+                if self.state.end_run_pending() {
+                    RUN_QUEUE.with(|q| q.borrow_mut().push_back(self.clone()));
+                }
+            }
+            Ok(Poll::Ready(())) => {
+                self.state.finish();
+                *slot = None;
+            }
+            Err(panic) => {
+                self.state.finish();
+                *slot = None;
+                log::error!("a task spawned on the completion queue panicked: {}", panic_message(&*panic));
+            }
+        }
+    }
+}
+
+impl Wake for Task {
+    fn wake(self: Arc<Self>) {
+        if self.state.wake() {
+            self.schedule();
+        }
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.state.wake() {
+            self.clone().schedule();
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wake_while_running_reschedules_once() {
+        let s = TaskState::new(true);
+        s.start_run();
+        assert!(!s.wake(), "a running task is not scheduled twice");
+        assert!(!s.wake());
+        assert!(s.end_run_pending(), "woken while running: run again");
+        assert!(!s.wake(), "already scheduled");
+        s.start_run();
+        assert!(!s.end_run_pending());
+        assert!(s.wake(), "idle task gets scheduled");
+        s.start_run();
+        s.finish();
+        assert!(!s.wake(), "finished task ignores wake-ups");
+    }
+
+    #[test]
+    fn concurrent_wakes_schedule_exactly_once_per_idle_period() {
+        use std::sync::atomic::AtomicUsize;
+        for _ in 0..200 {
+            let s = Arc::new(TaskState::new(false));
+            let scheduled = Arc::new(AtomicUsize::new(0));
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let (s, n) = (s.clone(), scheduled.clone());
+                    std::thread::spawn(move || {
+                        for _ in 0..50 {
+                            if s.wake() {
+                                n.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(scheduled.load(Ordering::SeqCst), 1);
+        }
+    }
+}

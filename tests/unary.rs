@@ -1,0 +1,192 @@
+//! Unary calls between a grpcore client and a grpcore server, in one process.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use grpcore::{CallOptions, ChannelBuilder, Code, Environment, Error, Metadata};
+
+fn setup() -> (Environment, grpcore::Server, grpcore::Channel) {
+    let env = Environment::new(2);
+    let server = start_echo_server(&env);
+    let channel = ChannelBuilder::new(&env)
+        .connect(&format!("127.0.0.1:{}", server.port()))
+        .unwrap();
+    (env, server, channel)
+}
+
+#[test]
+fn unary_round_trip_blocking() {
+    let (_env, _server, channel) = setup();
+    let reply = channel.unary(&UNARY, &request("hello", 7), CallOptions::new()).wait().unwrap();
+    assert_eq!(reply.message().message, "hello");
+    assert_eq!(reply.message().seq, 7);
+}
+
+#[test]
+fn metadata_round_trips_ascii_and_binary() {
+    let (_env, _server, channel) = setup();
+    let mut md = Metadata::new();
+    md.append("x-echo-ascii", "hello").unwrap();
+    md.append_bin("x-echo-data-bin", vec![0u8, 1, 0xfe, 0xff]).unwrap();
+    let reply = channel
+        .unary(&UNARY, &request("md", 1), CallOptions::new().metadata(md))
+        .wait()
+        .unwrap();
+    assert_eq!(reply.initial_metadata().get("x-echo-ascii"), Some("hello"));
+    assert_eq!(reply.initial_metadata().get_bin("x-echo-data-bin"), Some(&[0u8, 1, 0xfe, 0xff][..]));
+    assert_eq!(reply.trailing_metadata().get("x-trailer-ascii"), Some("hello"));
+    assert_eq!(reply.trailing_metadata().get_bin("x-trailer-data-bin"), Some(&[0u8, 1, 0xfe, 0xff][..]));
+}
+
+#[test]
+fn status_with_details_and_trailers_reaches_client() {
+    let (_env, _server, channel) = setup();
+    let mut req = request("fail", 1);
+    req.fail_code = Code::FailedPrecondition.as_i32();
+    req.fail_message = "precondition: é ünïcode".into();
+    req.fail_details = b"\x08\x09detail\x00\xff".to_vec();
+    let mut md = Metadata::new();
+    md.append("x-echo-why", "because").unwrap();
+    let err = channel.unary(&UNARY, &req, CallOptions::new().metadata(md)).wait().unwrap_err();
+    let Error::Rpc(status) = err else { panic!("expected an RPC status, got {err}") };
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(status.message(), "precondition: é ünïcode");
+    assert_eq!(status.details(), b"\x08\x09detail\x00\xff");
+    assert_eq!(status.metadata().get("x-trailer-why"), Some("because"));
+}
+
+#[test]
+fn deadline_exceeded_against_slow_handler() {
+    let (_env, _server, channel) = setup();
+    let mut req = request("slow", 1);
+    req.sleep_ms = 5_000;
+    let start = Instant::now();
+    let err = channel
+        .unary(&UNARY, &req, CallOptions::new().timeout(Duration::from_millis(200)))
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+}
+
+#[test]
+fn unknown_method_is_unimplemented() {
+    let (_env, _server, channel) = setup();
+    let missing: grpcore::Method<Vec<u8>, Vec<u8>, grpcore::BytesCodec> = grpcore::Method::unary("/grpcore.test.Echo/Nope");
+    let err = channel.unary(&missing, &vec![1, 2, 3], CallOptions::new()).wait().unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented, "{err}");
+    let other: grpcore::Method<Vec<u8>, Vec<u8>, grpcore::BytesCodec> = grpcore::Method::unary("/no.Such/Service");
+    let err = channel.unary(&other, &vec![], CallOptions::new()).wait().unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented, "{err}");
+}
+
+#[test]
+fn handler_panic_is_internal_and_server_keeps_serving() {
+    let (_env, _server, channel) = setup();
+    let err = channel.unary(&UNARY, &request("panic", 1), CallOptions::new()).wait().unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err}");
+    assert!(err.to_string().contains("panicked"), "{err}");
+    for i in 0..3 {
+        let reply = channel.unary(&UNARY, &request("after", i), CallOptions::new()).wait().unwrap();
+        assert_eq!(reply.message().seq, i);
+    }
+}
+
+#[test]
+fn thousand_concurrent_calls_on_one_channel() {
+    let (_env, _server, channel) = setup();
+    let calls: Vec<_> = (0..1000)
+        .map(|i| {
+            let mut req = request("many", i);
+            req.payload = i.to_le_bytes().to_vec();
+            channel.unary(&UNARY, &req, CallOptions::new().timeout(Duration::from_secs(60)))
+        })
+        .collect();
+    let replies = futures::executor::block_on(futures::future::join_all(calls));
+    for (i, r) in replies.into_iter().enumerate() {
+        let r = r.unwrap().into_message();
+        assert_eq!(r.seq, i as i64);
+        assert_eq!(r.payload, (i as i64).to_le_bytes());
+    }
+}
+
+#[test]
+fn futures_complete_under_tokio_multi_and_current_thread() {
+    let (_env, _server, channel) = setup();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let ch = channel.clone();
+    let seqs = rt.block_on(async move {
+        let mut handles = Vec::new();
+        for i in 0..20 {
+            let ch = ch.clone();
+            handles.push(tokio::spawn(async move { ch.unary(&UNARY, &request("tokio", i), CallOptions::new()).await }));
+        }
+        let mut seqs = Vec::new();
+        for h in handles {
+            seqs.push(h.await.unwrap().unwrap().into_message().seq);
+        }
+        seqs
+    });
+    assert_eq!(seqs, (0..20).collect::<Vec<_>>());
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let reply = rt.block_on(channel.unary(&UNARY, &request("current", 3), CallOptions::new())).unwrap();
+    assert_eq!(reply.message().seq, 3);
+}
+
+#[test]
+fn client_calls_run_inside_cq_tasks() {
+    let (env, _server, channel) = setup();
+    let seq = futures::executor::block_on(env.spawn(async move {
+        channel
+            .unary(&UNARY, &request("inside", 11), CallOptions::new())
+            .await
+            .map(|r| r.into_message().seq)
+    }))
+    .unwrap()
+    .unwrap();
+    assert_eq!(seq, 11);
+}
+
+#[test]
+fn blocking_call_on_cq_thread_is_refused_not_deadlocked() {
+    let (env, _server, channel) = setup();
+    let err = futures::executor::block_on(env.spawn(async move {
+        channel.unary(&UNARY, &request("x", 1), CallOptions::new()).wait().unwrap_err()
+    }))
+    .unwrap();
+    assert!(err.to_string().contains("completion-queue thread"), "{err}");
+}
+
+#[test]
+fn dropping_the_client_future_cancels_the_server_handler() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let env = Environment::new(2);
+    let saw_cancel = Arc::new(AtomicBool::new(false));
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let started_tx = std::sync::Mutex::new(started_tx);
+    let flag = saw_cancel.clone();
+    let service = grpcore::ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, move |req: EchoRequest, ctx: grpcore::ServerContext| {
+            let flag = flag.clone();
+            let _ = started_tx.lock().unwrap().send(());
+            async move {
+                ctx.cancelled().await;
+                flag.store(true, Ordering::SeqCst);
+                Ok(EchoResponse { message: req.message, ..Default::default() })
+            }
+        })
+        .build();
+    let server = grpcore::ServerBuilder::new(&env).register_service(service).bind("127.0.0.1:0").build().unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let call = channel.unary(&UNARY, &request("wait", 1), CallOptions::new());
+    started_rx.recv_timeout(Duration::from_secs(10)).expect("handler started");
+    drop(call);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !saw_cancel.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the handler never saw the cancellation");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
