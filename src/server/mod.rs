@@ -83,6 +83,15 @@ impl ServerBuilder {
             slots_per_method: DEFAULT_SLOTS_PER_METHOD,
             error: None,
         }
+        .so_reuseport(false)
+    }
+
+    /// Whether several servers may listen on the same port (`SO_REUSEPORT`). Default: off,
+    /// so binding a port that is in use fails instead of silently sharing it (the C core's
+    /// own default is on).
+    pub fn so_reuseport(mut self, enable: bool) -> ServerBuilder {
+        let r = self.args.set_int("grpc.so_reuseport", enable as i32);
+        self.record(r)
     }
 
     /// Listens on `addr` (`host:port`, port 0 picks a free one; `unix:path` for a socket),
