@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs integration-test binaries under valgrind and fails on any definite leak or memory
+# error: the drop-order tests (every order of dropping environment, channel, server and an
+# in-flight call) and the unary tests (success, errors, panics, cancellation, 1,000 calls).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+for test in drop_order unary; do
+    bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null \
+        | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$test")
+    echo "valgrind: $test ($bin)"
+    log=$(mktemp)
+    rc=0
+    valgrind --quiet --error-exitcode=97 --leak-check=full --show-leak-kinds=definite \
+        --errors-for-leak-kinds=definite "$bin" --test-threads=1 >"$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        cat "$log"
+        echo "valgrind: $test failed (exit $rc): a definite leak, a memory error, or a failing test" >&2
+        exit 1
+    fi
+    grep -E '^test result' "$log"
+    rm -f "$log"
+done
+echo "valgrind: no definite leaks, no memory errors"
