@@ -19,11 +19,11 @@ step() {
 step setup bash scripts/setup.sh
 # Lint first: it fails faster than the test build, and it keeps the test
 # runner's summary at the end of the output.
-step clippy cargo clippy --workspace --all-targets -- -D warnings
+step clippy cargo clippy --workspace --all-targets --features protobuf -- -D warnings
 # `cargo test --workspace` runs unit, integration and doc tests, builds the examples, and
 # runs the benchmarks once at smoke size (harness = false benches run their main()).
-step test cargo test --workspace --benches --tests --lib --examples
-step doctest cargo test --workspace --doc
+step test cargo test --workspace --features protobuf --benches --tests --lib --examples
+step doctest cargo test --workspace --features protobuf --doc
 step leaks bash scripts/leak-check.sh
 if [ -f grpc-sys/ci.sh ]; then
     step grpc-sys bash grpc-sys/ci.sh

@@ -158,7 +158,7 @@ pub(crate) unsafe fn client_status(
     // SAFETY: guaranteed by the caller.
     let mut md = unsafe { trailers.to_metadata() };
     let status_details = md.take_raw(DETAILS_KEY).unwrap_or_default();
-    let code = Code::from_i32(code as i32);
+    let code = Code::from_i32(code);
     if code != Code::Ok {
         if let Some(e) = error.get() {
             log::debug!("call failed with {code}: {e}");

@@ -295,8 +295,8 @@ pub(crate) enum ServerTag {
 impl ServerTag {
     pub(crate) fn complete(self, success: bool) {
         match self {
-            ServerTag::Registered(slot) => slot.complete(success),
-            ServerTag::Generic(slot) => slot.complete(success),
+            ServerTag::Registered(slot) => (*slot).complete(success),
+            ServerTag::Generic(slot) => (*slot).complete(success),
             ServerTag::Shutdown(_server, signal) => signal.finish(),
         }
     }
@@ -351,7 +351,7 @@ fn request_registered(server: &Arc<ServerInner>, method: usize, cq: &Arc<Complet
 }
 
 impl RequestSlot {
-    fn complete(mut self: Box<Self>, success: bool) {
+    fn complete(mut self, success: bool) {
         if !success || self.call.is_null() {
             return; // the server is shutting down
         }
@@ -432,7 +432,7 @@ struct UnimplementedReply {
 impl OnComplete for UnimplementedReply {}
 
 impl GenericSlot {
-    fn complete(mut self: Box<Self>, success: bool) {
+    fn complete(mut self, success: bool) {
         if !success || self.call.is_null() {
             return;
         }
