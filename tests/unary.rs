@@ -190,3 +190,60 @@ fn dropping_the_client_future_cancels_the_server_handler() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn handler_context_sees_peer_deadline_and_method() {
+    use std::sync::{Arc, Mutex};
+    let env = Environment::new(1);
+    let seen = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    let service = grpcore::ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, move |req: EchoRequest, ctx: grpcore::ServerContext| {
+            *record.lock().unwrap() = Some((ctx.peer(), ctx.time_remaining(), ctx.method().to_string()));
+            async move { Ok(EchoResponse { message: req.message, ..Default::default() }) }
+        })
+        .build();
+    let server = grpcore::ServerBuilder::new(&env).register_service(service).bind("127.0.0.1:0").build().unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    channel
+        .unary(&UNARY, &request("ctx", 1), CallOptions::new().timeout(Duration::from_secs(30)))
+        .wait()
+        .unwrap();
+    let (peer, remaining, method) = seen.lock().unwrap().clone().unwrap();
+    assert!(peer.starts_with("ipv4:127.0.0.1:"), "{peer}");
+    let remaining = remaining.expect("the client's deadline reaches the server");
+    assert!(remaining > Duration::from_secs(25) && remaining <= Duration::from_secs(30), "{remaining:?}");
+    assert_eq!(method, "/grpcore.test.Echo/Unary");
+    // Without a client deadline the handler sees none.
+    channel.unary(&UNARY, &request("ctx", 2), CallOptions::new()).wait().unwrap();
+    assert_eq!(seen.lock().unwrap().clone().unwrap().1, None);
+}
+
+#[test]
+fn wait_for_ready_waits_for_a_server_that_starts_later() {
+    let env = Environment::new(1);
+    // Find a free port, then release it.
+    let first = start_echo_server(&env);
+    let port = first.port();
+    first.shutdown(Duration::ZERO).wait();
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{port}")).unwrap();
+    // Fail-fast: nothing listens, so the call fails at once with UNAVAILABLE.
+    let err = channel
+        .unary(&UNARY, &request("fast", 1), CallOptions::new().timeout(Duration::from_secs(5)))
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    // Wait-for-ready: the call waits until a server appears on the port.
+    let call = channel.unary(
+        &UNARY,
+        &request("patient", 2),
+        CallOptions::new().timeout(Duration::from_secs(30)).wait_for_ready(true),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _server = grpcore::ServerBuilder::new(&env)
+        .register_service(echo_service())
+        .bind(format!("127.0.0.1:{port}"))
+        .build()
+        .unwrap();
+    assert_eq!(call.wait().unwrap().message().seq, 2);
+}
