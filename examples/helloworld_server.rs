@@ -52,7 +52,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     // Calls are served on the environment's threads; this one only waits for stdin to end.
     io::copy(&mut io::stdin().lock(), &mut io::sink())?;
-    server.shutdown(Duration::from_secs(5)).wait();
+    server.shutdown(Duration::from_secs(5)).wait()?;
     Ok(())
 }
 

@@ -103,8 +103,12 @@ impl ChannelBuilder {
     ///
     /// Targets as the core accepts them: `host:port`, `dns:[//authority/]host[:port]`,
     /// `ipv4:addr:port[,addr:port...]`, `ipv6:[addr]:port`, `unix:path`,
-    /// `unix:///absolute/path`, `unix-abstract:name`. The channel connects lazily, on the
-    /// first call. A target the core cannot parse is an [`Error::Config`].
+    /// `unix:///absolute/path`, `unix-abstract:name`. A target the core cannot parse is an
+    /// [`Error::Config`].
+    ///
+    /// The channel connects lazily, on the first call. While no server answers, calls fail
+    /// at once with `UNAVAILABLE` unless they set [`CallOptions::wait_for_ready`], which
+    /// makes them wait (within their deadline) for the server to come up.
     pub fn connect(self, target: &str) -> Result<Channel, Error> {
         if let Some(e) = self.error {
             return Err(e);

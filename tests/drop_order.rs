@@ -88,7 +88,7 @@ fn server_shutdown_is_graceful_then_forced() {
         let long_call = channel.unary(&UNARY, &long, CallOptions::new());
         channel.unary(&UNARY, &request("warm", 3), CallOptions::new()).wait().unwrap();
         let start = std::time::Instant::now();
-        server.shutdown(Duration::from_secs(1)).wait();
+        server.shutdown(Duration::from_secs(1)).wait().unwrap();
         let took = start.elapsed();
         assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
         assert_eq!(short_call.wait().unwrap().message().seq, 1);

@@ -225,7 +225,7 @@ fn wait_for_ready_waits_for_a_server_that_starts_later() {
     // Find a free port, then release it.
     let first = start_echo_server(&env);
     let port = first.port();
-    first.shutdown(Duration::ZERO).wait();
+    first.shutdown(Duration::ZERO).wait().unwrap();
     let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{port}")).unwrap();
     // Fail-fast: nothing listens, so the call fails at once with UNAVAILABLE.
     let err = channel

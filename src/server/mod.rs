@@ -597,7 +597,9 @@ impl Future for ShutdownFuture {
 
 impl ShutdownFuture {
     /// Blocks until the server has stopped.
-    pub fn wait(self) {
-        let _ = crate::blocking::block_on(self);
+    ///
+    /// Fails at once when called on a completion-queue thread (it would wait for itself).
+    pub fn wait(self) -> Result<(), Error> {
+        crate::blocking::block_on(self)
     }
 }
