@@ -50,13 +50,13 @@ fn link_explicit(lib_dir: &str) -> Vec<PathBuf> {
         println!("cargo:rustc-link-lib={kind}={lib}");
     }
     if statik {
-        // The core's own static archives need these from the system.
         for lib in ["upb", "address_sorting"] {
             println!("cargo:rustc-link-lib=static={lib}");
         }
-        for lib in ["ssl", "crypto", "z", "cares", "re2", "stdc++"] {
-            println!("cargo:rustc-link-lib=dylib={lib}");
-        }
+        // What the archives need from the system (abseil, OpenSSL, re2, c-ares, zlib, C++),
+        // dynamically, as the installation's grpc.pc/gpr.pc list it.
+        let pc_dir = PathBuf::from(lib_dir).join("pkgconfig");
+        deps::link_third_party(&[pc_dir.join("grpc.pc"), pc_dir.join("gpr.pc")]);
     }
     env_var("GRPCORE_SYS_GRPC_INCLUDE_DIR")
         .map(PathBuf::from)
@@ -72,7 +72,15 @@ fn link_pkg_config() -> Vec<PathBuf> {
         .statik(statik)
         .probe("grpc")
     {
-        Ok(lib) => lib.include_paths,
+        Ok(lib) => {
+            if statik {
+                // grpc.pc does not name the C++ runtime a static core needs (a dynamic one
+                // records it itself). pkg-config links libraries in system directories
+                // dynamically even then; this line is harmless for those.
+                println!("cargo:rustc-link-lib=dylib=stdc++");
+            }
+            lib.include_paths
+        }
         Err(err) => panic!(
             "\n\ngrpcore-sys: could not find the gRPC C core (release {GRPC_RELEASE}, core version {CORE_VERSION}).\n\
              Looked for the pkg-config module `grpc` (version >= 29): {err}\n\n\
@@ -85,6 +93,8 @@ fn link_pkg_config() -> Vec<PathBuf> {
         ),
     }
 }
+
+mod deps;
 
 #[cfg(not(feature = "vendored"))]
 mod vendored {
