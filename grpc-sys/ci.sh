@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# grpcore-sys's CI checks (scripts/test.sh runs this; so can anyone, from a fresh clone):
+#   1. fetch     gRPC 1.51.x source + build dependencies (fetch-grpc-source.sh; no-op when present)
+#   2. vendored  build grpcore-sys with `--features vendored` and run its tests against that core
+#   3. static    the test binaries carry the core statically (ldd shows no libgrpc/libgpr)
+#   4. bindings  regen-bindings.sh --check: the checked-in bindings match a fresh bindgen run over
+#                the headers of the source just built
+# Prints the time of each step.
+#
+# The cargo target dir and the source tree live outside the checkout, so a second run (or
+# another clone) reuses the ~10-minute build of the core:
+#   GRPCORE_SYS_CI_TARGET_DIR  cargo target dir (default /var/tmp/grpcore-vendored-target)
+#   GRPCORE_SYS_GRPC_SOURCE    gRPC source tree (default $GRPCORE_SYS_CI_TARGET_DIR/grpc-src,
+#                              fetched there when missing)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+manifest=$here/../Cargo.toml
+export CARGO_TARGET_DIR=${GRPCORE_SYS_CI_TARGET_DIR:-/var/tmp/grpcore-vendored-target}
+export GRPCORE_SYS_GRPC_SOURCE=${GRPCORE_SYS_GRPC_SOURCE:-$CARGO_TARGET_DIR/grpc-src}
+# An explicit installation would take precedence over the vendored build.
+unset GRPCORE_SYS_GRPC_LIB_DIR GRPCORE_SYS_GRPC_INCLUDE_DIR GRPCORE_SYS_STATIC
+mkdir -p "$CARGO_TARGET_DIR"
+
+timings=()
+step() {
+  local name=$1 start=$SECONDS
+  shift
+  printf '==> grpc-sys/ci.sh: %s\n' "$name"
+  "$@"
+  timings+=("$(printf '%-9s %5ds' "$name" "$((SECONDS - start))")")
+  printf '<== grpc-sys/ci.sh: %s: %ds\n' "$name" "$((SECONDS - start))"
+}
+
+vendored_test() {
+  local json
+  json=$(mktemp)
+  # Build first, keeping cargo's JSON messages: they name the test binaries and the build
+  # script's OUT_DIR (where cmake left the core's archives).
+  cargo test --manifest-path "$manifest" -p grpcore-sys --features vendored --no-run \
+    --message-format=json-render-diagnostics > "$json"
+  test_bins=$(grep -o '"executable":"[^"]*"' "$json" | cut -d'"' -f4)
+  core_lib_dir=$(grep '"reason":"build-script-executed"' "$json" | grep '"package_id":"[^"]*grpc-sys' \
+    | grep -o '"out_dir":"[^"]*"' | cut -d'"' -f4 | tail -1)/build
+  rm -f "$json"
+  cargo test --manifest-path "$manifest" -p grpcore-sys --features vendored
+}
+
+static_check() {
+  local bin bad=0
+  for bin in $test_bins; do
+    if ldd "$bin" | grep -E 'lib(grpc|gpr|upb|address_sorting)\.so'; then
+      echo "grpc-sys/ci.sh: $bin links a shared gRPC core: the vendored build must link it statically" >&2
+      bad=1
+    fi
+  done
+  [ "$bad" -eq 0 ] && echo "no shared gRPC core in: $(echo $test_bins | xargs -n1 basename | tr '\n' ' ')"
+  return "$bad"
+}
+
+start_all=$SECONDS
+step fetch bash "$here/fetch-grpc-source.sh" "$GRPCORE_SYS_GRPC_SOURCE"
+step vendored vendored_test
+step static static_check
+step bindings env GRPCORE_SYS_GRPC_LIB_DIR="$core_lib_dir" \
+  GRPCORE_SYS_GRPC_INCLUDE_DIR="$GRPCORE_SYS_GRPC_SOURCE/include" bash "$here/regen-bindings.sh" --check
+
+printf 'grpc-sys/ci.sh timings (target dir %s):\n' "$CARGO_TARGET_DIR"
+printf '  %s\n' "${timings[@]}"
+printf '  %-9s %5ds\n' total "$((SECONDS - start_all))"
