@@ -269,9 +269,10 @@ impl Channel {
                 Some(p) => ffi::grpc_slice_from_static_buffer(p.as_ptr() as *const _, p.len()),
                 None => ffi::grpc_slice_from_copied_buffer(path.as_ptr() as *const _, path.len()),
             };
+            let parent = opts.parent_call().map_or(ptr::null_mut(), |c| c.as_ptr());
             let raw = ffi::grpc_channel_create_call(
                 self.inner.raw,
-                ptr::null_mut(),
+                parent,
                 ffi::GRPC_PROPAGATE_DEFAULTS,
                 borrow.raw(),
                 method,

@@ -43,6 +43,8 @@ pub use grpcore_sys as ffi;
 
 pub use buffer::MessageReader;
 pub use call::client::{CallOptions, Response, UnaryCall};
+pub use call::streaming::{BlockingIter, ClientStreamingCall, RequestSink, ResponseStream};
+pub use call::write::{Compression, WriteFlags};
 pub use channel::{Channel, ChannelBuilder};
 pub use codec::{BytesCodec, Codec};
 #[cfg(feature = "prost")]
@@ -55,6 +57,7 @@ pub use metadata::Metadata;
 pub use method::{Method, MethodKind};
 pub use server::context::{Cancelled, ServerContext};
 pub use server::service::{Service, ServiceBuilder};
+pub use server::streaming::{RequestStream, ServerSink};
 pub use server::{Server, ServerBuilder, ShutdownFuture};
 pub use status::{Code, Status};
 

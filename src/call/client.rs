@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use grpcore_sys as ffi;
 
 use super::raw::{op, ErrorString, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
+use super::write::{Compression, ENCODING_REQUEST_KEY};
 use super::{Batch, Call, OnComplete};
+use crate::server::context::{ServerCallShared, ServerContext};
 use crate::buffer::ByteBuffer;
 use crate::codec::Codec;
 use crate::error::Error;
@@ -26,7 +28,7 @@ enum Deadline {
     At(Instant),
 }
 
-/// Per-call options: deadline, request metadata, wait-for-ready.
+/// Per-call options: deadline, request metadata, wait-for-ready, compression, parent call.
 ///
 /// ```
 /// use std::time::Duration;
@@ -37,11 +39,25 @@ enum Deadline {
 ///     .metadata(md)
 ///     .wait_for_ready(true);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct CallOptions {
     deadline: Deadline,
     metadata: Metadata,
     wait_for_ready: bool,
+    compression: Option<Compression>,
+    parent: Option<Arc<ServerCallShared>>,
+}
+
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("deadline", &self.deadline)
+            .field("metadata", &self.metadata)
+            .field("wait_for_ready", &self.wait_for_ready)
+            .field("compression", &self.compression)
+            .field("has_parent", &self.parent.is_some())
+            .finish()
+    }
 }
 
 impl CallOptions {
@@ -75,6 +91,31 @@ impl CallOptions {
         self
     }
 
+    /// Compresses this call's request messages with `algorithm`, overriding the channel's
+    /// default (messages sent with [`WriteFlags::no_compress`](crate::WriteFlags) stay plain).
+    pub fn compression(mut self, algorithm: Compression) -> CallOptions {
+        self.compression = Some(algorithm);
+        self
+    }
+
+    /// Makes this call a child of the server call `parent`: it inherits the parent's
+    /// deadline (the earlier of the two applies) and is cancelled when the parent is
+    /// cancelled. Use it for the outgoing calls a handler makes on behalf of its client.
+    pub fn parent(mut self, parent: &ServerContext) -> CallOptions {
+        self.parent = Some(parent.shared().clone());
+        self
+    }
+
+    pub(crate) fn parent_call(&self) -> Option<&Call> {
+        self.parent.as_ref().map(|p| &p.call)
+    }
+
+    /// The request metadata as the core takes it (with the compression request, if any).
+    pub(crate) fn send_metadata(&self) -> SendMetadata {
+        let encoding = self.compression.map(|c| (ENCODING_REQUEST_KEY, c.name().as_bytes()));
+        SendMetadata::new(&self.metadata, encoding)
+    }
+
     pub(crate) fn raw_deadline(&self) -> ffi::gpr_timespec {
         match self.deadline {
             Deadline::Never => crate::time::infinite_future(),
@@ -91,9 +132,6 @@ impl CallOptions {
         }
     }
 
-    pub(crate) fn request_metadata(&self) -> &Metadata {
-        &self.metadata
-    }
 }
 
 /// A successful unary response: the message and the metadata around it.
@@ -131,16 +169,101 @@ impl<T> Response<T> {
     }
 }
 
+/// The receiving half of a call that ends with one response: initial metadata, the
+/// message and the status, all in one batch.
+pub(crate) struct ResponseState {
+    recv_initial: RecvMetadata,
+    recv_msg: RecvMessage,
+    status: StatusState,
+}
+
+impl ResponseState {
+    pub(crate) fn new() -> ResponseState {
+        ResponseState {
+            recv_initial: RecvMetadata::new(),
+            recv_msg: RecvMessage::new(),
+            status: StatusState::new(),
+        }
+    }
+
+    /// The three receive ops, pointing into `self`.
+    pub(crate) fn ops(&mut self) -> [ffi::grpc_op; 3] {
+        [
+            op::recv_initial_metadata(&mut self.recv_initial),
+            op::recv_message(&mut self.recv_msg),
+            self.status.op(),
+        ]
+    }
+
+    /// The response, once the batch is done.
+    ///
+    /// # Safety
+    /// The call must still be alive (received metadata belongs to it).
+    pub(crate) unsafe fn finish<Resp, C: Codec<Resp>>(&mut self) -> Result<Response<Resp>, Error> {
+        // SAFETY: guaranteed by the caller.
+        let (status, trailers) = unsafe { self.status.finish() };
+        if status.code() != Code::Ok {
+            return Err(Error::Rpc(status));
+        }
+        // SAFETY: as above.
+        let initial = unsafe { self.recv_initial.to_metadata() };
+        match self.recv_msg.take() {
+            None => Err(Error::Rpc(Status::internal(
+                "the server finished the call with OK but sent no response message",
+            ))),
+            Some(buf) => C::decode(&mut buf.reader())
+                .map_err(|e| Error::Codec(format!("failed to decode the response: {e}")))
+                .map(|message| Response {
+                    message,
+                    initial_metadata: initial,
+                    trailing_metadata: trailers,
+                }),
+        }
+    }
+}
+
+impl OnComplete for ResponseState {}
+
+/// RECV_STATUS_ON_CLIENT's buffers.
+pub(crate) struct StatusState {
+    trailers: RecvMetadata,
+    code: ffi::grpc_status_code,
+    details: OwnedSlice,
+    error: ErrorString,
+}
+
+impl OnComplete for StatusState {}
+
+impl StatusState {
+    pub(crate) fn new() -> StatusState {
+        StatusState {
+            trailers: RecvMetadata::new(),
+            code: ffi::GRPC_STATUS_UNKNOWN,
+            details: OwnedSlice::empty(),
+            error: ErrorString::new(),
+        }
+    }
+
+    /// The op, pointing into `self`.
+    pub(crate) fn op(&mut self) -> ffi::grpc_op {
+        op::recv_status_on_client(&mut self.trailers, &mut self.code, &mut self.details, &mut self.error)
+    }
+
+    /// The status and trailers, once the op is done.
+    ///
+    /// # Safety
+    /// The call must still be alive (the trailers' elements belong to it).
+    pub(crate) unsafe fn finish(&self) -> (Status, Metadata) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { client_status(self.code, &self.details, &self.error, &self.trailers) }
+    }
+}
+
 /// Everything a unary client batch needs on the C side.
 pub(crate) struct UnaryClientState {
     send_md: SendMetadata,
     send_msg: ByteBuffer,
-    recv_initial: RecvMetadata,
-    recv_msg: RecvMessage,
-    trailers: RecvMetadata,
-    status: ffi::grpc_status_code,
-    details: OwnedSlice,
-    error: ErrorString,
+    response: ResponseState,
 }
 
 impl OnComplete for UnaryClientState {}
@@ -196,26 +319,22 @@ impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
     /// Starts the one batch of a unary call on `call`.
     pub(crate) fn start(call: Call, opts: &CallOptions, request: ByteBuffer) -> Self {
         let batch = Batch::new(UnaryClientState {
-            send_md: SendMetadata::new(opts.request_metadata(), None),
+            send_md: opts.send_metadata(),
             send_msg: request,
-            recv_initial: RecvMetadata::new(),
-            recv_msg: RecvMessage::new(),
-            trailers: RecvMetadata::new(),
-            status: ffi::GRPC_STATUS_UNKNOWN,
-            details: OwnedSlice::empty(),
-            error: ErrorString::new(),
+            response: ResponseState::new(),
         });
         // SAFETY: the batch has not started, so we are the only user of its state; the ops
         // point into that state, which the tag keeps alive until the event.
         let result = unsafe {
             let s = &mut *batch.state_ptr();
+            let [a, b, c] = s.response.ops();
             let ops = [
                 op::send_initial_metadata(&mut s.send_md, opts.initial_metadata_flags()),
                 op::send_message(&s.send_msg, 0),
                 op::send_close_from_client(),
-                op::recv_initial_metadata(&mut s.recv_initial),
-                op::recv_message(&mut s.recv_msg),
-                op::recv_status_on_client(&mut s.trailers, &mut s.status, &mut s.details, &mut s.error),
+                a,
+                b,
+                c,
             ];
             call.start_batch(&ops, batch.tag())
         };
@@ -250,27 +369,7 @@ impl<Resp, C: Codec<Resp>> Future for UnaryCall<Resp, C> {
                 }
                 // SAFETY: the batch is done and this future is its only Rust owner; the call is
                 // still alive (held in `state`) while we read the metadata it owns.
-                let s = unsafe { batch.state_mut() };
-                // SAFETY: as above.
-                let (status, trailers) = unsafe { client_status(s.status, &s.details, &s.error, &s.trailers) };
-                if status.code() != Code::Ok {
-                    Err(Error::Rpc(status))
-                } else {
-                    // SAFETY: as above.
-                    let initial = unsafe { s.recv_initial.to_metadata() };
-                    match s.recv_msg.take() {
-                        None => Err(Error::Rpc(Status::internal(
-                            "the server finished the unary call with OK but sent no response message",
-                        ))),
-                        Some(buf) => C::decode(&mut buf.reader())
-                            .map_err(|e| Error::Codec(format!("failed to decode the response: {e}")))
-                            .map(|message| Response {
-                                message,
-                                initial_metadata: initial,
-                                trailing_metadata: trailers,
-                            }),
-                    }
-                }
+                unsafe { batch.state_mut().response.finish::<Resp, C>() }
             }
         };
         this.state = UnaryState::Finished;

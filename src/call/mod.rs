@@ -7,6 +7,8 @@
 
 pub(crate) mod client;
 pub(crate) mod raw;
+pub(crate) mod streaming;
+pub(crate) mod write;
 
 use std::cell::UnsafeCell;
 use std::ffi::CStr;
@@ -43,6 +45,11 @@ impl Call {
         Call { raw, cq }
     }
 
+    /// The raw pointer, still owned by `self` (for parent-call propagation).
+    pub(crate) fn as_ptr(&self) -> *mut ffi::grpc_call {
+        self.raw
+    }
+
     /// Starts `ops` as one batch that completes with `tag`.
     ///
     /// # Safety
@@ -66,6 +73,13 @@ impl Call {
             )));
         }
         Ok(())
+    }
+
+    /// After a receive found no message: true if that was because the call failed
+    /// (cancelled, deadline, connection lost) rather than a graceful end of stream.
+    pub(crate) fn failed_before_recv_message(&self) -> bool {
+        // SAFETY: the call is live; this only reads a flag.
+        unsafe { ffi::grpc_call_failed_before_recv_message(self.raw) != 0 }
     }
 
     /// Cancels the call (a no-op if it already finished).

@@ -22,9 +22,10 @@ fn copied_slice(bytes: &[u8]) -> ffi::grpc_slice {
 }
 
 impl SendMetadata {
-    /// Copies `md`, plus an optional extra (reserved) entry such as the status details.
-    pub(crate) fn new(md: &Metadata, extra: Option<(&str, &[u8])>) -> SendMetadata {
-        let mut entries = Vec::with_capacity(md.len() + extra.is_some() as usize);
+    /// Copies `md`, plus extra (reserved) entries such as the status details.
+    pub(crate) fn new<'a>(md: &'a Metadata, extra: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> SendMetadata {
+        let extra = extra.into_iter();
+        let mut entries = Vec::with_capacity(md.len() + extra.size_hint().0);
         for (k, v) in md.iter().chain(extra) {
             entries.push(ffi::grpc_metadata {
                 key: copied_slice(k.as_bytes()),

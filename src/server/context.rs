@@ -10,6 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::call::raw::op;
+use crate::call::write::Writer;
 use crate::call::{Batch, Call, OnComplete};
 use crate::metadata::Metadata;
 
@@ -25,6 +26,18 @@ pub(crate) struct ServerCallShared {
     close_waiters: Mutex<Vec<Waker>>,
     pub(crate) initial_metadata: Mutex<Metadata>,
     pub(crate) trailing_metadata: Mutex<Metadata>,
+    /// Response writes of a streaming handler.
+    pub(crate) output: Mutex<Output>,
+}
+
+/// The sending side of a server call.
+#[derive(Default)]
+pub(crate) struct Output {
+    pub(crate) writer: Writer,
+    /// Initial metadata has gone out (with the first message or on request).
+    pub(crate) headers_sent: bool,
+    /// The status has been sent: no more writes.
+    pub(crate) finished: bool,
 }
 
 // SAFETY: `close_raw` is written by the core while the batch carrying RECV_CLOSE_ON_SERVER
@@ -44,6 +57,7 @@ impl ServerCallShared {
             close_waiters: Mutex::new(Vec::new()),
             initial_metadata: Mutex::new(Metadata::new()),
             trailing_metadata: Mutex::new(Metadata::new()),
+            output: Mutex::new(Output::default()),
         })
     }
 
@@ -126,6 +140,10 @@ impl ServerContext {
         }
     }
 
+    pub(crate) fn shared(&self) -> &Arc<ServerCallShared> {
+        &self.shared
+    }
+
     /// The full method path, `/package.Service/Method`.
     pub fn method(&self) -> &str {
         &self.method
@@ -151,7 +169,9 @@ impl ServerContext {
         &self.metadata
     }
 
-    /// Sets the initial metadata (response headers) sent with the response.
+    /// Sets the initial metadata (response headers) sent with the first response message
+    /// (or on [`ServerSink::send_headers`](crate::ServerSink::send_headers)); has no effect
+    /// once they have gone out.
     pub fn set_initial_metadata(&self, metadata: Metadata) {
         *self.shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()) = metadata;
     }

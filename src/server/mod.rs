@@ -8,6 +8,7 @@
 
 pub(crate) mod context;
 pub(crate) mod service;
+pub(crate) mod streaming;
 
 use std::ffi::CString;
 use std::future::Future;

@@ -91,7 +91,7 @@ impl ServiceBuilder {
     /// The handler gets the decoded request and the call's [`ServerContext`] and returns the
     /// response or a [`Status`]. A handler that panics answers `INTERNAL`; the server keeps
     /// serving.
-    pub fn add_unary<Req, Resp, C, F, Fut>(mut self, method: &Method<Req, Resp, C>, handler: F) -> ServiceBuilder
+    pub fn add_unary<Req, Resp, C, F, Fut>(self, method: &Method<Req, Resp, C>, handler: F) -> ServiceBuilder
     where
         Req: Send + 'static,
         Resp: Send + 'static,
@@ -99,19 +99,81 @@ impl ServiceBuilder {
         F: Fn(Req, ServerContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
     {
-        if method.kind() != MethodKind::Unary {
+        let handler = UnaryHandler::<Req, Resp, C, F> {
+            f: handler,
+            _types: PhantomData,
+        };
+        self.add_kind(method, MethodKind::Unary, Arc::new(handler))
+    }
+
+    /// Serves a client-streaming method: the handler reads a [`RequestStream`] and returns
+    /// one response or a [`Status`].
+    ///
+    /// [`RequestStream`]: crate::RequestStream
+    pub fn add_client_streaming<Req, Resp, C, F, Fut>(self, method: &Method<Req, Resp, C>, handler: F) -> ServiceBuilder
+    where
+        Req: Send + 'static,
+        Resp: Send + 'static,
+        C: Codec<Req> + Codec<Resp>,
+        F: Fn(crate::RequestStream<Req, C>, ServerContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+    {
+        let h = super::streaming::ClientStreamingHandler::<Req, Resp, C, F> {
+            f: handler,
+            _types: PhantomData,
+        };
+        self.add_kind(method, MethodKind::ClientStreaming, Arc::new(h))
+    }
+
+    /// Serves a server-streaming method: the handler gets the request and a [`ServerSink`]
+    /// to send responses into; the status goes out when it returns.
+    ///
+    /// [`ServerSink`]: crate::ServerSink
+    pub fn add_server_streaming<Req, Resp, C, F, Fut>(self, method: &Method<Req, Resp, C>, handler: F) -> ServiceBuilder
+    where
+        Req: Send + 'static,
+        Resp: Send + 'static,
+        C: Codec<Req> + Codec<Resp>,
+        F: Fn(Req, crate::ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Status>> + Send + 'static,
+    {
+        let h = super::streaming::ServerStreamingHandler::<Req, Resp, C, F> {
+            f: handler,
+            _types: PhantomData,
+        };
+        self.add_kind(method, MethodKind::ServerStreaming, Arc::new(h))
+    }
+
+    /// Serves a bidirectional-streaming method: requests from a [`RequestStream`],
+    /// responses into a [`ServerSink`], independently; the status goes out when it returns.
+    ///
+    /// [`RequestStream`]: crate::RequestStream
+    /// [`ServerSink`]: crate::ServerSink
+    pub fn add_duplex<Req, Resp, C, F, Fut>(self, method: &Method<Req, Resp, C>, handler: F) -> ServiceBuilder
+    where
+        Req: Send + 'static,
+        Resp: Send + 'static,
+        C: Codec<Req> + Codec<Resp>,
+        F: Fn(crate::RequestStream<Req, C>, crate::ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Status>> + Send + 'static,
+    {
+        let h = super::streaming::DuplexHandler::<Req, Resp, C, F> {
+            f: handler,
+            _types: PhantomData,
+        };
+        self.add_kind(method, MethodKind::Duplex, Arc::new(h))
+    }
+
+    fn add_kind<Req, Resp, C>(mut self, method: &Method<Req, Resp, C>, kind: MethodKind, handler: Arc<dyn Handler>) -> ServiceBuilder {
+        if method.kind() != kind {
             self.service.error.get_or_insert(Error::Config(format!(
-                "add_unary was given {}, a {:?} method",
+                "{} is a {:?} method, registered as {kind:?}",
                 method.path(),
                 method.kind()
             )));
             return self;
         }
-        let handler = UnaryHandler::<Req, Resp, C, F> {
-            f: handler,
-            _types: PhantomData,
-        };
-        self.add(method.path(), MethodKind::Unary, Arc::new(handler))
+        self.add(method.path(), kind, handler)
     }
 
     fn add(mut self, path: &str, kind: MethodKind, handler: Arc<dyn Handler>) -> ServiceBuilder {
@@ -159,7 +221,7 @@ where
         let request = match request {
             Ok(r) => r,
             Err(status) => {
-                send_unary_reply(&shared, Err(status));
+                send_final(&shared, None, status);
                 return Box::pin(async {});
             }
         };
@@ -167,23 +229,13 @@ where
         let future = match catch_unwind(AssertUnwindSafe(|| (self.f)(request, ctx))) {
             Ok(f) => f,
             Err(panic) => {
-                send_unary_reply(&shared, Err(panic_status(&*panic)));
+                send_final(&shared, None, panic_status(&*panic));
                 return Box::pin(async {});
             }
         };
         Box::pin(async move {
-            let outcome = match AssertUnwindSafe(future).catch_unwind().await {
-                Ok(Ok(resp)) => {
-                    let mut buf = Vec::new();
-                    match C::encode(&resp, &mut buf) {
-                        Ok(()) => Ok(buf),
-                        Err(e) => Err(Status::internal(format!("failed to encode the response: {e}"))),
-                    }
-                }
-                Ok(Err(status)) => Err(status),
-                Err(panic) => Err(panic_status(&*panic)),
-            };
-            send_unary_reply(&shared, outcome);
+            let outcome = AssertUnwindSafe(future).catch_unwind().await;
+            send_response::<Resp, C>(&shared, outcome);
         })
     }
 }
@@ -199,6 +251,7 @@ pub(crate) fn panic_status(payload: &(dyn std::any::Any + Send)) -> Status {
 struct ReplyState {
     shared: Arc<ServerCallShared>,
     initial: SendMetadata,
+    headers_sent: bool,
     message: Option<ByteBuffer>,
     trailers: SendMetadata,
     details: OwnedSlice,
@@ -213,21 +266,42 @@ impl OnComplete for ReplyState {
     }
 }
 
-/// Sends the response (or error) of a unary or client-streaming call in one batch:
-/// initial metadata, message, status with trailers, and close. Fire and forget: the batch's
-/// tag keeps everything alive until the core is done.
-pub(crate) fn send_unary_reply(shared: &Arc<ServerCallShared>, outcome: Result<Vec<u8>, Status>) {
+/// Sends the outcome of a handler that answers with one message (unary, client streaming).
+pub(crate) fn send_response<Resp, C: Codec<Resp>>(
+    shared: &Arc<ServerCallShared>,
+    outcome: std::thread::Result<Result<Resp, Status>>,
+) {
+    match outcome {
+        Ok(Ok(resp)) => {
+            let mut buf = Vec::new();
+            match C::encode(&resp, &mut buf) {
+                Ok(()) => send_final(shared, Some(ByteBuffer::from_vec(buf)), Status::ok()),
+                Err(e) => send_final(shared, None, Status::internal(format!("failed to encode the response: {e}"))),
+            }
+        }
+        Ok(Err(status)) => send_final(shared, None, status),
+        Err(panic) => send_final(shared, None, panic_status(&*panic)),
+    }
+}
+
+/// Sends the end of a server call in one batch: initial metadata (unless already sent),
+/// the message (if any), the status with trailers, and the close. Fire and forget: the
+/// batch's tag keeps everything alive until the core is done. A streaming handler's
+/// writes must be complete first.
+pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuffer>, status: Status) {
+    let headers_sent = {
+        let mut out = shared.output.lock().unwrap_or_else(|e| e.into_inner());
+        out.finished = true;
+        std::mem::replace(&mut out.headers_sent, true)
+    };
     let initial = std::mem::take(&mut *shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()));
     let trailers = std::mem::take(&mut *shared.trailing_metadata.lock().unwrap_or_else(|e| e.into_inner()));
-    let (message, status) = match outcome {
-        Ok(bytes) => (Some(ByteBuffer::from_vec(bytes)), Status::ok()),
-        Err(status) => (None, status),
-    };
     let details = status.details();
     let close = shared.claim_close_op();
     let batch = Batch::new(ReplyState {
         shared: shared.clone(),
         initial: SendMetadata::new(&initial, None),
+        headers_sent,
         message,
         trailers: SendMetadata::new(&trailers, (!details.is_empty()).then_some((DETAILS_KEY, details))),
         details: OwnedSlice::copy_of(status.message().as_bytes()),
@@ -240,7 +314,9 @@ pub(crate) fn send_unary_reply(shared: &Arc<ServerCallShared>, outcome: Result<V
     let result = unsafe {
         let s = &mut *batch.state_ptr();
         let mut ops = Vec::with_capacity(4);
-        ops.push(op::send_initial_metadata(&mut s.initial, 0));
+        if !s.headers_sent {
+            ops.push(op::send_initial_metadata(&mut s.initial, 0));
+        }
         if let Some(m) = &s.message {
             ops.push(op::send_message(m, 0));
         }

@@ -7,7 +7,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use grpcore::{Code, Environment, Metadata, Method, ProstCodec, Server, ServerBuilder, ServerContext, ServiceBuilder, Status};
+use futures::StreamExt;
+use grpcore::{
+    Code, Environment, Metadata, Method, ProstCodec, RequestStream, Server, ServerBuilder, ServerContext, ServerSink,
+    ServiceBuilder, Status,
+};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct EchoRequest {
@@ -41,6 +45,106 @@ pub struct EchoResponse {
 
 pub const SERVICE: &str = "grpcore.test.Echo";
 pub const UNARY: Method<EchoRequest, EchoResponse, ProstCodec> = Method::unary("/grpcore.test.Echo/Unary");
+pub const CLIENT_STREAM: Method<EchoRequest, EchoResponse, ProstCodec> =
+    Method::client_streaming("/grpcore.test.Echo/ClientStream");
+pub const SERVER_STREAM: Method<EchoRequest, EchoResponse, ProstCodec> =
+    Method::server_streaming("/grpcore.test.Echo/ServerStream");
+pub const BIDI: Method<EchoRequest, EchoResponse, ProstCodec> = Method::duplex("/grpcore.test.Echo/Bidi");
+
+/// Sleeps without depending on any runtime (a plain thread fires a oneshot); returns false
+/// if the call was cancelled first.
+pub async fn sleep_unless_cancelled(ctx: &ServerContext, ms: i32) -> bool {
+    if ms <= 0 {
+        return true;
+    }
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(ms as u64));
+        let _ = tx.send(());
+    });
+    futures::future::select(rx, ctx.cancelled()).await;
+    !ctx.is_cancelled()
+}
+
+fn failure(req: &EchoRequest) -> Status {
+    Status::with_details(Code::from_i32(req.fail_code), req.fail_message.clone(), req.fail_details.clone())
+}
+
+fn response_payload(req: &EchoRequest) -> Vec<u8> {
+    if req.response_size > 0 {
+        vec![b'x'; req.response_size as usize]
+    } else {
+        req.payload.clone()
+    }
+}
+
+pub async fn client_stream_echo(mut requests: RequestStream<EchoRequest, ProstCodec>, ctx: ServerContext) -> Result<EchoResponse, Status> {
+    echo_metadata(&ctx);
+    let (mut messages, mut payloads, mut sized) = (Vec::new(), Vec::new(), None);
+    while let Some(req) = requests.message().await? {
+        if !sleep_unless_cancelled(&ctx, req.sleep_ms).await {
+            return Err(Status::new(Code::Cancelled, "cancelled"));
+        }
+        if req.fail_code != 0 {
+            return Err(failure(&req));
+        }
+        messages.push(req.message);
+        payloads.extend(req.payload);
+        if req.response_size > 0 {
+            sized = Some(req.response_size as usize);
+        }
+    }
+    Ok(EchoResponse {
+        seq: messages.len() as i64,
+        message: messages.join(","),
+        payload: sized.map_or(payloads, |n| vec![b'x'; n]),
+    })
+}
+
+pub async fn server_stream_echo(req: EchoRequest, mut sink: ServerSink<EchoResponse, ProstCodec>, ctx: ServerContext) -> Result<(), Status> {
+    echo_metadata(&ctx);
+    let payload = response_payload(&req);
+    for i in 0..req.seq.max(0) {
+        if !sleep_unless_cancelled(&ctx, req.sleep_ms).await {
+            return Err(Status::new(Code::Cancelled, "cancelled"));
+        }
+        sink.send(EchoResponse {
+            message: req.message.clone(),
+            seq: i,
+            payload: payload.clone(),
+        })
+        .await?;
+    }
+    if req.fail_code != 0 {
+        return Err(failure(&req));
+    }
+    Ok(())
+}
+
+pub async fn bidi_echo(
+    mut requests: RequestStream<EchoRequest, ProstCodec>,
+    mut sink: ServerSink<EchoResponse, ProstCodec>,
+    ctx: ServerContext,
+) -> Result<(), Status> {
+    echo_metadata(&ctx);
+    while let Some(req) = requests.next().await {
+        let req = req?;
+        if !sleep_unless_cancelled(&ctx, req.sleep_ms).await {
+            return Err(Status::new(Code::Cancelled, "cancelled"));
+        }
+        if req.fail_code != 0 {
+            return Err(failure(&req));
+        }
+        let payload = response_payload(&req);
+        sink.send(EchoResponse {
+            message: req.message,
+            seq: req.seq,
+            payload,
+        })
+        .await?;
+    }
+    Ok(())
+}
 
 pub fn request(message: &str, seq: i64) -> EchoRequest {
     EchoRequest {
@@ -78,18 +182,8 @@ pub async fn unary_echo(req: EchoRequest, ctx: ServerContext) -> Result<EchoResp
     if req.message == "panic" {
         panic!("handler asked to panic");
     }
-    if req.sleep_ms > 0 {
-        let until = Instant::now() + Duration::from_millis(req.sleep_ms as u64);
-        // Sleep on a plain thread so the handler works on any executor (the CQ one included).
-        let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
-            let _ = tx.send(());
-        });
-        futures::future::select(rx, ctx.cancelled()).await;
-        if ctx.is_cancelled() {
-            return Err(Status::new(Code::Cancelled, "cancelled while sleeping"));
-        }
+    if !sleep_unless_cancelled(&ctx, req.sleep_ms).await {
+        return Err(Status::new(Code::Cancelled, "cancelled while sleeping"));
     }
     if req.fail_code != 0 {
         return Err(Status::with_details(Code::from_i32(req.fail_code), req.fail_message, req.fail_details));
@@ -103,7 +197,12 @@ pub async fn unary_echo(req: EchoRequest, ctx: ServerContext) -> Result<EchoResp
 }
 
 pub fn echo_service() -> grpcore::Service {
-    ServiceBuilder::new(SERVICE).add_unary(&UNARY, unary_echo).build()
+    ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, unary_echo)
+        .add_client_streaming(&CLIENT_STREAM, client_stream_echo)
+        .add_server_streaming(&SERVER_STREAM, server_stream_echo)
+        .add_duplex(&BIDI, bidi_echo)
+        .build()
 }
 
 pub fn start_echo_server(env: &Environment) -> Server {
@@ -191,4 +290,116 @@ pub fn python_client(target: &str, cases: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+fn echo_md() -> grpcore::CallOptions {
+    let mut md = Metadata::new();
+    md.append("x-echo-kind", "stream").unwrap();
+    md.append_bin("x-echo-raw-bin", vec![0u8, 0xff]).unwrap();
+    grpcore::CallOptions::new()
+        .metadata(md)
+        .timeout(Duration::from_secs(30))
+        .wait_for_ready(true)
+}
+
+fn failing(seq: i64) -> EchoRequest {
+    EchoRequest {
+        seq,
+        fail_code: Code::Aborted.as_i32(),
+        fail_message: "stop here".into(),
+        fail_details: b"\x01\x02details".to_vec(),
+        ..Default::default()
+    }
+}
+
+fn assert_failure(err: &grpcore::Error) {
+    let grpcore::Error::Rpc(status) = err else { panic!("expected a status, got {err}") };
+    assert_eq!(status.code(), Code::Aborted, "{status}");
+    assert_eq!(status.message(), "stop here");
+    assert_eq!(status.details(), b"\x01\x02details");
+}
+
+/// All four call kinds against an Echo server at `channel`: order and content checked by
+/// sequence numbers, metadata and trailers, statuses mid-stream. Runtime-agnostic: the
+/// same body runs under tokio, `block_on` and the CQ executor.
+pub async fn check_all_call_kinds(channel: grpcore::Channel) {
+
+    // Unary.
+    let reply = channel.unary(&UNARY, &request("one", 1), echo_md()).await.unwrap();
+    assert_eq!((reply.message().message.as_str(), reply.message().seq), ("one", 1));
+    assert_eq!(reply.initial_metadata().get("x-echo-kind"), Some("stream"));
+
+    // Client streaming: five requests, one answer; headers and trailers.
+    let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, echo_md());
+    for i in 0..5 {
+        sink.send(request(&format!("m{i}"), i)).await.unwrap();
+    }
+    sink.close().await.unwrap();
+    let reply = response.await.unwrap();
+    assert_eq!(reply.message().message, "m0,m1,m2,m3,m4");
+    assert_eq!(reply.message().seq, 5);
+    assert_eq!(reply.initial_metadata().get_bin("x-echo-raw-bin"), Some(&[0u8, 0xff][..]));
+    assert_eq!(reply.trailing_metadata().get("x-trailer-kind"), Some("stream"));
+
+    // Client streaming that fails mid-stream.
+    let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, echo_md());
+    sink.send(request("fine", 0)).await.unwrap();
+    sink.send(failing(1)).await.unwrap();
+    let _ = sink.close().await; // may race with the server's status
+    assert_failure(&response.await.unwrap_err());
+
+    // Server streaming: numbered messages in order, trailers at the end.
+    let mut req = request("srv", 7);
+    req.payload = vec![9; 100];
+    let mut stream = channel.server_streaming(&SERVER_STREAM, &req, echo_md());
+    assert_eq!(stream.initial_metadata().await.unwrap().get("x-echo-kind"), Some("stream"));
+    let mut seqs = Vec::new();
+    while let Some(item) = stream.next().await {
+        let item = item.unwrap();
+        assert_eq!((item.message.as_str(), item.payload.len()), ("srv", 100));
+        seqs.push(item.seq);
+    }
+    assert_eq!(seqs, (0..7).collect::<Vec<_>>());
+    assert_eq!(stream.trailing_metadata().unwrap().get("x-trailer-kind"), Some("stream"));
+
+    // Server streaming ending with an error after five messages.
+    let mut req = failing(5);
+    req.message = "then fail".into();
+    let mut stream = channel.server_streaming(&SERVER_STREAM, &req, echo_md());
+    for i in 0..5 {
+        assert_eq!(stream.next().await.unwrap().unwrap().seq, i);
+    }
+    assert_failure(&stream.next().await.unwrap().unwrap_err());
+    assert!(stream.next().await.is_none());
+
+    // Bidi: ping-pong in order, then half-close ends the responses.
+    let (mut sink, mut stream) = channel.duplex(&BIDI, echo_md());
+    for i in 0..20 {
+        sink.send(request(&format!("b{i}"), i)).await.unwrap();
+        let item = stream.next().await.unwrap().unwrap();
+        assert_eq!((item.message, item.seq), (format!("b{i}"), i));
+    }
+    sink.close().await.unwrap();
+    assert!(stream.next().await.is_none());
+    assert_eq!(stream.trailing_metadata().unwrap().get("x-trailer-kind"), Some("stream"));
+
+    // Bidi: a burst, then a failing request mid-stream ends the stream with its status.
+    let (mut sink, mut stream) = channel.duplex(&BIDI, echo_md());
+    for i in 0..3 {
+        sink.send(request("burst", i)).await.unwrap();
+    }
+    sink.send(failing(3)).await.unwrap();
+    for i in 0..3 {
+        assert_eq!(stream.next().await.unwrap().unwrap().seq, i);
+    }
+    assert_failure(&stream.next().await.unwrap().unwrap_err());
+    // Sending after the server ended the call fails with a clear error, never a hang.
+    let mut last = Ok(());
+    for _ in 0..10 {
+        last = sink.send(request("late", 9)).await;
+        if last.is_err() {
+            break;
+        }
+    }
+    assert!(last.is_err(), "sends after the end must fail");
 }

@@ -1,0 +1,370 @@
+//! Streaming on the server: a [`RequestStream`] of requests, a [`ServerSink`] for responses,
+//! and the handlers of the three streaming kinds.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use futures_sink::Sink;
+use futures_util::FutureExt;
+
+use super::context::{ServerCallShared, ServerContext};
+use super::service::{panic_status, send_final, send_response, BoxFuture, Handler, IncomingCall};
+use crate::buffer::ByteBuffer;
+use crate::call::raw::{op, RecvMessage, SendMetadata};
+use crate::call::write::WriteFlags;
+use crate::call::Batch;
+use crate::codec::Codec;
+use crate::error::Error;
+use crate::status::{Code, Status};
+
+/// The requests of a client-streaming or bidirectional call, as a [`Stream`].
+///
+/// Ends with `None` when the client half-closes; yields one `Err` if the call is cancelled
+/// (by the client, its deadline, or server shutdown) or a request cannot be decoded.
+pub struct RequestStream<Req, C> {
+    shared: Arc<ServerCallShared>,
+    method: Arc<str>,
+    recv: Option<Arc<Batch<RecvMessage>>>,
+    done: bool,
+    _types: PhantomData<fn() -> (Req, C)>,
+}
+
+impl<Req, C> Unpin for RequestStream<Req, C> {}
+
+impl<Req, C> std::fmt::Debug for RequestStream<Req, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestStream").field("method", &self.method).field("done", &self.done).finish()
+    }
+}
+
+impl<Req, C: Codec<Req>> RequestStream<Req, C> {
+    fn new(shared: Arc<ServerCallShared>, method: Arc<str>) -> Self {
+        RequestStream {
+            shared,
+            method,
+            recv: None,
+            done: false,
+            _types: PhantomData,
+        }
+    }
+
+    /// The next request; `None` once the client has half-closed.
+    pub async fn message(&mut self) -> Result<Option<Req>, Status> {
+        futures_util::StreamExt::next(self).await.transpose()
+    }
+}
+
+impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
+    type Item = Result<Req, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let batch = match &this.recv {
+            Some(b) => b.clone(),
+            None => {
+                let batch = Batch::new(RecvMessage::new());
+                // SAFETY: the op points into the batch state, which the tag keeps alive.
+                let started = unsafe {
+                    let op = op::recv_message(&mut *batch.state_ptr());
+                    this.shared.call.start_batch(&[op], batch.tag())
+                };
+                if let Err(e) = started {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e.status())));
+                }
+                this.recv = Some(batch.clone());
+                batch
+            }
+        };
+        let Some(ok) = batch.poll_done(cx) else {
+            return Poll::Pending;
+        };
+        this.recv = None;
+        if !ok || this.shared.call.failed_before_recv_message() {
+            this.done = true;
+            return Poll::Ready(Some(Err(Status::new(
+                Code::Cancelled,
+                "the call was cancelled (by the client, its deadline, or server shutdown)",
+            ))));
+        }
+        // SAFETY: done; this stream is the batch's only Rust reader.
+        match unsafe { batch.state_mut().take() } {
+            None => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Some(buf) => {
+                let item = C::decode(&mut buf.reader())
+                    .map_err(|e| Status::internal(format!("failed to decode a request to {}: {e}", this.method)));
+                if item.is_err() {
+                    this.done = true;
+                }
+                Poll::Ready(Some(item))
+            }
+        }
+    }
+}
+
+/// Sends a streaming call's responses. A [`Sink`]; also has inherent `send` methods.
+///
+/// At most one message is in flight: the sink is not ready until the core has taken the
+/// previous one, so a slow client slows the handler instead of growing memory. The first
+/// message carries the initial metadata set on the [`ServerContext`]. The status goes out
+/// when the handler returns; a send after that, or after the call was cancelled, fails.
+pub struct ServerSink<Resp, C> {
+    shared: Arc<ServerCallShared>,
+    flags: WriteFlags,
+    _types: PhantomData<fn(Resp, C)>,
+}
+
+impl<Resp, C> Unpin for ServerSink<Resp, C> {}
+
+impl<Resp, C> std::fmt::Debug for ServerSink<Resp, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSink").field("flags", &self.flags).finish()
+    }
+}
+
+fn ended() -> Error {
+    Error::Rpc(Status::new(Code::Cancelled, "the call has ended or was cancelled; no more responses can be sent"))
+}
+
+impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
+    fn new(shared: Arc<ServerCallShared>) -> Self {
+        ServerSink {
+            shared,
+            flags: WriteFlags::default(),
+            _types: PhantomData,
+        }
+    }
+
+    /// Flags used for the following messages (until changed).
+    pub fn set_write_flags(&mut self, flags: WriteFlags) {
+        self.flags = flags;
+    }
+
+    fn poll_idle(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut out = self.shared.output.lock().unwrap_or_else(|e| e.into_inner());
+        if out.finished {
+            return Poll::Ready(Err(ended()));
+        }
+        out.writer.poll_ready(cx).map(|r| r.map_err(|()| ended()))
+    }
+
+    fn write(&self, item: &Resp, flags: WriteFlags) -> Result<(), Error> {
+        let mut buf = Vec::new();
+        C::encode(item, &mut buf).map_err(|e| Error::Codec(format!("failed to encode a response: {e}")))?;
+        let mut out = self.shared.output.lock().unwrap_or_else(|e| e.into_inner());
+        if out.finished {
+            return Err(ended());
+        }
+        let initial = (!std::mem::replace(&mut out.headers_sent, true)).then(|| {
+            let md = self.shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner());
+            SendMetadata::new(&md, None)
+        });
+        out.writer.start(&self.shared.call, initial, ByteBuffer::from_vec(buf), flags)
+    }
+
+    /// Sends one message with explicit flags, waiting until the core has taken it.
+    pub async fn send_with(&mut self, item: Resp, flags: WriteFlags) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.poll_idle(cx)).await?;
+        self.write(&item, flags)?;
+        std::future::poll_fn(|cx| self.poll_idle(cx)).await
+    }
+
+    /// Sends one message, waiting until the core has taken it.
+    pub async fn send(&mut self, item: Resp) -> Result<(), Error> {
+        let flags = self.flags;
+        self.send_with(item, flags).await
+    }
+
+    /// Sends the initial metadata now, before any message (early headers).
+    pub async fn send_headers(&mut self) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.poll_idle(cx)).await?;
+        let sent = {
+            let mut out = self.shared.output.lock().unwrap_or_else(|e| e.into_inner());
+            if out.finished {
+                return Err(ended());
+            }
+            std::mem::replace(&mut out.headers_sent, true)
+        };
+        if sent {
+            return Ok(());
+        }
+        let md = self.shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let batch = Batch::new(SendMetadata::new(&md, None));
+        // SAFETY: the op points into the batch state, which the tag keeps alive.
+        unsafe {
+            let op = op::send_initial_metadata(&mut *batch.state_ptr(), 0);
+            self.shared.call.start_batch(&[op], batch.tag())?;
+        }
+        let ok = std::future::poll_fn(|cx| match batch.poll_done(cx) {
+            Some(ok) => Poll::Ready(ok),
+            None => Poll::Pending,
+        })
+        .await;
+        if ok {
+            Ok(())
+        } else {
+            Err(ended())
+        }
+    }
+}
+
+impl crate::call::OnComplete for SendMetadata {}
+
+impl<Resp, C: Codec<Resp>> Sink<Resp> for ServerSink<Resp, C> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_idle(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Resp) -> Result<(), Error> {
+        self.write(&item, self.flags)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_idle(cx)
+    }
+
+    /// Waits for the last write; the status itself goes out when the handler returns.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_idle(cx)
+    }
+}
+
+/// Waits for the last write of a streaming handler, then sends its status.
+async fn finish_stream(shared: Arc<ServerCallShared>, outcome: std::thread::Result<Result<(), Status>>) {
+    std::future::poll_fn(|cx| {
+        let mut out = shared.output.lock().unwrap_or_else(|e| e.into_inner());
+        out.writer.poll_ready(cx).map(|_| ())
+    })
+    .await;
+    let status = match outcome {
+        Ok(Ok(())) => Status::ok(),
+        Ok(Err(status)) => status,
+        Err(panic) => panic_status(&*panic),
+    };
+    send_final(&shared, None, status);
+}
+
+fn decode_request<Req, C: Codec<Req>>(incoming: &mut IncomingCall) -> Result<Req, Status> {
+    match incoming.payload.take() {
+        None => Err(Status::internal("the client sent no request message")),
+        Some(buf) => C::decode(&mut buf.reader())
+            .map_err(|e| Status::internal(format!("failed to decode the request to {}: {e}", incoming.method))),
+    }
+}
+
+fn context(incoming: IncomingCall) -> (Arc<ServerCallShared>, ServerContext) {
+    let shared = ServerCallShared::new(incoming.call);
+    let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline, incoming.metadata);
+    (shared, ctx)
+}
+
+pub(crate) struct ClientStreamingHandler<Req, Resp, C, F> {
+    pub(crate) f: F,
+    pub(crate) _types: PhantomData<fn(Req, C) -> Resp>,
+}
+
+impl<Req, Resp, C, F, Fut> Handler for ClientStreamingHandler<Req, Resp, C, F>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    C: Codec<Req> + Codec<Resp>,
+    F: Fn(RequestStream<Req, C>, ServerContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    fn handle(&self, incoming: IncomingCall) -> BoxFuture {
+        let method = incoming.method.clone();
+        let (shared, ctx) = context(incoming);
+        let requests = RequestStream::new(shared.clone(), method);
+        match catch_unwind(AssertUnwindSafe(|| (self.f)(requests, ctx))) {
+            Ok(future) => Box::pin(async move {
+                let outcome = AssertUnwindSafe(future).catch_unwind().await;
+                send_response::<Resp, C>(&shared, outcome);
+            }),
+            Err(panic) => {
+                send_final(&shared, None, panic_status(&*panic));
+                Box::pin(async {})
+            }
+        }
+    }
+}
+
+pub(crate) struct ServerStreamingHandler<Req, Resp, C, F> {
+    pub(crate) f: F,
+    pub(crate) _types: PhantomData<fn(Req, C) -> Resp>,
+}
+
+impl<Req, Resp, C, F, Fut> Handler for ServerStreamingHandler<Req, Resp, C, F>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    C: Codec<Req> + Codec<Resp>,
+    F: Fn(Req, ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Status>> + Send + 'static,
+{
+    fn handle(&self, mut incoming: IncomingCall) -> BoxFuture {
+        let request = decode_request::<Req, C>(&mut incoming);
+        let (shared, ctx) = context(incoming);
+        let request = match request {
+            Ok(r) => r,
+            Err(status) => {
+                send_final(&shared, None, status);
+                return Box::pin(async {});
+            }
+        };
+        let sink = ServerSink::new(shared.clone());
+        match catch_unwind(AssertUnwindSafe(|| (self.f)(request, sink, ctx))) {
+            Ok(future) => Box::pin(async move {
+                let outcome = AssertUnwindSafe(future).catch_unwind().await;
+                finish_stream(shared, outcome).await;
+            }),
+            Err(panic) => {
+                send_final(&shared, None, panic_status(&*panic));
+                Box::pin(async {})
+            }
+        }
+    }
+}
+
+pub(crate) struct DuplexHandler<Req, Resp, C, F> {
+    pub(crate) f: F,
+    pub(crate) _types: PhantomData<fn(Req, C) -> Resp>,
+}
+
+impl<Req, Resp, C, F, Fut> Handler for DuplexHandler<Req, Resp, C, F>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    C: Codec<Req> + Codec<Resp>,
+    F: Fn(RequestStream<Req, C>, ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Status>> + Send + 'static,
+{
+    fn handle(&self, incoming: IncomingCall) -> BoxFuture {
+        let method = incoming.method.clone();
+        let (shared, ctx) = context(incoming);
+        let requests = RequestStream::new(shared.clone(), method);
+        let sink = ServerSink::new(shared.clone());
+        match catch_unwind(AssertUnwindSafe(|| (self.f)(requests, sink, ctx))) {
+            Ok(future) => Box::pin(async move {
+                let outcome = AssertUnwindSafe(future).catch_unwind().await;
+                finish_stream(shared, outcome).await;
+            }),
+            Err(panic) => {
+                send_final(&shared, None, panic_status(&*panic));
+                Box::pin(async {})
+            }
+        }
+    }
+}
