@@ -117,3 +117,21 @@ fn grpcore_server_enforces_its_receive_limit_for_grpcio() {
     let (ok, output) = python_client(&format!("127.0.0.1:{}", server.port()), &["oversized"]);
     assert!(ok, "{output}");
 }
+
+#[test]
+fn grpcore_client_streams_against_grpcio_server() {
+    let peer = python_server(&[]);
+    let env = Environment::new(1);
+    let channel = channel_to(&env, peer.port);
+    futures::executor::block_on(check_all_call_kinds(channel));
+}
+
+#[test]
+fn grpcio_client_streams_against_grpcore_server() {
+    let env = Environment::new(2);
+    let server = start_echo_server(&env);
+    let (ok, output) = python_client(&format!("127.0.0.1:{}", server.port()), &["client_stream", "server_stream", "bidi"]);
+    println!("{output}");
+    assert!(ok, "the Python client reported failures:\n{output}");
+    assert!(output.contains("3 passed, 0 failed"), "{output}");
+}
