@@ -102,6 +102,9 @@ impl CallOptions {
     /// deadline (the earlier of the two applies) and is cancelled when the parent is
     /// cancelled. Use it for the outgoing calls a handler makes on behalf of its client.
     pub fn parent(mut self, parent: &ServerContext) -> CallOptions {
+        // The core notices a client's cancellation only through a pending close op on the
+        // server call, so make sure one is in flight: only then can it reach the child.
+        parent.shared().watch_close();
         self.parent = Some(parent.shared().clone());
         self
     }

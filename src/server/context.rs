@@ -80,7 +80,7 @@ impl ServerCallShared {
     }
 
     /// Starts watching for the end of the call if nobody has yet.
-    fn watch_close(self: &Arc<Self>) {
+    pub(crate) fn watch_close(self: &Arc<Self>) {
         if let Some(close) = self.claim_close_op() {
             let batch = Batch::new(CloseWatch { shared: self.clone() });
             // SAFETY: the op points into `self`, which the batch state (and so the tag) holds.
