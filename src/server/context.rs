@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::call::raw::op;
-use crate::call::write::Writer;
+use crate::call::raw::{op, SendMetadata};
+use crate::call::write::{Compression, Writer, ENCODING_REQUEST_KEY};
 use crate::call::{Batch, Call, OnComplete};
 use crate::metadata::Metadata;
 
@@ -28,6 +28,8 @@ pub(crate) struct ServerCallShared {
     pub(crate) trailing_metadata: Mutex<Metadata>,
     /// Response writes of a streaming handler.
     pub(crate) output: Mutex<Output>,
+    /// The compression chosen for this call's responses, if any (see `set_compression`).
+    compression: Mutex<Option<Compression>>,
 }
 
 /// The sending side of a server call.
@@ -58,7 +60,15 @@ impl ServerCallShared {
             initial_metadata: Mutex::new(Metadata::new()),
             trailing_metadata: Mutex::new(Metadata::new()),
             output: Mutex::new(Output::default()),
+            compression: Mutex::new(None),
         })
+    }
+
+    /// The initial metadata to send, with the compression request if one was made.
+    pub(crate) fn initial_send_metadata(&self) -> SendMetadata {
+        let md = std::mem::take(&mut *self.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()));
+        let compression = *self.compression.lock().unwrap_or_else(|e| e.into_inner());
+        SendMetadata::new(&md, compression.map(|c| (ENCODING_REQUEST_KEY, c.name().as_bytes())))
     }
 
     /// Claims the RECV_CLOSE_ON_SERVER op: `Some(op)` for the first caller only. The op
@@ -174,6 +184,13 @@ impl ServerContext {
     /// once they have gone out.
     pub fn set_initial_metadata(&self, metadata: Metadata) {
         *self.shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()) = metadata;
+    }
+
+    /// Compresses this call's responses with `algorithm` (if the client accepts it),
+    /// overriding the server's default. Takes effect with the initial metadata, so set it
+    /// before the first response goes out.
+    pub fn set_compression(&self, algorithm: Compression) {
+        *self.shared.compression.lock().unwrap_or_else(|e| e.into_inner()) = Some(algorithm);
     }
 
     /// Sets the trailing metadata sent with the status (on success and on error).

@@ -294,13 +294,13 @@ pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuf
         out.finished = true;
         std::mem::replace(&mut out.headers_sent, true)
     };
-    let initial = std::mem::take(&mut *shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()));
+    let initial = if headers_sent { SendMetadata::empty() } else { shared.initial_send_metadata() };
     let trailers = std::mem::take(&mut *shared.trailing_metadata.lock().unwrap_or_else(|e| e.into_inner()));
     let details = status.details();
     let close = shared.claim_close_op();
     let batch = Batch::new(ReplyState {
         shared: shared.clone(),
-        initial: SendMetadata::new(&initial, None),
+        initial,
         headers_sent,
         message,
         trailers: SendMetadata::new(&trailers, (!details.is_empty()).then_some((DETAILS_KEY, details))),

@@ -166,10 +166,7 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
         if out.finished {
             return Err(ended());
         }
-        let initial = (!std::mem::replace(&mut out.headers_sent, true)).then(|| {
-            let md = self.shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner());
-            SendMetadata::new(&md, None)
-        });
+        let initial = (!std::mem::replace(&mut out.headers_sent, true)).then(|| self.shared.initial_send_metadata());
         out.writer.start(&self.shared.call, initial, ByteBuffer::from_vec(buf), flags)
     }
 
@@ -199,8 +196,7 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
         if sent {
             return Ok(());
         }
-        let md = self.shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let batch = Batch::new(SendMetadata::new(&md, None));
+        let batch = Batch::new(self.shared.initial_send_metadata());
         // SAFETY: the op points into the batch state, which the tag keeps alive.
         unsafe {
             let op = op::send_initial_metadata(&mut *batch.state_ptr(), 0);

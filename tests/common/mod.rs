@@ -264,8 +264,14 @@ pub fn python_server(extra_args: &[&str]) -> Peer {
 
 /// Runs the Python grpcio client's `cases` against `target`; returns (success, output).
 pub fn python_client(target: &str, cases: &[&str]) -> (bool, String) {
+    python_client_with(&[], target, cases)
+}
+
+/// Like [`python_client`], with client options (e.g. `--compression gzip`) first.
+pub fn python_client_with(options: &[&str], target: &str, cases: &[&str]) -> (bool, String) {
     let mut child = Command::new(python())
         .arg(repo_path("tests/peers/python/echo_client.py"))
+        .args(options)
         .arg(target)
         .args(cases)
         .stdout(Stdio::piped())
@@ -402,4 +408,73 @@ pub async fn check_all_call_kinds(channel: grpcore::Channel) {
         }
     }
     assert!(last.is_err(), "sends after the end must fail");
+}
+
+/// A TCP proxy on 127.0.0.1 that counts the bytes it forwards each way, to check what
+/// really crosses the wire (e.g. that compression shrank it).
+pub struct ByteProxy {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    down: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ByteProxy {
+    pub fn start(target_port: u16) -> ByteProxy {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, down) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (u, d) = (up.clone(), down.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target_port)) else { continue };
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream, count: Arc<AtomicU64>| {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            match std::io::Read::read(&mut from, &mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    count.fetch_add(n as u64, Ordering::SeqCst);
+                                    if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), u.clone());
+                pipe(server, client, d.clone());
+            }
+        });
+        ByteProxy { port, up, down }
+    }
+
+    /// Bytes forwarded client → server and server → client so far.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (self.up.load(Ordering::SeqCst), self.down.load(Ordering::SeqCst))
+    }
+
+    /// Runs `f` and returns the bytes it moved each way.
+    pub fn measure(&self, f: impl FnOnce()) -> (u64, u64) {
+        let (u0, d0) = self.counts();
+        f();
+        std::thread::sleep(Duration::from_millis(50)); // let the copier threads catch up
+        let (u1, d1) = self.counts();
+        (u1 - u0, d1 - d0)
+    }
+}
+
+/// A highly compressible request of `n` bytes of payload.
+pub fn compressible(n: usize) -> EchoRequest {
+    EchoRequest {
+        message: "compress me".into(),
+        payload: vec![b'x'; n],
+        ..Default::default()
+    }
 }
