@@ -61,8 +61,12 @@ pub struct ServerBuilder {
     services: Vec<Service>,
     args: ChannelArgs,
     slots_per_method: usize,
+    spawner: Option<Spawner>,
     error: Option<Error>,
 }
+
+/// Runs handler futures somewhere other than the completion-queue threads.
+type Spawner = Arc<dyn Fn(service::BoxFuture) + Send + Sync>;
 
 impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,6 +86,7 @@ impl ServerBuilder {
             services: Vec::new(),
             args: ChannelArgs::default(),
             slots_per_method: DEFAULT_SLOTS_PER_METHOD,
+            spawner: None,
             error: None,
         }
         .so_reuseport(false)
@@ -121,6 +126,30 @@ impl ServerBuilder {
         let r = size_limit("max_send_message_len", bytes.into())
             .and_then(|v| self.args.set_int("grpc.max_send_message_length", v));
         self.record(r)
+    }
+
+    /// Runs handlers on an executor of your choice instead of the completion-queue threads,
+    /// e.g. a tokio runtime so handlers can use tokio's timers and I/O:
+    ///
+    /// ```no_run
+    /// # let env = grpcore::Environment::new(1);
+    /// let runtime = tokio::runtime::Runtime::new().unwrap();
+    /// let handle = runtime.handle().clone();
+    /// let builder = grpcore::ServerBuilder::new(&env).spawn_handlers_with(move |handler| {
+    ///     handle.spawn(handler);
+    /// });
+    /// ```
+    ///
+    /// `spawn` gets one future per call and must run it to completion; the call's events
+    /// still complete on the completion-queue threads and wake the future wherever it runs.
+    /// By default handlers are polled on the completion-queue thread that received the
+    /// call (no thread hop, the fastest option).
+    pub fn spawn_handlers_with<F>(mut self, spawn: F) -> ServerBuilder
+    where
+        F: Fn(std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>) + Send + Sync + 'static,
+    {
+        self.spawner = Some(Arc::new(spawn));
+        self
     }
 
     /// Request slots kept posted per method and completion queue (default 32). Each waiting
@@ -225,6 +254,7 @@ impl ServerBuilder {
             env: self.env.clone(),
             methods,
             shutting_down: AtomicBool::new(false),
+            spawner: self.spawner.clone(),
         });
         for cq in self.env.cqs() {
             for i in 0..inner.methods.len() {
@@ -271,6 +301,7 @@ pub(crate) struct ServerInner {
     env: Environment,
     methods: Vec<RegisteredMethod>,
     shutting_down: AtomicBool,
+    spawner: Option<Spawner>,
 }
 
 // SAFETY: the core's server is thread-safe; method handles are immutable after start.
@@ -371,7 +402,15 @@ impl RequestSlot {
             payload: self.payload.take(),
         };
         let future = m.entry.handler.handle(incoming);
-        Environment::spawn_on(&self.cq, future);
+        match &self.server.spawner {
+            Some(spawn) => {
+                let spawn = spawn.clone();
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn(future))) {
+                    log::error!("the handler spawner panicked: {}", crate::task::panic_message(&*panic));
+                }
+            }
+            None => Environment::spawn_on(&self.cq, future),
+        }
     }
 }
 
