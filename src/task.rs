@@ -157,18 +157,15 @@ pub(crate) fn drain_run_queue(cq: &CompletionQueue) {
 }
 
 impl Task {
-    /// Spawns `future` on `cq`: run now if we are on its thread, else kick it over.
+    /// Spawns `future` on `cq`: queued to run right after the current event if we are on
+    /// its thread (never polled re-entrantly inside another task's poll), else kicked over.
     pub(crate) fn spawn(cq: Arc<CompletionQueue>, future: BoxFuture) {
         let task = Arc::new(Task {
             state: TaskState::new(true),
             future: UnsafeCell::new(Some(future)),
             cq,
         });
-        if on_cq_thread(&task.cq) {
-            task.run();
-        } else {
-            task.schedule_remote();
-        }
+        task.schedule();
     }
 
     fn schedule(self: Arc<Self>) {
