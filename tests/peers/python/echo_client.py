@@ -6,12 +6,21 @@ Echo semantics described in echo_server.py, so that grpcore's server is
 checked against a client we did not write.
 
 Usage:
-    echo_client.py [--proto PATH] TARGET [CASE...]
+    echo_client.py [--proto PATH] [--compression none|gzip|deflate] TARGET [CASE...]
 
 TARGET is host:port (e.g. 127.0.0.1:50051), reached with an insecure channel.
+--compression sets the channel's default compression for requests (grpcio's
+``compression=``; default none).
 CASE is one or more case names (no CASE, or "all", runs every case):
     unary metadata status deadline unimplemented undecodable oversized
-    client_stream server_stream bidi
+    client_stream server_stream bidi compressed_unary compressed_stream
+
+The streaming cases check every message's content and order (by seq), the
+echoed metadata (initial x-echo-*, trailing x-trailer-*) and a status that
+ends a stream part-way (code, message, grpc-status-details-bin, trailers).
+compressed_unary and compressed_stream send highly compressible 100 KiB
+payloads (b'x' * 102400); whether they travel compressed is up to
+--compression (check it on the wire, e.g. with ../byte_proxy.py).
 
 Output (stdout): one line per case, ``PASS <name>`` or ``FAIL <name>: <reason>``,
 then a last line ``<N> passed, <M> failed``.  Extra notes go to stderr.
@@ -21,6 +30,7 @@ Exit status: 0 when every case passed, 1 otherwise, 2 on a usage error.
 import argparse
 import importlib
 import os
+import queue
 import shutil
 import sys
 import tempfile
@@ -36,6 +46,15 @@ SERVICE = "/grpcore.test.Echo"
 DETAILS_KEY = "grpc-status-details-bin"
 TIMEOUT_S = 20.0  # bound for every call that is not about deadlines
 MIB = 1024 * 1024
+COMPRESSIBLE = b"x" * 102400  # the compressed_* cases' 100 KiB payload
+
+# --compression values.  None (not NoCompression) for "none" keeps grpcio's
+# default behaviour exactly as it was before the flag existed.
+COMPRESSION = {
+    "none": None,
+    "gzip": grpc.Compression.Gzip,
+    "deflate": grpc.Compression.Deflate,
+}
 
 
 class CaseFailed(Exception):
@@ -97,6 +116,45 @@ def code_name(err):
 def metadata_value(metadata, key):
     values = [v for k, v in (metadata or ()) if k == key]
     return values[0] if len(values) == 1 else (values or None)
+
+
+def echo_md(tag):
+    """Request metadata for a call named tag: one ASCII and one binary x-echo-*."""
+    return [("x-echo-call", tag), ("x-echo-call-bin", b"\x00" + tag.encode() + b"\xff")]
+
+
+def check_echoed(what, sent, initial, trailing):
+    """Each x-echo-K: V sent is back once as x-echo-K in initial, x-trailer-K in trailing."""
+    for key, want in sent:
+        trailer_key = "x-trailer-" + key[len("x-echo-"):]
+        for where, md, k in [("initial", initial, key), ("trailing", trailing, trailer_key)]:
+            got = metadata_value(md, k)
+            check(got == want, f"{what}: {where} metadata {k} = {got!r}, want {want!r}")
+
+
+def check_status(what, err, code, message, details):
+    """err carries code, message and (if details) grpc-status-details-bin."""
+    check(err.code() == code, f"{what}: code {code_name(err)}, want {code.name}")
+    check(err.details() == message, f"{what}: message {err.details()!r}, want {message!r}")
+    got = metadata_value(err.trailing_metadata(), DETAILS_KEY)
+    check(got == (details or None),
+          f"{what}: trailing {DETAILS_KEY} = {got!r}, want {details or None!r}")
+
+
+def triples(responses):
+    return [(r.message, r.seq, bytes(r.payload)) for r in responses]
+
+
+def describe(got, want):
+    """Short account of where two lists of (message, seq, payload) part."""
+    if len(got) != len(want):
+        return f"{len(got)} responses, want {len(want)}; seqs {[g[1] for g in got]}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            return (f"response {i}: (message, seq, payload bytes) = "
+                    f"({g[0]!r}, {g[1]}, {len(g[2])}), want ({w[0]!r}, {w[1]}, {len(w[2])})"
+                    + ("" if g[2] == w[2] or len(g[2]) != len(w[2]) else ", payload differs"))
+    return "equal"
 
 
 class Cases:
@@ -191,69 +249,140 @@ class Cases:
 
     def client_stream(self):
         req = self.pb2.EchoRequest
-        resp = self.stub.ClientStream(
-            iter([req(message=m, payload=m.encode()) for m in ("a", "b", "c")]),
-            timeout=TIMEOUT_S)
-        check(resp.message == "a,b,c", f"message {resp.message!r}, want 'a,b,c'")
-        check(resp.seq == 3, f"seq {resp.seq}, want 3")
-        check(resp.payload == b"abc", f"payload {resp.payload!r}, want b'abc'")
+        # 50 requests: the joined messages and concatenated payloads prove order.
+        sent = [req(message=f"m{i}", seq=i, payload=bytes([i])) for i in range(50)]
+        md = echo_md("client_stream")
+        resp, call = self.stub.ClientStream.with_call(iter(sent), metadata=md,
+                                                      timeout=TIMEOUT_S)
+        want = ",".join(f"m{i}" for i in range(50))
+        check(resp.message == want, f"message {resp.message!r}, want {want!r}")
+        check(resp.seq == 50, f"seq {resp.seq}, want 50")
+        check(resp.payload == bytes(range(50)), f"payload {resp.payload!r}, want bytes 0..49")
+        check_echoed("ok", md, call.initial_metadata(), call.trailing_metadata())
+        # No request at all.
+        resp = self.stub.ClientStream(iter([]), timeout=TIMEOUT_S)
+        check((resp.message, resp.seq, resp.payload) == ("", 0, b""),
+              f"empty stream: response {(resp.message, resp.seq, resp.payload)!r}")
+        # A failing request ends the call with its status after the ones before it.
+        md = echo_md("client_stream-fail")
         err = expect_rpc_error(self.stub.ClientStream, iter([
             req(message="a"),
             req(message="b", fail_code=grpc.StatusCode.ABORTED.value[0],
-                fail_message="stop at b"),
-        ]), timeout=TIMEOUT_S)
-        check(err.code() == grpc.StatusCode.ABORTED, f"code {code_name(err)}, want ABORTED")
-        check(err.details() == "stop at b", f"message {err.details()!r}")
+                fail_message="stop at b", fail_details=b"\x01cs\x00"),
+        ]), metadata=md, timeout=TIMEOUT_S)
+        check_status("fail", err, grpc.StatusCode.ABORTED, "stop at b", b"\x01cs\x00")
+        check_echoed("fail", md, err.initial_metadata(), err.trailing_metadata())
 
     def server_stream(self):
         req = self.pb2.EchoRequest
-        got = list(self.stub.ServerStream(req(message="s", seq=5, response_size=3),
-                                          timeout=TIMEOUT_S))
-        check([(r.message, r.seq, r.payload) for r in got]
-              == [("s", i, b"xxx") for i in range(5)],
-              f"responses {[(r.message, r.seq, r.payload) for r in got]!r}")
+        md = echo_md("server_stream")
+        call = self.stub.ServerStream(req(message="s", seq=5, response_size=3),
+                                      metadata=md, timeout=TIMEOUT_S)
+        got = triples(call)
+        want = [("s", i, b"xxx") for i in range(5)]
+        check(got == want, f"response_size: {describe(got, want)}")
+        check_echoed("ok", md, call.initial_metadata(), call.trailing_metadata())
+        # The request's payload is echoed in every response when response_size is 0.
+        got = triples(self.stub.ServerStream(req(message="p", seq=3, payload=b"\x00pl\xff"),
+                                             timeout=TIMEOUT_S))
+        want = [("p", i, b"\x00pl\xff") for i in range(3)]
+        check(got == want, f"payload echo: {describe(got, want)}")
+        got = triples(self.stub.ServerStream(req(message="none", seq=0), timeout=TIMEOUT_S))
+        check(got == [], f"seq=0: {describe(got, [])}")
+        # Five responses 0..4, then the status the request asked for.
+        md = echo_md("server_stream-fail")
+        message = "end of range: é"
         call = self.stub.ServerStream(
-            req(message="f", seq=2, fail_code=grpc.StatusCode.OUT_OF_RANGE.value[0],
-                fail_message="end of range"), timeout=TIMEOUT_S)
+            req(message="f", seq=5, payload=b"fp",
+                fail_code=grpc.StatusCode.OUT_OF_RANGE.value[0],
+                fail_message=message, fail_details=b"\x02ss\x00\xff"),
+            metadata=md, timeout=TIMEOUT_S)
         received = []
         try:
             for r in call:
-                received.append(r.seq)
+                received.append(r)
         except grpc.RpcError as err:
-            check(err.code() == grpc.StatusCode.OUT_OF_RANGE,
-                  f"code {code_name(err)}, want OUT_OF_RANGE")
+            check_status("fail", err, grpc.StatusCode.OUT_OF_RANGE, message,
+                         b"\x02ss\x00\xff")
+            check_echoed("fail", md, err.initial_metadata(), err.trailing_metadata())
         else:
             raise CaseFailed("stream ended OK but OUT_OF_RANGE was expected")
-        check(received == [0, 1], f"received seqs {received}, want [0, 1]")
+        got, want = triples(received), [("f", i, b"fp") for i in range(5)]
+        check(got == want, f"before the status: {describe(got, want)}")
 
     def bidi(self):
         req = self.pb2.EchoRequest
-        sent = [req(message=f"m{i}", seq=i, payload=bytes([i])) for i in range(4)]
-        got = list(self.stub.Bidi(iter(sent), timeout=TIMEOUT_S))
-        check([(r.message, r.seq, r.payload) for r in got]
-              == [(s.message, s.seq, s.payload) for s in sent],
-              f"responses {[(r.message, r.seq) for r in got]!r}")
+        md = echo_md("bidi")
+        sent = [req(message=f"m{i}", seq=i, payload=bytes([i]) * (i + 1)) for i in range(20)]
+        call = self.stub.Bidi(iter(sent), metadata=md, timeout=TIMEOUT_S)
+        got = triples(call)
+        want = triples(sent)
+        check(got == want, f"all at once: {describe(got, want)}")
+        check_echoed("ok", md, call.initial_metadata(), call.trailing_metadata())
+        self._bidi_ping_pong()
+        # Echoes of the requests before the failing one, then its status.
+        md = echo_md("bidi-fail")
         call = self.stub.Bidi(iter([
-            req(message="ok", seq=1),
-            req(message="bad", seq=2, fail_code=grpc.StatusCode.DATA_LOSS.value[0],
-                fail_message="mid-stream"),
-            req(message="never", seq=3),
-        ]), timeout=TIMEOUT_S)
+            req(message="m1", seq=1, payload=b"1"),
+            req(message="m2", seq=2, payload=b"2"),
+            req(message="bad", seq=3, fail_code=grpc.StatusCode.DATA_LOSS.value[0],
+                fail_message="mid-stream", fail_details=b"\x03bd"),
+            req(message="never", seq=4),
+        ]), metadata=md, timeout=TIMEOUT_S)
         received = []
         try:
             for r in call:
-                received.append(r.seq)
+                received.append(r)
         except grpc.RpcError as err:
-            check(err.code() == grpc.StatusCode.DATA_LOSS,
-                  f"code {code_name(err)}, want DATA_LOSS")
-            check(err.details() == "mid-stream", f"message {err.details()!r}")
+            check_status("fail", err, grpc.StatusCode.DATA_LOSS, "mid-stream", b"\x03bd")
+            check_echoed("fail", md, err.initial_metadata(), err.trailing_metadata())
         else:
             raise CaseFailed("stream ended OK but DATA_LOSS was expected")
-        check(received == [1], f"received seqs {received}, want [1]")
+        got, want = triples(received), [("m1", 1, b"1"), ("m2", 2, b"2")]
+        check(got == want, f"before the status: {describe(got, want)}")
+
+    def _bidi_ping_pong(self):
+        """Each request is sent only once the echo of the previous one arrived."""
+        req = self.pb2.EchoRequest
+        echoes = queue.Queue()
+        stalled = []
+
+        def requests():
+            for i in range(5):
+                yield req(message=f"p{i}", seq=i)
+                try:
+                    echoes.get(timeout=TIMEOUT_S / 2)
+                except queue.Empty:
+                    stalled.append(i)
+                    return  # half-close, so the call still ends
+
+        received = []
+        for r in self.stub.Bidi(requests(), timeout=TIMEOUT_S):
+            received.append(r)
+            echoes.put(r)
+        check(not stalled, f"ping-pong: no echo of p{stalled[0] if stalled else ''} "
+                             f"within {TIMEOUT_S / 2:.0f}s of sending it")
+        got, want = triples(received), [(f"p{i}", i, b"") for i in range(5)]
+        check(got == want, f"ping-pong: {describe(got, want)}")
+
+    def compressed_unary(self):
+        resp = self.stub.Unary(self.pb2.EchoRequest(message="compressed", seq=1,
+                                                    payload=COMPRESSIBLE),
+                               timeout=TIMEOUT_S)
+        got, want = triples([resp]), [("compressed", 1, COMPRESSIBLE)]
+        check(got == want, describe(got, want))
+
+    def compressed_stream(self):
+        req = self.pb2.EchoRequest
+        sent = [req(message=f"c{i}", seq=i, payload=COMPRESSIBLE) for i in range(3)]
+        got = triples(self.stub.Bidi(iter(sent), timeout=TIMEOUT_S))
+        want = triples(sent)
+        check(got == want, describe(got, want))
 
 
 CASE_NAMES = ["unary", "metadata", "status", "deadline", "unimplemented",
-              "undecodable", "oversized", "client_stream", "server_stream", "bidi"]
+              "undecodable", "oversized", "client_stream", "server_stream", "bidi",
+              "compressed_unary", "compressed_stream"]
 
 
 def note(msg):
@@ -270,6 +399,8 @@ def main(argv=None):
         epilog="cases: " + " ".join(CASE_NAMES) + " (none or 'all' = every case)")
     parser.add_argument("--proto", default=DEFAULT_PROTO,
                         help=f"path of echo.proto (default: {DEFAULT_PROTO})")
+    parser.add_argument("--compression", choices=sorted(COMPRESSION), default="none",
+                        help="default compression of requests (default: none)")
     parser.add_argument("target", metavar="TARGET", help="host:port of the server")
     parser.add_argument("cases", metavar="CASE", nargs="*")
     args = parser.parse_args(argv)
@@ -280,7 +411,8 @@ def main(argv=None):
 
     pb2, pb2_grpc = load_stubs(args.proto)
     passed = failed = 0
-    with grpc.insecure_channel(args.target) as channel:
+    with grpc.insecure_channel(args.target,
+                               compression=COMPRESSION[args.compression]) as channel:
         cases = Cases(channel, pb2, pb2_grpc)
         for name in names:
             if name not in CASE_NAMES:

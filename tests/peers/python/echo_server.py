@@ -6,6 +6,12 @@ client is checked against an implementation we did not write.
 
 Usage:
     echo_server.py [--max-receive-message-length N] [--proto PATH]
+                   [--compression none|gzip|deflate]
+
+--compression sets the server's default compression for responses (grpcio's
+``compression=``); it applies to every call whose client accepts that
+algorithm (grpc-accept-encoding).  Compressed requests are accepted whatever
+this flag says.  Default: none.
 
 Protocol with the parent process:
   * stdout carries exactly one line, ``PORT <n>``, flushed as soon as the
@@ -70,6 +76,14 @@ DETAILS_KEY = "grpc-status-details-bin"
 SLEEP_STEP_S = 0.01
 
 CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+# --compression values.  None (not NoCompression) for "none" keeps grpcio's
+# default behaviour exactly as it was before the flag existed.
+COMPRESSION = {
+    "none": None,
+    "gzip": grpc.Compression.Gzip,
+    "deflate": grpc.Compression.Deflate,
+}
 
 
 def log(msg):
@@ -252,6 +266,8 @@ def main(argv=None):
                         metavar="N", help="server option grpc.max_receive_message_length")
     parser.add_argument("--proto", default=DEFAULT_PROTO,
                         help=f"path of echo.proto (default: {DEFAULT_PROTO})")
+    parser.add_argument("--compression", choices=sorted(COMPRESSION), default="none",
+                        help="default compression of responses (default: none)")
     args = parser.parse_args(argv)
 
     pb2, pb2_grpc = load_stubs(args.proto)
@@ -268,7 +284,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=options)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=options,
+                         compression=COMPRESSION[args.compression])
     pb2_grpc.add_EchoServicer_to_server(make_servicer(pb2, pb2_grpc), server)
     port = server.add_insecure_port("127.0.0.1:0")
     if not port:
