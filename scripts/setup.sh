@@ -112,5 +112,23 @@ EOF
     fi
 fi
 
-# --- npm: nothing yet --------------------------------------------------------
-say "npm: nothing to install"
+# --- npm packages -----------------------------------------------------------
+# The Node peers in tests/peers/node (interop against @grpc/grpc-js), pinned by
+# their package.json and package-lock.json.  Node.js and npm are expected on
+# the machine; node_modules is (re)installed when missing or older than the
+# lock file or package.json (`npm ci` rewrites node_modules/.package-lock.json).
+NODE_PEERS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/peers/node"
+node_stamp="$NODE_PEERS/node_modules/.package-lock.json"
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    say "npm: node or npm not found; the Node peers (tests/peers/node) cannot run" >&2
+elif [ -f "$node_stamp" ] &&
+     ! [ "$NODE_PEERS/package.json" -nt "$node_stamp" ] &&
+     ! { [ -f "$NODE_PEERS/package-lock.json" ] && [ "$NODE_PEERS/package-lock.json" -nt "$node_stamp" ]; }; then
+    say "npm: tests/peers/node up to date (node $(node --version))"
+elif [ -f "$NODE_PEERS/package-lock.json" ]; then
+    say "npm: npm ci in tests/peers/node (node $(node --version))"
+    (cd "$NODE_PEERS" && quietly npm ci --silent --no-audit --no-fund && touch "$node_stamp")
+else
+    say "npm: npm install in tests/peers/node (no package-lock.json; node $(node --version))"
+    (cd "$NODE_PEERS" && quietly npm install --silent --no-audit --no-fund && touch "$node_stamp")
+fi
