@@ -1,4 +1,9 @@
 //! Channel arguments (`grpc_channel_args`), shared by the channel and server builders.
+//!
+//! Values are owned here: strings as `CString`s, pointer values (the resource quota) as
+//! owner types holding one core reference each, released when the value is dropped or
+//! replaced. The core copies what it needs (taking its own references through the pointer
+//! vtable) when it creates a channel or server, so a view only has to live across that call.
 
 use std::ffi::CString;
 use std::os::raw::c_int;
@@ -6,11 +11,14 @@ use std::os::raw::c_int;
 use grpcore_sys as ffi;
 
 use crate::error::Error;
+use crate::quota::ResourceQuota;
 
 #[derive(Clone, Debug)]
 enum Value {
     Int(c_int),
     Str(CString),
+    /// `grpc.resource_quota`: owns one reference (see [`ResourceQuota`]'s Clone and Drop).
+    Quota(ResourceQuota),
 }
 
 /// An ordered set of core channel arguments; a later value for a key replaces an earlier one.
@@ -42,6 +50,14 @@ impl ChannelArgs {
         Ok(())
     }
 
+    /// Sets the resource quota (`grpc.resource_quota`); the arguments hold their own
+    /// reference until they are dropped or the quota is replaced.
+    pub(crate) fn set_quota(&mut self, quota: &ResourceQuota) {
+        // The key is a constant without NUL bytes.
+        let key = CString::new("grpc.resource_quota").unwrap_or_default();
+        self.set(key, Value::Quota(quota.clone()));
+    }
+
     /// Calls `f` with a `grpc_channel_args` view that is valid for the duration of the call
     /// (the core copies arguments when it creates a channel or server).
     pub(crate) fn with_raw<R>(&self, f: impl FnOnce(*const ffi::grpc_channel_args) -> R) -> R {
@@ -61,6 +77,15 @@ impl ChannelArgs {
                     Value::Str(s) => {
                         arg.type_ = ffi::GRPC_ARG_STRING;
                         arg.value.string = s.as_ptr() as *mut _;
+                    }
+                    Value::Quota(q) => {
+                        arg.type_ = ffi::GRPC_ARG_POINTER;
+                        arg.value.pointer = ffi::grpc_arg_grpc_arg_value_grpc_arg_pointer {
+                            p: q.as_ptr() as *mut _,
+                            // SAFETY: returns a pointer to the core's static vtable for quotas,
+                            // whose copy/destroy take and release quota references.
+                            vtable: unsafe { ffi::grpc_resource_quota_arg_vtable() },
+                        };
                     }
                 }
                 arg

@@ -85,7 +85,7 @@ impl EnvBuilder {
 }
 
 /// `grpc_init` once per environment, with the core's log routed to the `log` crate first.
-fn init_core() {
+pub(crate) fn init_core() {
     static LOG: Once = Once::new();
     LOG.call_once(crate::log_bridge::install);
     // SAFETY: grpc_init may be called any number of times; each is paired with the
