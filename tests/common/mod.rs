@@ -236,14 +236,28 @@ pub fn python() -> String {
 
 /// Starts the Python grpcio Echo server and waits (bounded) for its port.
 pub fn python_server(extra_args: &[&str]) -> Peer {
-    let mut child = Command::new(python())
-        .arg(repo_path("tests/peers/python/echo_server.py"))
+    peer_server(&python(), "tests/peers/python/echo_server.py", extra_args)
+}
+
+/// Starts the Node @grpc/grpc-js Echo server and waits (bounded) for its port.
+pub fn node_server(extra_args: &[&str]) -> Peer {
+    peer_server("node", "tests/peers/node/echo_server.js", extra_args)
+}
+
+/// Runs the Node @grpc/grpc-js client's `cases` against `target`; returns (success, output).
+pub fn node_client_with(options: &[&str], target: &str, cases: &[&str]) -> (bool, String) {
+    peer_client("node", "tests/peers/node/echo_client.js", options, target, cases)
+}
+
+fn peer_server(program: &str, script: &str, extra_args: &[&str]) -> Peer {
+    let mut child = Command::new(program)
+        .arg(repo_path(script))
         .args(extra_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start the Python echo server (is python3 with grpcio installed? run scripts/setup.sh)");
+        .unwrap_or_else(|e| panic!("start {program} {script} (run scripts/setup.sh to install the peers): {e}"));
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -253,12 +267,12 @@ pub fn python_server(extra_args: &[&str]) -> Peer {
     });
     let line = rx
         .recv_timeout(Duration::from_secs(60))
-        .expect("the Python echo server did not print its port within 60 s");
+        .unwrap_or_else(|_| panic!("{script} did not print its port within 60 s"));
     let port = line
         .trim()
         .strip_prefix("PORT ")
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line from the Python server: {line:?}"));
+        .unwrap_or_else(|| panic!("unexpected first line from {script}: {line:?}"));
     Peer { child, port }
 }
 
@@ -269,15 +283,19 @@ pub fn python_client(target: &str, cases: &[&str]) -> (bool, String) {
 
 /// Like [`python_client`], with client options (e.g. `--compression gzip`) first.
 pub fn python_client_with(options: &[&str], target: &str, cases: &[&str]) -> (bool, String) {
-    let mut child = Command::new(python())
-        .arg(repo_path("tests/peers/python/echo_client.py"))
+    peer_client(&python(), "tests/peers/python/echo_client.py", options, target, cases)
+}
+
+fn peer_client(program: &str, script: &str, options: &[&str], target: &str, cases: &[&str]) -> (bool, String) {
+    let mut child = Command::new(program)
+        .arg(repo_path(script))
         .args(options)
         .arg(target)
         .args(cases)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start the Python echo client");
+        .unwrap_or_else(|e| panic!("start {program} {script}: {e}"));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(_status) = child.try_wait().unwrap() {
