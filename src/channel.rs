@@ -3,10 +3,12 @@
 use std::ffi::CString;
 use std::ptr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use grpcore_sys as ffi;
 
 use crate::args::{size_limit, ChannelArgs};
+use crate::call::write::Compression;
 use crate::buffer::ByteBuffer;
 use crate::call::client::{CallOptions, UnaryCall};
 use crate::call::Call;
@@ -14,6 +16,8 @@ use crate::codec::Codec;
 use crate::env::Environment;
 use crate::error::Error;
 use crate::method::{Method, MethodKind};
+use crate::quota::ResourceQuota;
+use crate::settings::{self, keys, Zero};
 
 /// Configures and creates a [`Channel`] (insecure; TLS comes with credentials).
 ///
@@ -29,6 +33,8 @@ pub struct ChannelBuilder {
     env: Environment,
     args: ChannelArgs,
     error: Option<Error>,
+    /// Whether `service_config` was called (to explain a channel the core rejects).
+    has_service_config: bool,
 }
 
 impl ChannelBuilder {
@@ -38,6 +44,7 @@ impl ChannelBuilder {
             env: env.clone(),
             args: ChannelArgs::default(),
             error: None,
+            has_service_config: false,
         }
     }
 
@@ -73,6 +80,149 @@ impl ChannelBuilder {
         let mut args = self.args.clone();
         let r = args.set_str("grpc.primary_user_agent", agent).map(|()| args);
         self.apply(r)
+    }
+
+    /// Sets an integer argument from a checked value, or records the check's error.
+    fn int_setting(mut self, key: &str, value: Result<i32, Error>) -> ChannelBuilder {
+        let r = value.and_then(|v| self.args.set_int(key, v));
+        self.record(r)
+    }
+
+    /// Sets a string argument from a checked value, or records the check's error.
+    fn str_setting(mut self, key: &str, value: &str, check: Result<(), Error>) -> ChannelBuilder {
+        let r = check.and_then(|()| self.args.set_str(key, value));
+        self.record(r)
+    }
+
+    /// How long a connection may go without activity before the channel pings the server to
+    /// check it is still there (`grpc.keepalive_time_ms`, whole milliseconds, rounded up).
+    /// Default: never (keepalive is off on channels). Must be greater than zero.
+    ///
+    /// The 1.51 core sends at most one ping per second on a connection whatever this says,
+    /// and by default no more than two pings without data in between (see
+    /// [`http2_max_pings_without_data`](Self::http2_max_pings_without_data)). Servers reject
+    /// frequent pings (by default, more than one per 5 minutes while no data flows) by closing
+    /// the connection with `GOAWAY too_many_pings`; the core then doubles this interval for
+    /// the channel's later connections.
+    pub fn keepalive_time(self, interval: Duration) -> ChannelBuilder {
+        let v = settings::millis("keepalive_time", interval, Zero::Rejected);
+        self.int_setting(keys::KEEPALIVE_TIME_MS, v)
+    }
+
+    /// How long to wait for the acknowledgement of a keepalive ping before closing the
+    /// connection, failing its calls with `UNAVAILABLE` (`grpc.keepalive_timeout_ms`, whole
+    /// milliseconds). Default: 20 s. Must be greater than zero.
+    pub fn keepalive_timeout(self, timeout: Duration) -> ChannelBuilder {
+        let v = settings::millis("keepalive_timeout", timeout, Zero::Rejected);
+        self.int_setting(keys::KEEPALIVE_TIMEOUT_MS, v)
+    }
+
+    /// Whether keepalive pings are sent while no call is active
+    /// (`grpc.keepalive_permit_without_calls`). Default: false. Servers must allow it too
+    /// ([`ServerBuilder::keepalive_permit_without_calls`](crate::ServerBuilder::keepalive_permit_without_calls)).
+    pub fn keepalive_permit_without_calls(self, permit: bool) -> ChannelBuilder {
+        self.int_setting(keys::KEEPALIVE_PERMIT_WITHOUT_CALLS, Ok(permit as i32))
+    }
+
+    /// How many pings (keepalive and bandwidth probes) a connection may send before it has
+    /// to send a data or header frame again (`grpc.http2.max_pings_without_data`).
+    /// Default: 2. `0` means no limit: keepalive then goes on during a long silent call.
+    pub fn http2_max_pings_without_data(self, pings: u32) -> ChannelBuilder {
+        let v = settings::count("http2_max_pings_without_data", pings, 0);
+        self.int_setting(keys::HTTP2_MAX_PINGS_WITHOUT_DATA, v)
+    }
+
+    /// The HTTP/2 initial stream window this side announces, in bytes: how much the server
+    /// may send on one call before waiting for a window update
+    /// (`grpc.http2.lookahead_bytes`). From 5 to 2^31 - 1. Default: 65,535 (HTTP/2's).
+    ///
+    /// While [bandwidth probing](Self::http2_bdp_probe) is on (the default) the core resizes
+    /// the window from its bandwidth-delay estimate, so this is only where it starts; turn
+    /// probing off for a fixed window. The 1.51 core has no separate connection-window
+    /// setting: it derives the connection window from the windows of its streams.
+    pub fn http2_initial_stream_window_size(self, bytes: u32) -> ChannelBuilder {
+        let v = settings::window("http2_initial_stream_window_size", bytes);
+        self.int_setting(keys::HTTP2_STREAM_LOOKAHEAD_BYTES, v)
+    }
+
+    /// Whether the core probes the bandwidth-delay product with pings and grows its
+    /// flow-control windows to match (`grpc.http2.bdp_probe`). Default: true.
+    pub fn http2_bdp_probe(self, enable: bool) -> ChannelBuilder {
+        self.int_setting(keys::HTTP2_BDP_PROBE, Ok(enable as i32))
+    }
+
+    /// After this long without calls the channel closes its connections and goes
+    /// [`Idle`](crate::ConnectivityState::Idle); the next call reconnects
+    /// (`grpc.client_idle_timeout_ms`, whole milliseconds, rounded up). Default: never (the
+    /// 1.51 core's default). Must be greater than zero.
+    pub fn idle_timeout(self, timeout: Duration) -> ChannelBuilder {
+        let v = settings::millis("idle_timeout", timeout, Zero::Rejected);
+        self.int_setting(keys::CLIENT_IDLE_TIMEOUT_MS, v)
+    }
+
+    /// The `:authority` sent with every call (and the name TLS would check) instead of the
+    /// one derived from the target (`grpc.default_authority`). Default: the target's
+    /// `host[:port]`. Must be non-empty, without whitespace.
+    pub fn default_authority(self, authority: &str) -> ChannelBuilder {
+        let check = settings::token("default_authority", authority);
+        self.str_setting(keys::DEFAULT_AUTHORITY, authority, check)
+    }
+
+    /// The load-balancing policy across the addresses the target resolves to
+    /// (`grpc.lb_policy_name`): `pick_first` (the default: one connection, to the first
+    /// address that works) or `round_robin` (a connection to every address, calls spread
+    /// across them). A `loadBalancingConfig` in the [service config](Self::service_config)
+    /// takes precedence. The 1.51 core falls back to `pick_first`, logging an error, for a
+    /// name it does not know. Must be non-empty, without whitespace.
+    pub fn load_balancing_policy(self, name: &str) -> ChannelBuilder {
+        let check = settings::token("load_balancing_policy", name);
+        self.str_setting(keys::LB_POLICY_NAME, name, check)
+    }
+
+    /// The service config (JSON) used while the name resolver supplies none — which, in
+    /// 1.51, is always for `ipv4:`, `ipv6:` and `unix:` targets and for `dns:` unless TXT
+    /// lookups are enabled (`grpc.service_config`). Per-method timeouts, retry and hedging
+    /// policies, wait-for-ready, message limits and the LB config live here. Default: `{}`.
+    ///
+    /// It must parse as a JSON object, checked here; the core checks its contents when the
+    /// channel is created, and [`connect`](Self::connect) fails if it rejects them.
+    ///
+    /// ```
+    /// let env = grpcore::Environment::new(1);
+    /// let channel = grpcore::ChannelBuilder::new(&env)
+    ///     .service_config(r#"{"methodConfig": [{
+    ///         "name": [{"service": "demo.Echo"}],
+    ///         "timeout": "2s",
+    ///         "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
+    ///                         "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}
+    ///     }]}"#)
+    ///     .connect("127.0.0.1:50051")
+    ///     .unwrap();
+    /// # drop(channel);
+    /// ```
+    pub fn service_config(mut self, json: &str) -> ChannelBuilder {
+        self.has_service_config = true;
+        let check = settings::service_config(json);
+        self.str_setting(keys::SERVICE_CONFIG, json, check)
+    }
+
+    /// Whether the core retries calls as the service config's retry policies say
+    /// (`grpc.enable_retries`). Default: true. Off, every call is one attempt.
+    pub fn enable_retries(self, enable: bool) -> ChannelBuilder {
+        self.int_setting(keys::ENABLE_RETRIES, Ok(enable as i32))
+    }
+
+    /// Compresses every request message with `algorithm` unless the call chooses otherwise
+    /// (`grpc.default_compression_algorithm`). Default: [`Compression::None`].
+    pub fn default_compression(self, algorithm: Compression) -> ChannelBuilder {
+        self.int_setting(keys::DEFAULT_COMPRESSION_ALGORITHM, Ok(algorithm.algorithm()))
+    }
+
+    /// Draws the channel's transport and call memory from `quota` (`grpc.resource_quota`).
+    /// Default: the core's process-wide quota, which has no limit.
+    pub fn resource_quota(mut self, quota: &ResourceQuota) -> ChannelBuilder {
+        self.args.set_quota(quota);
+        self
     }
 
     /// Sets any integer channel argument the core understands (escape hatch).
@@ -136,6 +286,14 @@ impl ChannelBuilder {
         // TRANSIENT_FAILURE before anything was tried (a real channel starts IDLE).
         // SAFETY: the channel is live; without try_to_connect this only reads state.
         let state = unsafe { ffi::grpc_channel_check_connectivity_state(inner.raw, 0) };
+        if (state == ffi::GRPC_CHANNEL_TRANSIENT_FAILURE || state == ffi::GRPC_CHANNEL_SHUTDOWN)
+            && self.has_service_config
+        {
+            return Err(Error::Config(format!(
+                "the core rejected the channel to {target:?}: its service_config is invalid \
+                 (the grpc_core log says why), or no resolver handles the target"
+            )));
+        }
         if state == ffi::GRPC_CHANNEL_TRANSIENT_FAILURE || state == ffi::GRPC_CHANNEL_SHUTDOWN {
             return Err(Error::Config(format!(
                 "invalid channel target {target:?}: the core has no resolver for it \
@@ -213,10 +371,10 @@ fn validate_target(target: &str) -> Result<(), Error> {
     Ok(())
 }
 
-struct ChannelInner {
-    raw: *mut ffi::grpc_channel,
+pub(crate) struct ChannelInner {
+    pub(crate) raw: *mut ffi::grpc_channel,
     target: String,
-    env: Environment,
+    pub(crate) env: Environment,
 }
 
 // SAFETY: the core's channel is thread-safe; the pointer is destroyed once, in Drop, after
@@ -235,7 +393,7 @@ impl Drop for ChannelInner {
 /// A client channel: cheap to clone, safe to share between threads and tasks.
 #[derive(Clone)]
 pub struct Channel {
-    inner: Arc<ChannelInner>,
+    pub(crate) inner: Arc<ChannelInner>,
 }
 
 impl std::fmt::Debug for Channel {

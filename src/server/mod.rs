@@ -23,6 +23,7 @@ use std::time::Duration;
 use grpcore_sys as ffi;
 
 use crate::args::{size_limit, ChannelArgs};
+use crate::call::write::Compression;
 use crate::call::raw::{op, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
 use crate::call::{Batch, Call, OnComplete};
 use crate::cq::{CompletionQueue, Tag};
@@ -30,6 +31,8 @@ use crate::env::Environment;
 use crate::error::Error;
 use crate::metadata::Metadata;
 use crate::method::MethodKind;
+use crate::quota::ResourceQuota;
+use crate::settings::{self, keys, Zero};
 use crate::status::Code;
 
 use self::service::{IncomingCall, MethodEntry, Service};
@@ -156,6 +159,121 @@ impl ServerBuilder {
     /// slot costs a little on every call, so keep it near the concurrency you serve.
     pub fn request_slots_per_method(mut self, n: usize) -> ServerBuilder {
         self.slots_per_method = n.max(1);
+        self
+    }
+
+    /// Sets an integer argument from a checked value, or records the check's error.
+    fn int_setting(mut self, key: &str, value: Result<i32, Error>) -> ServerBuilder {
+        let r = value.and_then(|v| self.args.set_int(key, v));
+        self.record(r)
+    }
+
+    /// How long a connection may go without activity before the server pings the client to
+    /// check it is still there (`grpc.keepalive_time_ms`, whole milliseconds, rounded up).
+    /// Default: 2 hours. Must be greater than zero.
+    pub fn keepalive_time(self, interval: Duration) -> ServerBuilder {
+        let v = settings::millis("keepalive_time", interval, Zero::Rejected);
+        self.int_setting(keys::KEEPALIVE_TIME_MS, v)
+    }
+
+    /// How long to wait for the acknowledgement of a keepalive ping before closing the
+    /// connection (`grpc.keepalive_timeout_ms`, whole milliseconds). Default: 20 s. Must be
+    /// greater than zero.
+    pub fn keepalive_timeout(self, timeout: Duration) -> ServerBuilder {
+        let v = settings::millis("keepalive_timeout", timeout, Zero::Rejected);
+        self.int_setting(keys::KEEPALIVE_TIMEOUT_MS, v)
+    }
+
+    /// Whether clients may ping while no call is active on their connection, at the rate
+    /// [`http2_min_recv_ping_interval_without_data`](Self::http2_min_recv_ping_interval_without_data)
+    /// allows (`grpc.keepalive_permit_without_calls`; it also lets this server's own
+    /// keepalive ping idle connections). Default: false, which allows an idle connection
+    /// one ping per 2 hours.
+    pub fn keepalive_permit_without_calls(self, permit: bool) -> ServerBuilder {
+        self.int_setting(keys::KEEPALIVE_PERMIT_WITHOUT_CALLS, Ok(permit as i32))
+    }
+
+    /// Keepalive enforcement: the shortest interval between two client pings while the
+    /// server sends no data (`grpc.http2.min_ping_interval_without_data_ms`, whole
+    /// milliseconds, rounded up). Each ping sooner than that is a strike (see
+    /// [`http2_max_ping_strikes`](Self::http2_max_ping_strikes)). Default: 5 minutes. Zero
+    /// allows any rate.
+    pub fn http2_min_recv_ping_interval_without_data(self, interval: Duration) -> ServerBuilder {
+        let v = settings::millis("http2_min_recv_ping_interval_without_data", interval, Zero::Allowed);
+        self.int_setting(keys::HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, v)
+    }
+
+    /// Keepalive enforcement: how many too-early pings a connection may send; the next one
+    /// closes it with `GOAWAY` (`ENHANCE_YOUR_CALM`, `too_many_pings`) and its calls fail
+    /// with `UNAVAILABLE` (`grpc.http2.max_ping_strikes`). Sending data or headers clears the
+    /// count. Default: 2. `0` means no limit: the 1.51 core then never closes a connection
+    /// for pinging too often.
+    pub fn http2_max_ping_strikes(self, strikes: u32) -> ServerBuilder {
+        let v = settings::count("http2_max_ping_strikes", strikes, 0);
+        self.int_setting(keys::HTTP2_MAX_PING_STRIKES, v)
+    }
+
+    /// The HTTP/2 initial stream window the server announces, in bytes: how much a client
+    /// may send on one call before waiting for a window update
+    /// (`grpc.http2.lookahead_bytes`). From 5 to 2^31 - 1. Default: 65,535 (HTTP/2's).
+    /// With [bandwidth probing](Self::http2_bdp_probe) on (the default) the core resizes it
+    /// from its bandwidth-delay estimate; 1.51 has no separate connection-window setting.
+    pub fn http2_initial_stream_window_size(self, bytes: u32) -> ServerBuilder {
+        let v = settings::window("http2_initial_stream_window_size", bytes);
+        self.int_setting(keys::HTTP2_STREAM_LOOKAHEAD_BYTES, v)
+    }
+
+    /// Whether the core probes the bandwidth-delay product with pings and grows its
+    /// flow-control windows to match (`grpc.http2.bdp_probe`). Default: true.
+    pub fn http2_bdp_probe(self, enable: bool) -> ServerBuilder {
+        self.int_setting(keys::HTTP2_BDP_PROBE, Ok(enable as i32))
+    }
+
+    /// Most calls a client may have open at once on one connection
+    /// (`grpc.max_concurrent_streams`, announced in HTTP/2 SETTINGS); the client's core
+    /// queues calls beyond it. Default: no limit. At least 1.
+    pub fn max_concurrent_streams(self, streams: u32) -> ServerBuilder {
+        let v = settings::count("max_concurrent_streams", streams, 1);
+        self.int_setting(keys::MAX_CONCURRENT_STREAMS, v)
+    }
+
+    /// Closes a connection (with `GOAWAY`) after it has had no call for this long
+    /// (`grpc.max_connection_idle_ms`, whole milliseconds, rounded up). Default: never.
+    /// Must be greater than zero.
+    pub fn max_connection_idle(self, idle: Duration) -> ServerBuilder {
+        let v = settings::millis("max_connection_idle", idle, Zero::Rejected);
+        self.int_setting(keys::MAX_CONNECTION_IDLE_MS, v)
+    }
+
+    /// Closes a connection (with `GOAWAY`, so clients reconnect without failing calls) once
+    /// it is this old, give or take 10% of jitter the core adds
+    /// (`grpc.max_connection_age_ms`, whole milliseconds, rounded up). Default: never. Must
+    /// be greater than zero.
+    pub fn max_connection_age(self, age: Duration) -> ServerBuilder {
+        let v = settings::millis("max_connection_age", age, Zero::Rejected);
+        self.int_setting(keys::MAX_CONNECTION_AGE_MS, v)
+    }
+
+    /// After [`max_connection_age`](Self::max_connection_age) closes a connection, how long
+    /// its open calls may still run before they are cancelled
+    /// (`grpc.max_connection_age_grace_ms`, whole milliseconds, rounded up). Default:
+    /// forever. Zero cancels them at once.
+    pub fn max_connection_age_grace(self, grace: Duration) -> ServerBuilder {
+        let v = settings::millis("max_connection_age_grace", grace, Zero::Allowed);
+        self.int_setting(keys::MAX_CONNECTION_AGE_GRACE_MS, v)
+    }
+
+    /// Compresses every response message with `algorithm` when the client accepts it,
+    /// unless the handler chooses otherwise (`grpc.default_compression_algorithm`).
+    /// Default: [`Compression::None`].
+    pub fn default_compression(self, algorithm: Compression) -> ServerBuilder {
+        self.int_setting(keys::DEFAULT_COMPRESSION_ALGORITHM, Ok(algorithm.algorithm()))
+    }
+
+    /// Draws the server's transport and call memory from `quota` (`grpc.resource_quota`).
+    /// Default: the core's process-wide quota, which has no limit.
+    pub fn resource_quota(mut self, quota: &ResourceQuota) -> ServerBuilder {
+        self.args.set_quota(quota);
         self
     }
 
