@@ -28,6 +28,7 @@ mod buffer;
 mod call;
 mod channel;
 mod codec;
+mod connectivity;
 mod cq;
 mod env;
 mod error;
@@ -49,6 +50,7 @@ pub use call::streaming::{BlockingIter, ClientStreamingCall, RequestSink, Respon
 pub use call::write::{Compression, WriteFlags};
 pub use channel::{Channel, ChannelBuilder};
 pub use codec::{BytesCodec, Codec};
+pub use connectivity::{ConnectivityState, StateChanged};
 #[cfg(feature = "prost")]
 pub use codec::ProstCodec;
 #[cfg(feature = "protobuf")]
