@@ -150,8 +150,11 @@ impl Metadata {
     /// Adds an entry received from the core, which has validated it already. Reserved keys
     /// are kept: a peer's trailers may carry them.
     pub(crate) fn push_raw(&mut self, key: &[u8], value: &[u8]) {
-        self.entries
-            .push((String::from_utf8_lossy(key).into_owned(), value.to_vec()));
+        let key = match std::str::from_utf8(key) {
+            Ok(k) => k.to_owned(),
+            Err(_) => String::from_utf8_lossy(key).into_owned(),
+        };
+        self.entries.push((key, value.to_vec()));
     }
 
     /// Removes and returns the first value of a (possibly reserved) key.

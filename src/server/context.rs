@@ -5,11 +5,11 @@ use std::future::Future;
 use std::os::raw::c_int;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::call::raw::{op, SendMetadata};
+use crate::call::raw::{op, RecvMetadata, SendMetadata};
 use crate::call::write::{Compression, Writer, ENCODING_REQUEST_KEY};
 use crate::call::{Batch, Call, OnComplete};
 use crate::metadata::Metadata;
@@ -17,6 +17,9 @@ use crate::metadata::Metadata;
 /// State shared by a server call's handler, its reply and its cancellation watch.
 pub(crate) struct ServerCallShared {
     pub(crate) call: Call,
+    /// The request metadata as received; its elements belong to `call`.
+    request_raw: RecvMetadata,
+    request_metadata: OnceLock<Metadata>,
     /// Set by whoever puts RECV_CLOSE_ON_SERVER in a batch (it may be sent only once).
     close_started: AtomicBool,
     /// Written by the core when that op completes: non-zero if the call was cancelled.
@@ -49,9 +52,11 @@ unsafe impl Send for ServerCallShared {}
 unsafe impl Sync for ServerCallShared {}
 
 impl ServerCallShared {
-    pub(crate) fn new(call: Call) -> Arc<ServerCallShared> {
+    pub(crate) fn new(call: Call, request_raw: RecvMetadata) -> Arc<ServerCallShared> {
         Arc::new(ServerCallShared {
             call,
+            request_raw,
+            request_metadata: OnceLock::new(),
             close_started: AtomicBool::new(false),
             close_raw: UnsafeCell::new(0),
             close_done: AtomicBool::new(false),
@@ -61,6 +66,14 @@ impl ServerCallShared {
             trailing_metadata: Mutex::new(Metadata::new()),
             output: Mutex::new(Output::default()),
             compression: Mutex::new(None),
+        })
+    }
+
+    /// The request metadata, copied out of the core's array on first use.
+    fn request_metadata(&self) -> &Metadata {
+        self.request_metadata.get_or_init(|| {
+            // SAFETY: the call that owns the array's elements is alive (`self.call`).
+            unsafe { self.request_raw.to_metadata() }
         })
     }
 
@@ -127,7 +140,6 @@ pub struct ServerContext {
     shared: Arc<ServerCallShared>,
     method: Arc<str>,
     deadline: Option<Instant>,
-    metadata: Metadata,
 }
 
 impl std::fmt::Debug for ServerContext {
@@ -135,19 +147,13 @@ impl std::fmt::Debug for ServerContext {
         f.debug_struct("ServerContext")
             .field("method", &self.method)
             .field("deadline", &self.deadline)
-            .field("metadata", &self.metadata)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl ServerContext {
-    pub(crate) fn new(shared: Arc<ServerCallShared>, method: Arc<str>, deadline: Option<Instant>, metadata: Metadata) -> Self {
-        ServerContext {
-            shared,
-            method,
-            deadline,
-            metadata,
-        }
+    pub(crate) fn new(shared: Arc<ServerCallShared>, method: Arc<str>, deadline: Option<Instant>) -> Self {
+        ServerContext { shared, method, deadline }
     }
 
     pub(crate) fn shared(&self) -> &Arc<ServerCallShared> {
@@ -176,7 +182,7 @@ impl ServerContext {
 
     /// The request metadata (headers) the client sent.
     pub fn request_metadata(&self) -> &Metadata {
-        &self.metadata
+        self.shared.request_metadata()
     }
 
     /// Sets the initial metadata (response headers) sent with the first response message

@@ -12,11 +12,10 @@ use grpcore_sys as ffi;
 
 use super::context::{ServerCallShared, ServerContext};
 use crate::buffer::ByteBuffer;
-use crate::call::raw::{op, OwnedSlice, SendMetadata};
+use crate::call::raw::{op, OwnedSlice, RecvMetadata, SendMetadata};
 use crate::call::{Batch, Call, OnComplete};
 use crate::codec::Codec;
 use crate::error::Error;
-use crate::metadata::Metadata;
 use crate::method::{Method, MethodKind};
 use crate::status::{Code, Status, DETAILS_KEY};
 use crate::task::panic_message;
@@ -28,7 +27,8 @@ pub(crate) struct IncomingCall {
     pub(crate) call: Call,
     pub(crate) method: Arc<str>,
     pub(crate) deadline: Option<Instant>,
-    pub(crate) metadata: Metadata,
+    /// The request metadata as the core received it (converted on first use).
+    pub(crate) metadata: RecvMetadata,
     pub(crate) payload: Option<ByteBuffer>,
 }
 
@@ -212,7 +212,7 @@ where
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
     fn handle(&self, incoming: IncomingCall) -> BoxFuture {
-        let shared = ServerCallShared::new(incoming.call);
+        let shared = ServerCallShared::new(incoming.call, incoming.metadata);
         let request = match incoming.payload {
             None => Err(Status::internal("the client sent no request message")),
             Some(buf) => C::decode(&mut buf.reader())
@@ -225,7 +225,7 @@ where
                 return Box::pin(async {});
             }
         };
-        let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline, incoming.metadata);
+        let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline);
         let future = match catch_unwind(AssertUnwindSafe(|| (self.f)(request, ctx))) {
             Ok(f) => f,
             Err(panic) => {

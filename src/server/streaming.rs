@@ -262,8 +262,8 @@ fn decode_request<Req, C: Codec<Req>>(incoming: &mut IncomingCall) -> Result<Req
 }
 
 fn context(incoming: IncomingCall) -> (Arc<ServerCallShared>, ServerContext) {
-    let shared = ServerCallShared::new(incoming.call);
-    let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline, incoming.metadata);
+    let shared = ServerCallShared::new(incoming.call, incoming.metadata);
+    let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline);
     (shared, ctx)
 }
 
