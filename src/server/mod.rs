@@ -509,8 +509,8 @@ impl RequestSlot {
         request_registered(&self.server, self.method, &self.cq);
         // SAFETY: on success the core gave us one reference to a call bound to `cq`.
         let call = unsafe { Call::from_raw(std::mem::replace(&mut self.call, ptr::null_mut()), self.cq.clone()) };
-        // SAFETY: the call that owns the metadata elements is alive (`call`).
-        let metadata = unsafe { self.metadata.to_metadata() };
+        // The request metadata stays in the core's array until a handler asks for it.
+        let metadata = std::mem::replace(&mut self.metadata, RecvMetadata::new());
         let m = &self.server.methods[self.method];
         let incoming = IncomingCall {
             call,
