@@ -25,9 +25,13 @@ step clippy cargo clippy --workspace --all-targets --features protobuf -- -D war
 step test cargo test --workspace --features protobuf --benches --tests --lib --examples
 step doctest cargo test --workspace --features protobuf --doc
 step leaks bash scripts/leak-check.sh
-if [ -f grpc-sys/ci.sh ]; then
-    step grpc-sys bash grpc-sys/ci.sh
-fi
+step grpc-sys bash grpc-sys/ci.sh
+# The safe layer on the vendored (statically linked, from-source) core: the same unary and
+# streaming tests, in grpc-sys/ci.sh's cached target dir so the core is built only once.
+vendored_target=${GRPCORE_SYS_CI_TARGET_DIR:-/var/tmp/grpcore-vendored-target}
+step vendored env CARGO_TARGET_DIR="$vendored_target" \
+    GRPCORE_SYS_GRPC_SOURCE="${GRPCORE_SYS_GRPC_SOURCE:-$vendored_target/grpc-src}" \
+    cargo test --features vendored --test unary --test streaming
 
 printf 'timings:\n'
 printf '  %s\n' "${timings[@]}"
