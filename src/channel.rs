@@ -187,6 +187,11 @@ impl ChannelBuilder {
     /// It must parse as a JSON object, checked here; the core checks its contents when the
     /// channel is created, and [`connect`](Self::connect) fails if it rejects them.
     ///
+    /// The 1.51 core ends per-method `timeout`s 1 to 2 s early (it adds the timeout to the
+    /// call's start read on a clock whose epoch is 1–2 s off the deadline clock's), so a
+    /// timeout of 1 s or less expires at once: use [`CallOptions::timeout`] for short
+    /// deadlines.
+    ///
     /// ```
     /// let env = grpcore::Environment::new(1);
     /// let channel = grpcore::ChannelBuilder::new(&env)
