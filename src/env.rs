@@ -174,6 +174,25 @@ impl Environment {
         EnvBuilder::new().cq_count(cq_count).build()
     }
 
+    /// The process-wide environment, created on first use with one completion-queue thread
+    /// per core and kept for the life of the process. Share it instead of building one
+    /// environment per channel: each environment has threads of its own.
+    ///
+    /// ```
+    /// let a = grpcore::Environment::shared();
+    /// let b = grpcore::Environment::shared();
+    /// assert!(a.same_as(&b));
+    /// ```
+    pub fn shared() -> Environment {
+        static SHARED: std::sync::OnceLock<Environment> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| EnvBuilder::new().name_prefix("grpcore-shared").build()).clone()
+    }
+
+    /// True when both handles refer to the same environment.
+    pub fn same_as(&self, other: &Environment) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Number of completion queues (and threads).
     pub fn cq_count(&self) -> usize {
         self.inner.cqs.len()
