@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs integration-test binaries under valgrind and fails on any definite leak or memory
 # error: the drop-order tests (every order of dropping environment, channel, server and an
-# in-flight call) and the unary tests (success, errors, panics, cancellation, 1,000 calls).
+# in-flight call), the unary tests (success, errors, panics, cancellation, 1,000 calls), the
+# connectivity tests (watch tags completed or abandoned) and the settings tests (resource
+# quota references taken and released in every order).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-for test in drop_order unary; do
+for test in drop_order unary connectivity settings; do
     bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null \
         | python3 -c 'import json,sys
 for line in sys.stdin:
