@@ -42,7 +42,7 @@ fn a_slow_reader_bounds_the_servers_memory_and_gets_every_message_in_order() {
     // BDP probing off: the receive window stays at its initial size instead of growing
     // toward the bandwidth-delay product, so what may sit in flight is a few windows.
     let channel = ChannelBuilder::new(&env)
-        .raw_int_arg("grpc.http2.bdp_probe", 0)
+        .http2_bdp_probe(false)
         .connect(&format!("127.0.0.1:{}", server.port()))
         .unwrap();
 

@@ -64,7 +64,7 @@ fn channel_default_compression_applies_to_every_call() {
     let proxy = ByteProxy::start(server.port());
     for algo in [Compression::Gzip, Compression::Deflate] {
         let channel = ChannelBuilder::new(&env)
-            .raw_int_arg("grpc.default_compression_algorithm", algorithm_number(algo))
+            .default_compression(algo)
             .connect(&format!("127.0.0.1:{}", proxy.port))
             .unwrap();
         let mut req = compressible(PAYLOAD);
@@ -77,21 +77,13 @@ fn channel_default_compression_applies_to_every_call() {
     }
 }
 
-fn algorithm_number(algo: Compression) -> i32 {
-    match algo {
-        Compression::Deflate => 1,
-        Compression::Gzip => 2,
-        _ => 0,
-    }
-}
-
 #[test]
 fn server_default_and_per_call_response_compression() {
     let env = Environment::new(1);
     // Server default gzip.
     let server = ServerBuilder::new(&env)
         .register_service(echo_service())
-        .raw_int_arg("grpc.default_compression_algorithm", algorithm_number(Compression::Gzip))
+        .default_compression(Compression::Gzip)
         .bind("127.0.0.1:0")
         .build()
         .unwrap();
@@ -169,7 +161,7 @@ fn compression_interoperates_with_grpcio_both_ways() {
         let algo = if flag == "gzip" { Compression::Gzip } else { Compression::Deflate };
         let server = ServerBuilder::new(&env)
             .register_service(echo_service())
-            .raw_int_arg("grpc.default_compression_algorithm", algorithm_number(algo))
+            .default_compression(algo)
             .bind("127.0.0.1:0")
             .build()
             .unwrap();

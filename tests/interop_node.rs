@@ -60,7 +60,7 @@ fn compression_interoperates_with_grpc_js_both_ways() {
         // grpc-js client → grpcore server compressing by default.
         let server = ServerBuilder::new(&env)
             .register_service(echo_service())
-            .raw_int_arg("grpc.default_compression_algorithm", if flag == "gzip" { 2 } else { 1 })
+            .default_compression(algo)
             .bind("127.0.0.1:0")
             .build()
             .unwrap();
