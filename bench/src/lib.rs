@@ -1,0 +1,103 @@
+//! grpcore's side of the benchmark: `grpc.testing.BenchmarkService` (proto/benchmark_service.proto)
+//! served and called through grpcore, as used by the `bench_server` and `bench_client`
+//! binaries, the smoke test and the criterion benches.
+//!
+//! The messages are written by hand with prost's derive (no build script, no protoc at
+//! build time); `tests/smoke.rs` checks that they encode exactly as protoc does.
+#![deny(missing_docs)]
+
+pub mod common;
+pub mod proto;
+
+use futures::StreamExt;
+use grpcore::{Method, ProstCodec, Service, ServiceBuilder, Status};
+
+use proto::{Payload, SimpleRequest, SimpleResponse};
+
+/// The service's full name.
+pub const SERVICE: &str = "grpc.testing.BenchmarkService";
+
+/// `UnaryCall`.
+pub const UNARY_CALL: Method<SimpleRequest, SimpleResponse, ProstCodec> =
+    Method::unary("/grpc.testing.BenchmarkService/UnaryCall");
+/// `StreamingCall` (ping-pong).
+pub const STREAMING_CALL: Method<SimpleRequest, SimpleResponse, ProstCodec> =
+    Method::duplex("/grpc.testing.BenchmarkService/StreamingCall");
+/// `StreamingFromClient`.
+pub const STREAMING_FROM_CLIENT: Method<SimpleRequest, SimpleResponse, ProstCodec> =
+    Method::client_streaming("/grpc.testing.BenchmarkService/StreamingFromClient");
+/// `StreamingFromServer`.
+pub const STREAMING_FROM_SERVER: Method<SimpleRequest, SimpleResponse, ProstCodec> =
+    Method::server_streaming("/grpc.testing.BenchmarkService/StreamingFromServer");
+/// `StreamingBothWays`.
+pub const STREAMING_BOTH_WAYS: Method<SimpleRequest, SimpleResponse, ProstCodec> =
+    Method::duplex("/grpc.testing.BenchmarkService/StreamingBothWays");
+
+/// A request with `req_size` payload bytes asking for `resp_size` bytes back.
+pub fn request(req_size: usize, resp_size: usize) -> SimpleRequest {
+    SimpleRequest {
+        response_size: resp_size.min(i32::MAX as usize) as i32,
+        payload: Some(Payload {
+            r#type: 0,
+            body: vec![0; req_size],
+        }),
+        ..Default::default()
+    }
+}
+
+/// The response the upstream benchmark servers send: `response_size` zero bytes.
+pub fn response_for(req: &SimpleRequest) -> SimpleResponse {
+    SimpleResponse {
+        payload: Some(Payload {
+            r#type: req.response_type,
+            body: vec![0; req.response_size.max(0) as usize],
+        }),
+        ..Default::default()
+    }
+}
+
+/// Payload bytes of a response (0 when it has no payload).
+pub fn payload_len(resp: &SimpleResponse) -> usize {
+    resp.payload.as_ref().map_or(0, |p| p.body.len())
+}
+
+/// The whole `BenchmarkService`, implemented the way the upstream benchmark servers do.
+pub fn benchmark_service() -> Service {
+    ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY_CALL, |req: SimpleRequest, _ctx| async move { Ok::<_, Status>(response_for(&req)) })
+        .add_duplex(&STREAMING_CALL, |mut requests, mut sink, _ctx| async move {
+            while let Some(req) = requests.next().await {
+                let req: SimpleRequest = req?;
+                sink.send(response_for(&req)).await?;
+            }
+            Ok(())
+        })
+        .add_client_streaming(&STREAMING_FROM_CLIENT, |mut requests, _ctx| async move {
+            let mut last = SimpleRequest::default();
+            while let Some(req) = requests.next().await {
+                last = req?;
+            }
+            Ok(response_for(&last))
+        })
+        .add_server_streaming(&STREAMING_FROM_SERVER, |req: SimpleRequest, mut sink, _ctx| async move {
+            let resp = response_for(&req);
+            // Until the client cancels, which fails the send.
+            while sink.send(resp.clone()).await.is_ok() {}
+            Ok(())
+        })
+        .add_duplex(&STREAMING_BOTH_WAYS, |requests, mut sink, ctx| async move {
+            // Drain requests in the background of the sends; stop when either side ends.
+            let template = SimpleResponse {
+                payload: Some(Payload::default()),
+                ..Default::default()
+            };
+            let drain = requests.for_each(|_| async {});
+            let send = async move {
+                while !ctx.is_cancelled() && sink.send(template.clone()).await.is_ok() {}
+            };
+            futures::pin_mut!(drain, send);
+            futures::future::select(drain, send).await;
+            Ok(())
+        })
+        .build()
+}
