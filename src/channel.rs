@@ -94,9 +94,9 @@ impl ChannelBuilder {
         self.record(r)
     }
 
-    /// How long a connection may go without activity before the channel pings the server to
-    /// check it is still there (`grpc.keepalive_time_ms`, whole milliseconds, rounded up).
-    /// Default: never (keepalive is off on channels). Must be greater than zero.
+    /// How long a connection may go without receiving anything before the channel pings the
+    /// server to check it is still there (`grpc.keepalive_time_ms`, whole milliseconds,
+    /// rounded up). Default: never (keepalive is off on channels). Must be greater than zero.
     ///
     /// The 1.51 core sends at most one ping per second on a connection whatever this says,
     /// and by default no more than two pings without data in between (see

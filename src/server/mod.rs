@@ -168,9 +168,9 @@ impl ServerBuilder {
         self.record(r)
     }
 
-    /// How long a connection may go without activity before the server pings the client to
-    /// check it is still there (`grpc.keepalive_time_ms`, whole milliseconds, rounded up).
-    /// Default: 2 hours. Must be greater than zero.
+    /// How long a connection may go without receiving anything before the server pings the
+    /// client to check it is still there (`grpc.keepalive_time_ms`, whole milliseconds,
+    /// rounded up). Default: 2 hours. Must be greater than zero.
     pub fn keepalive_time(self, interval: Duration) -> ServerBuilder {
         let v = settings::millis("keepalive_time", interval, Zero::Rejected);
         self.int_setting(keys::KEEPALIVE_TIME_MS, v)
