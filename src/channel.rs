@@ -448,7 +448,7 @@ impl Channel {
             if raw.is_null() {
                 return Err(Error::Internal(format!("the core could not create a call to {path}")));
             }
-            Ok(Call::from_raw(raw, cq))
+            Ok(Call::from_raw(raw, cq, self.inner.env.clone()))
         }
     }
 

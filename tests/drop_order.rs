@@ -131,3 +131,26 @@ fn many_environments_come_and_go() {
         }
     });
 }
+
+#[test]
+fn dropping_a_client_environment_with_a_call_to_an_outside_server_in_flight_is_bounded() {
+    // The server lives in another environment, so dropping the client's environment and
+    // channel cancels nothing by itself: the in-flight call keeps the client environment
+    // alive, and dropping the call then cancels it and lets the threads go.
+    let server_env = Environment::new(1);
+    let server = start_echo_server(&server_env);
+    let port = server.port();
+    bounded("client env with a call to another env's server", Duration::from_secs(10), move || {
+        let env = Environment::new(1);
+        let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{port}")).unwrap();
+        channel.unary(&UNARY, &request("warm", 1), CallOptions::new()).wait().unwrap();
+        let mut req = request("slow", 2);
+        req.sleep_ms = 60_000;
+        let call = channel.unary(&UNARY, &req, CallOptions::new());
+        drop(env);
+        drop(channel);
+        std::thread::sleep(Duration::from_millis(100));
+        drop(call);
+    });
+    drop(server);
+}

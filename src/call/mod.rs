@@ -21,13 +21,19 @@ use futures_util::task::AtomicWaker;
 use grpcore_sys as ffi;
 
 use crate::cq::{CompletionQueue, Tag};
+use crate::env::Environment;
 use crate::error::Error;
 use crate::status::Code;
 
 /// Owns one reference to a core call, bound to one completion queue.
+///
+/// A call keeps its environment alive: the environment's threads must outlive every call
+/// whose events they deliver, and dropping the last handle to an environment then never
+/// waits for a call nobody can cancel any more.
 pub(crate) struct Call {
     raw: *mut ffi::grpc_call,
     cq: Arc<CompletionQueue>,
+    _env: Environment,
 }
 
 // SAFETY: the core's call functions are thread-safe (batches of different kinds may be
@@ -40,9 +46,10 @@ impl Call {
     /// Takes ownership of one reference to `raw`.
     ///
     /// # Safety
-    /// `raw` must be a live call bound to `cq`, whose reference nobody else releases.
-    pub(crate) unsafe fn from_raw(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>) -> Call {
-        Call { raw, cq }
+    /// `raw` must be a live call bound to `cq` (one of `env`'s queues), whose reference
+    /// nobody else releases.
+    pub(crate) unsafe fn from_raw(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, env: Environment) -> Call {
+        Call { raw, cq, _env: env }
     }
 
     /// The raw pointer, still owned by `self` (for parent-call propagation).

@@ -508,7 +508,7 @@ impl RequestSlot {
         // Replace the slot first, so the core always has one to hand the next call to.
         request_registered(&self.server, self.method, &self.cq);
         // SAFETY: on success the core gave us one reference to a call bound to `cq`.
-        let call = unsafe { Call::from_raw(std::mem::replace(&mut self.call, ptr::null_mut()), self.cq.clone()) };
+        let call = unsafe { Call::from_raw(std::mem::replace(&mut self.call, ptr::null_mut()), self.cq.clone(), self.server.env.clone()) };
         // The request metadata stays in the core's array until a handler asks for it.
         let metadata = std::mem::replace(&mut self.metadata, RecvMetadata::new());
         let m = &self.server.methods[self.method];
@@ -596,7 +596,7 @@ impl GenericSlot {
         }
         request_generic(&self.server, &self.cq);
         // SAFETY: on success the core gave us one reference to a call bound to `cq`.
-        let call = unsafe { Call::from_raw(std::mem::replace(&mut self.call, ptr::null_mut()), self.cq.clone()) };
+        let call = unsafe { Call::from_raw(std::mem::replace(&mut self.call, ptr::null_mut()), self.cq.clone(), self.server.env.clone()) };
         // SAFETY: the details' method slice was filled by the core and lives in the slot.
         let method = String::from_utf8_lossy(unsafe { crate::buffer::slice_bytes(&self.details.method) }).into_owned();
         let message = format!("method not found: {method}");
