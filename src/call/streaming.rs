@@ -364,10 +364,16 @@ impl<Req, C> Drop for RequestSink<Req, C> {
     }
 }
 
+/// A started client-streaming call and its one receiving batch.
+type ResponseHalf = (Arc<StreamCall>, Arc<Batch<ResponseState>>);
+
+/// A started streaming call with its opening and status batches.
+type StartedStream = (Arc<StreamCall>, Arc<Batch<HeadersState>>, Arc<Batch<StatusState>>);
+
 /// The response of a client-streaming call. Dropping it before it resolves cancels the call.
 #[must_use = "a client-streaming call is cancelled when its response future is dropped"]
 pub struct ClientStreamingCall<Resp, C> {
-    state: Result<(Arc<StreamCall>, Arc<Batch<ResponseState>>), Option<Error>>,
+    state: Result<ResponseHalf, Option<Error>>,
     _types: PhantomData<fn() -> (Resp, C)>,
 }
 
@@ -438,7 +444,7 @@ struct StreamState {
 impl<Resp, C> Unpin for ResponseStream<Resp, C> {}
 
 impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
-    fn new(started: Result<(Arc<StreamCall>, Arc<Batch<HeadersState>>, Arc<Batch<StatusState>>), Error>) -> Self {
+    fn new(started: Result<StartedStream, Error>) -> Self {
         ResponseStream {
             state: match started {
                 Ok((call, headers, status)) => Ok(StreamState {
