@@ -6,7 +6,7 @@
 # quota references taken and released in every order).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-for test in drop_order unary connectivity settings; do
+for test in drop_order unary streaming connectivity settings; do
     bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null \
         | python3 -c 'import json,sys
 for line in sys.stdin:

@@ -2,15 +2,19 @@
 //!
 //! # The tag protocol
 //!
-//! Every operation we start on the core carries a *tag*: a `Box<Tag>` turned into a raw
-//! pointer with `Box::into_raw`. The box is owned by the core from the moment the operation
-//! is accepted until its event comes out of `grpc_completion_queue_next`, when the CQ thread
-//! re-takes it with `Box::from_raw` — exactly once, because the core delivers exactly one
-//! event per accepted operation. When the core *refuses* an operation (a call error), no
-//! event will come, so the caller re-takes the box on the spot ([`CompletionQueue::start`]).
+//! Every operation we start on the core carries a *tag*: a pointer to a heap object that
+//! begins with a [`TagHeader`] (a `#[repr(C)]` first field naming the object's
+//! [`TagVTable`]). A [`Tag`] owns one reference to that object (one `Arc` count, or the
+//! `Box` itself). The reference is handed to the core with [`Tag::into_raw`] when the
+//! operation is accepted and re-taken with [`Tag::from_raw`] by the CQ thread when its
+//! event comes out of `grpc_completion_queue_next` — exactly once, because the core
+//! delivers exactly one event per accepted operation. When the core *refuses* an operation
+//! (a call error), no event will come, so the caller re-takes the tag on the spot and drops
+//! it, which releases the reference ([`CompletionQueue::post`], `Call::start_batch`).
 //! Everything an operation's C side points at (metadata arrays, status slices, byte
-//! buffers) is owned by an `Arc` that the tag holds, so it stays alive until the event,
-//! whatever the Rust side (a dropped future, say) does meanwhile.
+//! buffers) lives in the tag object, so it stays alive until the event, whatever the Rust
+//! side (a dropped future, say) does meanwhile. No allocation is made for the tag itself:
+//! the object the operation needs anyway is the tag.
 //!
 //! # Shutdown
 //!
@@ -21,51 +25,156 @@
 //! last borrow (or by `begin_shutdown` itself if there is none).
 
 use std::ffi::CString;
-use std::ptr;
+use std::os::raw::c_void;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use grpcore_sys as ffi;
 
-use crate::call::BatchCompletion;
-use crate::server::ServerTag;
-use crate::task::Task;
-
-/// What finished. One variant per kind of operation we start.
-pub(crate) enum Tag {
-    /// A batch of call operations.
-    Batch(Arc<dyn BatchCompletion>),
-    /// A wake-up: run this task on the queue's thread.
-    Kick(Arc<Task>),
-    /// A wake-up that only makes the thread drain its run queue.
-    Drain,
-    /// A server event: a requested call arrived, or shutdown finished.
-    Server(ServerTag),
+/// What to do with a tag object: run its completion, or just release it.
+pub(crate) struct TagVTable {
+    /// Consumes the tag's reference and handles the event.
+    complete: unsafe fn(NonNull<TagHeader>, bool),
+    /// Consumes the tag's reference without an event.
+    release: unsafe fn(NonNull<TagHeader>),
 }
 
-impl Tag {
-    /// Boxes the tag and hands out the pointer the core carries.
-    pub(crate) fn into_raw(self) -> *mut std::os::raw::c_void {
-        Box::into_raw(Box::new(self)) as *mut _
+/// The first field of every tag object (which must be `#[repr(C)]`).
+#[repr(C)]
+pub(crate) struct TagHeader {
+    vtable: &'static TagVTable,
+}
+
+impl TagHeader {
+    /// The header of an object whose `Arc` is used as a tag.
+    pub(crate) const fn for_arc<T: ArcTag>() -> TagHeader {
+        TagHeader {
+            vtable: &TagVTable {
+                complete: complete_arc::<T>,
+                release: release_arc::<T>,
+            },
+        }
     }
 
-    /// Re-takes a tag handed out by [`Tag::into_raw`].
+    /// The header of an object whose `Box` is used as a tag.
+    pub(crate) const fn for_box<T: BoxTag>() -> TagHeader {
+        TagHeader {
+            vtable: &TagVTable {
+                complete: complete_box::<T>,
+                release: release_box::<T>,
+            },
+        }
+    }
+}
+
+/// An object shared through an `Arc` that can serve as a tag.
+///
+/// # Safety
+/// The type must be `#[repr(C)]` with a [`TagHeader`] made by [`TagHeader::for_arc`]
+/// for this very type as its first field.
+pub(crate) unsafe trait ArcTag: Send + Sync + Sized + 'static {
+    /// Handles the event (on the CQ thread).
+    fn on_event(self: Arc<Self>, success: bool);
+}
+
+/// An object owned through a `Box` that can serve as a tag.
+///
+/// # Safety
+/// As for [`ArcTag`], with [`TagHeader::for_box`].
+pub(crate) unsafe trait BoxTag: Send + Sized + 'static {
+    /// Handles the event (on the CQ thread).
+    fn on_event(self: Box<Self>, success: bool);
+}
+
+unsafe fn complete_arc<T: ArcTag>(p: NonNull<TagHeader>, success: bool) {
+    // SAFETY: `p` came from `Arc::into_raw` of an `Arc<T>` (see `Tag::from_arc`); the header
+    // is at offset 0 of `T`, so the pointers are the same.
+    let arc = unsafe { Arc::from_raw(p.as_ptr() as *const T) };
+    arc.on_event(success);
+}
+
+unsafe fn release_arc<T: ArcTag>(p: NonNull<TagHeader>) {
+    // SAFETY: as in `complete_arc`.
+    drop(unsafe { Arc::from_raw(p.as_ptr() as *const T) });
+}
+
+unsafe fn complete_box<T: BoxTag>(p: NonNull<TagHeader>, success: bool) {
+    // SAFETY: `p` came from `Box::into_raw` of a `Box<T>` (see `Tag::from_box`).
+    let boxed = unsafe { Box::from_raw(p.as_ptr() as *mut T) };
+    boxed.on_event(success);
+}
+
+unsafe fn release_box<T: BoxTag>(p: NonNull<TagHeader>) {
+    // SAFETY: as in `complete_box`.
+    drop(unsafe { Box::from_raw(p.as_ptr() as *mut T) });
+}
+
+/// One owned reference to a tag object. Dropping it releases the reference.
+pub(crate) struct Tag {
+    raw: NonNull<TagHeader>,
+}
+
+// SAFETY: tag objects are `Send` (and `Sync` when shared through an `Arc`), as the traits
+// above require; a `Tag` is just one owned reference to one.
+unsafe impl Send for Tag {}
+
+static DRAIN_VTABLE: TagVTable = TagVTable {
+    complete: |_, _| {},
+    release: |_| {},
+};
+static DRAIN: TagHeader = TagHeader { vtable: &DRAIN_VTABLE };
+
+impl Tag {
+    /// A tag holding one more reference to `this`.
+    pub(crate) fn from_arc<T: ArcTag>(this: &Arc<T>) -> Tag {
+        let raw = Arc::into_raw(this.clone()) as *mut TagHeader;
+        // SAFETY: `Arc::into_raw` never returns null.
+        Tag { raw: unsafe { NonNull::new_unchecked(raw) } }
+    }
+
+    /// A tag owning `this`.
+    pub(crate) fn from_box<T: BoxTag>(this: Box<T>) -> Tag {
+        let raw = Box::into_raw(this) as *mut TagHeader;
+        // SAFETY: `Box::into_raw` never returns null.
+        Tag { raw: unsafe { NonNull::new_unchecked(raw) } }
+    }
+
+    /// A tag whose event only makes the queue's thread drain its run queue.
+    pub(crate) fn drain() -> Tag {
+        Tag { raw: NonNull::from(&DRAIN) }
+    }
+
+    /// Hands the reference to the core as the `void*` it carries.
+    pub(crate) fn into_raw(self) -> *mut c_void {
+        let raw = self.raw;
+        std::mem::forget(self);
+        raw.as_ptr() as *mut c_void
+    }
+
+    /// Re-takes a reference handed out by [`Tag::into_raw`].
     ///
     /// # Safety
     /// `raw` must come from `Tag::into_raw` and be re-taken only once.
-    pub(crate) unsafe fn from_raw(raw: *mut std::os::raw::c_void) -> Box<Tag> {
-        // SAFETY: guaranteed by the caller (see the module's tag protocol).
-        unsafe { Box::from_raw(raw as *mut Tag) }
+    pub(crate) unsafe fn from_raw(raw: *mut c_void) -> Tag {
+        // SAFETY: guaranteed by the caller; `into_raw` never hands out null.
+        Tag { raw: unsafe { NonNull::new_unchecked(raw as *mut TagHeader) } }
     }
 
-    /// Runs on the CQ thread when the tag's event arrives.
+    /// Runs on the CQ thread when the tag's event arrives; consumes the reference.
     pub(crate) fn complete(self, success: bool) {
-        match self {
-            Tag::Batch(b) => b.complete(success),
-            Tag::Kick(task) => task.run(),
-            Tag::Drain => {}
-            Tag::Server(s) => s.complete(success),
-        }
+        let raw = self.raw;
+        std::mem::forget(self);
+        // SAFETY: `raw` points to a live tag object (we own a reference) whose header names
+        // its vtable; `complete` consumes exactly that reference.
+        unsafe { (raw.as_ref().vtable.complete)(raw, success) }
+    }
+}
+
+impl Drop for Tag {
+    fn drop(&mut self) {
+        // SAFETY: as in `complete`, for `release`.
+        unsafe { (self.raw.as_ref().vtable.release)(self.raw) }
     }
 }
 
@@ -188,7 +297,7 @@ impl CompletionQueue {
         let rc = unsafe { ffi::grpc_call_start_batch(self.kick_call, ptr::null(), 0, raw, ptr::null_mut()) };
         if rc != ffi::GRPC_CALL_OK {
             // SAFETY: the core refused the batch, so no event will carry `raw`: re-take it here.
-            return Err(*unsafe { Tag::from_raw(raw) });
+            return Err(unsafe { Tag::from_raw(raw) });
         }
         Ok(())
     }

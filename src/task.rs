@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::cq::{CompletionQueue, Tag};
+use crate::cq::{ArcTag, CompletionQueue, Tag, TagHeader};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -85,8 +85,10 @@ impl TaskState {
     }
 }
 
-/// A future bound to one completion queue.
+/// A future bound to one completion queue. It is its own kick tag.
+#[repr(C)]
 pub(crate) struct Task {
+    header: TagHeader,
     state: TaskState,
     future: UnsafeCell<Option<BoxFuture>>,
     cq: Arc<CompletionQueue>,
@@ -152,7 +154,7 @@ pub(crate) fn drain_run_queue(cq: &CompletionQueue) {
         task.run();
     }
     if RUN_QUEUE.with(|q| !q.borrow().is_empty()) {
-        let _ = cq.post(Tag::Drain);
+        let _ = cq.post(Tag::drain());
     }
 }
 
@@ -161,6 +163,7 @@ impl Task {
     /// its thread (never polled re-entrantly inside another task's poll), else kicked over.
     pub(crate) fn spawn(cq: Arc<CompletionQueue>, future: BoxFuture) {
         let task = Arc::new(Task {
+            header: TagHeader::for_arc::<Task>(),
             state: TaskState::new(true),
             future: UnsafeCell::new(Some(future)),
             cq,
@@ -177,10 +180,9 @@ impl Task {
     }
 
     fn schedule_remote(self: Arc<Self>) {
-        let cq = self.cq.clone();
-        if let Err(Tag::Kick(task)) = cq.post(Tag::Kick(self)) {
+        if self.cq.post(Tag::from_arc(&self)).is_err() {
             // The queue is shutting down: nobody will ever poll the task again.
-            task.cancel();
+            self.cancel();
         }
     }
 
@@ -220,6 +222,13 @@ impl Task {
                 log::error!("a task spawned on the completion queue panicked: {}", panic_message(&*panic));
             }
         }
+    }
+}
+
+// SAFETY: `Task` is `#[repr(C)]` with the header made by `for_arc::<Task>` first.
+unsafe impl ArcTag for Task {
+    fn on_event(self: Arc<Self>, _success: bool) {
+        self.run();
     }
 }
 

@@ -20,7 +20,7 @@ use std::task::Context;
 use futures_util::task::AtomicWaker;
 use grpcore_sys as ffi;
 
-use crate::cq::{CompletionQueue, Tag};
+use crate::cq::{ArcTag, CompletionQueue, Tag, TagHeader};
 use crate::env::Environment;
 use crate::error::Error;
 use crate::status::Code;
@@ -147,14 +147,11 @@ fn call_error_name(rc: ffi::grpc_call_error) -> &'static str {
     }
 }
 
-/// What the CQ thread does when a batch's event arrives.
-pub(crate) trait BatchCompletion: Send + Sync {
-    /// Records the outcome and wakes whoever waits.
-    fn complete(&self, success: bool);
-}
-
 /// The shared state of one batch: its C-visible buffers plus a completion flag and waker.
+/// It is its own tag (see the tag protocol in `cq`).
+#[repr(C)]
 pub(crate) struct Batch<S> {
+    header: TagHeader,
     done: AtomicBool,
     success: AtomicBool,
     waker: AtomicWaker,
@@ -179,6 +176,7 @@ impl OnComplete for () {}
 impl<S: OnComplete + Send + 'static> Batch<S> {
     pub(crate) fn new(state: S) -> Arc<Batch<S>> {
         Arc::new(Batch {
+            header: TagHeader::for_arc::<Batch<S>>(),
             done: AtomicBool::new(false),
             success: AtomicBool::new(false),
             waker: AtomicWaker::new(),
@@ -193,7 +191,7 @@ impl<S: OnComplete + Send + 'static> Batch<S> {
 
     /// The tag that completes this batch.
     pub(crate) fn tag(self: &Arc<Self>) -> Tag {
-        Tag::Batch(self.clone())
+        Tag::from_arc(self)
     }
 
     /// `Some(success)` once the batch has completed; otherwise registers the waker.
@@ -225,13 +223,21 @@ impl<S: OnComplete + Send + 'static> Batch<S> {
     }
 }
 
-impl<S: OnComplete + Send + 'static> BatchCompletion for Batch<S> {
-    fn complete(&self, success: bool) {
+impl<S: OnComplete + Send + 'static> Batch<S> {
+    /// Records the outcome and wakes whoever waits.
+    pub(crate) fn complete(&self, success: bool) {
         // SAFETY: the core is done with the state and no Rust reader may touch it before
         // `done` is set below, so this is the only access.
         unsafe { (*self.state.get()).on_complete(success) };
         self.success.store(success, Ordering::Relaxed);
         self.done.store(true, Ordering::Release);
         self.waker.wake();
+    }
+}
+
+// SAFETY: `Batch` is `#[repr(C)]` with the header made by `for_arc::<Batch<S>>` first.
+unsafe impl<S: OnComplete + Send + 'static> ArcTag for Batch<S> {
+    fn on_event(self: Arc<Self>, success: bool) {
+        self.complete(success);
     }
 }

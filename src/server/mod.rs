@@ -26,7 +26,7 @@ use crate::args::{size_limit, ChannelArgs};
 use crate::call::write::Compression;
 use crate::call::raw::{op, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
 use crate::call::{Batch, Call, OnComplete};
-use crate::cq::{CompletionQueue, Tag};
+use crate::cq::{BoxTag, CompletionQueue, Tag, TagHeader};
 use crate::env::Environment;
 use crate::error::Error;
 use crate::metadata::Metadata;
@@ -435,25 +435,40 @@ impl Drop for ServerInner {
     }
 }
 
-/// A server event the CQ thread dispatches.
-pub(crate) enum ServerTag {
-    Registered(Box<RequestSlot>),
-    Generic(Box<GenericSlot>),
-    Shutdown(Arc<ServerInner>, Arc<ShutdownSignal>),
+/// The tag of `grpc_server_shutdown_and_notify`: keeps the server alive until shutdown is
+/// complete (its last reference then destroys it).
+#[repr(C)]
+struct ShutdownTag {
+    header: TagHeader,
+    _server: Arc<ServerInner>,
+    signal: Arc<ShutdownSignal>,
 }
 
-impl ServerTag {
-    pub(crate) fn complete(self, success: bool) {
-        match self {
-            ServerTag::Registered(slot) => (*slot).complete(success),
-            ServerTag::Generic(slot) => (*slot).complete(success),
-            ServerTag::Shutdown(_server, signal) => signal.finish(),
-        }
+// SAFETY: `#[repr(C)]` with the header made by `for_box::<ShutdownTag>` first.
+unsafe impl BoxTag for ShutdownTag {
+    fn on_event(self: Box<Self>, _success: bool) {
+        self.signal.finish();
     }
 }
 
-/// One posted request for a registered method.
+// SAFETY: `#[repr(C)]` with the header made by `for_box::<RequestSlot>` first.
+unsafe impl BoxTag for RequestSlot {
+    fn on_event(self: Box<Self>, success: bool) {
+        (*self).complete(success);
+    }
+}
+
+// SAFETY: `#[repr(C)]` with the header made by `for_box::<GenericSlot>` first.
+unsafe impl BoxTag for GenericSlot {
+    fn on_event(self: Box<Self>, success: bool) {
+        (*self).complete(success);
+    }
+}
+
+/// One posted request for a registered method. It is its own tag.
+#[repr(C)]
 pub(crate) struct RequestSlot {
+    header: TagHeader,
     server: Arc<ServerInner>,
     method: usize,
     cq: Arc<CompletionQueue>,
@@ -472,6 +487,7 @@ fn request_registered(server: &Arc<ServerInner>, method: usize, cq: &Arc<Complet
     }
     let Some(borrow) = cq.borrow() else { return };
     let mut slot = Box::new(RequestSlot {
+        header: TagHeader::for_box::<RequestSlot>(),
         server: server.clone(),
         method,
         cq: cq.clone(),
@@ -485,7 +501,7 @@ fn request_registered(server: &Arc<ServerInner>, method: usize, cq: &Arc<Complet
     let deadline_p: *mut ffi::gpr_timespec = &mut slot.deadline;
     let md_p: *mut ffi::grpc_metadata_array = &mut slot.metadata.array;
     let payload_p: *mut *mut ffi::grpc_byte_buffer = if m.reads_payload { &mut slot.payload.0 } else { ptr::null_mut() };
-    let tag = Tag::Server(ServerTag::Registered(slot)).into_raw();
+    let tag = Tag::from_box(slot).into_raw();
     // SAFETY: the pointers point into the boxed slot, whose heap address the tag keeps stable
     // and alive until the event; the queue is borrowed and registered with the server.
     let rc = unsafe {
@@ -532,8 +548,10 @@ impl RequestSlot {
     }
 }
 
-/// One posted request for any path nobody registered.
+/// One posted request for any path nobody registered. It is its own tag.
+#[repr(C)]
 pub(crate) struct GenericSlot {
+    header: TagHeader,
     server: Arc<ServerInner>,
     cq: Arc<CompletionQueue>,
     call: *mut ffi::grpc_call,
@@ -558,6 +576,7 @@ fn request_generic(server: &Arc<ServerInner>, cq: &Arc<CompletionQueue>) {
     }
     let Some(borrow) = cq.borrow() else { return };
     let mut slot = Box::new(GenericSlot {
+        header: TagHeader::for_box::<GenericSlot>(),
         server: server.clone(),
         cq: cq.clone(),
         call: ptr::null_mut(),
@@ -569,7 +588,7 @@ fn request_generic(server: &Arc<ServerInner>, cq: &Arc<CompletionQueue>) {
     let call_p: *mut *mut ffi::grpc_call = &mut slot.call;
     let details_p: *mut ffi::grpc_call_details = &mut slot.details;
     let md_p: *mut ffi::grpc_metadata_array = &mut slot.metadata.array;
-    let tag = Tag::Server(ServerTag::Generic(slot)).into_raw();
+    let tag = Tag::from_box(slot).into_raw();
     // SAFETY: as in `request_registered`.
     let rc = unsafe { ffi::grpc_server_request_call(server.raw, call_p, details_p, md_p, borrow.raw(), borrow.raw(), tag) };
     if rc != ffi::GRPC_CALL_OK {
@@ -635,7 +654,7 @@ impl ShutdownSignal {
     fn finish(&self) {
         *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.cond.notify_all();
-        crate::call::BatchCompletion::complete(&*self.batch, true);
+        self.batch.complete(true);
     }
 
     /// Waits up to `timeout`; true if shutdown finished.
@@ -660,7 +679,12 @@ fn begin_shutdown(inner: &Arc<ServerInner>) -> Arc<ShutdownSignal> {
     let cq = &inner.env.cqs()[0];
     match cq.borrow() {
         Some(borrow) => {
-            let tag = Tag::Server(ServerTag::Shutdown(inner.clone(), signal.clone())).into_raw();
+            let tag = Tag::from_box(Box::new(ShutdownTag {
+                header: TagHeader::for_box::<ShutdownTag>(),
+                _server: inner.clone(),
+                signal: signal.clone(),
+            }))
+            .into_raw();
             // SAFETY: the server is started and the queue registered with it and borrowed;
             // the tag is re-taken by the CQ thread when shutdown completes.
             unsafe { ffi::grpc_server_shutdown_and_notify(inner.raw, borrow.raw(), tag) };
