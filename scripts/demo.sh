@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The hello-world demo (what the README's quick start runs): installs what is
-# missing, builds examples/helloworld_{server,client}.rs, starts the server on a
+# missing, builds the helloworld_{server,client} binaries of the examples package
+# (examples/helloworld/, on code generated from helloworld.proto), starts the server on a
 # free port, calls it once with the client, checks the greeting, and stops the
 # server gracefully by closing its stdin. Exits 0 when all of that worked, 1
 # otherwise; the server never outlives the script.
@@ -36,10 +37,10 @@ trap 'exit 143' TERM
 bash scripts/setup.sh
 
 say "building the examples"
-cargo build --example helloworld_server --example helloworld_client
+cargo build -p grpcore-examples --bin helloworld_server --bin helloworld_client
 target_dir=$(cargo metadata --no-deps --format-version 1 |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-bin=$target_dir/debug/examples
+bin=$target_dir/debug
 
 # The server's stdin and stdout are FIFOs that this script holds open
 # read-write (which never blocks on Linux): closing fd 3 gives the server EOF

@@ -1,0 +1,468 @@
+//! The service generator: one Rust module per proto service with the method descriptors,
+//! a client, a server trait and the function that turns an implementation into a
+//! `grpcore::Service`. The same for every codec: only the message paths and the codec
+//! type differ, and those come in resolved.
+
+use std::fmt::Write as _;
+
+use crate::names;
+use crate::Error;
+
+/// A service, with its message types already resolved to Rust paths.
+#[derive(Clone, Debug)]
+pub(crate) struct ServiceDef {
+    /// The proto package (`routeguide`), possibly empty.
+    pub(crate) package: String,
+    /// The service's name in the proto (`RouteGuide`).
+    pub(crate) proto_name: String,
+    /// Doc lines from the proto comments.
+    pub(crate) docs: Vec<String>,
+    /// `option deprecated = true`.
+    pub(crate) deprecated: bool,
+    /// The methods, in proto order.
+    pub(crate) methods: Vec<MethodDef>,
+}
+
+/// One method of a [`ServiceDef`].
+#[derive(Clone, Debug)]
+pub(crate) struct MethodDef {
+    /// The method's name in the proto (`GetFeature`).
+    pub(crate) proto_name: String,
+    /// The request type as a Rust path relative to the module that holds the service
+    /// module (`Point`, `super::other::Point`), or absolute (`::prost_types::Empty`, `()`).
+    pub(crate) input: String,
+    /// The response type, like `input`.
+    pub(crate) output: String,
+    /// The request type's full proto name (`.routeguide.Point`), for docs.
+    pub(crate) input_proto: String,
+    /// The response type's full proto name.
+    pub(crate) output_proto: String,
+    /// Whether the client streams requests.
+    pub(crate) client_streaming: bool,
+    /// Whether the server streams responses.
+    pub(crate) server_streaming: bool,
+    /// Doc lines from the proto comments.
+    pub(crate) docs: Vec<String>,
+    /// `option deprecated = true`.
+    pub(crate) deprecated: bool,
+}
+
+impl ServiceDef {
+    /// `package.Service`.
+    pub(crate) fn full_name(&self) -> String {
+        if self.package.is_empty() {
+            self.proto_name.clone()
+        } else {
+            format!("{}.{}", self.package, self.proto_name)
+        }
+    }
+
+    /// The name of the module generated for the service: `route_guide_grpc`.
+    pub(crate) fn module_name(&self) -> String {
+        format!("{}_grpc", names::unraw(&names::snake(&self.proto_name)).trim_end_matches('_'))
+    }
+}
+
+/// What to emit for one service.
+#[derive(Clone, Debug)]
+pub(crate) struct EmitOptions {
+    /// The path of the grpcore crate in generated code (`::grpcore`).
+    pub(crate) grpcore: String,
+    /// The codec type (`::grpcore::ProstCodec`).
+    pub(crate) codec: String,
+    /// Emit the client.
+    pub(crate) client: bool,
+    /// Emit the server trait and registration functions.
+    pub(crate) server: bool,
+    /// Attributes put on the client struct.
+    pub(crate) client_attributes: Vec<String>,
+    /// Attributes put on the server trait and registration functions.
+    pub(crate) server_attributes: Vec<String>,
+}
+
+/// Client methods the generated client has besides the RPCs; an RPC with one of these
+/// names gets a `_call` suffix.
+const CLIENT_HELPERS: &[&str] = &["new", "with_default_options", "channel"];
+
+/// The method's kind, as the runtime names it.
+fn kind(m: &MethodDef) -> Kind {
+    match (m.client_streaming, m.server_streaming) {
+        (false, false) => Kind::Unary,
+        (true, false) => Kind::ClientStreaming,
+        (false, true) => Kind::ServerStreaming,
+        (true, true) => Kind::Duplex,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Unary,
+    ClientStreaming,
+    ServerStreaming,
+    Duplex,
+}
+
+impl Kind {
+    fn constructor(self) -> &'static str {
+        match self {
+            Kind::Unary => "unary",
+            Kind::ClientStreaming => "client_streaming",
+            Kind::ServerStreaming => "server_streaming",
+            Kind::Duplex => "duplex",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Unary => "unary",
+            Kind::ClientStreaming => "client streaming",
+            Kind::ServerStreaming => "server streaming",
+            Kind::Duplex => "bidirectional streaming",
+        }
+    }
+
+    fn builder(self) -> &'static str {
+        match self {
+            Kind::Unary => "UnaryRequest",
+            Kind::ClientStreaming => "ClientStreamingRequest",
+            Kind::ServerStreaming => "ServerStreamingRequest",
+            Kind::Duplex => "DuplexRequest",
+        }
+    }
+
+    fn add(self) -> &'static str {
+        match self {
+            Kind::Unary => "add_unary",
+            Kind::ClientStreaming => "add_client_streaming",
+            Kind::ServerStreaming => "add_server_streaming",
+            Kind::Duplex => "add_duplex",
+        }
+    }
+}
+
+/// `path` as seen from `depth` modules below the module it is relative to.
+fn rel(path: &str, depth: usize) -> String {
+    if path.starts_with("::") || path.starts_with('(') || path.starts_with("crate::") {
+        path.to_string()
+    } else {
+        format!("{}{path}", "super::".repeat(depth))
+    }
+}
+
+/// A `#[doc]` attribute per line.
+fn doc(out: &mut String, lines: &[String]) {
+    for line in lines {
+        let text = if line.is_empty() { String::new() } else { format!(" {line}") };
+        let _ = writeln!(out, "#[doc = {text:?}]");
+    }
+}
+
+/// Doc lines: `first` (a paragraph of ours), then the proto's comment as its own paragraph.
+fn docs_with(first: &[String], proto: &[String]) -> Vec<String> {
+    let mut lines = first.to_vec();
+    if !proto.is_empty() {
+        if !lines.is_empty() {
+            lines.push(String::new());
+        }
+        lines.extend(proto.iter().cloned());
+    }
+    lines
+}
+
+/// The module for `service`, as unformatted Rust source.
+pub(crate) fn emit(service: &ServiceDef, opts: &EmitOptions) -> Result<String, Error> {
+    let full = service.full_name();
+    let g = &opts.grpcore;
+    let codec = &opts.codec;
+    let base = names::unraw(&names::camel(&service.proto_name)).trim_end_matches('_').to_string();
+    let trait_name = names::camel(&service.proto_name);
+    let client_name = format!("{base}Client");
+    let generic = if trait_name == "I" { "Impl" } else { "I" };
+
+    // Rust names per method, checked for clashes.
+    let mut fn_names = Vec::new();
+    let mut const_names = Vec::new();
+    for m in &service.methods {
+        let f = names::snake(&m.proto_name);
+        let c = names::shouty(&m.proto_name);
+        if fn_names.contains(&f) || const_names.contains(&c) {
+            return Err(Error::Generate(format!(
+                "service {full}: method {} has the same Rust name ({f}, {c}) as another method; rename one of them",
+                m.proto_name
+            )));
+        }
+        fn_names.push(f);
+        const_names.push(c);
+    }
+
+    let mut out = String::new();
+    let service_docs = docs_with(
+        &[
+            format!("The gRPC service `{full}`: its client [`{client_name}`], the server trait [`{trait_name}`] with [`service`] to serve an implementation, and the method descriptors in [`methods`]."),
+        ],
+        &service.docs,
+    );
+    doc(&mut out, &service_docs);
+    if service.deprecated {
+        out.push_str("#[deprecated]\n");
+    }
+    let _ = writeln!(out, "pub mod {} {{", service.module_name());
+    doc(&mut out, &[format!("The service's full name, `{full}`.")]);
+    let _ = writeln!(out, "pub const SERVICE_NAME: &str = {full:?};");
+
+    // Method descriptors.
+    doc(
+        &mut out,
+        &[
+            format!("Descriptors of the methods of `{full}`, for calls and services built by hand"),
+            "(`Channel::unary` and the like, `ServiceBuilder`).".to_string(),
+        ],
+    );
+    out.push_str("pub mod methods {\n");
+    for (m, c) in service.methods.iter().zip(&const_names) {
+        let k = kind(m);
+        let lines = docs_with(
+            &[format!(
+                "`/{full}/{}`, {}: `{}` → `{}`.",
+                m.proto_name,
+                k.describe(),
+                m.input_proto.trim_start_matches('.'),
+                m.output_proto.trim_start_matches('.')
+            )],
+            &m.docs,
+        );
+        doc(&mut out, &lines);
+        if m.deprecated {
+            out.push_str("#[deprecated]\n");
+        }
+        let _ = writeln!(
+            out,
+            "pub const {c}: {g}::Method<{}, {}, {codec}> = {g}::Method::{}({:?});",
+            rel(&m.input, 2),
+            rel(&m.output, 2),
+            k.constructor(),
+            format!("/{full}/{}", m.proto_name)
+        );
+    }
+    out.push_str("}\n");
+
+    if opts.client {
+        emit_client(&mut out, service, opts, &client_name, &fn_names, &const_names);
+    }
+    if opts.server {
+        emit_server(&mut out, service, opts, &trait_name, generic, &fn_names, &const_names);
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+fn emit_client(
+    out: &mut String,
+    service: &ServiceDef,
+    opts: &EmitOptions,
+    client_name: &str,
+    fn_names: &[String],
+    const_names: &[String],
+) {
+    let full = service.full_name();
+    let g = &opts.grpcore;
+    let codec = &opts.codec;
+    let lines = docs_with(
+        &[
+            format!("A client of `{full}`."),
+            String::new(),
+            "Each method returns a request builder: set the call's options on it (`timeout`,".to_string(),
+            "`deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or".to_string(),
+            "call `.wait()` to block (unary methods), or `.start()` it (streaming methods).".to_string(),
+            "Cloning a client is cheap: clones share the channel.".to_string(),
+        ],
+        &service.docs,
+    );
+    doc(out, &lines);
+    for a in &opts.client_attributes {
+        let _ = writeln!(out, "{a}");
+    }
+    let _ = writeln!(
+        out,
+        "#[derive(Clone, Debug)]\npub struct {client_name} {{ channel: {g}::Channel, options: {g}::CallOptions, }}"
+    );
+    for a in &opts.client_attributes {
+        let _ = writeln!(out, "{a}");
+    }
+    let _ = writeln!(out, "impl {client_name} {{");
+    doc(out, &["A client whose calls go over `channel`.".to_string()]);
+    let _ = writeln!(
+        out,
+        "pub fn new(channel: {g}::Channel) -> Self {{ Self {{ channel, options: {g}::CallOptions::new() }} }}"
+    );
+    doc(
+        out,
+        &[
+            "The same client with `options` as the options every call starts from (a default".to_string(),
+            "timeout, metadata for every call); a call's own setters change them for that call.".to_string(),
+        ],
+    );
+    let _ = writeln!(
+        out,
+        "pub fn with_default_options(mut self, options: {g}::CallOptions) -> Self {{ self.options = options; self }}"
+    );
+    doc(out, &["The channel the calls go over.".to_string()]);
+    let _ = writeln!(out, "pub fn channel(&self) -> &{g}::Channel {{ &self.channel }}");
+
+    for ((m, f), c) in service.methods.iter().zip(fn_names).zip(const_names) {
+        let k = kind(m);
+        let name = if CLIENT_HELPERS.contains(&f.as_str()) { format!("{f}_call") } else { f.clone() };
+        let what = match k {
+            Kind::Unary => "`.await` the builder (or `.wait()` for it) for the response message".to_string(),
+            Kind::ClientStreaming => {
+                "`.start()` the builder for the request sink and the response future".to_string()
+            }
+            Kind::ServerStreaming => "`.start()` the builder for the stream of responses".to_string(),
+            Kind::Duplex => "`.start()` the builder for the request sink and the response stream".to_string(),
+        };
+        let lines = docs_with(
+            &[format!("Calls `{}` ({}): {what}.", m.proto_name, k.describe())],
+            &m.docs,
+        );
+        doc(out, &lines);
+        if m.deprecated {
+            out.push_str("#[deprecated]\n#[allow(deprecated)]\n");
+        }
+        let (input, output) = (rel(&m.input, 1), rel(&m.output, 1));
+        let builder = k.builder();
+        let takes_request = matches!(k, Kind::Unary | Kind::ServerStreaming);
+        let (param, arg) = if takes_request { (format!(", request: {input}"), ", request") } else { (String::new(), "") };
+        let _ = writeln!(
+            out,
+            "pub fn {name}(&self{param}) -> {g}::{builder}<'_, {input}, {output}, {codec}> {{ {g}::{builder}::new(&self.channel, methods::{c}{arg}, self.options.clone()) }}"
+        );
+    }
+    out.push_str("}\n");
+}
+
+fn emit_server(
+    out: &mut String,
+    service: &ServiceDef,
+    opts: &EmitOptions,
+    trait_name: &str,
+    generic: &str,
+    fn_names: &[String],
+    const_names: &[String],
+) {
+    let full = service.full_name();
+    let g = &opts.grpcore;
+    let codec = &opts.codec;
+    let lines = docs_with(
+        &[
+            format!("The server side of `{full}`: implement the methods you serve (with `async fn`),"),
+            "then register [`service`]`(implementation)` with the server builder. Methods left".to_string(),
+            "out answer `UNIMPLEMENTED`.".to_string(),
+        ],
+        &service.docs,
+    );
+    doc(out, &lines);
+    for a in &opts.server_attributes {
+        let _ = writeln!(out, "{a}");
+    }
+    let _ = writeln!(out, "pub trait {trait_name}: ::core::marker::Send + ::core::marker::Sync + 'static {{");
+    for (m, f) in service.methods.iter().zip(fn_names) {
+        let k = kind(m);
+        let (input, output) = (rel(&m.input, 1), rel(&m.output, 1));
+        let lines = docs_with(
+            &[format!("`{}` ({}). By default, answers `UNIMPLEMENTED`.", m.proto_name, k.describe())],
+            &m.docs,
+        );
+        doc(out, &lines);
+        if m.deprecated {
+            out.push_str("#[deprecated]\n");
+        }
+        let (params, names, ok) = match k {
+            Kind::Unary => (format!("request: {input}, ctx: {g}::ServerContext"), "request, ctx", output.clone()),
+            Kind::ClientStreaming => (
+                format!("requests: {g}::RequestStream<{input}, {codec}>, ctx: {g}::ServerContext"),
+                "requests, ctx",
+                output.clone(),
+            ),
+            Kind::ServerStreaming => (
+                format!("request: {input}, sink: {g}::ServerSink<{output}, {codec}>, ctx: {g}::ServerContext"),
+                "request, sink, ctx",
+                "()".to_string(),
+            ),
+            Kind::Duplex => (
+                format!(
+                    "requests: {g}::RequestStream<{input}, {codec}>, sink: {g}::ServerSink<{output}, {codec}>, ctx: {g}::ServerContext"
+                ),
+                "requests, sink, ctx",
+                "()".to_string(),
+            ),
+        };
+        let message = format!("{full}/{} is not implemented by this server", m.proto_name);
+        let _ = writeln!(
+            out,
+            "fn {f}(&self, {params}) -> impl ::core::future::Future<Output = ::core::result::Result<{ok}, {g}::Status>> + ::core::marker::Send {{ let _ = ({names}); async {{ ::core::result::Result::Err({g}::Status::unimplemented({message:?})) }} }}"
+        );
+    }
+    out.push_str("}\n");
+
+    let any_deprecated = service.methods.iter().any(|m| m.deprecated);
+    doc(
+        out,
+        &[
+            format!("A `Service` serving `{full}` with `implementation`: pass it to"),
+            "`ServerBuilder::register_service`.".to_string(),
+        ],
+    );
+    for a in &opts.server_attributes {
+        let _ = writeln!(out, "{a}");
+    }
+    let _ = writeln!(
+        out,
+        "pub fn service<{generic}: {trait_name}>(implementation: {generic}) -> {g}::Service {{ service_from_arc(::std::sync::Arc::new(implementation)) }}"
+    );
+    doc(
+        out,
+        &[
+            "Like [`service`], for an implementation shared with other code through an `Arc`.".to_string(),
+        ],
+    );
+    for a in &opts.server_attributes {
+        let _ = writeln!(out, "{a}");
+    }
+    if any_deprecated {
+        // The glue must name the deprecated methods to serve them.
+        out.push_str("#[allow(deprecated)]\n");
+    }
+    let _ = writeln!(
+        out,
+        "pub fn service_from_arc<{generic}: {trait_name}>(implementation: ::std::sync::Arc<{generic}>) -> {g}::Service {{"
+    );
+    let _ = writeln!(out, "let builder = {g}::ServiceBuilder::new(SERVICE_NAME);");
+    for ((m, f), c) in service.methods.iter().zip(fn_names).zip(const_names) {
+        let k = kind(m);
+        let names = match k {
+            Kind::Unary => "request, ctx",
+            Kind::ClientStreaming => "requests, ctx",
+            Kind::ServerStreaming => "request, sink, ctx",
+            Kind::Duplex => "requests, sink, ctx",
+        };
+        let _ = writeln!(
+            out,
+            "let builder = {{ let this = ::std::sync::Arc::clone(&implementation); builder.{}(&methods::{c}, move |{names}| {{ let this = ::std::sync::Arc::clone(&this); async move {{ <{generic} as {trait_name}>::{f}(&*this, {names}).await }} }}) }};",
+            k.add()
+        );
+    }
+    out.push_str("builder.build()\n}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rel;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(rel("Point", 1), "super::Point");
+        assert_eq!(rel("super::a::B", 2), "super::super::super::a::B");
+        assert_eq!(rel("::prost_types::Empty", 2), "::prost_types::Empty");
+        assert_eq!(rel("()", 1), "()");
+    }
+}

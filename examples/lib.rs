@@ -1,0 +1,33 @@
+//! What grpcore's examples share: the code `build.rs` generates from
+//! `helloworld/helloworld.proto` and `route_guide/route_guide.proto` (messages by prost,
+//! clients and servers by grpcore-compiler), and the route guide's feature database.
+//!
+//! The programs are the binaries `helloworld_server`, `helloworld_client`,
+//! `route_guide_server` and `route_guide_client`:
+//! `cargo run -p grpcore-examples --bin helloworld_server`.
+#![deny(missing_docs)]
+
+/// The generated modules: `proto::helloworld` and `proto::routeguide`.
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/mod.rs"));
+}
+
+pub mod route_guide_db;
+
+use std::error::Error;
+
+/// Parses `--name value` options: `defaults` gives every accepted name and its default
+/// value; the result has one value per name, in the same order.
+pub fn parse_args(program: &str, defaults: &[(&str, &str)]) -> Result<Vec<String>, Box<dyn Error>> {
+    let mut values: Vec<String> = defaults.iter().map(|(_, v)| v.to_string()).collect();
+    let usage = defaults.iter().map(|(k, _)| format!("[--{k} VALUE]")).collect::<Vec<_>>().join(" ");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let slot = defaults
+            .iter()
+            .position(|(k, _)| arg.strip_prefix("--") == Some(k))
+            .ok_or_else(|| format!("unexpected argument {arg:?}; usage: {program} {usage}"))?;
+        values[slot] = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+    }
+    Ok(values)
+}
