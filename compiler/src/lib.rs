@@ -457,7 +457,13 @@ impl Builder {
                 println!("cargo:rerun-if-changed={}", proto.display());
             }
         }
-        let protoc = protoc::find()?;
+        let protoc = protoc::find().map_err(|e| match e {
+            Error::ProtocNotFound(why) => {
+                let names: Vec<String> = protos.iter().map(|p| p.display().to_string()).collect();
+                Error::ProtocNotFound(format!("{why}; it is needed to compile {}", names.join(", ")))
+            }
+            other => other,
+        })?;
         let set = protoc::descriptors(&protoc, &protos, &includes, &self.protoc_args)?;
         if rerun {
             for file in &set.file {

@@ -196,12 +196,17 @@ pub(crate) fn emit(service: &ServiceDef, opts: &EmitOptions) -> Result<String, E
     }
 
     let mut out = String::new();
-    let service_docs = docs_with(
-        &[
-            format!("The gRPC service `{full}`: its client [`{client_name}`], the server trait [`{trait_name}`] with [`service`] to serve an implementation, and the method descriptors in [`methods`]."),
-        ],
-        &service.docs,
-    );
+    let mut parts = Vec::new();
+    if opts.client {
+        parts.push(format!("its client [`{client_name}`]"));
+    }
+    if opts.server {
+        parts.push(format!("the server trait [`{trait_name}`] with [`service`] to serve an implementation"));
+    }
+    parts.push("the method descriptors in [`methods`]".to_string());
+    let last = parts.pop().unwrap_or_default();
+    let listed = if parts.is_empty() { last } else { format!("{}, and {last}", parts.join(", ")) };
+    let service_docs = docs_with(&[format!("The gRPC service `{full}`: {listed}.")], &service.docs);
     doc(&mut out, &service_docs);
     if service.deprecated {
         out.push_str("#[deprecated]\n");
@@ -437,6 +442,9 @@ fn emit_server(
         "pub fn service_from_arc<{generic}: {trait_name}>(implementation: ::std::sync::Arc<{generic}>) -> {g}::Service {{"
     );
     let _ = writeln!(out, "let builder = {g}::ServiceBuilder::new(SERVICE_NAME);");
+    if service.methods.is_empty() {
+        out.push_str("drop(implementation);\n");
+    }
     for ((m, f), c) in service.methods.iter().zip(fn_names).zip(const_names) {
         let k = kind(m);
         let names = match k {
