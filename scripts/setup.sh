@@ -11,9 +11,9 @@ set -euo pipefail
 # The C core and the tools that build against it: libgrpc-dev is the system
 # gRPC core (1.51.x on Debian 12) that grpcore-sys links; protobuf for .proto
 # files; cmake for the `vendored` feature; libclang for bindgen; valgrind for
-# leak checks.
+# leak checks; libssl-dev for the openssl crate (PEM checks, test certificates).
 APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
-              libclang-dev clang valgrind)
+              libclang-dev clang valgrind libssl-dev)
 # The Python peers in tests/peers/python (interop against grpcio). Versions
 # checked together on CPython 3.11 (manylinux wheels exist for all three).
 PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2)

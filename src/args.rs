@@ -11,6 +11,7 @@ use std::os::raw::c_int;
 use grpcore_sys as ffi;
 
 use crate::error::Error;
+use crate::credentials::SslSessionCache;
 use crate::quota::ResourceQuota;
 
 #[derive(Clone, Debug)]
@@ -19,6 +20,8 @@ enum Value {
     Str(CString),
     /// `grpc.resource_quota`: owns one reference (see [`ResourceQuota`]'s Clone and Drop).
     Quota(ResourceQuota),
+    /// `grpc.ssl_session_cache`: holds the cache (and so one core reference to it).
+    SessionCache(SslSessionCache),
 }
 
 /// An ordered set of core channel arguments; a later value for a key replaces an earlier one.
@@ -58,6 +61,14 @@ impl ChannelArgs {
         self.set(key, Value::Quota(quota.clone()));
     }
 
+    /// Sets the TLS session cache (`grpc.ssl_session_cache`); the arguments keep the cache
+    /// alive until they are dropped or the cache is replaced.
+    pub(crate) fn set_session_cache(&mut self, cache: &SslSessionCache) {
+        // The key is a constant without NUL bytes.
+        let key = CString::new("grpc.ssl_session_cache").unwrap_or_default();
+        self.set(key, Value::SessionCache(cache.clone()));
+    }
+
     /// Calls `f` with a `grpc_channel_args` view that is valid for the duration of the call
     /// (the core copies arguments when it creates a channel or server).
     pub(crate) fn with_raw<R>(&self, f: impl FnOnce(*const ffi::grpc_channel_args) -> R) -> R {
@@ -86,6 +97,12 @@ impl ChannelArgs {
                             // whose copy/destroy take and release quota references.
                             vtable: unsafe { ffi::grpc_resource_quota_arg_vtable() },
                         };
+                    }
+                    Value::SessionCache(c) => {
+                        // SAFETY: builds a pointer argument (the core's own key and vtable,
+                        // whose copy/destroy take and release cache references) without taking
+                        // a reference itself; `c` keeps the cache alive meanwhile.
+                        arg = unsafe { ffi::grpc_ssl_session_cache_create_channel_arg(c.as_ptr()) };
                     }
                 }
                 arg

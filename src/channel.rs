@@ -14,6 +14,7 @@ use crate::call::client::{CallOptions, UnaryCall};
 use crate::call::Call;
 use crate::codec::Codec;
 use crate::env::Environment;
+use crate::credentials::ChannelCredentials;
 use crate::error::Error;
 use crate::method::{Method, MethodKind};
 use crate::quota::ResourceQuota;
@@ -265,20 +266,29 @@ impl ChannelBuilder {
     /// at once with `UNAVAILABLE` unless they set [`CallOptions::wait_for_ready`], which
     /// makes them wait (within their deadline) for the server to come up.
     pub fn connect(self, target: &str) -> Result<Channel, Error> {
-        if let Some(e) = self.error {
+        self.connect_with_credentials(target, &ChannelCredentials::insecure())
+    }
+
+    /// Creates a channel to `target` (as in [`connect`](Self::connect)) whose connections
+    /// are secured by `credentials`: TLS, mutual TLS, local, with call credentials.
+    ///
+    /// Each call of this makes the core's credentials afresh, so the new channel never
+    /// shares connections with channels created before it.
+    pub fn connect_with_credentials(mut self, target: &str, credentials: &ChannelCredentials) -> Result<Channel, Error> {
+        if let Some(e) = self.error.take() {
             return Err(e);
         }
         validate_target(target)?;
+        credentials.apply_args(&mut self.args)?;
+        let creds = credentials.create()?;
         let c_target = CString::new(target)
             .map_err(|_| Error::Config(format!("channel target {target:?} contains a NUL byte")))?;
-        // SAFETY: the credentials are released right after the channel took its own
-        // reference; the target string and arguments live across the call.
-        let raw = self.args.with_raw(|args| unsafe {
-            let creds = ffi::grpc_insecure_credentials_create();
-            let ch = ffi::grpc_channel_create(c_target.as_ptr(), creds, args);
-            ffi::grpc_channel_credentials_release(creds);
-            ch
-        });
+        // SAFETY: the target string, the arguments and the credentials live across the call;
+        // the channel takes its own reference to the credentials (ours goes with `creds`).
+        let raw = self
+            .args
+            .with_raw(|args| unsafe { ffi::grpc_channel_create(c_target.as_ptr(), creds.as_ptr(), args) });
+        drop(creds);
         if raw.is_null() {
             return Err(Error::Config(format!("the core could not create a channel to {target:?}")));
         }

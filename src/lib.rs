@@ -30,6 +30,7 @@ mod channel;
 mod codec;
 mod connectivity;
 mod cq;
+mod credentials;
 mod env;
 mod error;
 mod log_bridge;
@@ -52,6 +53,11 @@ pub use call::write::{Compression, WriteFlags};
 pub use channel::{Channel, ChannelBuilder};
 pub use codec::{BytesCodec, Codec};
 pub use connectivity::{ConnectivityState, StateChanged};
+pub use credentials::{
+    AuthContext, AuthMetadataContext, AuthProperty, CallCredentials, Certificate, CertificateConfig, CertificateFiles,
+    CertificateReloader, ChannelCredentials, ClientCertificateMode, Identity, LocalConnect, PrivateKey, ReloadError,
+    ServerCredentials, SslSessionCache, TlsChannelCredentials, TlsServerCredentials,
+};
 #[cfg(feature = "prost")]
 pub use codec::ProstCodec;
 #[cfg(feature = "protobuf")]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::call::raw::{op, RecvMetadata, SendMetadata};
 use crate::call::write::{Compression, Writer, ENCODING_REQUEST_KEY};
 use crate::call::{Batch, Call, OnComplete};
+use crate::credentials::AuthContext;
 use crate::metadata::Metadata;
 
 /// State shared by a server call's handler, its reply and its cancellation watch.
@@ -168,6 +169,13 @@ impl ServerContext {
     /// The client's address as the core names it, e.g. `ipv4:127.0.0.1:43210`.
     pub fn peer(&self) -> String {
         self.shared.call.peer()
+    }
+
+    /// How the client's connection is secured and, under TLS with a client certificate,
+    /// who the client is: common name, subject alternative names, its certificate in PEM
+    /// (see [`AuthContext`]). A snapshot, read from the core on each call of this.
+    pub fn auth_context(&self) -> AuthContext {
+        AuthContext::of_call(&self.shared.call)
     }
 
     /// The call's deadline, if the client set one.

@@ -27,6 +27,7 @@ use crate::call::write::Compression;
 use crate::call::raw::{op, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
 use crate::call::{Batch, Call, OnComplete};
 use crate::cq::{BoxTag, CompletionQueue, Tag, TagHeader};
+use crate::credentials::ServerCredentials;
 use crate::env::Environment;
 use crate::error::Error;
 use crate::metadata::Metadata;
@@ -60,7 +61,8 @@ const GENERIC_SLOTS: usize = 2;
 /// ```
 pub struct ServerBuilder {
     env: Environment,
-    addrs: Vec<String>,
+    /// Each address with its credentials (`None`: insecure).
+    addrs: Vec<(String, Option<ServerCredentials>)>,
     services: Vec<Service>,
     args: ChannelArgs,
     slots_per_method: usize,
@@ -106,7 +108,14 @@ impl ServerBuilder {
     /// Listens on `addr` (`host:port`, port 0 picks a free one; `unix:path` for a socket),
     /// insecurely.
     pub fn bind(mut self, addr: impl Into<String>) -> ServerBuilder {
-        self.addrs.push(addr.into());
+        self.addrs.push((addr.into(), None));
+        self
+    }
+
+    /// Listens on `addr` (as in [`bind`](Self::bind)) with `credentials`: TLS, mutual TLS,
+    /// reloading certificates, or local credentials for unix sockets.
+    pub fn bind_with_credentials(mut self, addr: impl Into<String>, credentials: &ServerCredentials) -> ServerBuilder {
+        self.addrs.push((addr.into(), Some(credentials.clone())));
         self
     }
 
@@ -340,24 +349,10 @@ impl ServerBuilder {
             });
         }
         let mut ports = Vec::with_capacity(self.addrs.len());
-        for addr in &self.addrs {
-            let c_addr =
-                CString::new(addr.as_str()).map_err(|_| Error::Config(format!("address {addr:?} contains a NUL byte")))?;
-            // SAFETY: the server is live and not started; credentials are released after the
-            // core took its reference.
-            let port = unsafe {
-                let creds = ffi::grpc_insecure_server_credentials_create();
-                let port = ffi::grpc_server_add_http2_port(raw, c_addr.as_ptr(), creds);
-                ffi::grpc_server_credentials_release(creds);
-                port
-            };
-            if port <= 0 {
-                return Err(Error::Config(format!(
-                    "failed to listen on {addr:?}: the address is malformed, in use, or not permitted \
-                     (see the grpc_core log for the reason)"
-                )));
-            }
-            ports.push((addr.clone(), port as u16));
+        for (addr, creds) in &self.addrs {
+            // SAFETY: the server is live and not started.
+            let port = unsafe { crate::credentials::server::add_port(raw, addr, creds.as_ref())? };
+            ports.push((addr.clone(), port));
         }
         for cq in self.env.cqs() {
             // SAFETY: the server is not started and the queue is live (the env owns it).

@@ -1,0 +1,322 @@
+//! Client-side credentials: [`ChannelCredentials`] (TLS, mutual TLS, local, insecure,
+//! composed with call credentials) and the TLS session cache, [`SslSessionCache`].
+//!
+//! A `ChannelCredentials` is a recipe, plain Rust data: the core's credentials object is made
+//! from it when a channel is created ([`ChannelBuilder::connect_with_credentials`]) and
+//! released once the channel holds its own reference. So each channel gets credentials of
+//! its own, and a new channel always makes new connections (it never shares the connections
+//! of an older channel, whose certificates may be out of date).
+//!
+//! [`ChannelBuilder::connect_with_credentials`]: crate::ChannelBuilder::connect_with_credentials
+
+use std::fmt;
+use std::ptr;
+use std::sync::Arc;
+
+use grpcore_sys as ffi;
+
+use super::call::CallCredentials;
+use super::pem::{Certificate, Identity};
+use crate::args::ChannelArgs;
+use crate::error::Error;
+
+/// Which local connections local credentials accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalConnect {
+    /// Unix domain sockets (`unix:` and `unix-abstract:` addresses).
+    Unix,
+    /// TCP over the loopback interface (127.0.0.0/8, ::1).
+    Tcp,
+}
+
+impl LocalConnect {
+    pub(crate) fn raw(self) -> ffi::grpc_local_connect_type {
+        match self {
+            LocalConnect::Unix => ffi::UDS,
+            LocalConnect::Tcp => ffi::LOCAL_TCP,
+        }
+    }
+}
+
+/// A client-side cache of TLS sessions, shared by every channel whose credentials name it:
+/// a new connection to a server that one of them reached before resumes the earlier TLS
+/// session (an abbreviated handshake: no certificate exchange, no key agreement from
+/// scratch) instead of running a full handshake.
+///
+/// Sessions are keyed by the server name the client sends (the target's host, or
+/// [`TlsChannelCredentials::server_name_override`]). Whether a connection resumed shows on
+/// the server in [`AuthContext::ssl_session_reused`](crate::AuthContext::ssl_session_reused).
+///
+/// ```
+/// let cache = grpcore::SslSessionCache::new(64);
+/// let creds = grpcore::ChannelCredentials::tls().session_cache(&cache).build().unwrap();
+/// # drop(creds);
+/// ```
+#[derive(Clone)]
+pub struct SslSessionCache {
+    inner: Arc<RawSessionCache>,
+}
+
+/// Owns one reference to a core session cache.
+struct RawSessionCache(*mut ffi::grpc_ssl_session_cache);
+
+// SAFETY: the core's session cache is an internally locked LRU, meant to be shared between
+// channels on any thread; the pointer is released once, in Drop.
+unsafe impl Send for RawSessionCache {}
+// SAFETY: as above.
+unsafe impl Sync for RawSessionCache {}
+
+impl Drop for RawSessionCache {
+    fn drop(&mut self) {
+        // SAFETY: releases the reference `grpc_ssl_session_cache_create_lru` gave us; channels
+        // that use the cache hold references of their own (through the channel argument).
+        unsafe { ffi::grpc_ssl_session_cache_destroy(self.0) }
+    }
+}
+
+impl SslSessionCache {
+    /// A cache remembering the sessions of up to `capacity` servers (least recently used
+    /// dropped first). A capacity of 0 is taken as 1.
+    pub fn new(capacity: usize) -> SslSessionCache {
+        // SAFETY: plain constructor (no grpc_init needed: the cache is plain memory and
+        // OpenSSL sessions); the reference it returns is owned by `RawSessionCache`.
+        let raw = unsafe { ffi::grpc_ssl_session_cache_create_lru(capacity.max(1)) };
+        SslSessionCache {
+            inner: Arc::new(RawSessionCache(raw)),
+        }
+    }
+
+    /// The core's cache pointer, valid while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *mut ffi::grpc_ssl_session_cache {
+        self.inner.0
+    }
+}
+
+impl fmt::Debug for SslSessionCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SslSessionCache").finish_non_exhaustive()
+    }
+}
+
+/// How a channel secures its connections, and what it adds to every call.
+///
+/// ```no_run
+/// # fn main() -> Result<(), grpcore::Error> {
+/// use grpcore::{Certificate, ChannelBuilder, ChannelCredentials, Environment, Identity};
+/// let env = Environment::new(1);
+/// // TLS trusting one CA, with a client certificate (mutual TLS):
+/// let creds = ChannelCredentials::tls()
+///     .root_certificates(Certificate::from_pem_file("ca.pem")?)
+///     .identity(Identity::from_pem_files("client.pem", "client.key")?)
+///     .build()?;
+/// let channel = ChannelBuilder::new(&env).connect_with_credentials("example.com:443", &creds)?;
+/// # drop(channel); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ChannelCredentials {
+    kind: Kind,
+    call: Vec<CallCredentials>,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Insecure,
+    Local(LocalConnect),
+    Tls(TlsChannelCredentials),
+}
+
+impl fmt::Debug for ChannelCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ChannelCredentials");
+        match &self.kind {
+            Kind::Insecure => d.field("kind", &"insecure"),
+            Kind::Local(l) => d.field("local", l),
+            Kind::Tls(t) => d.field("tls", t),
+        };
+        d.field("call_credentials", &self.call.len()).finish()
+    }
+}
+
+impl ChannelCredentials {
+    /// No transport security: plaintext HTTP/2 (what [`ChannelBuilder::connect`] uses).
+    ///
+    /// [`ChannelBuilder::connect`]: crate::ChannelBuilder::connect
+    pub fn insecure() -> ChannelCredentials {
+        ChannelCredentials {
+            kind: Kind::Insecure,
+            call: Vec::new(),
+        }
+    }
+
+    /// Local credentials: no encryption, but the core checks that the connection really is
+    /// local (a unix socket for [`LocalConnect::Unix`], loopback TCP for
+    /// [`LocalConnect::Tcp`]) and reports it as private, so call credentials may be sent.
+    pub fn local(kind: LocalConnect) -> ChannelCredentials {
+        ChannelCredentials {
+            kind: Kind::Local(kind),
+            call: Vec::new(),
+        }
+    }
+
+    /// Starts TLS credentials: the server is verified against the system's roots unless
+    /// [`root_certificates`](TlsChannelCredentials::root_certificates) says otherwise.
+    pub fn tls() -> TlsChannelCredentials {
+        TlsChannelCredentials::default()
+    }
+
+    /// Adds call credentials: their metadata goes with every call on the channel (several
+    /// are applied in the order they were added). They need a secure transport (TLS or
+    /// local); [`connect_with_credentials`] refuses them on insecure credentials.
+    ///
+    /// [`connect_with_credentials`]: crate::ChannelBuilder::connect_with_credentials
+    pub fn with_call_credentials(mut self, call: CallCredentials) -> ChannelCredentials {
+        self.call.push(call);
+        self
+    }
+
+    /// Adds the channel arguments the credentials need (server-name override, session cache).
+    pub(crate) fn apply_args(&self, args: &mut ChannelArgs) -> Result<(), Error> {
+        if let Kind::Tls(t) = &self.kind {
+            if let Some(name) = &t.server_name_override {
+                args.set_str("grpc.ssl_target_name_override", name)?;
+            }
+            if let Some(cache) = &t.session_cache {
+                args.set_session_cache(cache);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the core's credentials object for one channel.
+    /// Called while the channel builder's environment keeps the core initialised.
+    pub(crate) fn create(&self) -> Result<RawChannelCredentials, Error> {
+        let base = match &self.kind {
+            Kind::Insecure => {
+                if !self.call.is_empty() {
+                    return Err(Error::Config(
+                        "call credentials need a secure channel (TLS or local credentials): the core never \
+                         sends them in plaintext"
+                            .into(),
+                    ));
+                }
+                // SAFETY: plain constructor; the reference is owned by the returned value.
+                RawChannelCredentials(unsafe { ffi::grpc_insecure_credentials_create() })
+            }
+            // SAFETY: as above.
+            Kind::Local(kind) => RawChannelCredentials(unsafe { ffi::grpc_local_credentials_create(kind.raw()) }),
+            Kind::Tls(t) => t.create()?,
+        };
+        if base.0.is_null() {
+            return Err(Error::Config("the core could not create the channel credentials (see the grpc_core log)".into()));
+        }
+        let Some(call) = CallCredentials::compose_raw(&self.call)? else {
+            return Ok(base);
+        };
+        // SAFETY: both arguments are live; the composite takes references of its own to both,
+        // so ours are released by their owners as usual.
+        let composite = unsafe { ffi::grpc_composite_channel_credentials_create(base.0, call.as_ptr(), ptr::null_mut()) };
+        if composite.is_null() {
+            return Err(Error::Config("the core refused to combine these channel and call credentials".into()));
+        }
+        Ok(RawChannelCredentials(composite))
+    }
+}
+
+/// Owns one reference to core channel credentials.
+pub(crate) struct RawChannelCredentials(*mut ffi::grpc_channel_credentials);
+
+impl RawChannelCredentials {
+    pub(crate) fn as_ptr(&self) -> *mut ffi::grpc_channel_credentials {
+        self.0
+    }
+}
+
+impl Drop for RawChannelCredentials {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: we own one reference; channels made with it hold their own.
+            unsafe { ffi::grpc_channel_credentials_release(self.0) }
+        }
+    }
+}
+
+/// TLS settings of a channel; finish with [`build`](Self::build).
+#[derive(Clone, Default)]
+pub struct TlsChannelCredentials {
+    roots: Option<Certificate>,
+    identity: Option<Identity>,
+    server_name_override: Option<String>,
+    session_cache: Option<SslSessionCache>,
+}
+
+impl fmt::Debug for TlsChannelCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsChannelCredentials")
+            .field("roots", &self.roots.as_ref().map_or(0, Certificate::len))
+            .field("identity", &self.identity)
+            .field("server_name_override", &self.server_name_override)
+            .field("session_cache", &self.session_cache.is_some())
+            .finish()
+    }
+}
+
+impl TlsChannelCredentials {
+    /// Trust exactly these certificates (PEM roots) to verify the server. Default: the core's
+    /// default roots — the file named by `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` if that variable
+    /// is set, else the system's trust store.
+    pub fn root_certificates(mut self, roots: Certificate) -> TlsChannelCredentials {
+        self.roots = Some(roots);
+        self
+    }
+
+    /// Presents this certificate chain and key when the server asks for a client
+    /// certificate (mutual TLS). Default: none.
+    pub fn identity(mut self, identity: Identity) -> TlsChannelCredentials {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Checks the server's certificate against `name` (and sends it as SNI and
+    /// `:authority`) instead of the target's host name (`grpc.ssl_target_name_override`).
+    /// Meant for tests, where a server on `127.0.0.1` presents a certificate for another
+    /// name. Default: the target's host.
+    pub fn server_name_override(mut self, name: &str) -> TlsChannelCredentials {
+        self.server_name_override = Some(name.to_string());
+        self
+    }
+
+    /// Resumes TLS sessions from `cache` (see [`SslSessionCache`]). Default: no cache, every
+    /// connection runs a full handshake.
+    pub fn session_cache(mut self, cache: &SslSessionCache) -> TlsChannelCredentials {
+        self.session_cache = Some(cache.clone());
+        self
+    }
+
+    /// Checks the settings and returns the credentials.
+    pub fn build(self) -> Result<ChannelCredentials, Error> {
+        if let Some(name) = &self.server_name_override {
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::Config(format!(
+                    "TLS server_name_override {name:?} must be a non-empty host name without whitespace"
+                )));
+            }
+        }
+        Ok(ChannelCredentials {
+            kind: Kind::Tls(self),
+            call: Vec::new(),
+        })
+    }
+
+    fn create(&self) -> Result<RawChannelCredentials, Error> {
+        let roots = self.roots.as_ref().map_or(ptr::null(), Certificate::as_c_ptr);
+        let mut pair = self.identity.as_ref().map(|id| ffi::grpc_ssl_pem_key_cert_pair {
+            private_key: id.key().as_c_ptr(),
+            cert_chain: id.cert_chain().as_c_ptr(),
+        });
+        let pair_ptr = pair.as_mut().map_or(ptr::null_mut(), |p| p as *mut _);
+        // SAFETY: the PEM strings are NUL-terminated and live across the call (owned by
+        // `self`); the core copies them. No verify options, no reserved pointer.
+        let raw = unsafe { ffi::grpc_ssl_credentials_create_ex(roots, pair_ptr, ptr::null(), ptr::null_mut()) };
+        Ok(RawChannelCredentials(raw))
+    }
+}

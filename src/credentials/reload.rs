@@ -1,0 +1,451 @@
+//! Certificate reload on a running server: [`CertificateReloader`].
+//!
+//! Built on the core's SSL "certificate config fetcher": before every new handshake, each
+//! listening port's security connector asks its fetcher whether the certificates changed.
+//! Our fetcher asks the reloader, which (at most once per check interval) re-reads its files
+//! or calls the user's callback, checks the result in Rust (PEM structure, key matches
+//! certificate) and only then hands it to the core. Whatever goes wrong — unreadable or
+//! malformed files, a callback that fails or panics — the core keeps the certificates it
+//! has, and the failure is logged and counted. Connections already established are never
+//! touched: only new handshakes see new certificates.
+//!
+//! Why not the core's own file-watcher certificate provider (the `grpc_tls_*` API)? On the
+//! 1.51 core its server side throws the working handshaker factory away before building the
+//! new one (`TlsServerSecurityConnector::UpdateHandshakerFactoryLocked`), so one bad file
+//! leaves the server unable to accept any connection; and it cannot take a user callback.
+//!
+//! Ownership: the fetcher's `user_data` is a boxed [`FetcherSlot`] per core credentials
+//! object. The fetcher API has no destructor, so the slot is freed by the `destroy` hook of
+//! an auth-metadata processor (with no `process` function, which the core's server auth
+//! filter skips) set on the same credentials: the core calls it exactly once, when the
+//! credentials object itself is destroyed, after the last connector using it is gone.
+
+use std::fmt;
+use std::os::raw::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use grpcore_sys as ffi;
+
+use super::pem::{Certificate, Identity, PrivateKey};
+use crate::error::Error;
+
+/// What a TLS server presents and trusts: one or more identities (certificate chain and
+/// key; the core picks by the client's SNI, else uses the first) and, optionally, the CA
+/// certificates that client certificates must chain to.
+#[derive(Clone, Debug)]
+pub struct CertificateConfig {
+    identities: Vec<Identity>,
+    client_ca: Option<Certificate>,
+}
+
+impl CertificateConfig {
+    /// A configuration presenting `identity`, with no client CA.
+    pub fn new(identity: Identity) -> CertificateConfig {
+        CertificateConfig {
+            identities: vec![identity],
+            client_ca: None,
+        }
+    }
+
+    /// Adds another identity (e.g. an ECDSA and an RSA certificate, or several host names).
+    pub fn add_identity(mut self, identity: Identity) -> CertificateConfig {
+        self.identities.push(identity);
+        self
+    }
+
+    /// Trusts `ca` to sign client certificates (needed by the verifying
+    /// [`ClientCertificateMode`](crate::ClientCertificateMode)s).
+    pub fn client_ca(mut self, ca: Certificate) -> CertificateConfig {
+        self.client_ca = Some(ca);
+        self
+    }
+
+    /// The identities, first one the default.
+    pub fn identities(&self) -> &[Identity] {
+        &self.identities
+    }
+
+    /// The client CA certificates, if any.
+    pub fn client_ca_certificates(&self) -> Option<&Certificate> {
+        self.client_ca.as_ref()
+    }
+
+    /// The key/certificate pairs as the core takes them; they point into `self`.
+    pub(crate) fn raw_pairs(&self) -> Vec<ffi::grpc_ssl_pem_key_cert_pair> {
+        self.identities
+            .iter()
+            .map(|id| ffi::grpc_ssl_pem_key_cert_pair {
+                private_key: id.key().as_c_ptr(),
+                cert_chain: id.cert_chain().as_c_ptr(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn raw_client_ca(&self) -> *const std::os::raw::c_char {
+        self.client_ca.as_ref().map_or(ptr::null(), Certificate::as_c_ptr)
+    }
+
+    /// A core certificate config (copies of the PEMs), for the fetcher to hand over.
+    fn to_raw(&self) -> *mut ffi::grpc_ssl_server_certificate_config {
+        let pairs = self.raw_pairs();
+        // SAFETY: the PEM strings are NUL-terminated and live across the call (owned by
+        // `self`); the core copies them into the new config, which the caller hands to the
+        // core (it destroys it).
+        unsafe { ffi::grpc_ssl_server_certificate_config_create(self.raw_client_ca(), pairs.as_ptr(), pairs.len()) }
+    }
+}
+
+/// The files a [`CertificateReloader`] watches: a certificate chain, its private key and,
+/// optionally, the client CA certificates.
+#[derive(Clone, Debug)]
+pub struct CertificateFiles {
+    cert_chain: PathBuf,
+    private_key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+impl CertificateFiles {
+    /// The server's certificate chain (leaf first) and private key, in PEM.
+    pub fn new(cert_chain: impl Into<PathBuf>, private_key: impl Into<PathBuf>) -> CertificateFiles {
+        CertificateFiles {
+            cert_chain: cert_chain.into(),
+            private_key: private_key.into(),
+            client_ca: None,
+        }
+    }
+
+    /// Also watch a PEM file of CA certificates that client certificates must chain to.
+    pub fn client_ca(mut self, path: impl Into<PathBuf>) -> CertificateFiles {
+        self.client_ca = Some(path.into());
+        self
+    }
+
+    fn read(&self) -> Result<FileContents, Error> {
+        let read = |p: &Path| std::fs::read(p).map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())));
+        Ok(FileContents {
+            cert_chain: read(&self.cert_chain)?,
+            private_key: read(&self.private_key)?,
+            client_ca: self.client_ca.as_deref().map(read).transpose()?,
+        })
+    }
+
+    fn parse(&self, c: &FileContents) -> Result<CertificateConfig, Error> {
+        let chain = Certificate::parse(&format!("certificate file {}", self.cert_chain.display()), &c.cert_chain)?;
+        let key = PrivateKey::parse(&format!("private key file {}", self.private_key.display()), &c.private_key)?;
+        let identity = Identity::new(chain, key).map_err(|e| {
+            Error::Config(format!(
+                "{} and {}: {}",
+                self.cert_chain.display(),
+                self.private_key.display(),
+                e.to_string().trim_start_matches("invalid configuration: ")
+            ))
+        })?;
+        let mut config = CertificateConfig::new(identity);
+        if let (Some(path), Some(bytes)) = (&self.client_ca, &c.client_ca) {
+            config = config.client_ca(Certificate::parse(&format!("client CA file {}", path.display()), bytes)?);
+        }
+        Ok(config)
+    }
+
+    /// Reads and checks the files once.
+    pub fn load(&self) -> Result<CertificateConfig, Error> {
+        self.parse(&self.read()?)
+    }
+}
+
+#[derive(PartialEq, Eq)]
+struct FileContents {
+    cert_chain: Vec<u8>,
+    private_key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+impl Drop for FileContents {
+    fn drop(&mut self) {
+        for b in self.private_key.iter_mut() {
+            // SAFETY: an exclusive reference into our own buffer; volatile so the wipe stays.
+            unsafe { ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+/// The error type of a reload callback.
+pub type ReloadError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+type Callback = Box<dyn FnMut() -> Result<Option<CertificateConfig>, ReloadError> + Send + 'static>;
+
+enum Source {
+    Files { files: CertificateFiles, seen: Option<FileContents> },
+    Callback(Callback),
+    Manual,
+}
+
+struct Inner {
+    current: CertificateConfig,
+    generation: u64,
+    source: Source,
+    interval: Duration,
+    last_check: Option<Instant>,
+    failures: u64,
+    last_error: Option<String>,
+}
+
+/// Certificates a TLS server can swap while running (see
+/// [`ServerCredentials::tls_reloading`](crate::ServerCredentials::tls_reloading)).
+///
+/// Before each new handshake (at most once per [`check_interval`](Self::check_interval),
+/// default 1 s) the reloader looks for new certificates — re-reading its files, or calling
+/// its callback — and checks what it finds. Good certificates are used from that handshake
+/// on; connections already open keep theirs. Bad ones (unreadable or malformed files, a key
+/// that does not match, a callback that returns an error or panics) are logged
+/// (`log::error!`) and counted in [`failures`](Self::failures), and the certificates in use
+/// stay.
+///
+/// ```no_run
+/// # fn main() -> Result<(), grpcore::Error> {
+/// use grpcore::{CertificateFiles, CertificateReloader, ClientCertificateMode, ServerCredentials};
+/// // Replace the files atomically (write elsewhere, then rename over them).
+/// let reloader = CertificateReloader::watch_files(
+///     CertificateFiles::new("/etc/svc/tls.crt", "/etc/svc/tls.key").client_ca("/etc/svc/ca.crt"),
+/// )?;
+/// let creds = ServerCredentials::tls_reloading(&reloader, ClientCertificateMode::RequireAndVerify)?;
+/// # drop(creds); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct CertificateReloader {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl fmt::Debug for CertificateReloader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("CertificateReloader")
+            .field("generation", &inner.generation)
+            .field("failures", &inner.failures)
+            .field("interval", &inner.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of one check for new certificates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Unchanged,
+    Failed,
+}
+
+impl CertificateReloader {
+    fn with(current: CertificateConfig, source: Source) -> CertificateReloader {
+        CertificateReloader {
+            inner: Arc::new(Mutex::new(Inner {
+                current,
+                generation: 1,
+                source,
+                interval: Duration::from_secs(1),
+                last_check: None,
+                failures: 0,
+                last_error: None,
+            })),
+        }
+    }
+
+    /// Watches `files`: they are read and checked now (an error here is returned), then
+    /// re-read when a check finds their contents changed.
+    pub fn watch_files(files: CertificateFiles) -> Result<CertificateReloader, Error> {
+        let contents = files.read()?;
+        let current = files.parse(&contents)?;
+        Ok(CertificateReloader::with(
+            current,
+            Source::Files {
+                files,
+                seen: Some(contents),
+            },
+        ))
+    }
+
+    /// Starts with `initial` and calls `fetch` at each check: `Ok(None)` keeps the current
+    /// certificates, `Ok(Some(config))` replaces them, `Err(_)` (or a panic) is logged and
+    /// keeps them. `fetch` runs on one of the core's threads while a connection waits for
+    /// its handshake: keep it quick (e.g. read what another task prepared).
+    pub fn from_fn<F>(initial: CertificateConfig, fetch: F) -> CertificateReloader
+    where
+        F: FnMut() -> Result<Option<CertificateConfig>, ReloadError> + Send + 'static,
+    {
+        CertificateReloader::with(initial, Source::Callback(Box::new(fetch)))
+    }
+
+    /// Starts with `initial`; new certificates come only from [`set`](Self::set).
+    pub fn manual(initial: CertificateConfig) -> CertificateReloader {
+        CertificateReloader::with(initial, Source::Manual)
+    }
+
+    /// Looks for new certificates at most once per `interval` (default 1 s; zero checks
+    /// before every handshake).
+    pub fn check_interval(self, interval: Duration) -> CertificateReloader {
+        self.lock().interval = interval;
+        self
+    }
+
+    /// Uses `config` from the next handshake on.
+    pub fn set(&self, config: CertificateConfig) {
+        let mut inner = self.lock();
+        inner.current = config;
+        inner.generation += 1;
+    }
+
+    /// The certificates new handshakes use.
+    pub fn current(&self) -> CertificateConfig {
+        self.lock().current.clone()
+    }
+
+    /// How many configurations have been accepted, the first one included.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// How many checks failed (the certificates in use were kept each time).
+    pub fn failures(&self) -> u64 {
+        self.lock().failures
+    }
+
+    /// The reason of the latest failed check, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Looks for new certificates if the interval has passed; returns the current generation
+    /// and configuration with the check's outcome.
+    fn check(&self) -> (u64, CertificateConfig, Check) {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let due = match inner.last_check {
+            None => true,
+            Some(t) => now.duration_since(t) >= inner.interval,
+        };
+        let mut outcome = Check::Unchanged;
+        if due {
+            inner.last_check = Some(now);
+            let found = match &mut inner.source {
+                Source::Manual => Ok(None),
+                Source::Files { files, seen } => match files.read() {
+                    Err(e) => Err(e.to_string()),
+                    Ok(contents) if seen.as_ref() == Some(&contents) => Ok(None),
+                    Ok(contents) => {
+                        let parsed = files.parse(&contents);
+                        *seen = Some(contents);
+                        parsed.map(Some).map_err(|e| e.to_string())
+                    }
+                },
+                Source::Callback(fetch) => match catch_unwind(AssertUnwindSafe(fetch)) {
+                    Ok(Ok(found)) => Ok(found),
+                    Ok(Err(e)) => Err(format!("the reload callback failed: {e}")),
+                    Err(panic) => Err(format!("the reload callback panicked: {}", crate::task::panic_message(&*panic))),
+                },
+            };
+            match found {
+                Ok(None) => {}
+                Ok(Some(config)) => {
+                    inner.current = config;
+                    inner.generation += 1;
+                    inner.last_error = None;
+                    log::info!("TLS certificates reloaded (generation {})", inner.generation);
+                }
+                Err(why) => {
+                    inner.failures += 1;
+                    if inner.last_error.as_deref() != Some(why.as_str()) {
+                        log::error!(
+                            "TLS certificate reload failed, keeping the certificates in use (generation {}): {why}",
+                            inner.generation
+                        );
+                    }
+                    inner.last_error = Some(why);
+                    outcome = Check::Failed;
+                }
+            }
+        }
+        (inner.generation, inner.current.clone(), outcome)
+    }
+}
+
+/// The fetcher state of one core credentials object (one listening port).
+pub(crate) struct FetcherSlot {
+    reloader: CertificateReloader,
+    /// The generation this port's connector has; 0 before its first fetch.
+    delivered: AtomicU64,
+    /// The client-certificate mode verifies, so every config needs a client CA.
+    needs_ca: bool,
+}
+
+impl FetcherSlot {
+    pub(crate) fn new(reloader: CertificateReloader, needs_ca: bool) -> FetcherSlot {
+        FetcherSlot {
+            reloader,
+            delivered: AtomicU64::new(0),
+            needs_ca,
+        }
+    }
+
+    fn fetch(&self, out: *mut *mut ffi::grpc_ssl_server_certificate_config) -> ffi::grpc_ssl_certificate_config_reload_status {
+        let (generation, config, outcome) = self.reloader.check();
+        if self.delivered.swap(generation, Ordering::AcqRel) != generation {
+            if self.needs_ca && config.client_ca.is_none() {
+                log::error!(
+                    "TLS certificate reload: generation {generation} has no client CA but the client-certificate \
+                     mode verifies client certificates; keeping the certificates in use"
+                );
+                return ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+            }
+            let raw = config.to_raw();
+            if raw.is_null() {
+                return ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+            }
+            // SAFETY: `out` is the core's out-pointer for this call; it takes ownership of
+            // the config (and destroys it after use).
+            unsafe { *out = raw };
+            return ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+        }
+        match outcome {
+            Check::Unchanged => ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED,
+            Check::Failed => ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL,
+        }
+    }
+}
+
+/// The core's certificate-config fetcher callback.
+pub(crate) unsafe extern "C" fn fetch_config(
+    user_data: *mut c_void,
+    config: *mut *mut ffi::grpc_ssl_server_certificate_config,
+) -> ffi::grpc_ssl_certificate_config_reload_status {
+    // SAFETY: `user_data` is the slot we registered with this callback; it lives until the
+    // credentials object (and so every connector that calls us) is destroyed.
+    let slot = unsafe { &*(user_data as *const FetcherSlot) };
+    match catch_unwind(AssertUnwindSafe(|| slot.fetch(config))) {
+        Ok(status) => status,
+        Err(panic) => {
+            log::error!("TLS certificate reload panicked: {}", crate::task::panic_message(&*panic));
+            ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL
+        }
+    }
+}
+
+/// Frees a [`FetcherSlot`]: the `destroy` of the processor that carries it.
+pub(crate) unsafe extern "C" fn free_slot(state: *mut c_void) {
+    if state.is_null() {
+        return;
+    }
+    // SAFETY: `state` came from Box::into_raw in `ServerCredentials::create`; the core calls
+    // destroy once, when the credentials object dies.
+    let slot = unsafe { Box::from_raw(state as *mut FetcherSlot) };
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
+        log::error!("dropping a certificate reloader panicked: {}", crate::task::panic_message(&*panic));
+    }
+}

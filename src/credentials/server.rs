@@ -1,0 +1,332 @@
+//! Server-side credentials: [`ServerCredentials`] (TLS with static or reloading
+//! certificates, client-certificate modes, local, insecure) and binding a port with them.
+//!
+//! Like [`ChannelCredentials`](crate::ChannelCredentials), a `ServerCredentials` is a recipe:
+//! the core's credentials object is made when a port is bound
+//! ([`ServerBuilder::bind_with_credentials`](crate::ServerBuilder::bind_with_credentials))
+//! and released once the server holds its own reference. One object per port matters for
+//! reloading certificates: each port's connector must get the initial certificates from its
+//! own first fetch (see `reload`).
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::raw::c_void;
+use std::ptr;
+
+use grpcore_sys as ffi;
+
+use super::channel::LocalConnect;
+use super::pem::{Certificate, Identity};
+use super::reload::{fetch_config, free_slot, CertificateConfig, CertificateReloader, FetcherSlot};
+use crate::error::Error;
+
+/// Whether a TLS server asks clients for a certificate, and what it does with one.
+///
+/// "Verify" means the core checks the certificate chains to the server's client CA;
+/// without it, any certificate is accepted and left to the application (see
+/// [`ServerContext::auth_context`](crate::ServerContext::auth_context)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientCertificateMode {
+    /// Do not ask for a client certificate (plain TLS). The default.
+    #[default]
+    DontRequest,
+    /// Ask for one; accept clients without one, and any certificate without verifying it.
+    Request,
+    /// Ask for one; accept clients without one, but verify a certificate that is presented.
+    RequestAndVerify,
+    /// Require one, without verifying it.
+    Require,
+    /// Require one and verify it against the client CA (mutual TLS).
+    RequireAndVerify,
+}
+
+impl ClientCertificateMode {
+    fn raw(self) -> ffi::grpc_ssl_client_certificate_request_type {
+        match self {
+            ClientCertificateMode::DontRequest => ffi::GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            ClientCertificateMode::Request => ffi::GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY,
+            ClientCertificateMode::RequestAndVerify => ffi::GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY,
+            ClientCertificateMode::Require => ffi::GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY,
+            ClientCertificateMode::RequireAndVerify => ffi::GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY,
+        }
+    }
+
+    fn verifies(self) -> bool {
+        matches!(self, ClientCertificateMode::RequestAndVerify | ClientCertificateMode::RequireAndVerify)
+    }
+}
+
+/// How a server secures the connections it accepts on a port.
+///
+/// ```no_run
+/// # fn main() -> Result<(), grpcore::Error> {
+/// use grpcore::{Certificate, ClientCertificateMode, Identity, ServerBuilder, ServerCredentials};
+/// # let env = grpcore::Environment::new(1);
+/// let creds = ServerCredentials::tls(Identity::from_pem_files("server.pem", "server.key")?)
+///     .client_ca(Certificate::from_pem_file("clients-ca.pem")?)
+///     .client_certificate(ClientCertificateMode::RequireAndVerify)
+///     .build()?;
+/// let server = ServerBuilder::new(&env).bind_with_credentials("0.0.0.0:443", &creds).build()?;
+/// # drop(server); Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerCredentials {
+    kind: Kind,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Insecure,
+    Local(LocalConnect),
+    Tls {
+        config: CertificateConfig,
+        mode: ClientCertificateMode,
+    },
+    Reloading {
+        reloader: CertificateReloader,
+        mode: ClientCertificateMode,
+    },
+}
+
+fn needs_ca_error(mode: ClientCertificateMode) -> Error {
+    Error::Config(format!(
+        "client certificate mode {mode:?} verifies client certificates, so it needs the CA that signs them: \
+         set client_ca(...)"
+    ))
+}
+
+impl ServerCredentials {
+    /// No transport security (what [`ServerBuilder::bind`](crate::ServerBuilder::bind) uses).
+    pub fn insecure() -> ServerCredentials {
+        ServerCredentials { kind: Kind::Insecure }
+    }
+
+    /// Local credentials: only accepts connections that are really local (a unix socket for
+    /// [`LocalConnect::Unix`], loopback TCP for [`LocalConnect::Tcp`]); no encryption.
+    pub fn local(kind: LocalConnect) -> ServerCredentials {
+        ServerCredentials { kind: Kind::Local(kind) }
+    }
+
+    /// Starts TLS credentials presenting `identity`.
+    pub fn tls(identity: Identity) -> TlsServerCredentials {
+        TlsServerCredentials {
+            config: CertificateConfig::new(identity),
+            mode: ClientCertificateMode::DontRequest,
+        }
+    }
+
+    /// TLS credentials whose certificates (and client CA) come from `reloader` and may change
+    /// while the server runs. Fails if `mode` verifies client certificates but the
+    /// reloader's current configuration has no client CA.
+    pub fn tls_reloading(reloader: &CertificateReloader, mode: ClientCertificateMode) -> Result<ServerCredentials, Error> {
+        if mode.verifies() && reloader.current().client_ca_certificates().is_none() {
+            return Err(needs_ca_error(mode));
+        }
+        Ok(ServerCredentials {
+            kind: Kind::Reloading {
+                reloader: reloader.clone(),
+                mode,
+            },
+        })
+    }
+
+    /// Makes the core's credentials object for one port. The core must be initialised (the
+    /// server builder's environment keeps it so).
+    pub(crate) fn create(&self) -> Result<RawServerCredentials, Error> {
+        let raw = match &self.kind {
+            // SAFETY: plain constructor; the reference it returns is owned by the result.
+            Kind::Insecure => unsafe { ffi::grpc_insecure_server_credentials_create() },
+            // SAFETY: as above.
+            Kind::Local(kind) => unsafe { ffi::grpc_local_server_credentials_create(kind.raw()) },
+            Kind::Tls { config, mode } => {
+                let mut pairs = config.raw_pairs();
+                // SAFETY: the PEM strings are NUL-terminated and live across the call (owned
+                // by `config`); the core copies them.
+                unsafe {
+                    ffi::grpc_ssl_server_credentials_create_ex(
+                        config.raw_client_ca(),
+                        pairs.as_mut_ptr(),
+                        pairs.len(),
+                        mode.raw(),
+                        ptr::null_mut(),
+                    )
+                }
+            }
+            Kind::Reloading { reloader, mode } => {
+                let slot = Box::into_raw(Box::new(FetcherSlot::new(reloader.clone(), mode.verifies())));
+                // SAFETY: `fetch_config` matches the fetcher signature and `slot` stays valid
+                // until `free_slot`; the options are consumed (freed) by create_with_options.
+                let creds = unsafe {
+                    let options = ffi::grpc_ssl_server_credentials_create_options_using_config_fetcher(
+                        mode.raw(),
+                        Some(fetch_config),
+                        slot as *mut c_void,
+                    );
+                    ffi::grpc_ssl_server_credentials_create_with_options(options)
+                };
+                if creds.is_null() {
+                    // SAFETY: the core refused the options, so nothing else refers to `slot`.
+                    drop(unsafe { Box::from_raw(slot) });
+                } else {
+                    let processor = ffi::grpc_auth_metadata_processor {
+                        process: None,
+                        destroy: Some(free_slot),
+                        state: slot as *mut c_void,
+                    };
+                    // SAFETY: `creds` is live. With no `process` the server auth filter skips
+                    // the processor; its `destroy` runs once, when `creds` is destroyed, and
+                    // frees the slot the fetcher uses (see the `reload` module docs).
+                    unsafe { ffi::grpc_server_credentials_set_auth_metadata_processor(creds, processor) };
+                }
+                creds
+            }
+        };
+        if raw.is_null() {
+            return Err(Error::Config("the core could not create the server credentials (see the grpc_core log)".into()));
+        }
+        Ok(RawServerCredentials(raw))
+    }
+}
+
+/// TLS settings of a server port; finish with [`build`](Self::build).
+#[derive(Clone, Debug)]
+pub struct TlsServerCredentials {
+    config: CertificateConfig,
+    mode: ClientCertificateMode,
+}
+
+impl TlsServerCredentials {
+    /// Presents another identity too (the core chooses by the client's SNI, defaulting to
+    /// the first).
+    pub fn add_identity(mut self, identity: Identity) -> TlsServerCredentials {
+        self.config = self.config.add_identity(identity);
+        self
+    }
+
+    /// The CA certificates client certificates must chain to.
+    pub fn client_ca(mut self, ca: Certificate) -> TlsServerCredentials {
+        self.config = self.config.client_ca(ca);
+        self
+    }
+
+    /// Whether to ask clients for certificates. Default: [`ClientCertificateMode::DontRequest`].
+    pub fn client_certificate(mut self, mode: ClientCertificateMode) -> TlsServerCredentials {
+        self.mode = mode;
+        self
+    }
+
+    /// Checks the settings (a verifying mode needs a client CA) and returns the credentials.
+    pub fn build(self) -> Result<ServerCredentials, Error> {
+        if self.mode.verifies() && self.config.client_ca_certificates().is_none() {
+            return Err(needs_ca_error(self.mode));
+        }
+        Ok(ServerCredentials {
+            kind: Kind::Tls {
+                config: self.config,
+                mode: self.mode,
+            },
+        })
+    }
+}
+
+/// Owns one reference to core server credentials.
+pub(crate) struct RawServerCredentials(*mut ffi::grpc_server_credentials);
+
+impl Drop for RawServerCredentials {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference; a server port bound with it holds its own.
+        unsafe { ffi::grpc_server_credentials_release(self.0) }
+    }
+}
+
+impl fmt::Debug for RawServerCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawServerCredentials").finish_non_exhaustive()
+    }
+}
+
+/// Binds `addr` on `server` with `creds` (insecure when `None`) and returns the port.
+///
+/// # Safety
+/// `server` must be a live core server that has not been started.
+pub(crate) unsafe fn add_port(server: *mut ffi::grpc_server, addr: &str, creds: Option<&ServerCredentials>) -> Result<u16, Error> {
+    let c_addr = CString::new(addr).map_err(|_| Error::Config(format!("address {addr:?} contains a NUL byte")))?;
+    let raw = match creds {
+        Some(c) => c.create()?,
+        None => ServerCredentials::insecure().create()?,
+    };
+    // SAFETY: the server is live and not started (caller's contract); the address string and
+    // the credentials live across the call, and the core takes its own reference to them.
+    let port = unsafe { ffi::grpc_server_add_http2_port(server, c_addr.as_ptr(), raw.0) };
+    drop(raw);
+    if port <= 0 {
+        return Err(Error::Config(format!("failed to listen on {addr:?}: {}", diagnose_bind(addr))));
+    }
+    u16::try_from(port).map_err(|_| Error::Internal(format!("the core bound {addr:?} to port {port}, which is not a port")))
+}
+
+/// Why the core could not listen on `addr`: the operating system's answer to the same bind
+/// (the core only logs its reason), for unix sockets and IP addresses.
+fn diagnose_bind(addr: &str) -> String {
+    const GENERIC: &str = "the address is malformed, in use, or not permitted (the grpc_core log says why)";
+    if let Some(rest) = addr.strip_prefix("unix:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return "the unix socket path is empty".into();
+        }
+        return match std::os::unix::net::UnixListener::bind(path) {
+            Err(e) => {
+                let parent = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty());
+                let hint = match (e.kind(), parent) {
+                    (std::io::ErrorKind::NotFound, Some(dir)) => format!(" (does the directory {} exist?)", dir.display()),
+                    (std::io::ErrorKind::PermissionDenied, Some(dir)) => {
+                        format!(" (this process may not create files in {})", dir.display())
+                    }
+                    (std::io::ErrorKind::AddrInUse, _) => " (something else exists at that path)".into(),
+                    _ => String::new(),
+                };
+                format!("cannot create unix socket {path}: {e}{hint}")
+            }
+            Ok(listener) => {
+                drop(listener);
+                let _ = std::fs::remove_file(path);
+                GENERIC.into()
+            }
+        };
+    }
+    #[cfg(target_os = "linux")]
+    if let Some(name) = addr.strip_prefix("unix-abstract:") {
+        use std::os::linux::net::SocketAddrExt;
+        let bound = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|a| std::os::unix::net::UnixListener::bind_addr(&a));
+        return match bound {
+            Err(e) => format!("cannot bind abstract unix socket {name:?}: {e}"),
+            Ok(_) => GENERIC.into(),
+        };
+    }
+    let host_port = addr.strip_prefix("ipv4:").or_else(|| addr.strip_prefix("ipv6:")).unwrap_or(addr);
+    match std::net::ToSocketAddrs::to_socket_addrs(host_port).map(|mut a| a.next()) {
+        Ok(Some(sa)) => match std::net::TcpListener::bind(sa) {
+            Err(e) => format!("cannot listen on {sa}: {e}"),
+            Ok(_) => GENERIC.into(),
+        },
+        Ok(None) => format!("{host_port:?} resolves to no address"),
+        Err(e) => format!("{host_port:?} is not a valid host:port ({e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diagnose_bind;
+
+    #[test]
+    fn bind_failures_are_explained() {
+        let why = diagnose_bind("unix:/nonexistent-grpcore-dir/x.sock");
+        assert!(why.contains("No such file or directory") && why.contains("/nonexistent-grpcore-dir"), "{why}");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let why = diagnose_bind(&format!("127.0.0.1:{}", taken.local_addr().unwrap().port()));
+        assert!(why.contains("in use"), "{why}");
+        let why = diagnose_bind("no-port");
+        assert!(why.contains("not a valid host:port"), "{why}");
+    }
+}
