@@ -1,5 +1,10 @@
 //! Generates the messages and stubs of the examples' services into OUT_DIR (lib.rs includes them).
 fn main() -> Result<(), grpcore_compiler::Error> {
-    grpcore_compiler::configure()
-        .compile(&["helloworld/helloworld.proto", "route_guide/route_guide.proto"], &["helloworld", "route_guide"])
+    grpcore_compiler::configure().compile(
+        &[
+            "helloworld/helloworld.proto",
+            "route_guide/route_guide.proto",
+        ],
+        &["helloworld", "route_guide"],
+    )
 }

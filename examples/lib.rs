@@ -20,7 +20,11 @@ use std::error::Error;
 /// value; the result has one value per name, in the same order.
 pub fn parse_args(program: &str, defaults: &[(&str, &str)]) -> Result<Vec<String>, Box<dyn Error>> {
     let mut values: Vec<String> = defaults.iter().map(|(_, v)| v.to_string()).collect();
-    let usage = defaults.iter().map(|(k, _)| format!("[--{k} VALUE]")).collect::<Vec<_>>().join(" ");
+    let usage = defaults
+        .iter()
+        .map(|(k, _)| format!("[--{k} VALUE]"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let slot = defaults

@@ -4,14 +4,20 @@
 use crate::proto::routeguide::{Feature, Point, Rectangle};
 
 /// The database the examples ship.
-pub const DEFAULT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/route_guide/route_guide_db.json");
+pub const DEFAULT_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/route_guide/route_guide_db.json"
+);
 
 /// Reads a JSON array of `{"location": {"latitude": .., "longitude": ..}, "name": ".."}`.
 pub fn load(path: &str) -> Result<Vec<Feature>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading the feature database {path}: {e}"))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading the feature database {path}: {e}"))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{path} is not valid JSON: {e}"))?;
-    let entries = json.as_array().ok_or_else(|| format!("{path}: expected a JSON array of features"))?;
+    let entries = json
+        .as_array()
+        .ok_or_else(|| format!("{path}: expected a JSON array of features"))?;
     entries
         .iter()
         .enumerate()
@@ -35,7 +41,10 @@ pub fn load(path: &str) -> Result<Vec<Feature>, String> {
 /// Whether `point` lies inside `rect` (corners in any order, edges included).
 pub fn in_range(point: &Point, rect: &Rectangle) -> bool {
     let (lo, hi) = (rect.lo.unwrap_or_default(), rect.hi.unwrap_or_default());
-    let (left, right) = (lo.longitude.min(hi.longitude), lo.longitude.max(hi.longitude));
+    let (left, right) = (
+        lo.longitude.min(hi.longitude),
+        lo.longitude.max(hi.longitude),
+    );
     let (bottom, top) = (lo.latitude.min(hi.latitude), lo.latitude.max(hi.latitude));
     (left..=right).contains(&point.longitude) && (bottom..=top).contains(&point.latitude)
 }
@@ -68,8 +77,14 @@ mod tests {
 
     #[test]
     fn geometry() {
-        let p = |latitude, longitude| Point { latitude, longitude };
-        let rect = Rectangle { lo: Some(p(10, 20)), hi: Some(p(0, 0)) };
+        let p = |latitude, longitude| Point {
+            latitude,
+            longitude,
+        };
+        let rect = Rectangle {
+            lo: Some(p(10, 20)),
+            hi: Some(p(0, 0)),
+        };
         assert!(in_range(&p(5, 5), &rect));
         assert!(!in_range(&p(11, 5), &rect));
         assert_eq!(distance(&p(0, 0), &p(0, 0)), 0);

@@ -11,7 +11,9 @@ fn main() -> Result<(), grpcore_compiler::Error> {
         "../tests/protos/tricky/grpcore/tricky/common.proto",
     ];
     let includes = ["../tests/protos/tricky"];
-    grpcore_compiler::configure().out_dir(out.join("prost")).compile(&protos, &includes)?;
+    grpcore_compiler::configure()
+        .out_dir(out.join("prost"))
+        .compile(&protos, &includes)?;
     grpcore_compiler::configure()
         .codec(Codec::Protobuf)
         .out_dir(out.join("protobuf"))

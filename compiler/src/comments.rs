@@ -2,8 +2,8 @@
 //!
 //! A comment is rustdoc Markdown once copied, so a few things are made safe: indented
 //! blocks and unlabelled ``` fences become `text` blocks (rustdoc would otherwise run them
-//! as Rust doc tests), brackets are escaped (no broken intra-doc links) and bare URLs are
-//! put in angle brackets (rustdoc's `bare_urls` lint).
+//! as Rust doc tests), brackets and `<` are escaped (no broken intra-doc links, no stray
+//! HTML tags) and bare URLs are put in angle brackets (rustdoc's `bare_urls` lint).
 
 use prost_types::FileDescriptorProto;
 
@@ -17,7 +17,10 @@ pub(crate) fn doc_lines(file: &FileDescriptorProto, path: &[i32]) -> Vec<String>
         return Vec::new();
     };
     let mut text = String::new();
-    for part in [&location.leading_comments, &location.trailing_comments].into_iter().flatten() {
+    for part in [&location.leading_comments, &location.trailing_comments]
+        .into_iter()
+        .flatten()
+    {
         if !text.is_empty() {
             text.push('\n');
         }
@@ -39,7 +42,11 @@ pub(crate) fn markdown(text: &str) -> Vec<String> {
     let mut in_fence = false;
     let mut in_indented = false;
     for line in lines {
-        let line = if line.len() >= indent { &line[indent..] } else { line.trim_start() };
+        let line = if line.len() >= indent {
+            &line[indent..]
+        } else {
+            line.trim_start()
+        };
         let trimmed = line.trim_start();
         if trimmed.starts_with("```") {
             if in_indented {
@@ -66,7 +73,12 @@ pub(crate) fn markdown(text: &str) -> Vec<String> {
         }
         if in_indented {
             if code_indent || line.is_empty() {
-                out.push(line.trim_start_matches('\t').strip_prefix("    ").unwrap_or(line).to_string());
+                out.push(
+                    line.trim_start_matches('\t')
+                        .strip_prefix("    ")
+                        .unwrap_or(line)
+                        .to_string(),
+                );
                 continue;
             }
             close_indented(&mut out);
@@ -121,7 +133,9 @@ fn escape_line(line: &str) -> String {
                 rest = &rest[url_len..];
                 continue;
             }
-            if c == '[' || c == ']' {
+            // `<name>` would be an unclosed HTML tag to rustdoc; `<https://…>` stays a link.
+            let autolink = c == '<' && bare_url_len(&rest[1..]).is_some();
+            if c == '[' || c == ']' || (c == '<' && !autolink) {
                 out.push('\\');
             }
         }
@@ -158,18 +172,37 @@ mod tests {
     fn code_is_never_a_doctest() {
         assert_eq!(
             markdown(" Example:\n\n     foo(bar);\n     baz();\n\n Done."),
-            vec!["Example:", "", "```text", "foo(bar);", "baz();", "```", "", "Done."]
+            vec![
+                "Example:",
+                "",
+                "```text",
+                "foo(bar);",
+                "baz();",
+                "```",
+                "",
+                "Done."
+            ]
         );
-        assert_eq!(markdown(" ```\n let x;\n ```"), vec!["```text", "let x;", "```"]);
-        assert_eq!(markdown(" ```rust\n let x;"), vec!["```text", "let x;", "```"]);
+        assert_eq!(
+            markdown(" ```\n let x;\n ```"),
+            vec!["```text", "let x;", "```"]
+        );
+        assert_eq!(
+            markdown(" ```rust\n let x;"),
+            vec!["```text", "let x;", "```"]
+        );
     }
 
     #[test]
     fn brackets_and_urls() {
-        assert_eq!(markdown(" See [foo] and `a[0]`."), vec![r"See \[foo\] and `a[0]`."]);
+        assert_eq!(
+            markdown(" See [foo] and `a[0]`."),
+            vec![r"See \[foo\] and `a[0]`."]
+        );
         assert_eq!(
             markdown(" Docs: https://grpc.io/docs. And <http://x.y>."),
             vec!["Docs: <https://grpc.io/docs>. And <http://x.y>."]
         );
+        assert_eq!(markdown(" Hello <name>."), vec![r"Hello \<name>."]);
     }
 }

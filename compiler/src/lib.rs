@@ -188,7 +188,11 @@ fn covers(pattern: &str, full: &str) -> bool {
 
 /// The last matching override, else the default.
 fn choose(default: bool, overrides: &[(String, bool)], full: &str) -> bool {
-    overrides.iter().rev().find(|(p, _)| covers(p, full)).map_or(default, |(_, b)| *b)
+    overrides
+        .iter()
+        .rev()
+        .find(|(p, _)| covers(p, full))
+        .map_or(default, |(_, b)| *b)
 }
 
 impl Settings {
@@ -201,7 +205,10 @@ impl Settings {
             return Ok(None);
         }
         let attributes = |list: &[(String, String)]| {
-            list.iter().filter(|(p, _)| covers(p, &full)).map(|(_, a)| a.clone()).collect()
+            list.iter()
+                .filter(|(p, _)| covers(p, &full))
+                .map(|(_, a)| a.clone())
+                .collect()
         };
         let opts = EmitOptions {
             grpcore: self.grpcore_path.clone(),
@@ -221,14 +228,20 @@ impl Settings {
         let flag = |v: &str| match v {
             "true" => Ok(true),
             "false" => Ok(false),
-            _ => Err(Error::Config(format!("plugin option {key}={v}: expected true or false"))),
+            _ => Err(Error::Config(format!(
+                "plugin option {key}={v}: expected true or false"
+            ))),
         };
         match key {
             "codec" => {
                 self.codec = match value {
                     "prost" => Codec::Prost,
                     "protobuf" => Codec::Protobuf,
-                    _ => return Err(Error::Config(format!("plugin option codec={value}: expected prost or protobuf"))),
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "plugin option codec={value}: expected prost or protobuf"
+                        )))
+                    }
                 }
             }
             "client" => self.client = flag(value)?,
@@ -237,9 +250,11 @@ impl Settings {
             "include_file" => self.include_file = value.to_string(),
             _ => {
                 if let Some(service) = key.strip_prefix("client:") {
-                    self.client_overrides.push((service.to_string(), flag(value)?));
+                    self.client_overrides
+                        .push((service.to_string(), flag(value)?));
                 } else if let Some(service) = key.strip_prefix("server:") {
-                    self.server_overrides.push((service.to_string(), flag(value)?));
+                    self.server_overrides
+                        .push((service.to_string(), flag(value)?));
                 } else {
                     return Err(Error::Config(format!(
                         "unknown plugin option {option:?}; known: codec=prost|protobuf, client=BOOL, server=BOOL, \
@@ -269,7 +284,11 @@ pub(crate) fn services_of(
         };
         let full = def.full_name();
         for (mi, m) in svc.method.iter().enumerate() {
-            let (input, output) = resolve(&format!("{full}/{}", m.name()), m.input_type(), m.output_type())?;
+            let (input, output) = resolve(
+                &format!("{full}/{}", m.name()),
+                m.input_type(),
+                m.output_type(),
+            )?;
             def.methods.push(MethodDef {
                 proto_name: m.name().to_string(),
                 input,
@@ -371,22 +390,40 @@ impl Builder {
 
     /// Puts `attribute` (`#[derive(Hash)]`) on the messages and enums under `path`
     /// (`.` for all, `.pkg`, `.pkg.Message`).
-    pub fn message_attribute(mut self, path: impl Into<String>, attribute: impl Into<String>) -> Builder {
-        self.settings.message_attributes.push((path.into(), attribute.into()));
+    pub fn message_attribute(
+        mut self,
+        path: impl Into<String>,
+        attribute: impl Into<String>,
+    ) -> Builder {
+        self.settings
+            .message_attributes
+            .push((path.into(), attribute.into()));
         self
     }
 
     /// Puts `attribute` (`#[cfg(feature = "client")]`) on the client struct and its impl of
     /// the services under `path`.
-    pub fn client_attribute(mut self, path: impl Into<String>, attribute: impl Into<String>) -> Builder {
-        self.settings.client_attributes.push((path.into(), attribute.into()));
+    pub fn client_attribute(
+        mut self,
+        path: impl Into<String>,
+        attribute: impl Into<String>,
+    ) -> Builder {
+        self.settings
+            .client_attributes
+            .push((path.into(), attribute.into()));
         self
     }
 
     /// Puts `attribute` on the server trait and registration functions of the services
     /// under `path`.
-    pub fn server_attribute(mut self, path: impl Into<String>, attribute: impl Into<String>) -> Builder {
-        self.settings.server_attributes.push((path.into(), attribute.into()));
+    pub fn server_attribute(
+        mut self,
+        path: impl Into<String>,
+        attribute: impl Into<String>,
+    ) -> Builder {
+        self.settings
+            .server_attributes
+            .push((path.into(), attribute.into()));
         self
     }
 
@@ -432,7 +469,11 @@ impl Builder {
     /// Applies the plugin's parameter (`--grpcore_opt=codec=protobuf,client=false`): options
     /// separated by commas, each `key=value`. Used by `protoc-gen-grpcore`.
     pub fn plugin_parameter(mut self, parameter: &str) -> Result<Builder, Error> {
-        for option in parameter.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        for option in parameter
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+        {
             self.settings.apply(option)?;
         }
         Ok(self)
@@ -440,7 +481,11 @@ impl Builder {
 
     /// Runs protoc on `protos` (searching imports in `includes`), generates messages and
     /// services, and writes them to the output directory.
-    pub fn compile(self, protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), Error> {
+    pub fn compile(
+        self,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<(), Error> {
         let protos: Vec<PathBuf> = protos.iter().map(|p| p.as_ref().to_path_buf()).collect();
         let includes: Vec<PathBuf> = includes.iter().map(|p| p.as_ref().to_path_buf()).collect();
         let out_dir = match &self.out_dir {
@@ -449,7 +494,9 @@ impl Builder {
                 Error::Config("OUT_DIR is not set (not run from build.rs?): set the output with out_dir()".into())
             })?,
         };
-        let rerun = self.emit_rerun.unwrap_or_else(|| std::env::var_os("OUT_DIR").is_some());
+        let rerun = self
+            .emit_rerun
+            .unwrap_or_else(|| std::env::var_os("OUT_DIR").is_some());
         if rerun {
             println!("cargo:rerun-if-env-changed=PROTOC");
             println!("cargo:rerun-if-env-changed=PROTOC_INCLUDE");
@@ -460,7 +507,10 @@ impl Builder {
         let protoc = protoc::find().map_err(|e| match e {
             Error::ProtocNotFound(why) => {
                 let names: Vec<String> = protos.iter().map(|p| p.display().to_string()).collect();
-                Error::ProtocNotFound(format!("{why}; it is needed to compile {}", names.join(", ")))
+                Error::ProtocNotFound(format!(
+                    "{why}; it is needed to compile {}",
+                    names.join(", ")
+                ))
             }
             other => other,
         })?;
@@ -473,15 +523,20 @@ impl Builder {
             }
         }
         let files = self.generate(set.file)?;
-        std::fs::create_dir_all(&out_dir)
-            .map_err(|e| Error::Io(format!("creating the output directory {}: {e}", out_dir.display())))?;
+        std::fs::create_dir_all(&out_dir).map_err(|e| {
+            Error::Io(format!(
+                "creating the output directory {}: {e}",
+                out_dir.display()
+            ))
+        })?;
         for file in files {
             let path = out_dir.join(&file.name);
             // Rewriting an unchanged file would make Cargo rebuild what includes it.
             if std::fs::read(&path).ok().as_deref() == Some(file.content.as_bytes()) {
                 continue;
             }
-            std::fs::write(&path, &file.content).map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
+            std::fs::write(&path, &file.content)
+                .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
         }
         Ok(())
     }

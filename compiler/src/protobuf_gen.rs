@@ -39,10 +39,11 @@ fn provided_by_runtime(name: &str) -> bool {
 /// rust-protobuf's escaping: keywords get a `_` suffix.
 fn escape(ident: &str) -> String {
     const KEYWORDS: &[&str] = &[
-        "_", "as", "async", "await", "break", "crate", "dyn", "else", "enum", "extern", "false", "fn", "for", "if",
-        "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static", "self", "Self",
-        "struct", "super", "true", "trait", "type", "unsafe", "use", "while", "continue", "box", "const", "where",
-        "virtual", "proc", "alignof", "become", "offsetof", "priv", "pure", "sizeof", "typeof", "unsized", "yield",
+        "_", "as", "async", "await", "break", "crate", "dyn", "else", "enum", "extern", "false",
+        "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
+        "ref", "return", "static", "self", "Self", "struct", "super", "true", "trait", "type",
+        "unsafe", "use", "while", "continue", "box", "const", "where", "virtual", "proc",
+        "alignof", "become", "offsetof", "priv", "pure", "sizeof", "typeof", "unsized", "yield",
         "do", "abstract", "final", "override", "macro",
     ];
     if KEYWORDS.contains(&ident) {
@@ -54,7 +55,9 @@ fn escape(ident: &str) -> String {
 
 /// The module rust-protobuf writes for the proto file `name`.
 fn file_module(name: &str) -> String {
-    protobuf_codegen::proto_name_to_rs(name).trim_end_matches(".rs").to_string()
+    protobuf_codegen::proto_name_to_rs(name)
+        .trim_end_matches(".rs")
+        .to_string()
 }
 
 fn capitalize(name: &str) -> String {
@@ -84,7 +87,11 @@ fn index(files: &[FileDescriptorProto]) -> HashMap<String, (String, Vec<String>)
     }
     let mut map = HashMap::new();
     for f in files {
-        let prefix = if f.package().is_empty() { String::new() } else { format!(".{}", f.package()) };
+        let prefix = if f.package().is_empty() {
+            String::new()
+        } else {
+            format!(".{}", f.package())
+        };
         walk(&mut map, f.name(), &prefix, &[], &f.message_type);
     }
     map
@@ -96,14 +103,20 @@ fn rust_path(index: &HashMap<String, (String, Vec<String>)>, full: &str) -> Resu
         .get(full)
         .ok_or_else(|| Error::Generate(format!("message {full} is not in the descriptors")))?;
     let (last, outer) = chain.split_last().expect("a message has a name");
-    let mut parts: Vec<String> = outer.iter().map(|n| escape(&protobuf_parse::snake_case(n))).collect();
+    let mut parts: Vec<String> = outer
+        .iter()
+        .map(|n| escape(&protobuf_parse::snake_case(n)))
+        .collect();
     parts.push(escape(&capitalize(last)));
     let inner = parts.join("::");
     Ok(if file == "google/protobuf/descriptor.proto" {
         format!("::protobuf::descriptor::{inner}")
     } else if provided_by_runtime(file) {
         let stem = file.trim_start_matches("google/protobuf/");
-        format!("::protobuf::well_known_types::{}::{inner}", file_module(stem))
+        format!(
+            "::protobuf::well_known_types::{}::{inner}",
+            file_module(stem)
+        )
     } else {
         format!("{}::{inner}", file_module(file))
     })
@@ -114,8 +127,12 @@ struct Attributes(Vec<(String, String)>);
 
 impl Attributes {
     fn for_name(&self, full: &str) -> Customize {
-        let attrs: Vec<&str> =
-            self.0.iter().filter(|(p, _)| crate::covers(p, full)).map(|(_, a)| a.as_str()).collect();
+        let attrs: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(p, _)| crate::covers(p, full))
+            .map(|(_, a)| a.as_str())
+            .collect();
         if attrs.is_empty() {
             Customize::default()
         } else {
@@ -135,20 +152,33 @@ impl CustomizeCallback for Attributes {
 }
 
 /// Generates the message files, the service files and the include file.
-pub(crate) fn generate(settings: &Settings, files: &[FileDescriptorProto]) -> Result<Vec<GeneratedFile>, Error> {
+pub(crate) fn generate(
+    settings: &Settings,
+    files: &[FileDescriptorProto],
+) -> Result<Vec<GeneratedFile>, Error> {
     let converted = files
         .iter()
         .map(|f| protobuf::descriptor::FileDescriptorProto::parse_from_bytes(&f.encode_to_vec()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Generate(format!("re-reading the descriptors for rust-protobuf: {e}")))?;
-    let wanted: Vec<&FileDescriptorProto> = files.iter().filter(|f| !provided_by_runtime(f.name())).collect();
+        .map_err(|e| {
+            Error::Generate(format!("re-reading the descriptors for rust-protobuf: {e}"))
+        })?;
+    let wanted: Vec<&FileDescriptorProto> = files
+        .iter()
+        .filter(|f| !provided_by_runtime(f.name()))
+        .collect();
     let to_generate = wanted
         .iter()
         .map(|f| protobuf_parse::ProtoPathBuf::new(f.name().to_string()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Generate(format!("a proto file name rust-protobuf does not accept: {e}")))?;
+        .map_err(|e| {
+            Error::Generate(format!(
+                "a proto file name rust-protobuf does not accept: {e}"
+            ))
+        })?;
 
-    let dir = tempfile::tempdir().map_err(|e| Error::Io(format!("creating a temporary directory: {e}")))?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| Error::Io(format!("creating a temporary directory: {e}")))?;
     protobuf_codegen::gen_and_write::gen_and_write(
         &converted,
         "protoc",
@@ -172,7 +202,9 @@ pub(crate) fn generate(settings: &Settings, files: &[FileDescriptorProto]) -> Re
         out.push(GeneratedFile { name, content });
         modules.push((module.clone(), file.name().to_string()));
 
-        let services = crate::services_of(file, |_, input, output| Ok((rust_path(&index, input)?, rust_path(&index, output)?)))?;
+        let services = crate::services_of(file, |_, input, output| {
+            Ok((rust_path(&index, input)?, rust_path(&index, output)?))
+        })?;
         let mut code = String::new();
         for def in &services {
             if let Some(module_code) = settings.emit(def, "ProtobufCodec")? {
@@ -182,8 +214,14 @@ pub(crate) fn generate(settings: &Settings, files: &[FileDescriptorProto]) -> Re
         }
         if !code.is_empty() {
             let name = format!("{module}.grpcore.rs");
-            let header = format!("// This file is @generated by grpcore-compiler from {}.\n", file.name());
-            out.push(GeneratedFile { name: name.clone(), content: header + &code });
+            let header = format!(
+                "// This file is @generated by grpcore-compiler from {}.\n",
+                file.name()
+            );
+            out.push(GeneratedFile {
+                name: name.clone(),
+                content: header + &code,
+            });
             service_files.push(name);
         }
     }
@@ -194,7 +232,10 @@ pub(crate) fn generate(settings: &Settings, files: &[FileDescriptorProto]) -> Re
             settings.include_file
         )));
     }
-    out.push(GeneratedFile { name: settings.include_file.clone(), content: include });
+    out.push(GeneratedFile {
+        name: settings.include_file.clone(),
+        content: include,
+    });
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }

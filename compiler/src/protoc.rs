@@ -33,10 +33,18 @@ pub(crate) fn find() -> Result<Protoc, Error> {
                 path.display()
             )));
         }
-        return Ok(Protoc { path, origin: "the PROTOC variable", include });
+        return Ok(Protoc {
+            path,
+            origin: "the PROTOC variable",
+            include,
+        });
     }
     if let Some(path) = on_path("protoc") {
-        return Ok(Protoc { path, origin: "PATH", include });
+        return Ok(Protoc {
+            path,
+            origin: "PATH",
+            include,
+        });
     }
     vendored(include)
 }
@@ -78,7 +86,9 @@ pub(crate) fn descriptors(
     extra_args: &[OsString],
 ) -> Result<FileDescriptorSet, Error> {
     if protos.is_empty() {
-        return Err(Error::Config("no .proto files to compile: pass at least one to compile()".into()));
+        return Err(Error::Config(
+            "no .proto files to compile: pass at least one to compile()".into(),
+        ));
     }
     for proto in protos {
         if !proto.is_file() {
@@ -88,10 +98,14 @@ pub(crate) fn descriptors(
             )));
         }
     }
-    let dir = tempfile::tempdir().map_err(|e| Error::Io(format!("creating a temporary directory: {e}")))?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| Error::Io(format!("creating a temporary directory: {e}")))?;
     let out = dir.path().join("descriptors.bin");
     let mut cmd = Command::new(&protoc.path);
-    cmd.arg("--include_imports").arg("--include_source_info").arg("-o").arg(&out);
+    cmd.arg("--include_imports")
+        .arg("--include_source_info")
+        .arg("-o")
+        .arg(&out);
     for include in includes {
         cmd.arg("-I").arg(include);
     }
@@ -101,13 +115,21 @@ pub(crate) fn descriptors(
     cmd.args(extra_args);
     cmd.args(protos);
     let output = cmd.output().map_err(|e| {
-        Error::ProtocNotFound(format!("{} (found through {}) could not be run: {e}", protoc.path.display(), protoc.origin))
+        Error::ProtocNotFound(format!(
+            "{} (found through {}) could not be run: {e}",
+            protoc.path.display(),
+            protoc.origin
+        ))
     })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        return Err(Error::Protoc { message: stderr.clone(), hint: hint(&stderr, includes, protoc) });
+        return Err(Error::Protoc {
+            message: stderr.clone(),
+            hint: hint(&stderr, includes, protoc),
+        });
     }
-    let bytes = std::fs::read(&out).map_err(|e| Error::Io(format!("reading protoc's output {}: {e}", out.display())))?;
+    let bytes = std::fs::read(&out)
+        .map_err(|e| Error::Io(format!("reading protoc's output {}: {e}", out.display())))?;
     FileDescriptorSet::decode(bytes.as_slice())
         .map_err(|e| Error::Io(format!("protoc wrote descriptors that do not decode: {e}")))
 }
@@ -117,7 +139,11 @@ fn hint(stderr: &str, includes: &[PathBuf], protoc: &Protoc) -> String {
     let list = if includes.is_empty() {
         "none".to_string()
     } else {
-        includes.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        includes
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     if stderr.contains("was not found or had errors") || stderr.contains("File not found") {
         if stderr.contains("google/protobuf/") {
@@ -134,7 +160,9 @@ fn hint(stderr: &str, includes: &[PathBuf], protoc: &Protoc) -> String {
             )
         }
     } else if stderr.contains("does not reside within any path specified using --proto_path") {
-        format!("every .proto file must be inside one of the include paths ({list}); add its directory")
+        format!(
+            "every .proto file must be inside one of the include paths ({list}); add its directory"
+        )
     } else {
         "fix the .proto file at the line and column protoc names above".to_string()
     }
@@ -142,5 +170,8 @@ fn hint(stderr: &str, includes: &[PathBuf], protoc: &Protoc) -> String {
 
 /// The real path of a file protoc named `name`, found under `includes` (for rerun-if-changed).
 pub(crate) fn locate(name: &str, includes: &[PathBuf]) -> Option<PathBuf> {
-    includes.iter().map(|dir| dir.join(name)).find(|p| Path::new(p).is_file())
+    includes
+        .iter()
+        .map(|dir| dir.join(name))
+        .find(|p| Path::new(p).is_file())
 }

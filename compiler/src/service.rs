@@ -59,7 +59,10 @@ impl ServiceDef {
 
     /// The name of the module generated for the service: `route_guide_grpc`.
     pub(crate) fn module_name(&self) -> String {
-        format!("{}_grpc", names::unraw(&names::snake(&self.proto_name)).trim_end_matches('_'))
+        format!(
+            "{}_grpc",
+            names::unraw(&names::snake(&self.proto_name)).trim_end_matches('_')
+        )
     }
 }
 
@@ -152,7 +155,11 @@ fn rel(path: &str, depth: usize) -> String {
 /// A `#[doc]` attribute per line.
 fn doc(out: &mut String, lines: &[String]) {
     for line in lines {
-        let text = if line.is_empty() { String::new() } else { format!(" {line}") };
+        let text = if line.is_empty() {
+            String::new()
+        } else {
+            format!(" {line}")
+        };
         let _ = writeln!(out, "#[doc = {text:?}]");
     }
 }
@@ -174,7 +181,9 @@ pub(crate) fn emit(service: &ServiceDef, opts: &EmitOptions) -> Result<String, E
     let full = service.full_name();
     let g = &opts.grpcore;
     let codec = &opts.codec;
-    let base = names::unraw(&names::camel(&service.proto_name)).trim_end_matches('_').to_string();
+    let base = names::unraw(&names::camel(&service.proto_name))
+        .trim_end_matches('_')
+        .to_string();
     let trait_name = names::camel(&service.proto_name);
     let client_name = format!("{base}Client");
     let generic = if trait_name == "I" { "Impl" } else { "I" };
@@ -196,17 +205,29 @@ pub(crate) fn emit(service: &ServiceDef, opts: &EmitOptions) -> Result<String, E
     }
 
     let mut out = String::new();
+    // The module's docs resolve links from the enclosing module: name paths through it.
+    let module = service.module_name();
     let mut parts = Vec::new();
     if opts.client {
-        parts.push(format!("its client [`{client_name}`]"));
+        parts.push(format!("its client [`{client_name}`]({module}::{client_name})"));
     }
     if opts.server {
-        parts.push(format!("the server trait [`{trait_name}`] with [`service`] to serve an implementation"));
+        parts.push(format!(
+            "the server trait [`{trait_name}`]({module}::{trait_name}) with \
+             [`service`]({module}::service) to serve an implementation"
+        ));
     }
-    parts.push("the method descriptors in [`methods`]".to_string());
+    parts.push(format!("the method descriptors in [`methods`]({module}::methods)"));
     let last = parts.pop().unwrap_or_default();
-    let listed = if parts.is_empty() { last } else { format!("{}, and {last}", parts.join(", ")) };
-    let service_docs = docs_with(&[format!("The gRPC service `{full}`: {listed}.")], &service.docs);
+    let listed = if parts.is_empty() {
+        last
+    } else {
+        format!("{}, and {last}", parts.join(", "))
+    };
+    let service_docs = docs_with(
+        &[format!("The gRPC service `{full}`: {listed}.")],
+        &service.docs,
+    );
     doc(&mut out, &service_docs);
     if service.deprecated {
         out.push_str("#[deprecated]\n");
@@ -252,10 +273,25 @@ pub(crate) fn emit(service: &ServiceDef, opts: &EmitOptions) -> Result<String, E
     out.push_str("}\n");
 
     if opts.client {
-        emit_client(&mut out, service, opts, &client_name, &fn_names, &const_names);
+        emit_client(
+            &mut out,
+            service,
+            opts,
+            &client_name,
+            &fn_names,
+            &const_names,
+        );
     }
     if opts.server {
-        emit_server(&mut out, service, opts, &trait_name, generic, &fn_names, &const_names);
+        emit_server(
+            &mut out,
+            service,
+            opts,
+            &trait_name,
+            generic,
+            &fn_names,
+            &const_names,
+        );
     }
     out.push_str("}\n");
     Ok(out)
@@ -295,7 +331,10 @@ fn emit_client(
         let _ = writeln!(out, "{a}");
     }
     let _ = writeln!(out, "impl {client_name} {{");
-    doc(out, &["A client whose calls go over `channel`.".to_string()]);
+    doc(
+        out,
+        &["A client whose calls go over `channel`.".to_string()],
+    );
     let _ = writeln!(
         out,
         "pub fn new(channel: {g}::Channel) -> Self {{ Self {{ channel, options: {g}::CallOptions::new() }} }}"
@@ -303,8 +342,10 @@ fn emit_client(
     doc(
         out,
         &[
-            "The same client with `options` as the options every call starts from (a default".to_string(),
-            "timeout, metadata for every call); a call's own setters change them for that call.".to_string(),
+            "The same client with `options` as the options every call starts from (a default"
+                .to_string(),
+            "timeout, metadata for every call); a call's own setters change them for that call."
+                .to_string(),
         ],
     );
     let _ = writeln!(
@@ -312,21 +353,38 @@ fn emit_client(
         "pub fn with_default_options(mut self, options: {g}::CallOptions) -> Self {{ self.options = options; self }}"
     );
     doc(out, &["The channel the calls go over.".to_string()]);
-    let _ = writeln!(out, "pub fn channel(&self) -> &{g}::Channel {{ &self.channel }}");
+    let _ = writeln!(
+        out,
+        "pub fn channel(&self) -> &{g}::Channel {{ &self.channel }}"
+    );
 
     for ((m, f), c) in service.methods.iter().zip(fn_names).zip(const_names) {
         let k = kind(m);
-        let name = if CLIENT_HELPERS.contains(&f.as_str()) { format!("{f}_call") } else { f.clone() };
+        let name = if CLIENT_HELPERS.contains(&f.as_str()) {
+            format!("{f}_call")
+        } else {
+            f.clone()
+        };
         let what = match k {
-            Kind::Unary => "`.await` the builder (or `.wait()` for it) for the response message".to_string(),
+            Kind::Unary => {
+                "`.await` the builder (or `.wait()` for it) for the response message".to_string()
+            }
             Kind::ClientStreaming => {
                 "`.start()` the builder for the request sink and the response future".to_string()
             }
-            Kind::ServerStreaming => "`.start()` the builder for the stream of responses".to_string(),
-            Kind::Duplex => "`.start()` the builder for the request sink and the response stream".to_string(),
+            Kind::ServerStreaming => {
+                "`.start()` the builder for the stream of responses".to_string()
+            }
+            Kind::Duplex => {
+                "`.start()` the builder for the request sink and the response stream".to_string()
+            }
         };
         let lines = docs_with(
-            &[format!("Calls `{}` ({}): {what}.", m.proto_name, k.describe())],
+            &[format!(
+                "Calls `{}` ({}): {what}.",
+                m.proto_name,
+                k.describe()
+            )],
             &m.docs,
         );
         doc(out, &lines);
@@ -336,7 +394,11 @@ fn emit_client(
         let (input, output) = (rel(&m.input, 1), rel(&m.output, 1));
         let builder = k.builder();
         let takes_request = matches!(k, Kind::Unary | Kind::ServerStreaming);
-        let (param, arg) = if takes_request { (format!(", request: {input}"), ", request") } else { (String::new(), "") };
+        let (param, arg) = if takes_request {
+            (format!(", request: {input}"), ", request")
+        } else {
+            (String::new(), "")
+        };
         let _ = writeln!(
             out,
             "pub fn {name}(&self{param}) -> {g}::{builder}<'_, {input}, {output}, {codec}> {{ {g}::{builder}::new(&self.channel, methods::{c}{arg}, self.options.clone()) }}"
@@ -359,8 +421,11 @@ fn emit_server(
     let codec = &opts.codec;
     let lines = docs_with(
         &[
-            format!("The server side of `{full}`: implement the methods you serve (with `async fn`),"),
-            "then register [`service`]`(implementation)` with the server builder. Methods left".to_string(),
+            format!(
+                "The server side of `{full}`: implement the methods you serve (with `async fn`),"
+            ),
+            "then register [`service`]`(implementation)` with the server builder. Methods left"
+                .to_string(),
             "out answer `UNIMPLEMENTED`.".to_string(),
         ],
         &service.docs,
@@ -369,12 +434,19 @@ fn emit_server(
     for a in &opts.server_attributes {
         let _ = writeln!(out, "{a}");
     }
-    let _ = writeln!(out, "pub trait {trait_name}: ::core::marker::Send + ::core::marker::Sync + 'static {{");
+    let _ = writeln!(
+        out,
+        "pub trait {trait_name}: ::core::marker::Send + ::core::marker::Sync + 'static {{"
+    );
     for (m, f) in service.methods.iter().zip(fn_names) {
         let k = kind(m);
         let (input, output) = (rel(&m.input, 1), rel(&m.output, 1));
         let lines = docs_with(
-            &[format!("`{}` ({}). By default, answers `UNIMPLEMENTED`.", m.proto_name, k.describe())],
+            &[format!(
+                "`{}` ({}). By default, answers `UNIMPLEMENTED`.",
+                m.proto_name,
+                k.describe()
+            )],
             &m.docs,
         );
         doc(out, &lines);
@@ -427,7 +499,8 @@ fn emit_server(
     doc(
         out,
         &[
-            "Like [`service`], for an implementation shared with other code through an `Arc`.".to_string(),
+            "Like [`service`], for an implementation shared with other code through an `Arc`."
+                .to_string(),
         ],
     );
     for a in &opts.server_attributes {

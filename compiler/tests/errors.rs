@@ -25,7 +25,8 @@ fn compile(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<(), Error>) {
     (dir, result)
 }
 
-const GOOD: &str = "syntax = \"proto3\";\npackage p;\nmessage M {}\nservice S { rpc Call(M) returns (M); }\n";
+const GOOD: &str =
+    "syntax = \"proto3\";\npackage p;\nmessage M {}\nservice S { rpc Call(M) returns (M); }\n";
 
 fn message(result: Result<(), Error>) -> String {
     result.expect_err("the compile must fail").to_string()
@@ -50,10 +51,18 @@ fn with_var<T>(key: &str, value: Option<&Path>, f: impl FnOnce() -> T) -> T {
 fn protoc_named_by_protoc_but_missing() {
     let _turn = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let missing = PathBuf::from("/nonexistent/bin/protoc");
-    let text = with_var("PROTOC", Some(&missing), || message(compile(&[("svc.proto", GOOD)]).1));
-    assert!(text.contains("PROTOC is set to /nonexistent/bin/protoc"), "{text}");
+    let text = with_var("PROTOC", Some(&missing), || {
+        message(compile(&[("svc.proto", GOOD)]).1)
+    });
+    assert!(
+        text.contains("PROTOC is set to /nonexistent/bin/protoc"),
+        "{text}"
+    );
     assert!(text.contains("svc.proto"), "names the proto: {text}");
-    assert!(text.contains("apt-get install protobuf-compiler"), "says how to get protoc: {text}");
+    assert!(
+        text.contains("apt-get install protobuf-compiler"),
+        "says how to get protoc: {text}"
+    );
 }
 
 #[cfg(not(feature = "vendored-protoc"))]
@@ -62,11 +71,21 @@ fn no_protoc_anywhere() {
     let _turn = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let empty = tempfile::tempdir().unwrap();
     let text = with_var("PROTOC", None, || {
-        with_var("PATH", Some(empty.path()), || message(compile(&[("svc.proto", GOOD)]).1))
+        with_var("PATH", Some(empty.path()), || {
+            message(compile(&[("svc.proto", GOOD)]).1)
+        })
     });
-    assert!(text.contains("PROTOC is not set and there is no protoc on PATH"), "{text}");
+    assert!(
+        text.contains("PROTOC is not set and there is no protoc on PATH"),
+        "{text}"
+    );
     assert!(text.contains("svc.proto"), "names the proto: {text}");
-    for remedy in ["apt-get install protobuf-compiler", "brew install protobuf", "set PROTOC", "vendored-protoc"] {
+    for remedy in [
+        "apt-get install protobuf-compiler",
+        "brew install protobuf",
+        "set PROTOC",
+        "vendored-protoc",
+    ] {
         assert!(text.contains(remedy), "mentions {remedy}: {text}");
     }
 }
@@ -77,19 +96,32 @@ fn syntax_error() {
     let bad = "syntax = \"proto3\";\npackage p;\nmessage M {\n  string name = ;\n}\n";
     let (_dir, result) = compile(&[("broken.proto", bad)]);
     let text = message(result);
-    assert!(text.contains("broken.proto:4:"), "names the file and line: {text}");
+    assert!(
+        text.contains("broken.proto:4:"),
+        "names the file and line: {text}"
+    );
     assert!(text.contains("What to do: fix the .proto file"), "{text}");
 }
 
 #[test]
 fn unknown_import() {
     let _turn = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let importer = "syntax = \"proto3\";\npackage p;\nimport \"deps/absent.proto\";\nmessage M {}\n";
+    let importer =
+        "syntax = \"proto3\";\npackage p;\nimport \"deps/absent.proto\";\nmessage M {}\n";
     let (_dir, result) = compile(&[("importer.proto", importer)]);
     let text = message(result);
-    assert!(text.contains("deps/absent.proto"), "names the missing import: {text}");
-    assert!(text.contains("importer.proto"), "names the importing file: {text}");
-    assert!(text.contains("not under any include path"), "says what to do: {text}");
+    assert!(
+        text.contains("deps/absent.proto"),
+        "names the missing import: {text}"
+    );
+    assert!(
+        text.contains("importer.proto"),
+        "names the importing file: {text}"
+    );
+    assert!(
+        text.contains("not under any include path"),
+        "says what to do: {text}"
+    );
 }
 
 #[test]
@@ -106,7 +138,10 @@ fn proto_outside_the_include_paths() {
             .compile(&[&proto], &[include.path()]),
     );
     assert!(text.contains("lost.proto"), "{text}");
-    assert!(text.contains("must be inside one of the include paths"), "{text}");
+    assert!(
+        text.contains("must be inside one of the include paths"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -22,13 +22,19 @@ fn generate(codec: Codec) -> BTreeMap<String, String> {
         .codec(codec)
         .out_dir(dir.path())
         .emit_rerun_if_changed(false)
-        .compile(&[here("tests/protos/golden/greeter.proto")], &[here("tests/protos/golden")])
+        .compile(
+            &[here("tests/protos/golden/greeter.proto")],
+            &[here("tests/protos/golden")],
+        )
         .unwrap();
     std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().into_string().unwrap(), std::fs::read_to_string(e.path()).unwrap())
+            (
+                e.file_name().into_string().unwrap(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
         })
         .collect()
 }
@@ -43,11 +49,25 @@ fn check(golden: &str, actual: &str) {
     let expected = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (GRPCORE_BLESS=1 writes it)", path.display()));
     if expected != actual {
-        let line = expected.lines().zip(actual.lines()).position(|(a, b)| a != b).map_or_else(
-            || "the files differ in length".to_string(),
-            |i| format!("first difference at line {}:\n  golden: {:?}\n  actual: {:?}", i + 1, expected.lines().nth(i).unwrap(), actual.lines().nth(i).unwrap()),
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(
+                || "the files differ in length".to_string(),
+                |i| {
+                    format!(
+                        "first difference at line {}:\n  golden: {:?}\n  actual: {:?}",
+                        i + 1,
+                        expected.lines().nth(i).unwrap(),
+                        actual.lines().nth(i).unwrap()
+                    )
+                },
+            );
+        panic!(
+            "{} no longer matches the generated code; {line}\n(GRPCORE_BLESS=1 rewrites it)",
+            path.display()
         );
-        panic!("{} no longer matches the generated code; {line}\n(GRPCORE_BLESS=1 rewrites it)", path.display());
     }
 }
 
@@ -57,8 +77,13 @@ fn prost_output_matches_golden() {
     assert_eq!(files.keys().collect::<Vec<_>>(), ["golden.v1.rs", "mod.rs"]);
     check("prost/mod.rs", &files["mod.rs"]);
     let package = &files["golden.v1.rs"];
-    let ours = package.find("// The gRPC service").expect("the service is appended to the package file");
-    assert!(package[..ours].contains("pub struct HelloRequest"), "prost's messages come first");
+    let ours = package
+        .find("// The gRPC service")
+        .expect("the service is appended to the package file");
+    assert!(
+        package[..ours].contains("pub struct HelloRequest"),
+        "prost's messages come first"
+    );
     check("prost/golden.v1.services.rs", &package[ours..]);
 }
 
@@ -66,7 +91,10 @@ fn prost_output_matches_golden() {
 #[test]
 fn rust_protobuf_output_matches_golden() {
     let files = generate(Codec::Protobuf);
-    assert_eq!(files.keys().collect::<Vec<_>>(), ["greeter.grpcore.rs", "greeter.rs", "mod.rs"]);
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["greeter.grpcore.rs", "greeter.rs", "mod.rs"]
+    );
     check("protobuf/mod.rs", &files["mod.rs"]);
     check("protobuf/greeter.grpcore.rs", &files["greeter.grpcore.rs"]);
     assert!(files["greeter.rs"].contains("pub struct HelloRequest"));

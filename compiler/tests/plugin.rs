@@ -20,7 +20,10 @@ fn read_dir(dir: &Path) -> BTreeMap<String, String> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().into_string().unwrap(), std::fs::read_to_string(e.path()).unwrap())
+            (
+                e.file_name().into_string().unwrap(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
         })
         .collect()
 }
@@ -32,22 +35,36 @@ fn protoc() -> PathBuf {
 fn via_plugin(option: &str, protos: &[&str], include: &Path) -> BTreeMap<String, String> {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(protoc());
-    cmd.arg(format!("--plugin=protoc-gen-grpcore={}", env!("CARGO_BIN_EXE_protoc-gen-grpcore")))
-        .arg(format!("--grpcore_out={}", dir.path().display()))
-        .arg("-I")
-        .arg(include);
+    cmd.arg(format!(
+        "--plugin=protoc-gen-grpcore={}",
+        env!("CARGO_BIN_EXE_protoc-gen-grpcore")
+    ))
+    .arg(format!("--grpcore_out={}", dir.path().display()))
+    .arg("-I")
+    .arg(include);
     if !option.is_empty() {
         cmd.arg(format!("--grpcore_opt={option}"));
     }
-    let out = cmd.args(protos.iter().map(|p| include.join(p))).output().expect("run protoc");
-    assert!(out.status.success(), "protoc with the plugin failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .args(protos.iter().map(|p| include.join(p)))
+        .output()
+        .expect("run protoc");
+    assert!(
+        out.status.success(),
+        "protoc with the plugin failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     read_dir(dir.path())
 }
 
 fn via_build(builder: Builder, protos: &[&str], include: &Path) -> BTreeMap<String, String> {
     let dir = tempfile::tempdir().unwrap();
     let protos: Vec<PathBuf> = protos.iter().map(|p| include.join(p)).collect();
-    builder.out_dir(dir.path()).emit_rerun_if_changed(false).compile(&protos, &[include]).unwrap();
+    builder
+        .out_dir(dir.path())
+        .emit_rerun_if_changed(false)
+        .compile(&protos, &[include])
+        .unwrap();
     read_dir(dir.path())
 }
 
@@ -55,18 +72,36 @@ fn same(option: &str, builder: Builder, protos: &[&str], include: &str) {
     let include = here(include);
     let plugin = via_plugin(option, protos, &include);
     let build = via_build(builder, protos, &include);
-    assert_eq!(plugin.keys().collect::<Vec<_>>(), build.keys().collect::<Vec<_>>(), "not the same files");
+    assert_eq!(
+        plugin.keys().collect::<Vec<_>>(),
+        build.keys().collect::<Vec<_>>(),
+        "not the same files"
+    );
     for (name, content) in &plugin {
-        assert!(content == &build[name], "{name} differs between the plugin and the build API (option {option:?})");
+        assert!(
+            content == &build[name],
+            "{name} differs between the plugin and the build API (option {option:?})"
+        );
     }
-    assert!(plugin.values().any(|c| c.contains("_grpc {")), "a service module was generated");
+    assert!(
+        plugin.values().any(|c| c.contains("_grpc {")),
+        "a service module was generated"
+    );
 }
 
-const TRICKY: &[&str] = &["grpcore/tricky/services.proto", "grpcore/tricky/common.proto"];
+const TRICKY: &[&str] = &[
+    "grpcore/tricky/services.proto",
+    "grpcore/tricky/common.proto",
+];
 
 #[test]
 fn prost_tricky_set() {
-    same("", grpcore_compiler::configure(), TRICKY, "tests/protos/tricky");
+    same(
+        "",
+        grpcore_compiler::configure(),
+        TRICKY,
+        "tests/protos/tricky",
+    );
 }
 
 #[test]
@@ -86,7 +121,12 @@ fn prost_golden_with_options() {
 #[cfg(feature = "protobuf")]
 #[test]
 fn rust_protobuf_tricky_set() {
-    same("codec=protobuf", grpcore_compiler::configure().codec(Codec::Protobuf), TRICKY, "tests/protos/tricky");
+    same(
+        "codec=protobuf",
+        grpcore_compiler::configure().codec(Codec::Protobuf),
+        TRICKY,
+        "tests/protos/tricky",
+    );
 }
 
 #[cfg(feature = "protobuf")]
@@ -94,7 +134,9 @@ fn rust_protobuf_tricky_set() {
 fn rust_protobuf_golden_with_options() {
     same(
         "codec=protobuf,client=false,grpcore_path=::grpcore",
-        grpcore_compiler::configure().codec(Codec::Protobuf).build_client(false),
+        grpcore_compiler::configure()
+            .codec(Codec::Protobuf)
+            .build_client(false),
         &["greeter.proto"],
         "tests/protos/golden",
     );
@@ -105,7 +147,10 @@ fn bad_plugin_options_are_reported_by_protoc() {
     let include = here("tests/protos/golden");
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(protoc())
-        .arg(format!("--plugin=protoc-gen-grpcore={}", env!("CARGO_BIN_EXE_protoc-gen-grpcore")))
+        .arg(format!(
+            "--plugin=protoc-gen-grpcore={}",
+            env!("CARGO_BIN_EXE_protoc-gen-grpcore")
+        ))
         .arg(format!("--grpcore_out={}", dir.path().display()))
         .arg("--grpcore_opt=codec=json")
         .arg("-I")
@@ -115,5 +160,8 @@ fn bad_plugin_options_are_reported_by_protoc() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("codec=json: expected prost or protobuf"), "{stderr}");
+    assert!(
+        stderr.contains("codec=json: expected prost or protobuf"),
+        "{stderr}"
+    );
 }

@@ -29,8 +29,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args =
-        grpcore_examples::parse_args("helloworld_client", &[("target", "127.0.0.1:50051"), ("name", "world")])?;
+    let args = grpcore_examples::parse_args(
+        "helloworld_client",
+        &[("target", "127.0.0.1:50051"), ("name", "world")],
+    )?;
     let (target, name) = (&args[0], &args[1]);
     let env = Environment::new(1);
     let client = GreeterClient::new(ChannelBuilder::new(&env).connect(target)?);

@@ -1,4 +1,4 @@
-//! Hello-world server: answers `helloworld.Greeter/SayHello` with "Hello <name>".
+//! Hello-world server: answers `helloworld.Greeter/SayHello` with `Hello <name>`.
 //!
 //! ```text
 //! cargo run -p grpcore-examples --bin helloworld_server -- [--port N]
@@ -26,7 +26,11 @@ use grpcore_examples::proto::helloworld::{HelloReply, HelloRequest};
 struct Greetings;
 
 impl Greeter for Greetings {
-    async fn say_hello(&self, request: HelloRequest, _ctx: ServerContext) -> Result<HelloReply, Status> {
+    async fn say_hello(
+        &self,
+        request: HelloRequest,
+        _ctx: ServerContext,
+    ) -> Result<HelloReply, Status> {
         Ok(HelloReply {
             message: format!("Hello {}", request.name),
         })

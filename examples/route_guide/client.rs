@@ -34,7 +34,10 @@ fn main() -> ExitCode {
 }
 
 fn point(latitude: i32, longitude: i32) -> Point {
-    Point { latitude, longitude }
+    Point {
+        latitude,
+        longitude,
+    }
 }
 
 fn show(p: &Point) -> String {
@@ -44,7 +47,10 @@ fn show(p: &Point) -> String {
 fn run() -> Result<(), Box<dyn Error>> {
     let args = grpcore_examples::parse_args(
         "route_guide_client",
-        &[("target", "127.0.0.1:50051"), ("db", route_guide_db::DEFAULT_PATH)],
+        &[
+            ("target", "127.0.0.1:50051"),
+            ("db", route_guide_db::DEFAULT_PATH),
+        ],
     )?;
     let features = route_guide_db::load(&args[1])?;
     let at = |i: usize| features[i].location.unwrap_or_default();
@@ -53,7 +59,11 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     // GetFeature: a named feature, a known place without a name, and nowhere.
     for p in [at(0), at(3), point(0, 0)] {
-        let feature = client.get_feature(p).timeout(TIMEOUT).wait_for_ready(true).wait()?;
+        let feature = client
+            .get_feature(p)
+            .timeout(TIMEOUT)
+            .wait_for_ready(true)
+            .wait()?;
         match feature.name.as_str() {
             "" => println!("get_feature {}: no feature", show(&p)),
             name => println!("get_feature {}: {name:?}", show(&p)),
@@ -66,7 +76,11 @@ fn run() -> Result<(), Box<dyn Error>> {
             lo: Some(point(400_000_000, -750_000_000)),
             hi: Some(point(405_000_000, -745_000_000)),
         };
-        println!("list_features {} to {}:", show(&rect.lo.unwrap()), show(&rect.hi.unwrap()));
+        println!(
+            "list_features {} to {}:",
+            show(&rect.lo.unwrap()),
+            show(&rect.hi.unwrap())
+        );
         let mut stream = client.list_features(rect).timeout(TIMEOUT).start();
         let mut count = 0;
         while let Some(feature) = stream.next().await {
@@ -77,7 +91,16 @@ fn run() -> Result<(), Box<dyn Error>> {
         println!("list_features: {count} features");
 
         // RecordRoute: features and plain points, named and not.
-        let route = [at(0), at(5), point(400_500_000, -745_000_000), at(10), at(3), at(20), point(401_000_000, -749_000_000), at(30)];
+        let route = [
+            at(0),
+            at(5),
+            point(400_500_000, -745_000_000),
+            at(10),
+            at(3),
+            at(20),
+            point(401_000_000, -749_000_000),
+            at(30),
+        ];
         let (mut sink, summary) = client.record_route().timeout(TIMEOUT).start();
         for p in route {
             sink.send(p).await?;
@@ -101,12 +124,20 @@ fn run() -> Result<(), Box<dyn Error>> {
         ];
         let (mut sink, mut stream) = client.route_chat().timeout(TIMEOUT).start();
         for (message, location) in notes {
-            sink.send(RouteNote { location: Some(location), message: message.to_string() }).await?;
+            sink.send(RouteNote {
+                location: Some(location),
+                message: message.to_string(),
+            })
+            .await?;
         }
         sink.close().await?;
         while let Some(note) = stream.next().await {
             let note = note?;
-            println!("route_chat: got {:?} at {}", note.message, show(&note.location.unwrap_or_default()));
+            println!(
+                "route_chat: got {:?} at {}",
+                note.message,
+                show(&note.location.unwrap_or_default())
+            );
         }
         println!("route_chat: done");
         Ok::<_, Box<dyn Error>>(())

@@ -16,7 +16,9 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use grpcore::{Environment, ProstCodec, RequestStream, ServerBuilder, ServerContext, ServerSink, Status};
+use grpcore::{
+    Environment, ProstCodec, RequestStream, ServerBuilder, ServerContext, ServerSink, Status,
+};
 use grpcore_examples::proto::routeguide::route_guide_grpc::{self, RouteGuide};
 use grpcore_examples::proto::routeguide::{Feature, Point, Rectangle, RouteNote, RouteSummary};
 use grpcore_examples::route_guide_db::{self, distance, in_range};
@@ -30,7 +32,9 @@ struct Guide {
 impl Guide {
     /// The named feature at `point`, if there is one.
     fn named_feature_at(&self, point: &Point) -> Option<&Feature> {
-        self.features.iter().find(|f| f.location.as_ref() == Some(point) && !f.name.is_empty())
+        self.features
+            .iter()
+            .find(|f| f.location.as_ref() == Some(point) && !f.name.is_empty())
     }
 }
 
@@ -90,7 +94,9 @@ impl RouteGuide for Guide {
             let location = note.location.unwrap_or_default();
             let earlier = {
                 let mut all = self.notes.lock().unwrap_or_else(|e| e.into_inner());
-                let here = all.entry((location.latitude, location.longitude)).or_default();
+                let here = all
+                    .entry((location.latitude, location.longitude))
+                    .or_default();
                 let earlier = here.clone();
                 here.push(note);
                 earlier
@@ -114,8 +120,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args =
-        grpcore_examples::parse_args("route_guide_server", &[("port", "50051"), ("db", route_guide_db::DEFAULT_PATH)])?;
+    let args = grpcore_examples::parse_args(
+        "route_guide_server",
+        &[("port", "50051"), ("db", route_guide_db::DEFAULT_PATH)],
+    )?;
     let port: u16 = args[0]
         .parse()
         .map_err(|_| format!("--port {:?} is not a port number (0 to 65535)", args[0]))?;

@@ -41,7 +41,9 @@ fn python() -> String {
 }
 
 fn peer(script: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/python").join(script)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/peers/python")
+        .join(script)
 }
 
 /// A server process, stopped (stdin closed, then killed if need be) when dropped.
@@ -71,7 +73,9 @@ fn start(mut cmd: Command, what: &str, port: fn(&str) -> Option<u16>) -> Server 
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("starting the {what}: {e} (python3 with grpcio comes from scripts/setup.sh)"));
+        .unwrap_or_else(|e| {
+            panic!("starting the {what}: {e} (python3 with grpcio comes from scripts/setup.sh)")
+        });
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -82,7 +86,8 @@ fn start(mut cmd: Command, what: &str, port: fn(&str) -> Option<u16>) -> Server 
     let line = rx
         .recv_timeout(Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("the {what} printed no port within 60 s"));
-    let port = port(line.trim()).unwrap_or_else(|| panic!("unexpected first line from the {what}: {line:?}"));
+    let port = port(line.trim())
+        .unwrap_or_else(|| panic!("unexpected first line from the {what}: {line:?}"));
     Server {
         child,
         target: format!("127.0.0.1:{port}"),
@@ -92,13 +97,17 @@ fn start(mut cmd: Command, what: &str, port: fn(&str) -> Option<u16>) -> Server 
 fn rust_server() -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_route_guide_server"));
     cmd.args(["--port", "0"]);
-    start(cmd, "Rust route_guide_server", |l| l.strip_prefix("listening on 127.0.0.1:")?.parse().ok())
+    start(cmd, "Rust route_guide_server", |l| {
+        l.strip_prefix("listening on 127.0.0.1:")?.parse().ok()
+    })
 }
 
 fn python_server() -> Server {
     let mut cmd = Command::new(python());
     cmd.arg(peer("route_guide_server.py"));
-    start(cmd, "Python route_guide_server.py", |l| l.strip_prefix("PORT ")?.parse().ok())
+    start(cmd, "Python route_guide_server.py", |l| {
+        l.strip_prefix("PORT ")?.parse().ok()
+    })
 }
 
 /// Runs a client to completion and returns what it printed; fails the test if it failed.

@@ -16,7 +16,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 fn assert_unimplemented<T: std::fmt::Debug>(result: Result<T, Error>) {
     let err = result.expect_err("Missing is not implemented");
     assert_eq!(err.code(), Code::Unimplemented, "{err}");
-    assert!(err.to_string().contains("Type/Missing is not implemented"), "{err}");
+    assert!(
+        err.to_string().contains("Type/Missing is not implemented"),
+        "{err}"
+    );
 }
 
 fn serve(env: &Environment, services: Vec<grpcore::Service>) -> Server {
@@ -33,27 +36,47 @@ mod prost_side {
     use grpcore::{ProstCodec, RequestStream, ServerContext, ServerSink, Status};
     use grpcore_codegen_tests::prost_gen::grpcore::tricky::common::point::{Colour, Label};
     use grpcore_codegen_tests::prost_gen::grpcore::tricky::common::Point;
-    use grpcore_codegen_tests::prost_gen::grpcore::tricky::r#async::{result_grpc, type_grpc, Self_};
+    use grpcore_codegen_tests::prost_gen::grpcore::tricky::r#async::{
+        result_grpc, type_grpc, Self_,
+    };
     use prost_types::{value::Kind, Any, Struct, Timestamp, Value};
 
     struct Impl;
 
     impl type_grpc::Type for Impl {
         async fn r#match(&self, request: Self_, _ctx: ServerContext) -> Result<Self_, Status> {
-            Ok(Self_ { value: request.value.to_uppercase(), ..request })
+            Ok(Self_ {
+                value: request.value.to_uppercase(),
+                ..request
+            })
         }
 
-        async fn r#box(&self, _request: (), mut sink: ServerSink<Label, ProstCodec>, _ctx: ServerContext) -> Result<(), Status> {
+        async fn r#box(
+            &self,
+            _request: (),
+            mut sink: ServerSink<Label, ProstCodec>,
+            _ctx: ServerContext,
+        ) -> Result<(), Status> {
             for text in ["a", "b", "c"] {
-                sink.send(Label { text: text.into(), colour: Colour::Red as i32 }).await?;
+                sink.send(Label {
+                    text: text.into(),
+                    colour: Colour::Red as i32,
+                })
+                .await?;
             }
             Ok(())
         }
 
-        async fn collect(&self, mut requests: RequestStream<Any, ProstCodec>, _ctx: ServerContext) -> Result<Struct, Status> {
+        async fn collect(
+            &self,
+            mut requests: RequestStream<Any, ProstCodec>,
+            _ctx: ServerContext,
+        ) -> Result<Struct, Status> {
             let mut counts = Struct::default();
             while let Some(any) = requests.message().await? {
-                let entry = counts.fields.entry(any.type_url).or_insert(Value { kind: Some(Kind::NumberValue(0.0)) });
+                let entry = counts.fields.entry(any.type_url).or_insert(Value {
+                    kind: Some(Kind::NumberValue(0.0)),
+                });
                 if let Some(Kind::NumberValue(n)) = &mut entry.kind {
                     *n += 1.0;
                 }
@@ -68,7 +91,12 @@ mod prost_side {
             _ctx: ServerContext,
         ) -> Result<(), Status> {
             while let Some(s) = requests.message().await? {
-                sink.send(Point { x: s.value.len() as i32, y: 0, label: s.label }).await?;
+                sink.send(Point {
+                    x: s.value.len() as i32,
+                    y: 0,
+                    label: s.label,
+                })
+                .await?;
             }
             Ok(())
         }
@@ -112,18 +140,44 @@ mod prost_side {
     #[test]
     fn every_method_with_prost() {
         let env = Environment::new(1);
-        let server = serve(&env, vec![type_grpc::service(Impl), result_grpc::service(Stepper), legacy::service()]);
-        let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
-        let client = type_grpc::TypeClient::new(channel.clone()).with_default_options(grpcore::CallOptions::new().timeout(TIMEOUT));
+        let server = serve(
+            &env,
+            vec![
+                type_grpc::service(Impl),
+                result_grpc::service(Stepper),
+                legacy::service(),
+            ],
+        );
+        let channel = ChannelBuilder::new(&env)
+            .connect(&format!("127.0.0.1:{}", server.port()))
+            .unwrap();
+        let client = type_grpc::TypeClient::new(channel.clone())
+            .with_default_options(grpcore::CallOptions::new().timeout(TIMEOUT));
 
         // Unary, blocking; a message named Self with nested, imported and well-known fields.
         let request = Self_ {
             value: "abc".into(),
-            label: Some(Label { text: "l".into(), colour: Colour::Red as i32 }),
-            at: Some(Timestamp { seconds: 5, nanos: 6 }),
+            label: Some(Label {
+                text: "l".into(),
+                colour: Colour::Red as i32,
+            }),
+            at: Some(Timestamp {
+                seconds: 5,
+                nanos: 6,
+            }),
         };
-        let reply = client.r#match(request.clone()).wait_for_ready(true).wait().unwrap();
-        assert_eq!(reply, Self_ { value: "ABC".into(), ..request });
+        let reply = client
+            .r#match(request.clone())
+            .wait_for_ready(true)
+            .wait()
+            .unwrap();
+        assert_eq!(
+            reply,
+            Self_ {
+                value: "ABC".into(),
+                ..request
+            }
+        );
 
         block_on(async {
             // Unary, awaited, with the whole response through start().
@@ -131,24 +185,41 @@ mod prost_side {
             assert_eq!(response.message().value, "");
 
             // Server streaming from Empty (prost's `()`).
-            let labels: Vec<String> =
-                client.r#box(()).start().map(|l| l.unwrap().text).collect().await;
+            let labels: Vec<String> = client
+                .r#box(())
+                .start()
+                .map(|l| l.unwrap().text)
+                .collect()
+                .await;
             assert_eq!(labels, ["a", "b", "c"]);
 
             // Client streaming of Any, answered with a Struct.
             let (mut sink, response) = client.collect().start();
             for url in ["t/a", "t/b", "t/a"] {
-                sink.send(Any { type_url: url.into(), value: vec![1, 2] }).await.unwrap();
+                sink.send(Any {
+                    type_url: url.into(),
+                    value: vec![1, 2],
+                })
+                .await
+                .unwrap();
             }
             sink.close().await.unwrap();
             let counts = response.await.unwrap().into_message();
             let count = |k: &str| counts.fields[k].kind.clone();
-            assert_eq!((count("t/a"), count("t/b")), (Some(Kind::NumberValue(2.0)), Some(Kind::NumberValue(1.0))));
+            assert_eq!(
+                (count("t/a"), count("t/b")),
+                (Some(Kind::NumberValue(2.0)), Some(Kind::NumberValue(1.0)))
+            );
 
             // Bidirectional, in turn.
             let (mut sink, mut stream) = client.chat().start();
             for value in ["x", "yy", "zzz"] {
-                sink.send(Self_ { value: value.into(), ..Default::default() }).await.unwrap();
+                sink.send(Self_ {
+                    value: value.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
                 assert_eq!(stream.next().await.unwrap().unwrap().x, value.len() as i32);
             }
             sink.close().await.unwrap();
@@ -161,7 +232,14 @@ mod prost_side {
         });
 
         // The second service of the file, and the deprecated third one, on the same server.
-        let stepped = result_grpc::ResultClient::new(channel.clone()).step(Point { x: 1, y: 2, label: None }).wait().unwrap();
+        let stepped = result_grpc::ResultClient::new(channel.clone())
+            .step(Point {
+                x: 1,
+                y: 2,
+                label: None,
+            })
+            .wait()
+            .unwrap();
         assert_eq!((stepped.x, stepped.y), (2, 2));
         legacy::ping(channel).unwrap();
         server.shutdown(Duration::from_secs(1)).wait().unwrap();
@@ -202,14 +280,23 @@ mod protobuf_side {
             Ok(request)
         }
 
-        async fn r#box(&self, _request: Empty, mut sink: ServerSink<Label, ProtobufCodec>, _ctx: ServerContext) -> Result<(), Status> {
+        async fn r#box(
+            &self,
+            _request: Empty,
+            mut sink: ServerSink<Label, ProtobufCodec>,
+            _ctx: ServerContext,
+        ) -> Result<(), Status> {
             for text in ["a", "b", "c"] {
                 sink.send(label(text)).await?;
             }
             Ok(())
         }
 
-        async fn collect(&self, mut requests: RequestStream<Any, ProtobufCodec>, _ctx: ServerContext) -> Result<Struct, Status> {
+        async fn collect(
+            &self,
+            mut requests: RequestStream<Any, ProtobufCodec>,
+            _ctx: ServerContext,
+        ) -> Result<Struct, Status> {
             let mut counts = Struct::new();
             while let Some(any) = requests.message().await? {
                 let entry = counts.fields.entry(any.type_url).or_insert_with(|| {
@@ -272,15 +359,26 @@ mod protobuf_side {
         }
 
         pub fn ping(channel: grpcore::Channel) -> Result<Empty, grpcore::Error> {
-            legacy_grpc::LegacyClient::new(channel).ping(Empty::new()).wait()
+            legacy_grpc::LegacyClient::new(channel)
+                .ping(Empty::new())
+                .wait()
         }
     }
 
     #[test]
     fn every_method_with_rust_protobuf() {
         let env = Environment::new(1);
-        let server = serve(&env, vec![type_grpc::service(Impl), result_grpc::service(Stepper), legacy::service()]);
-        let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+        let server = serve(
+            &env,
+            vec![
+                type_grpc::service(Impl),
+                result_grpc::service(Stepper),
+                legacy::service(),
+            ],
+        );
+        let channel = ChannelBuilder::new(&env)
+            .connect(&format!("127.0.0.1:{}", server.port()))
+            .unwrap();
         let client = type_grpc::TypeClient::new(channel.clone());
 
         let mut request = self_("abc");
@@ -288,13 +386,23 @@ mod protobuf_side {
         let mut at = Timestamp::new();
         at.seconds = 5;
         request.at = MessageField::some(at);
-        let reply = client.r#match(request.clone()).timeout(TIMEOUT).wait_for_ready(true).wait().unwrap();
+        let reply = client
+            .r#match(request.clone())
+            .timeout(TIMEOUT)
+            .wait_for_ready(true)
+            .wait()
+            .unwrap();
         assert_eq!(reply.value, "ABC");
         assert_eq!((reply.label, reply.at), (request.label, request.at));
 
         block_on(async {
-            let labels: Vec<String> =
-                client.r#box(Empty::new()).timeout(TIMEOUT).start().map(|l| l.unwrap().text).collect().await;
+            let labels: Vec<String> = client
+                .r#box(Empty::new())
+                .timeout(TIMEOUT)
+                .start()
+                .map(|l| l.unwrap().text)
+                .collect()
+                .await;
             assert_eq!(labels, ["a", "b", "c"]);
 
             let (mut sink, response) = client.collect().timeout(TIMEOUT).start();
@@ -305,7 +413,13 @@ mod protobuf_side {
             }
             sink.close().await.unwrap();
             let counts = response.await.unwrap().into_message();
-            assert_eq!((counts.fields["t/a"].number_value(), counts.fields["t/b"].number_value()), (2.0, 1.0));
+            assert_eq!(
+                (
+                    counts.fields["t/a"].number_value(),
+                    counts.fields["t/b"].number_value()
+                ),
+                (2.0, 1.0)
+            );
 
             let (mut sink, mut stream) = client.chat().timeout(TIMEOUT).start();
             for value in ["x", "yy", "zzz"] {
@@ -323,7 +437,10 @@ mod protobuf_side {
         let mut p = Point::new();
         p.x = 1;
         p.y = 2;
-        let stepped = result_grpc::ResultClient::new(channel.clone()).step(p).wait().unwrap();
+        let stepped = result_grpc::ResultClient::new(channel.clone())
+            .step(p)
+            .wait()
+            .unwrap();
         assert_eq!((stepped.x, stepped.y), (2, 2));
         legacy::ping(channel).unwrap();
         server.shutdown(Duration::from_secs(1)).wait().unwrap();
