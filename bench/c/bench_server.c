@@ -1,0 +1,310 @@
+/* BenchmarkService on the raw gRPC C core: the floor a binding can reach with the same
+ * core and filter stack. Uses the fastest path the C API offers:
+ *
+ *  - every method is registered; UnaryCall and StreamingFromServer read their request
+ *    with the call (GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER);
+ *  - a unary reply is one batch: initial metadata, message, status, close;
+ *  - ping-pong sends each response and receives the next request in one batch;
+ *  - K threads, each polling its own completion queue with S slots per method posted
+ *    on it, replaced as soon as they are used.
+ *
+ *   bench_server_c [--port N] [--cq-threads K] [--slots S]
+ *
+ * Prints "listening on PORT", then serves until killed. Built by benches/compare:
+ *   gcc -O2 bench_server.c $(pkg-config --cflags --libs grpc) -lpthread
+ */
+#include <pthread.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "bench_common.h"
+
+enum { M_UNARY, M_STREAMING, M_FROM_SERVER, M_COUNT };
+static const char* const METHOD_PATHS[M_COUNT] = {
+    "/grpc.testing.BenchmarkService/UnaryCall",
+    "/grpc.testing.BenchmarkService/StreamingCall",
+    "/grpc.testing.BenchmarkService/StreamingFromServer",
+};
+
+static grpc_server* server;
+static void* methods[M_COUNT];
+static grpc_slice empty_details;
+
+/* Every tag starts with the function that handles its event. */
+typedef struct tag {
+  void (*done)(struct tag* t, int ok);
+} tag;
+
+static void start(grpc_call* call, const grpc_op* ops, size_t n, tag* t) {
+  grpc_call_error e = grpc_call_start_batch(call, ops, n, t, NULL);
+  if (e != GRPC_CALL_OK) {
+    fprintf(stderr, "bench_server_c: grpc_call_start_batch failed: %d\n", e);
+    abort();
+  }
+}
+
+/* --- request slots ------------------------------------------------------------------- */
+
+typedef struct {
+  tag t;
+  int method;
+  grpc_completion_queue* cq;
+  grpc_call* call;
+  gpr_timespec deadline;
+  grpc_metadata_array metadata;
+  grpc_byte_buffer* payload;
+} slot;
+
+static void slot_done(tag* t, int ok);
+
+static void post(slot* s) {
+  s->call = NULL;
+  s->payload = NULL;
+  grpc_metadata_array_init(&s->metadata);
+  grpc_call_error e = grpc_server_request_registered_call(
+      server, methods[s->method], &s->call, &s->deadline, &s->metadata,
+      s->method == M_STREAMING ? NULL : &s->payload, s->cq, s->cq, s);
+  if (e != GRPC_CALL_OK) {
+    fprintf(stderr, "bench_server_c: request_registered_call failed: %d\n", e);
+    abort();
+  }
+}
+
+/* --- UnaryCall: one batch ------------------------------------------------------------ */
+
+typedef struct {
+  tag t;
+  grpc_call* call;
+  grpc_byte_buffer* response;
+  int cancelled;
+} unary_call;
+
+static void unary_done(tag* t, int ok) {
+  (void)ok;
+  unary_call* u = (unary_call*)t;
+  grpc_byte_buffer_destroy(u->response);
+  grpc_call_unref(u->call);
+  free(u);
+}
+
+static void unary_start(grpc_call* call, grpc_byte_buffer* request) {
+  int64_t size = parse_response_size(request);
+  grpc_byte_buffer_destroy(request);
+  unary_call* u = malloc(sizeof *u);
+  u->t.done = unary_done;
+  u->call = call;
+  grpc_slice body = encode_with_payload(1, size > 0 ? (size_t)size : 0, 0);
+  u->response = grpc_raw_byte_buffer_create(&body, 1);
+  grpc_slice_unref(body);
+  grpc_op ops[4];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = u->response;
+  ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[2].data.recv_close_on_server.cancelled = &u->cancelled;
+  ops[3].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[3].data.send_status_from_server.status = size < 0 ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_OK;
+  ops[3].data.send_status_from_server.status_details = &empty_details;
+  start(call, ops, 4, &u->t);
+}
+
+/* --- StreamingCall: ping-pong, one batch per round trip ------------------------------ */
+
+typedef struct {
+  tag t;
+  grpc_call* call;
+  grpc_byte_buffer* received;
+  grpc_byte_buffer* response;
+  int headers_sent;
+  int finishing;
+  int cancelled;
+} stream_call;
+
+static void stream_free(stream_call* s) {
+  if (s->received) grpc_byte_buffer_destroy(s->received);
+  if (s->response) grpc_byte_buffer_destroy(s->response);
+  grpc_call_unref(s->call);
+  free(s);
+}
+
+static void stream_done(tag* t, int ok) {
+  stream_call* s = (stream_call*)t;
+  if (s->response) {
+    grpc_byte_buffer_destroy(s->response);
+    s->response = NULL;
+  }
+  if (!ok || s->finishing) {
+    stream_free(s);
+    return;
+  }
+  grpc_op ops[4];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (!s->headers_sent) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    s->headers_sent = 1;
+  }
+  if (s->received == NULL) { /* the client half-closed: finish */
+    s->finishing = 1;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &s->cancelled;
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
+    ops[n++].data.send_status_from_server.status_details = &empty_details;
+    start(s->call, ops, n, &s->t);
+    return;
+  }
+  int64_t size = parse_response_size(s->received);
+  grpc_byte_buffer_destroy(s->received);
+  s->received = NULL;
+  grpc_slice body = encode_with_payload(1, size > 0 ? (size_t)size : 0, 0);
+  s->response = grpc_raw_byte_buffer_create(&body, 1);
+  grpc_slice_unref(body);
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n++].data.send_message.send_message = s->response;
+  ops[n].op = GRPC_OP_RECV_MESSAGE;
+  ops[n++].data.recv_message.recv_message = &s->received;
+  start(s->call, ops, n, &s->t);
+}
+
+static void stream_start(grpc_call* call) {
+  stream_call* s = calloc(1, sizeof *s);
+  s->t.done = stream_done;
+  s->call = call;
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &s->received;
+  start(call, &op, 1, &s->t);
+}
+
+/* --- StreamingFromServer: send until the client cancels ------------------------------ */
+
+typedef struct {
+  tag t;
+  grpc_call* call;
+  grpc_slice body;
+  grpc_byte_buffer* response;
+} from_server_call;
+
+static void from_server_send(from_server_call* f, int with_headers) {
+  f->response = grpc_raw_byte_buffer_create(&f->body, 1);
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (with_headers) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n++].data.send_message.send_message = f->response;
+  start(f->call, ops, n, &f->t);
+}
+
+static void from_server_done(tag* t, int ok) {
+  from_server_call* f = (from_server_call*)t;
+  grpc_byte_buffer_destroy(f->response);
+  if (!ok) {
+    grpc_slice_unref(f->body);
+    grpc_call_unref(f->call);
+    free(f);
+    return;
+  }
+  from_server_send(f, 0);
+}
+
+static void from_server_start(grpc_call* call, grpc_byte_buffer* request) {
+  int64_t size = parse_response_size(request);
+  grpc_byte_buffer_destroy(request);
+  from_server_call* f = malloc(sizeof *f);
+  f->t.done = from_server_done;
+  f->call = call;
+  f->body = encode_with_payload(1, size > 0 ? (size_t)size : 0, 0);
+  from_server_send(f, 1);
+}
+
+/* --- dispatch ------------------------------------------------------------------------ */
+
+static void slot_done(tag* t, int ok) {
+  slot* s = (slot*)t;
+  if (!ok) { /* server shutting down */
+    grpc_metadata_array_destroy(&s->metadata);
+    free(s);
+    return;
+  }
+  grpc_call* call = s->call;
+  grpc_byte_buffer* payload = s->payload;
+  int method = s->method;
+  grpc_metadata_array_destroy(&s->metadata);
+  post(s);
+  switch (method) {
+    case M_UNARY: unary_start(call, payload); break;
+    case M_STREAMING: stream_start(call); break;
+    case M_FROM_SERVER: from_server_start(call, payload); break;
+  }
+}
+
+typedef struct {
+  grpc_completion_queue* cq;
+  int slots;
+} worker;
+
+static void* run(void* arg) {
+  worker* w = arg;
+  for (int m = 0; m < M_COUNT; m++) {
+    for (int i = 0; i < w->slots; i++) {
+      slot* s = calloc(1, sizeof *s);
+      s->t.done = slot_done;
+      s->method = m;
+      s->cq = w->cq;
+      post(s);
+    }
+  }
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type == GRPC_OP_COMPLETE) ((tag*)ev.tag)->done((tag*)ev.tag, ev.success);
+  }
+  return NULL;
+}
+
+int main(int argc, char** argv) {
+  static const char* const known[] = {"port", "cq-threads", "slots", NULL};
+  check_flags(argc, argv, known);
+  int port = (int)flag_num(argc, argv, "port", 0);
+  int threads = (int)flag_num(argc, argv, "cq-threads", 1);
+  int slots = (int)flag_num(argc, argv, "slots", 32);
+  if (threads < 1) threads = 1;
+  if (slots < 1) slots = 1;
+
+  grpc_init();
+  empty_details = grpc_empty_slice();
+  server = grpc_server_create(NULL, NULL);
+  methods[M_UNARY] = grpc_server_register_method(server, METHOD_PATHS[M_UNARY], NULL,
+                                                 GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+  methods[M_STREAMING] = grpc_server_register_method(server, METHOD_PATHS[M_STREAMING], NULL,
+                                                     GRPC_SRM_PAYLOAD_NONE, 0);
+  methods[M_FROM_SERVER] = grpc_server_register_method(server, METHOD_PATHS[M_FROM_SERVER], NULL,
+                                                       GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+  worker* workers = calloc((size_t)threads, sizeof *workers);
+  for (int i = 0; i < threads; i++) {
+    workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+    workers[i].slots = slots;
+    grpc_server_register_completion_queue(server, workers[i].cq, NULL);
+  }
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  grpc_server_credentials* creds = grpc_insecure_server_credentials_create();
+  int bound = grpc_server_add_http2_port(server, addr, creds);
+  grpc_server_credentials_release(creds);
+  if (bound == 0) {
+    fprintf(stderr, "bench_server_c: cannot bind %s\n", addr);
+    return 1;
+  }
+  grpc_server_start(server);
+  pthread_t* tids = calloc((size_t)threads, sizeof *tids);
+  for (int i = 0; i < threads; i++) pthread_create(&tids[i], NULL, run, &workers[i]);
+  announce_port(bound);
+  for (int i = 0; i < threads; i++) pthread_join(tids[i], NULL);
+  return 0;
+}
