@@ -77,8 +77,11 @@ fn dropping_a_response_stream_cancels_the_server_handler() {
         .add_server_streaming(&SERVER_STREAM, move |_req: EchoRequest, mut sink: grpcore::ServerSink<EchoResponse, _>, _ctx| {
             let flag = flag.clone();
             async move {
+                // 16 KiB messages fill the flow-control window quickly once the client stops
+                // reading, even under valgrind.
                 for i in 0.. {
-                    if sink.send(EchoResponse { seq: i, ..Default::default() }).await.is_err() {
+                    let msg = EchoResponse { seq: i, payload: vec![0; 16 * 1024], ..Default::default() };
+                    if sink.send(msg).await.is_err() {
                         flag.store(true, Ordering::SeqCst);
                         return Err(Status::new(Code::Cancelled, "client went away"));
                     }
@@ -96,7 +99,7 @@ fn dropping_a_response_stream_cancels_the_server_handler() {
         }
     });
     drop(stream);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while !cancelled.load(Ordering::SeqCst) {
         assert!(Instant::now() < deadline, "the server never saw the cancellation");
         std::thread::sleep(Duration::from_millis(5));

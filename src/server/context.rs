@@ -115,6 +115,11 @@ impl ServerCallShared {
         }
     }
 
+    /// True once the call is known to have been cancelled.
+    pub(crate) fn is_closed_cancelled(&self) -> bool {
+        self.close_state() == Some(true)
+    }
+
     /// `Some(cancelled)` once the call has ended.
     fn close_state(&self) -> Option<bool> {
         self.close_done

@@ -153,7 +153,7 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
 
     fn poll_idle(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut out = self.shared.output.lock().unwrap_or_else(|e| e.into_inner());
-        if out.finished {
+        if out.finished || self.shared.is_closed_cancelled() {
             return Poll::Ready(Err(ended()));
         }
         out.writer.poll_ready(cx).map(|r| r.map_err(|()| ended()))
@@ -163,7 +163,7 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
         let mut buf = Vec::new();
         C::encode(item, &mut buf).map_err(|e| Error::Codec(format!("failed to encode a response: {e}")))?;
         let mut out = self.shared.output.lock().unwrap_or_else(|e| e.into_inner());
-        if out.finished {
+        if out.finished || self.shared.is_closed_cancelled() {
             return Err(ended());
         }
         let initial = (!std::mem::replace(&mut out.headers_sent, true)).then(|| self.shared.initial_send_metadata());
@@ -261,8 +261,13 @@ fn decode_request<Req, C: Codec<Req>>(incoming: &mut IncomingCall) -> Result<Req
     }
 }
 
+/// The shared state and context of a streaming call. Streaming calls watch for their end
+/// from the start: the core learns of a client's cancellation only through a pending
+/// close op, and a streaming handler must see it promptly (its sends fail, its request
+/// stream ends with CANCELLED) rather than at its next flow-control stall.
 fn context(incoming: IncomingCall) -> (Arc<ServerCallShared>, ServerContext) {
     let shared = ServerCallShared::new(incoming.call, incoming.metadata);
+    shared.watch_close();
     let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline);
     (shared, ctx)
 }
