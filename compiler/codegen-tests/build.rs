@@ -1,5 +1,6 @@
 //! The tricky proto set (compiler/tests/protos/tricky) through both codecs: prost into
-//! OUT_DIR/prost, rust-protobuf into OUT_DIR/protobuf.
+//! OUT_DIR/prost, rust-protobuf into OUT_DIR/protobuf. Extra attributes go on a message
+//! and on a client and a server (tests/run.rs checks they arrived).
 use std::path::PathBuf;
 
 use grpcore_compiler::Codec;
@@ -11,11 +12,18 @@ fn main() -> Result<(), grpcore_compiler::Error> {
         "../tests/protos/tricky/grpcore/tricky/common.proto",
     ];
     let includes = ["../tests/protos/tricky"];
-    grpcore_compiler::configure()
+    // (rust-protobuf's enum fields are not Hash.)
+    let with_attributes = |codec, derive| {
+        grpcore_compiler::configure()
+            .codec(codec)
+            .message_attribute(".grpcore.tricky.common.Point.Label", derive)
+            .client_attribute(".grpcore.tricky.async.Result", "#[cfg(all())]")
+            .server_attribute(".grpcore.tricky.async.Result", "#[doc(alias = \"Stepper\")]")
+    };
+    with_attributes(Codec::Prost, "#[derive(Eq, Hash)]")
         .out_dir(out.join("prost"))
         .compile(&protos, &includes)?;
-    grpcore_compiler::configure()
-        .codec(Codec::Protobuf)
+    with_attributes(Codec::Protobuf, "#[derive(Eq)]")
         .out_dir(out.join("protobuf"))
         .compile(&protos, &includes)
 }

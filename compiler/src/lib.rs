@@ -401,8 +401,8 @@ impl Builder {
         self
     }
 
-    /// Puts `attribute` (`#[cfg(feature = "client")]`) on the client struct and its impl of
-    /// the services under `path`.
+    /// Puts `attribute` (`#[cfg(feature = "client")]`) on the client struct and on its impl
+    /// block, for the services under `path`: it must suit both (`cfg` does, `must_use` not).
     pub fn client_attribute(
         mut self,
         path: impl Into<String>,

@@ -22,6 +22,12 @@ fn assert_unimplemented<T: std::fmt::Debug>(result: Result<T, Error>) {
     );
 }
 
+/// Compiles only if the message attribute `#[derive(Eq, Hash)]` reached `T`.
+fn derives_eq_and_hash<T: Eq + std::hash::Hash>() {}
+
+/// Compiles only if the message attribute `#[derive(Eq)]` reached `T`.
+fn derives_eq<T: Eq>() {}
+
 fn serve(env: &Environment, services: Vec<grpcore::Service>) -> Server {
     services
         .into_iter()
@@ -135,6 +141,11 @@ mod prost_side {
         pub fn ping(channel: grpcore::Channel) -> Result<(), grpcore::Error> {
             legacy_grpc::LegacyClient::new(channel).ping(()).wait()
         }
+    }
+
+    #[test]
+    fn message_attributes_reach_prost_messages() {
+        derives_eq_and_hash::<Label>();
     }
 
     #[test]
@@ -363,6 +374,11 @@ mod protobuf_side {
                 .ping(Empty::new())
                 .wait()
         }
+    }
+
+    #[test]
+    fn message_attributes_reach_rust_protobuf_messages() {
+        derives_eq::<Label>();
     }
 
     #[test]
