@@ -107,7 +107,6 @@ mod prost_side {
             Ok(())
         }
 
-        #[allow(deprecated)]
         async fn old(&self, _request: (), _ctx: ServerContext) -> Result<(), Status> {
             Ok(())
         }
@@ -336,7 +335,6 @@ mod protobuf_side {
             Ok(())
         }
 
-        #[allow(deprecated)]
         async fn old(&self, _request: Empty, _ctx: ServerContext) -> Result<Empty, Status> {
             Ok(Empty::new())
         }
