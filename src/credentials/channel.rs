@@ -9,7 +9,10 @@
 //!
 //! [`ChannelBuilder::connect_with_credentials`]: crate::ChannelBuilder::connect_with_credentials
 
+use std::ffi::CStr;
 use std::fmt;
+use std::os::raw::{c_char, c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Arc;
 
@@ -247,7 +250,11 @@ pub struct TlsChannelCredentials {
     identity: Option<Identity>,
     server_name_override: Option<String>,
     session_cache: Option<SslSessionCache>,
+    verify: Option<Arc<ServerCheck>>,
 }
+
+/// A user check of the server's certificate, run after the core's own checks.
+type ServerCheck = dyn Fn(&str, &Certificate) -> Result<(), String> + Send + Sync + 'static;
 
 impl fmt::Debug for TlsChannelCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -256,6 +263,7 @@ impl fmt::Debug for TlsChannelCredentials {
             .field("identity", &self.identity)
             .field("server_name_override", &self.server_name_override)
             .field("session_cache", &self.session_cache.is_some())
+            .field("verify_server", &self.verify.is_some())
             .finish()
     }
 }
@@ -292,6 +300,20 @@ impl TlsChannelCredentials {
         self
     }
 
+    /// Runs `check` on every handshake, after the core has verified the server's
+    /// certificate chain and host name, with the name checked and the server's certificate;
+    /// an `Err` (logged with its reason) or a panic fails the handshake, so calls fail with
+    /// `UNAVAILABLE` (`Verify peer callback returned a failure`). Use it to pin a
+    /// certificate or check more than the host name. It runs on one of the core's threads
+    /// while the connection waits: keep it quick.
+    pub fn verify_server<F>(mut self, check: F) -> TlsChannelCredentials
+    where
+        F: Fn(&str, &Certificate) -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.verify = Some(Arc::new(check));
+        self
+    }
+
     /// Checks the settings and returns the credentials.
     pub fn build(self) -> Result<ChannelCredentials, Error> {
         if let Some(name) = &self.server_name_override {
@@ -314,9 +336,60 @@ impl TlsChannelCredentials {
             cert_chain: id.cert_chain().as_c_ptr(),
         });
         let pair_ptr = pair.as_mut().map_or(ptr::null_mut(), |p| p as *mut _);
+        let verify = self.verify.as_ref().map(|check| ffi::grpc_ssl_verify_peer_options {
+            verify_peer_callback: Some(verify_server),
+            verify_peer_callback_userdata: Box::into_raw(Box::new(check.clone())) as *mut c_void,
+            verify_peer_destruct: Some(drop_server_check),
+        });
+        let verify_ptr = verify.as_ref().map_or(ptr::null(), |v| v as *const _);
         // SAFETY: the PEM strings are NUL-terminated and live across the call (owned by
-        // `self`); the core copies them. No verify options, no reserved pointer.
-        let raw = unsafe { ffi::grpc_ssl_credentials_create_ex(roots, pair_ptr, ptr::null(), ptr::null_mut()) };
+        // `self`); the core copies them and the verify options (whose userdata it then owns
+        // and frees through `verify_peer_destruct` when the credentials die).
+        let raw = unsafe { ffi::grpc_ssl_credentials_create_ex(roots, pair_ptr, verify_ptr, ptr::null_mut()) };
+        if raw.is_null() {
+            if let Some(v) = verify {
+                // SAFETY: the core refused the credentials, so nothing else owns the userdata.
+                unsafe { drop_server_check(v.verify_peer_callback_userdata) };
+            }
+        }
         Ok(RawChannelCredentials(raw))
     }
+}
+
+/// The core's verify-peer callback: 0 accepts the server, anything else fails the handshake.
+unsafe extern "C" fn verify_server(target_name: *const c_char, peer_pem: *const c_char, userdata: *mut c_void) -> c_int {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `userdata` is the boxed check we gave the core, alive until the destruct
+        // callback; the strings are NUL-terminated and valid during this call.
+        let (check, name, pem) = unsafe {
+            (
+                &*(userdata as *const Arc<ServerCheck>),
+                CStr::from_ptr(target_name).to_string_lossy(),
+                CStr::from_ptr(peer_pem).to_bytes(),
+            )
+        };
+        let cert = Certificate::parse("the server's certificate", pem).map_err(|e| e.to_string())?;
+        check(&name, &cert)
+    }));
+    match outcome {
+        Ok(Ok(())) => 0,
+        Ok(Err(why)) => {
+            log::warn!("TLS: verify_server rejected the server: {why}");
+            1
+        }
+        Err(panic) => {
+            log::error!("TLS: verify_server panicked: {}", crate::task::panic_message(&*panic));
+            1
+        }
+    }
+}
+
+/// Frees the check given to the core (its `verify_peer_destruct`).
+unsafe extern "C" fn drop_server_check(userdata: *mut c_void) {
+    if userdata.is_null() {
+        return;
+    }
+    // SAFETY: `userdata` came from Box::into_raw in `create`; freed once.
+    let check = unsafe { Box::from_raw(userdata as *mut Arc<ServerCheck>) };
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(check)));
 }

@@ -91,12 +91,23 @@ impl CertificateConfig {
     }
 
     /// A core certificate config (copies of the PEMs), for the fetcher to hand over.
+    ///
+    /// The core requires client-CA roots in a fetched config even when no client
+    /// certificate is requested: Debian's 1.51 build keeps `GPR_DEBUG_ASSERT` live and
+    /// aborts on `config->pem_root_certs != nullptr`
+    /// (`try_replace_server_handshaker_factory`). Without a client CA we pass the server's
+    /// own chain instead: it is only used to verify client certificates (which a mode
+    /// without "verify" never does) and to name acceptable CAs in a certificate request.
     fn to_raw(&self) -> *mut ffi::grpc_ssl_server_certificate_config {
         let pairs = self.raw_pairs();
+        let roots = match &self.client_ca {
+            Some(ca) => ca.as_c_ptr(),
+            None => self.identities[0].cert_chain().as_c_ptr(),
+        };
         // SAFETY: the PEM strings are NUL-terminated and live across the call (owned by
         // `self`); the core copies them into the new config, which the caller hands to the
         // core (it destroys it).
-        unsafe { ffi::grpc_ssl_server_certificate_config_create(self.raw_client_ca(), pairs.as_ptr(), pairs.len()) }
+        unsafe { ffi::grpc_ssl_server_certificate_config_create(roots, pairs.as_ptr(), pairs.len()) }
     }
 }
 
