@@ -9,9 +9,15 @@
  * `npm ci` here first (scripts/setup.sh does).
  *
  * Usage:
- *   echo_client.js [--proto PATH] [--compression none|gzip|deflate] TARGET [CASE...]
+ *   echo_client.js [--proto PATH] [--compression none|gzip|deflate]
+ *                  [--tls-ca PEM [--client-cert PEM --client-key PEM]
+ *                   [--server-name-override NAME]] TARGET [CASE...]
  *
- * TARGET is host:port, reached with an insecure channel.  --compression sets
+ * TARGET is host:port, reached with an insecure channel, or with TLS when
+ * --tls-ca is given (credentials.createSsl trusting the CA certificates in
+ * that file; --server-name-override checks the server certificate against
+ * NAME, channel option grpc.ssl_target_name_override; --client-cert and
+ * --client-key present a client certificate for mutual TLS).  --compression sets
  * the channel's default compression for requests (channel option
  * grpc.default_compression_algorithm; default none).  CASE is one or more
  * of (none, or "all", runs every case):
@@ -55,6 +61,7 @@ const CASE_NAMES = ['unary', 'metadata', 'status', 'deadline', 'unimplemented',
   'compressed_unary', 'compressed_stream'];
 
 const USAGE = 'usage: echo_client.js [-h] [--proto PROTO] [--compression {deflate,gzip,none}]\n' +
+  '                      [--tls-ca PEM [--client-cert PEM --client-key PEM] [--server-name-override NAME]]\n' +
   '                      TARGET [CASE ...]';
 const CODE_NAMES = Object.fromEntries(Object.entries(grpc.status).map(([k, v]) => [v, k]));
 
@@ -74,7 +81,10 @@ function usageError(msg) {
 }
 
 function parseArgs(argv) {
-  const args = { proto: DEFAULT_PROTO, compression: 'none', positional: [] };
+  const args = {
+    proto: DEFAULT_PROTO, compression: 'none', positional: [],
+    tlsCa: null, clientCert: null, clientKey: null, serverNameOverride: null,
+  };
   let options = true;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -105,9 +115,23 @@ function parseArgs(argv) {
         usageError(`argument --compression: invalid choice: '${args.compression}' ` +
           '(choose from deflate, gzip, none)');
       }
+    } else if (name === '--tls-ca') {
+      args.tlsCa = value();
+    } else if (name === '--client-cert') {
+      args.clientCert = value();
+    } else if (name === '--client-key') {
+      args.clientKey = value();
+    } else if (name === '--server-name-override') {
+      args.serverNameOverride = value();
     } else {
       usageError(`unrecognized arguments: ${arg}`);
     }
+  }
+  if (Boolean(args.clientCert) !== Boolean(args.clientKey)) {
+    usageError('--client-cert and --client-key go together');
+  }
+  if ((args.clientCert || args.serverNameOverride) && !args.tlsCa) {
+    usageError('--client-cert and --server-name-override need --tls-ca');
   }
   if (args.positional.length === 0) usageError('the following arguments are required: TARGET');
   args.target = args.positional[0];
@@ -541,7 +565,16 @@ async function main() {
     options['grpc.default_compression_algorithm'] = COMPRESSION[args.compression];
     tolerateSpacedAcceptEncoding();
   }
-  const client = new EchoClient(args.target, grpc.credentials.createInsecure(), options);
+  let credentials = grpc.credentials.createInsecure();
+  if (args.tlsCa) {
+    const fs = require('fs');
+    credentials = grpc.credentials.createSsl(
+      fs.readFileSync(args.tlsCa),
+      args.clientKey ? fs.readFileSync(args.clientKey) : null,
+      args.clientCert ? fs.readFileSync(args.clientCert) : null);
+    if (args.serverNameOverride) options['grpc.ssl_target_name_override'] = args.serverNameOverride;
+  }
+  const client = new EchoClient(args.target, credentials, options);
   const cases = makeCases(new Echo(client));
   let passed = 0;
   let failedCount = 0;

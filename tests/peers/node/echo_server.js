@@ -12,10 +12,18 @@
  * Usage:
  *   echo_server.js [--max-receive-message-length N] [--proto PATH]
  *                  [--compression none|gzip|deflate]
+ *                  [--tls-cert PEM --tls-key PEM [--tls-ca PEM]
+ *                   [--require-client-cert]]
+ *
+ * --tls-cert/--tls-key make the port TLS (ServerCredentials.createSsl) with
+ * that certificate chain and key; --tls-ca names the CA certificates client
+ * certificates are checked against; --require-client-cert makes a client
+ * certificate mandatory (mutual TLS; needs --tls-ca).  Without --tls-cert the
+ * port is insecure, as before.
  *
  * Protocol with the parent process:
  *   - stdout carries exactly one line, `PORT <n>`, as soon as the server
- *     listens on 127.0.0.1:<n> (insecure).  Diagnostics go to stderr.
+ *     listens on 127.0.0.1:<n> (insecure, or TLS with --tls-cert).  Diagnostics go to stderr.
  *   - The server runs until its stdin reaches EOF (when stdin is a pipe, a
  *     socket or a terminal; /dev/null or a closed stdin is not watched),
  *     SIGTERM or SIGINT, or its parent process goes away; then it exits 0.
@@ -68,7 +76,8 @@ const SLEEP_STEP_MS = 10;
 const COMPRESSION = ['none', 'gzip', 'deflate'];
 
 const USAGE = `usage: echo_server.js [-h] [--max-receive-message-length N] [--proto PATH]
-                      [--compression {${COMPRESSION.join(',')}}]`;
+                      [--compression {${COMPRESSION.join(',')}}]
+                      [--tls-cert PEM --tls-key PEM [--tls-ca PEM] [--require-client-cert]]`;
 
 function log(msg) {
   process.stderr.write(`echo_server: ${msg}\n`);
@@ -80,7 +89,10 @@ function usageError(msg) {
 }
 
 function parseArgs(argv) {
-  const args = { maxReceive: null, proto: DEFAULT_PROTO, compression: 'none' };
+  const args = {
+    maxReceive: null, proto: DEFAULT_PROTO, compression: 'none',
+    tlsCert: null, tlsKey: null, tlsCa: null, requireClientCert: false,
+  };
   const takeValue = (i, name, inline) => {
     if (inline !== undefined) return [inline, i];
     if (i + 1 >= argv.length) usageError(`argument ${name}: expected one argument`);
@@ -113,10 +125,27 @@ function parseArgs(argv) {
         }
         args.compression = value;
         break;
+      case '--tls-cert':
+        [args.tlsCert, i] = takeValue(i, name, inline);
+        break;
+      case '--tls-key':
+        [args.tlsKey, i] = takeValue(i, name, inline);
+        break;
+      case '--tls-ca':
+        [args.tlsCa, i] = takeValue(i, name, inline);
+        break;
+      case '--require-client-cert':
+        args.requireClientCert = true;
+        break;
       default:
         usageError(`unrecognized arguments: ${argv.slice(i).join(' ')}`);
     }
   }
+  if (Boolean(args.tlsCert) !== Boolean(args.tlsKey)) usageError('--tls-cert and --tls-key go together');
+  if ((args.tlsCa || args.requireClientCert) && !args.tlsCert) {
+    usageError('--tls-ca and --require-client-cert need --tls-cert');
+  }
+  if (args.requireClientCert && !args.tlsCa) usageError('--require-client-cert needs --tls-ca');
   return args;
 }
 
@@ -401,7 +430,13 @@ function main() {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 
-  server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
+  const credentials = args.tlsCert
+    ? grpc.ServerCredentials.createSsl(
+      args.tlsCa ? fs.readFileSync(args.tlsCa) : null,
+      [{ private_key: fs.readFileSync(args.tlsKey), cert_chain: fs.readFileSync(args.tlsCert) }],
+      args.requireClientCert)
+    : grpc.ServerCredentials.createInsecure();
+  server.bindAsync('127.0.0.1:0', credentials, (err, port) => {
     if (err) {
       log(`could not bind 127.0.0.1:0: ${err.message}`);
       process.exit(1);

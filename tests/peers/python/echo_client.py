@@ -6,9 +6,15 @@ Echo semantics described in echo_server.py, so that grpcore's server is
 checked against a client we did not write.
 
 Usage:
-    echo_client.py [--proto PATH] [--compression none|gzip|deflate] TARGET [CASE...]
+    echo_client.py [--proto PATH] [--compression none|gzip|deflate]
+                   [--tls-ca PEM [--client-cert PEM --client-key PEM]
+                    [--server-name-override NAME]] TARGET [CASE...]
 
-TARGET is host:port (e.g. 127.0.0.1:50051), reached with an insecure channel.
+TARGET is host:port (e.g. 127.0.0.1:50051), reached with an insecure channel,
+or with TLS when --tls-ca is given: the server's certificate must chain to the
+CA certificates in that file and name the target's host (or NAME, with
+--server-name-override, grpc.ssl_target_name_override).  --client-cert and
+--client-key present a client certificate (mutual TLS).
 --compression sets the channel's default compression for requests (grpcio's
 ``compression=``; default none).
 CASE is one or more case names (no CASE, or "all", runs every case):
@@ -64,6 +70,11 @@ class CaseFailed(Exception):
 def check(cond, reason):
     if not cond:
         raise CaseFailed(reason)
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def load_stubs(proto_path):
@@ -401,9 +412,20 @@ def main(argv=None):
                         help=f"path of echo.proto (default: {DEFAULT_PROTO})")
     parser.add_argument("--compression", choices=sorted(COMPRESSION), default="none",
                         help="default compression of requests (default: none)")
+    parser.add_argument("--tls-ca", metavar="PEM",
+                        help="use TLS, trusting the CA certificates in this file")
+    parser.add_argument("--client-cert", metavar="PEM",
+                        help="client certificate chain for mutual TLS (needs --client-key)")
+    parser.add_argument("--client-key", metavar="PEM", help="private key of --client-cert")
+    parser.add_argument("--server-name-override", metavar="NAME",
+                        help="check the server certificate against NAME instead of the target's host")
     parser.add_argument("target", metavar="TARGET", help="host:port of the server")
     parser.add_argument("cases", metavar="CASE", nargs="*")
     args = parser.parse_args(argv)
+    if bool(args.client_cert) != bool(args.client_key):
+        parser.error("--client-cert and --client-key go together")
+    if (args.client_cert or args.server_name_override) and not args.tls_ca:
+        parser.error("--client-cert and --server-name-override need --tls-ca")
 
     names = args.cases or ["all"]
     if "all" in names:
@@ -411,8 +433,20 @@ def main(argv=None):
 
     pb2, pb2_grpc = load_stubs(args.proto)
     passed = failed = 0
-    with grpc.insecure_channel(args.target,
-                               compression=COMPRESSION[args.compression]) as channel:
+    if args.tls_ca:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read_file(args.tls_ca),
+            private_key=read_file(args.client_key) if args.client_key else None,
+            certificate_chain=read_file(args.client_cert) if args.client_cert else None)
+        options = []
+        if args.server_name_override:
+            options.append(("grpc.ssl_target_name_override", args.server_name_override))
+        channel = grpc.secure_channel(args.target, credentials, options=options,
+                                      compression=COMPRESSION[args.compression])
+    else:
+        channel = grpc.insecure_channel(args.target,
+                                        compression=COMPRESSION[args.compression])
+    with channel:
         cases = Cases(channel, pb2, pb2_grpc)
         for name in names:
             if name not in CASE_NAMES:

@@ -7,15 +7,23 @@ client is checked against an implementation we did not write.
 Usage:
     echo_server.py [--max-receive-message-length N] [--proto PATH]
                    [--compression none|gzip|deflate]
+                   [--tls-cert PEM --tls-key PEM [--tls-ca PEM]
+                    [--require-client-cert]]
 
 --compression sets the server's default compression for responses (grpcio's
 ``compression=``); it applies to every call whose client accepts that
 algorithm (grpc-accept-encoding).  Compressed requests are accepted whatever
 this flag says.  Default: none.
 
+--tls-cert/--tls-key make the port TLS (grpcio's ssl_server_credentials) with
+that certificate chain and private key.  --tls-ca names the CA certificates
+that client certificates are checked against; with --require-client-cert a
+client must present one that chains to them (mutual TLS; needs --tls-ca).
+Without --tls-cert the port is insecure, as before.
+
 Protocol with the parent process:
   * stdout carries exactly one line, ``PORT <n>``, flushed as soon as the
-    server listens on 127.0.0.1:<n> (insecure).  Nothing else is written to
+    server listens on 127.0.0.1:<n> (insecure, or TLS with --tls-cert).  Nothing else is written to
     stdout; diagnostics go to stderr.
   * The server runs until one of: its stdin reaches EOF (when stdin is a pipe,
     a socket or a terminal; /dev/null or a closed stdin is not watched),
@@ -88,6 +96,11 @@ COMPRESSION = {
 
 def log(msg):
     print(f"echo_server: {msg}", file=sys.stderr, flush=True)
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def load_stubs(proto_path):
@@ -268,7 +281,20 @@ def main(argv=None):
                         help=f"path of echo.proto (default: {DEFAULT_PROTO})")
     parser.add_argument("--compression", choices=sorted(COMPRESSION), default="none",
                         help="default compression of responses (default: none)")
+    parser.add_argument("--tls-cert", metavar="PEM",
+                        help="serve TLS with this certificate chain (needs --tls-key)")
+    parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    parser.add_argument("--tls-ca", metavar="PEM",
+                        help="CA certificates that client certificates must chain to")
+    parser.add_argument("--require-client-cert", action="store_true",
+                        help="require a client certificate (mutual TLS; needs --tls-ca)")
     args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if (args.tls_ca or args.require_client_cert) and not args.tls_cert:
+        parser.error("--tls-ca and --require-client-cert need --tls-cert")
+    if args.require_client_cert and not args.tls_ca:
+        parser.error("--require-client-cert needs --tls-ca")
 
     pb2, pb2_grpc = load_stubs(args.proto)
 
@@ -287,7 +313,14 @@ def main(argv=None):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=options,
                          compression=COMPRESSION[args.compression])
     pb2_grpc.add_EchoServicer_to_server(make_servicer(pb2, pb2_grpc), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if args.tls_cert:
+        credentials = grpc.ssl_server_credentials(
+            [(read_file(args.tls_key), read_file(args.tls_cert))],
+            root_certificates=read_file(args.tls_ca) if args.tls_ca else None,
+            require_client_auth=args.require_client_cert)
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     if not port:
         log("could not bind 127.0.0.1:0")
         return 1
