@@ -3,6 +3,9 @@
 //! the Python peer (tests/peers/python/echo_server.py), and helpers that run the peers.
 #![allow(dead_code)]
 
+/// TLS test certificates and TLS variants of the helpers below.
+pub mod tls;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
