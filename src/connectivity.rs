@@ -76,9 +76,11 @@ impl ChannelInner {
 
 /// What a watch's tag owns until its event arrives.
 struct Watch {
-    /// Keeps the channel, its environment and the queue the event arrives on alive while the
-    /// core watches; released (on the queue's thread) when the event arrives.
-    channel: Option<Arc<ChannelInner>>,
+    /// The channel, not kept alive by the watch: destroying it completes the watch (the
+    /// core's watcher holds its own reference and reports the shutdown).
+    channel: std::sync::Weak<ChannelInner>,
+    /// Keeps the queue the event arrives on (and its thread) alive while the core watches.
+    env: Option<crate::env::Environment>,
     /// The state read right after a change was reported (`None` on timeout).
     changed_to: Option<ConnectivityState>,
 }
@@ -86,19 +88,21 @@ struct Watch {
 impl OnComplete for Watch {
     fn on_complete(&mut self, success: bool) {
         // `success` is the core's "the state changed"; false means the deadline passed.
-        if let Some(channel) = self.channel.take() {
-            if success {
-                self.changed_to = Some(channel.state(false));
-            }
+        if success {
+            self.changed_to = Some(match self.channel.upgrade() {
+                Some(channel) => channel.state(false),
+                None => ConnectivityState::Shutdown,
+            });
         }
+        self.env = None;
     }
 }
 
 /// Resolves to `Some(new_state)` when a channel's state differs from the one it was
 /// given, or `None` at the deadline. See [`Channel::state_changed`].
 ///
-/// Dropping it does not cancel the watch: the core still completes it (at the latest at
-/// the deadline), and until then the channel stays alive.
+/// Dropping it does not cancel the watch: the core still completes it, at the latest at the
+/// deadline or when the channel is dropped.
 #[must_use = "futures do nothing unless polled"]
 pub struct StateChanged {
     watch: Result<Arc<Batch<Watch>>, Option<ConnectivityState>>,
@@ -138,8 +142,8 @@ impl Channel {
     /// `last_observed`, or to `None` once `deadline` passes first. The state is read right
     /// after the core reports the change (it may have moved on again since).
     ///
-    /// The watch keeps the channel alive until it completes, at the latest at `deadline`,
-    /// even if the future is dropped: prefer bounded deadlines.
+    /// The watch does not keep the channel alive: dropping the channel ends it with
+    /// `Some(Shutdown)`.
     pub fn state_changed(&self, last_observed: ConnectivityState, deadline: Instant) -> StateChanged {
         let inner = &self.inner;
         let cq = inner.env.pick_cq();
@@ -151,14 +155,16 @@ impl Channel {
             };
         };
         let batch = Batch::new(Watch {
-            channel: Some(inner.clone()),
+            channel: Arc::downgrade(inner),
+            env: Some(inner.env.clone()),
             changed_to: None,
         });
         let tag = batch.tag().into_raw();
-        // SAFETY: the channel is alive (`inner`, and the watch's own clone) and the queue is
-        // borrowed, so not shutting down: the core asserts it can begin an operation on it.
-        // The function cannot refuse, so the core now owns `tag` and delivers it exactly once
-        // (on a change or at the deadline); the batch it points to holds the channel.
+        // SAFETY: the channel is alive (`inner`) and the queue is borrowed, so not shutting
+        // down: the core asserts it can begin an operation on it. The function cannot
+        // refuse, so the core now owns `tag` and delivers it exactly once (on a change, at
+        // the deadline, or when the channel is destroyed: its watcher holds its own channel
+        // reference); the batch it points to holds the environment, so the queue lives.
         unsafe {
             ffi::grpc_channel_watch_connectivity_state(
                 inner.raw,
