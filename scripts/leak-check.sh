@@ -2,11 +2,13 @@
 # Runs integration-test binaries under valgrind and fails on any definite leak or memory
 # error: the drop-order tests (every order of dropping environment, channel, server and an
 # in-flight call), the unary tests (success, errors, panics, cancellation, 1,000 calls), the
-# connectivity tests (watch tags completed or abandoned) and the settings tests (resource
-# quota references taken and released in every order).
+# connectivity tests (watch tags completed or abandoned), the settings tests (resource
+# quota references taken and released in every order), and the credentials whose state the
+# core owns through C callbacks (certificate-reload slots freed by a processor's destroy
+# hook, token-source plugins, verify_server checks).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-for test in drop_order unary streaming connectivity settings; do
+for test in drop_order unary streaming connectivity settings tls_reload call_credentials; do
     bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null \
         | python3 -c 'import json,sys
 for line in sys.stdin:
