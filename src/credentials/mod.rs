@@ -17,12 +17,21 @@
 //! It never touches calls, completion queues or the server's request slots.
 //!
 //! # A handshake that fails
-//! The core reports TLS failures (unknown CA, wrong host name, expired certificate, a
-//! missing client certificate) as a connection failure: a call fails with `UNAVAILABLE`
-//! whose message carries the core's reason (for example `Ssl handshake failed:
-//! SSL_ERROR_SSL: error:0A000086:SSL routines::certificate verify failed`). A call made with
-//! [`CallOptions::wait_for_ready`](crate::CallOptions::wait_for_ready) keeps waiting for a
-//! connection that works instead, until its deadline.
+//! The core reports TLS failures as a connection failure: a call fails at once with
+//! `UNAVAILABLE: failed to connect to all addresses; last error: …` carrying the core's
+//! reason. What the 1.51 core says, as the tests see it:
+//!
+//! | failure | reason in the message |
+//! |---|---|
+//! | server certificate from an unknown CA | `Ssl handshake failed: SSL_ERROR_SSL: error:0A000086:SSL routines::certificate verify failed` |
+//! | expired server certificate | the same (OpenSSL's verify reason is not passed on) |
+//! | certificate without the expected name | `Peer name <name> is not in peer certificate` |
+//! | client certificate missing or untrusted | `Socket closed`: under TLS 1.3 the client's handshake is over before the server checks its certificate |
+//! | plaintext client, TLS server | `Socket closed` |
+//! | [`TlsChannelCredentials::verify_server`] refused | `Verify peer callback returned a failure (1)` |
+//!
+//! A call made with [`CallOptions::wait_for_ready`](crate::CallOptions::wait_for_ready)
+//! keeps waiting for a connection that works instead, until its deadline.
 
 pub(crate) mod auth_context;
 pub(crate) mod call;

@@ -26,6 +26,8 @@ use openssl::x509::{X509Name, X509};
 /// name, 127.0.0.1, with it).
 pub const SERVER_NAME: &str = "grpcore.test";
 /// The client certificate's subject CN, DNS SAN and URI SAN.
+/// The name of the second server identity.
+pub const SECOND_NAME: &str = "second.grpcore.test";
 pub const CLIENT_CN: &str = "grpcore-test-client";
 pub const CLIENT_DNS: &str = "client.grpcore.test";
 pub const CLIENT_URI: &str = "spiffe://grpcore.test/ns/test/sa/client";
@@ -67,6 +69,8 @@ pub struct Pki {
     pub server_rotated: KeyCert,
     /// Same names, signed by the CA, but no longer valid.
     pub server_expired: KeyCert,
+    /// A second identity for another name, `SECOND_NAME` (for SNI).
+    pub server_second: KeyCert,
     pub client: KeyCert,
     /// Another CA nobody trusts, and certificates it signed.
     pub other_ca: KeyCert,
@@ -179,6 +183,12 @@ pub fn pki() -> &'static Pki {
             Spec { cn: "grpcore test server (expired)", ca: false, sans: SERVER_SANS, validity: (-10 * DAY, -DAY) },
             Some(&ca),
         );
+        let server_second = write(
+            &dir,
+            "server-second",
+            Spec { cn: "grpcore second server", ca: false, sans: &[San::Dns(SECOND_NAME)], validity: VALID },
+            Some(&ca),
+        );
         let client = write(
             &dir,
             "client",
@@ -204,6 +214,7 @@ pub fn pki() -> &'static Pki {
             server,
             server_rotated,
             server_expired,
+            server_second,
             client,
             other_ca,
             other_server,
