@@ -132,3 +132,18 @@ else
     say "npm: npm install in tests/peers/node (no package-lock.json; node $(node --version))"
     (cd "$NODE_PEERS" && quietly npm install --silent --no-audit --no-fund && touch "$node_stamp")
 fi
+
+# The grpc-js peers of the interop matrix (interop/peers/node, run by
+# interop/run-matrix.py), pinned and refreshed the same way.
+INTEROP_NODE_PEERS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/interop/peers/node"
+interop_stamp="$INTEROP_NODE_PEERS/node_modules/.package-lock.json"
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    say "npm: node or npm not found; the interop matrix's grpc-js peers cannot run" >&2
+elif [ -f "$interop_stamp" ] &&
+     ! [ "$INTEROP_NODE_PEERS/package.json" -nt "$interop_stamp" ] &&
+     ! [ "$INTEROP_NODE_PEERS/package-lock.json" -nt "$interop_stamp" ]; then
+    say "npm: interop/peers/node up to date"
+else
+    say "npm: npm ci in interop/peers/node (node $(node --version))"
+    (cd "$INTEROP_NODE_PEERS" && quietly npm ci --silent --no-audit --no-fund && touch "$interop_stamp")
+fi
