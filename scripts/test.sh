@@ -24,6 +24,9 @@ step clippy cargo clippy --workspace --all-targets --features protobuf -- -D war
 # runs the benchmarks once at smoke size (harness = false benches run their main()).
 step test cargo test --workspace --features protobuf --benches --tests --lib --examples
 step doctest cargo test --workspace --features protobuf --doc
+# The gRPC interop cases both ways against grpcio and grpc-js, plaintext and TLS
+# (interop/README.md); prints the case x peer table and "N passed, M failed".
+step interop "${PYTHON:-python3}" interop/run-matrix.py
 step leaks bash scripts/leak-check.sh
 step grpc-sys bash grpc-sys/ci.sh
 # The safe layer on the vendored (statically linked, from-source) core: the same unary and
