@@ -21,11 +21,15 @@
 
 #include "bench_common.h"
 
-enum { M_UNARY, M_STREAMING, M_FROM_SERVER, M_COUNT };
+/* All five methods are registered, as every other server registers them: each posted slot
+ * costs every call a little, so the same service must post the same number of slots. */
+enum { M_UNARY, M_STREAMING, M_FROM_SERVER, M_FROM_CLIENT, M_BOTH_WAYS, M_COUNT };
 static const char* const METHOD_PATHS[M_COUNT] = {
     "/grpc.testing.BenchmarkService/UnaryCall",
     "/grpc.testing.BenchmarkService/StreamingCall",
     "/grpc.testing.BenchmarkService/StreamingFromServer",
+    "/grpc.testing.BenchmarkService/StreamingFromClient",
+    "/grpc.testing.BenchmarkService/StreamingBothWays",
 };
 
 static grpc_server* server;
@@ -65,7 +69,7 @@ static void post(slot* s) {
   grpc_metadata_array_init(&s->metadata);
   grpc_call_error e = grpc_server_request_registered_call(
       server, methods[s->method], &s->call, &s->deadline, &s->metadata,
-      s->method == M_STREAMING ? NULL : &s->payload, s->cq, s->cq, s);
+      (s->method == M_UNARY || s->method == M_FROM_SERVER) ? &s->payload : NULL, s->cq, s->cq, s);
   if (e != GRPC_CALL_OK) {
     fprintf(stderr, "bench_server_c: request_registered_call failed: %d\n", e);
     abort();
@@ -121,6 +125,8 @@ typedef struct {
   int headers_sent;
   int finishing;
   int cancelled;
+  int one_reply;      /* StreamingFromClient: one response after the client half-closes */
+  int64_t last_size;  /* its response size, from the last request */
 } stream_call;
 
 static void stream_free(stream_call* s) {
@@ -143,12 +149,20 @@ static void stream_done(tag* t, int ok) {
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
-  if (!s->headers_sent) {
+  /* Headers go out with the first response (or the status). */
+  if (!s->headers_sent && !(s->one_reply && s->received != NULL)) {
     ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     s->headers_sent = 1;
   }
   if (s->received == NULL) { /* the client half-closed: finish */
     s->finishing = 1;
+    if (s->one_reply) {
+      grpc_slice body = encode_with_payload(1, s->last_size > 0 ? (size_t)s->last_size : 0, 0);
+      s->response = grpc_raw_byte_buffer_create(&body, 1);
+      grpc_slice_unref(body);
+      ops[n].op = GRPC_OP_SEND_MESSAGE;
+      ops[n++].data.send_message.send_message = s->response;
+    }
     ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[n++].data.recv_close_on_server.cancelled = &s->cancelled;
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -160,6 +174,13 @@ static void stream_done(tag* t, int ok) {
   int64_t size = parse_response_size(s->received);
   grpc_byte_buffer_destroy(s->received);
   s->received = NULL;
+  if (s->one_reply) { /* keep reading; answer once at the end */
+    s->last_size = size;
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &s->received;
+    start(s->call, ops, n, &s->t);
+    return;
+  }
   grpc_slice body = encode_with_payload(1, size > 0 ? (size_t)size : 0, 0);
   s->response = grpc_raw_byte_buffer_create(&body, 1);
   grpc_slice_unref(body);
@@ -170,10 +191,11 @@ static void stream_done(tag* t, int ok) {
   start(s->call, ops, n, &s->t);
 }
 
-static void stream_start(grpc_call* call) {
+static void stream_start(grpc_call* call, int one_reply) {
   stream_call* s = calloc(1, sizeof *s);
   s->t.done = stream_done;
   s->call = call;
+  s->one_reply = one_reply;
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_MESSAGE;
@@ -239,7 +261,9 @@ static void slot_done(tag* t, int ok) {
   post(s);
   switch (method) {
     case M_UNARY: unary_start(call, payload); break;
-    case M_STREAMING: stream_start(call); break;
+    case M_STREAMING: stream_start(call, 0); break;
+    case M_BOTH_WAYS: stream_start(call, 0); break; /* answers each request, as ping-pong */
+    case M_FROM_CLIENT: stream_start(call, 1); break;
     case M_FROM_SERVER: from_server_start(call, payload); break;
   }
 }
@@ -286,6 +310,10 @@ int main(int argc, char** argv) {
                                                      GRPC_SRM_PAYLOAD_NONE, 0);
   methods[M_FROM_SERVER] = grpc_server_register_method(server, METHOD_PATHS[M_FROM_SERVER], NULL,
                                                        GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+  methods[M_FROM_CLIENT] = grpc_server_register_method(server, METHOD_PATHS[M_FROM_CLIENT], NULL,
+                                                       GRPC_SRM_PAYLOAD_NONE, 0);
+  methods[M_BOTH_WAYS] = grpc_server_register_method(server, METHOD_PATHS[M_BOTH_WAYS], NULL,
+                                                     GRPC_SRM_PAYLOAD_NONE, 0);
   worker* workers = calloc((size_t)threads, sizeof *workers);
   for (int i = 0; i < threads; i++) {
     workers[i].cq = grpc_completion_queue_create_for_next(NULL);
