@@ -4,6 +4,9 @@ fn main() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
     println!("cargo:rerun-if-changed={dir}/benchmark_service.proto");
     tonic_prost_build::configure()
-        .compile_protos(&[format!("{dir}/benchmark_service.proto")], &[dir.to_string()])
+        .compile_protos(
+            &[format!("{dir}/benchmark_service.proto")],
+            &[dir.to_string()],
+        )
         .expect("protoc must be installed (Debian: protobuf-compiler)");
 }

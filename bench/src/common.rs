@@ -33,7 +33,10 @@ impl Flags {
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
             let Some(name) = arg.strip_prefix("--") else {
-                die(&program, &format!("unexpected argument {arg:?} (flags are --name value)"));
+                die(
+                    &program,
+                    &format!("unexpected argument {arg:?} (flags are --name value)"),
+                );
             };
             let (name, value) = match name.split_once('=') {
                 Some((n, v)) => (n.to_string(), v.to_string()),
@@ -235,7 +238,10 @@ pub fn run_phases(cfg: &ClientConfig, control: &Control, wait_workers: impl FnOn
     wait_workers();
     let elapsed = t0.elapsed();
     let cpu = Usage::now().cpu_secs - cpu0.cpu_secs;
-    Measured { elapsed, cpu_secs: cpu }
+    Measured {
+        elapsed,
+        cpu_secs: cpu,
+    }
 }
 
 /// Wall time and process CPU time of the measured phase.
@@ -291,7 +297,12 @@ impl Usage {
 
 /// Builds the one-line JSON report every client prints on stdout, and a human summary
 /// for stderr.
-pub fn report(implementation: &str, cfg: &ClientConfig, samples: Vec<Samples>, measured: &Measured) -> (String, String) {
+pub fn report(
+    implementation: &str,
+    cfg: &ClientConfig,
+    samples: Vec<Samples>,
+    measured: &Measured,
+) -> (String, String) {
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1_000, 3_600_000_000_000, 3)
         .expect("histogram bounds are valid");
     let mut calls = 0u64;
@@ -306,7 +317,11 @@ pub fn report(implementation: &str, cfg: &ClientConfig, samples: Vec<Samples>, m
     let secs = measured.elapsed.as_secs_f64();
     let qps = if secs > 0.0 { calls as f64 / secs } else { 0.0 };
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
-    let per_1k = if calls > 0 { measured.cpu_secs * 1000.0 / calls as f64 } else { 0.0 };
+    let per_1k = if calls > 0 {
+        measured.cpu_secs * 1000.0 / calls as f64
+    } else {
+        0.0
+    };
     let usage = Usage::now();
     let mut json = String::new();
     let _ = write!(
@@ -347,7 +362,12 @@ pub fn report(implementation: &str, cfg: &ClientConfig, samples: Vec<Samples>, m
 
 /// Prints the report (JSON on stdout, summary on stderr) and exits non-zero when any
 /// measured call failed or none succeeded, so scripts notice a broken peer.
-pub fn finish(implementation: &str, cfg: &ClientConfig, samples: Vec<Samples>, measured: &Measured) -> ! {
+pub fn finish(
+    implementation: &str,
+    cfg: &ClientConfig,
+    samples: Vec<Samples>,
+    measured: &Measured,
+) -> ! {
     let errors: u64 = samples.iter().map(|s| s.errors).sum();
     let calls: usize = samples.iter().map(|s| s.nanos.len()).sum();
     let (json, human) = report(implementation, cfg, samples, measured);

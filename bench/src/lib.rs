@@ -64,7 +64,9 @@ pub fn payload_len(resp: &SimpleResponse) -> usize {
 /// The whole `BenchmarkService`, implemented the way the upstream benchmark servers do.
 pub fn benchmark_service() -> Service {
     ServiceBuilder::new(SERVICE)
-        .add_unary(&UNARY_CALL, |req: SimpleRequest, _ctx| async move { Ok::<_, Status>(response_for(&req)) })
+        .add_unary(&UNARY_CALL, |req: SimpleRequest, _ctx| async move {
+            Ok::<_, Status>(response_for(&req))
+        })
         .add_duplex(&STREAMING_CALL, |mut requests, mut sink, _ctx| async move {
             while let Some(req) = requests.next().await {
                 let req: SimpleRequest = req?;
@@ -79,12 +81,15 @@ pub fn benchmark_service() -> Service {
             }
             Ok(response_for(&last))
         })
-        .add_server_streaming(&STREAMING_FROM_SERVER, |req: SimpleRequest, mut sink, _ctx| async move {
-            let resp = response_for(&req);
-            // Until the client cancels, which fails the send.
-            while sink.send(resp.clone()).await.is_ok() {}
-            Ok(())
-        })
+        .add_server_streaming(
+            &STREAMING_FROM_SERVER,
+            |req: SimpleRequest, mut sink, _ctx| async move {
+                let resp = response_for(&req);
+                // Until the client cancels, which fails the send.
+                while sink.send(resp.clone()).await.is_ok() {}
+                Ok(())
+            },
+        )
         .add_duplex(&STREAMING_BOTH_WAYS, |requests, mut sink, ctx| async move {
             // Drain requests in the background of the sends; stop when either side ends.
             let template = SimpleResponse {

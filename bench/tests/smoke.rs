@@ -45,15 +45,36 @@ impl Drop for Server {
 fn client(server: &Server, args: &[&str]) -> String {
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_bench_client"))
-        .args(["--target", &format!("127.0.0.1:{}", server.port), "--warmup-secs", "0"])
+        .args([
+            "--target",
+            &format!("127.0.0.1:{}", server.port),
+            "--warmup-secs",
+            "0",
+        ])
         .args(args)
         .stderr(Stdio::inherit())
         .output()
         .expect("spawn bench_client");
-    assert!(out.status.success(), "bench_client {args:?} failed: {}", out.status);
-    assert!(start.elapsed() < Duration::from_secs(60), "bench_client {args:?} took {:?}", start.elapsed());
+    assert!(
+        out.status.success(),
+        "bench_client {args:?} failed: {}",
+        out.status
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "bench_client {args:?} took {:?}",
+        start.elapsed()
+    );
     let json = String::from_utf8(out.stdout).unwrap();
-    for key in ["\"qps\":", "\"p50\":", "\"p90\":", "\"p99\":", "\"p999\":", "\"cpu_secs_per_1k\":", "\"errors\":0,"] {
+    for key in [
+        "\"qps\":",
+        "\"p50\":",
+        "\"p90\":",
+        "\"p99\":",
+        "\"p999\":",
+        "\"cpu_secs_per_1k\":",
+        "\"errors\":0,",
+    ] {
         assert!(json.contains(key), "report lacks {key}: {json}");
     }
     json
@@ -68,7 +89,19 @@ fn calls(json: &str) -> u64 {
 fn every_scenario_once_at_tiny_size() {
     let server = Server::start();
     // unary 100 B, many streams in flight on several channels (1,000 in the full run)
-    let json = client(&server, &["--rpc", "unary", "--channels", "2", "--outstanding", "8", "--count", "200"]);
+    let json = client(
+        &server,
+        &[
+            "--rpc",
+            "unary",
+            "--channels",
+            "2",
+            "--outstanding",
+            "8",
+            "--count",
+            "200",
+        ],
+    );
     assert!(calls(&json) >= 200, "{json}");
     // unary 100 B, one at a time (latency)
     let json = client(&server, &["--rpc", "unary", "--count", "20"]);
@@ -78,10 +111,32 @@ fn every_scenario_once_at_tiny_size() {
     assert_eq!(calls(&json), 20, "{json}");
     // unary 1 MiB each way
     let mib = (1 << 20).to_string();
-    let json = client(&server, &["--rpc", "unary", "--req-size", &mib, "--resp-size", &mib, "--count", "3"]);
+    let json = client(
+        &server,
+        &[
+            "--rpc",
+            "unary",
+            "--req-size",
+            &mib,
+            "--resp-size",
+            &mib,
+            "--count",
+            "3",
+        ],
+    );
     assert_eq!(calls(&json), 3, "{json}");
     // server streaming, and a timed run rather than a counted one
-    client(&server, &["--rpc", "server-streaming", "--outstanding", "2", "--secs", "0.2"]);
+    client(
+        &server,
+        &[
+            "--rpc",
+            "server-streaming",
+            "--outstanding",
+            "2",
+            "--secs",
+            "0.2",
+        ],
+    );
 }
 
 #[test]
@@ -90,7 +145,12 @@ fn messages_encode_exactly_as_protoc_does() {
     let text = "response_size: 5 payload { body: \"abc\" } fill_server_id: true \
                 response_status { code: 3 message: \"x\" } expect_compressed { value: true }";
     let mut protoc = match Command::new("protoc")
-        .args(["--proto_path", proto_dir, "--encode=grpc.testing.SimpleRequest", "benchmark_service.proto"])
+        .args([
+            "--proto_path",
+            proto_dir,
+            "--encode=grpc.testing.SimpleRequest",
+            "benchmark_service.proto",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -101,14 +161,25 @@ fn messages_encode_exactly_as_protoc_does() {
             return;
         }
     };
-    protoc.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    protoc
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = protoc.wait_with_output().unwrap();
     assert!(out.status.success(), "protoc --encode failed");
     let ours = grpcore_bench::proto::SimpleRequest {
         response_size: 5,
-        payload: Some(grpcore_bench::proto::Payload { r#type: 0, body: b"abc".to_vec() }),
+        payload: Some(grpcore_bench::proto::Payload {
+            r#type: 0,
+            body: b"abc".to_vec(),
+        }),
         fill_server_id: true,
-        response_status: Some(grpcore_bench::proto::EchoStatus { code: 3, message: "x".into() }),
+        response_status: Some(grpcore_bench::proto::EchoStatus {
+            code: 3,
+            message: "x".into(),
+        }),
         expect_compressed: Some(grpcore_bench::proto::BoolValue { value: true }),
         ..Default::default()
     };

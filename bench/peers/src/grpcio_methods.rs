@@ -14,7 +14,8 @@ fn ser<M: Message>(msg: &M, buf: &mut GrpcSlice) -> grpcio::Result<()> {
     unsafe {
         let bytes = buf.realloc(size);
         let mut b = &mut *(bytes as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]);
-        msg.encode(&mut b).map_err(|e| grpcio::Error::Codec(Box::new(e)))?;
+        msg.encode(&mut b)
+            .map_err(|e| grpcio::Error::Codec(Box::new(e)))?;
         debug_assert!(b.is_empty());
     }
     Ok(())
@@ -24,8 +25,14 @@ fn de<M: Message + Default>(reader: MessageReader) -> grpcio::Result<M> {
     M::decode(reader).map_err(|e| grpcio::Error::Codec(Box::new(e)))
 }
 
-const REQ: Marshaller<SimpleRequest> = Marshaller { ser: ser::<SimpleRequest>, de: de::<SimpleRequest> };
-const RESP: Marshaller<SimpleResponse> = Marshaller { ser: ser::<SimpleResponse>, de: de::<SimpleResponse> };
+const REQ: Marshaller<SimpleRequest> = Marshaller {
+    ser: ser::<SimpleRequest>,
+    de: de::<SimpleRequest>,
+};
+const RESP: Marshaller<SimpleResponse> = Marshaller {
+    ser: ser::<SimpleResponse>,
+    de: de::<SimpleResponse>,
+};
 
 /// `UnaryCall`.
 pub const UNARY_CALL: Method<SimpleRequest, SimpleResponse> = Method {

@@ -17,7 +17,10 @@ use pb::{Payload, SimpleRequest, SimpleResponse};
 pub fn request(req_size: usize, resp_size: usize) -> SimpleRequest {
     SimpleRequest {
         response_size: resp_size.min(i32::MAX as usize) as i32,
-        payload: Some(Payload { r#type: 0, body: vec![0; req_size] }),
+        payload: Some(Payload {
+            r#type: 0,
+            body: vec![0; req_size],
+        }),
         ..Default::default()
     }
 }
@@ -25,7 +28,10 @@ pub fn request(req_size: usize, resp_size: usize) -> SimpleRequest {
 /// The upstream benchmark servers' answer: `response_size` zero bytes.
 pub fn response_for(req: &SimpleRequest) -> SimpleResponse {
     SimpleResponse {
-        payload: Some(Payload { r#type: req.response_type, body: vec![0; req.response_size.max(0) as usize] }),
+        payload: Some(Payload {
+            r#type: req.response_type,
+            body: vec![0; req.response_size.max(0) as usize],
+        }),
         ..Default::default()
     }
 }

@@ -33,7 +33,10 @@ fn main() {
                 .raw_int_arg("grpc.use_local_subchannel_pool", 1)
                 .connect(&cfg.target)
                 .unwrap_or_else(|e| {
-                    eprintln!("bench_client: cannot create a channel to {}: {e}", cfg.target);
+                    eprintln!(
+                        "bench_client: cannot create a channel to {}: {e}",
+                        cfg.target
+                    );
                     std::process::exit(2)
                 })
         })
@@ -67,7 +70,10 @@ async fn worker(cfg: ClientConfig, channel: Channel, control: Arc<Control>) -> S
             let mut opts = Some(first);
             while let Some(measured) = control.next() {
                 let t0 = Instant::now();
-                let ok = match channel.unary(&UNARY_CALL, &req, opts.take().unwrap_or_default()).await {
+                let ok = match channel
+                    .unary(&UNARY_CALL, &req, opts.take().unwrap_or_default())
+                    .await
+                {
                     Ok(resp) => payload_len(resp.message()) == cfg.resp_size,
                     Err(e) => {
                         eprintln!("bench_client: unary call failed: {e}");
@@ -88,7 +94,9 @@ async fn worker(cfg: ClientConfig, channel: Channel, control: Arc<Control>) -> S
             while let Some(measured) = control.next() {
                 let t0 = Instant::now();
                 let ok = match sink.send(req.clone()).await {
-                    Ok(()) => matches!(stream.next().await, Some(Ok(r)) if payload_len(&r) == cfg.resp_size),
+                    Ok(()) => {
+                        matches!(stream.next().await, Some(Ok(r)) if payload_len(&r) == cfg.resp_size)
+                    }
                     Err(_) => false,
                 };
                 if measured {
@@ -117,7 +125,8 @@ async fn worker(cfg: ClientConfig, channel: Channel, control: Arc<Control>) -> S
             let mut stream = channel.server_streaming(&STREAMING_FROM_SERVER, &req, first);
             let mut t0 = Instant::now();
             while let Some(measured) = control.next() {
-                let ok = matches!(stream.next().await, Some(Ok(r)) if payload_len(&r) == cfg.resp_size);
+                let ok =
+                    matches!(stream.next().await, Some(Ok(r)) if payload_len(&r) == cfg.resp_size);
                 let now = Instant::now();
                 if measured {
                     if ok {

@@ -17,7 +17,13 @@ fn main() {
     flags.finish();
     let env = Arc::new(EnvBuilder::new().cq_count(cfg.threads).build());
     let clients: Vec<Client> = (0..cfg.channels)
-        .map(|_| Client::new(ChannelBuilder::new(env.clone()).use_local_subchannel_pool(true).connect(&cfg.target)))
+        .map(|_| {
+            Client::new(
+                ChannelBuilder::new(env.clone())
+                    .use_local_subchannel_pool(true)
+                    .connect(&cfg.target),
+            )
+        })
         .collect();
     let control = Arc::new(Control::new(cfg.count));
     let mut workers = Vec::new();
@@ -49,7 +55,8 @@ async fn worker(cfg: ClientConfig, client: Client, control: Arc<Control>) -> Sam
             let mut opt = Some(first());
             while let Some(measured) = control.next() {
                 let t0 = Instant::now();
-                let call = client.unary_call_async(&UNARY_CALL, &req, opt.take().unwrap_or_default());
+                let call =
+                    client.unary_call_async(&UNARY_CALL, &req, opt.take().unwrap_or_default());
                 let ok = match call {
                     Ok(receiver) => match receiver.await {
                         Ok(resp) => payload_len(&resp) == cfg.resp_size,
@@ -83,7 +90,10 @@ async fn worker(cfg: ClientConfig, client: Client, control: Arc<Control>) -> Sam
             };
             while let Some(measured) = control.next() {
                 let t0 = Instant::now();
-                let ok = sink.send((req.clone(), WriteFlags::default())).await.is_ok()
+                let ok = sink
+                    .send((req.clone(), WriteFlags::default()))
+                    .await
+                    .is_ok()
                     && matches!(receiver.next().await, Some(Ok(r)) if payload_len(&r) == cfg.resp_size);
                 if measured {
                     if ok {
@@ -101,7 +111,8 @@ async fn worker(cfg: ClientConfig, client: Client, control: Arc<Control>) -> Sam
             while let Some(Ok(_)) = receiver.next().await {}
         }
         Rpc::ServerStreaming => {
-            let mut receiver = match client.server_streaming(&STREAMING_FROM_SERVER, &req, first()) {
+            let mut receiver = match client.server_streaming(&STREAMING_FROM_SERVER, &req, first())
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("grpcio_client: cannot start the stream: {e}");

@@ -24,13 +24,17 @@ fn main() {
     let service = ServiceBuilder::new()
         .add_unary_handler(&UNARY_CALL, |ctx, req: SimpleRequest, sink| {
             let resp = response_for(&req);
-            ctx.spawn(sink.success(resp).unwrap_or_else(|e| eprintln!("grpcio_server: reply failed: {e}")));
+            ctx.spawn(
+                sink.success(resp)
+                    .unwrap_or_else(|e| eprintln!("grpcio_server: reply failed: {e}")),
+            );
         })
         .add_duplex_streaming_handler(&STREAMING_CALL, |ctx, mut requests, mut sink| {
             ctx.spawn(async move {
                 let result: grpcio::Result<()> = async {
                     while let Some(req) = requests.try_next().await? {
-                        sink.send((response_for(&req), WriteFlags::default())).await?;
+                        sink.send((response_for(&req), WriteFlags::default()))
+                            .await?;
                     }
                     sink.close().await
                 }
@@ -38,13 +42,20 @@ fn main() {
                 let _ = result;
             });
         })
-        .add_server_streaming_handler(&STREAMING_FROM_SERVER, |ctx, req: SimpleRequest, mut sink| {
-            let resp = response_for(&req);
-            ctx.spawn(async move {
-                // Until the client cancels, which fails the send.
-                while sink.send((resp.clone(), WriteFlags::default())).await.is_ok() {}
-            });
-        })
+        .add_server_streaming_handler(
+            &STREAMING_FROM_SERVER,
+            |ctx, req: SimpleRequest, mut sink| {
+                let resp = response_for(&req);
+                ctx.spawn(async move {
+                    // Until the client cancels, which fails the send.
+                    while sink
+                        .send((resp.clone(), WriteFlags::default()))
+                        .await
+                        .is_ok()
+                    {}
+                });
+            },
+        )
         .build();
     let mut builder = ServerBuilder::new(env).register_service(service);
     if let Some(slots) = slots {

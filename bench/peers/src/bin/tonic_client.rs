@@ -40,7 +40,11 @@ fn main() {
     let mut workers = Vec::new();
     for channel in &channels {
         for _ in 0..cfg.outstanding {
-            workers.push(rt.spawn(worker(cfg.clone(), BenchmarkServiceClient::new(channel.clone()), control.clone())));
+            workers.push(rt.spawn(worker(
+                cfg.clone(),
+                BenchmarkServiceClient::new(channel.clone()),
+                control.clone(),
+            )));
         }
     }
     let mut samples = Vec::new();
@@ -54,7 +58,11 @@ fn main() {
     finish("tonic", &cfg, samples, &measured)
 }
 
-async fn worker(cfg: ClientConfig, mut client: BenchmarkServiceClient<Channel>, control: Arc<Control>) -> Samples {
+async fn worker(
+    cfg: ClientConfig,
+    mut client: BenchmarkServiceClient<Channel>,
+    control: Arc<Control>,
+) -> Samples {
     let mut s = Samples::default();
     let req = request(cfg.req_size, cfg.resp_size);
     match cfg.rpc {
@@ -82,7 +90,9 @@ async fn worker(cfg: ClientConfig, mut client: BenchmarkServiceClient<Channel>, 
             // headers with the first response, and tonic's call waits for the headers.
             let (tx, rx) = tokio::sync::mpsc::channel(1);
             let _ = tx.send(req.clone()).await;
-            let started = client.streaming_call(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+            let started = client
+                .streaming_call(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await;
             let mut responses = match started {
                 Ok(r) => r.into_inner(),
                 Err(e) => {

@@ -19,17 +19,28 @@ struct Bench;
 
 #[tonic::async_trait]
 impl BenchmarkService for Bench {
-    async fn unary_call(&self, request: Request<SimpleRequest>) -> Result<Response<SimpleResponse>, Status> {
+    async fn unary_call(
+        &self,
+        request: Request<SimpleRequest>,
+    ) -> Result<Response<SimpleResponse>, Status> {
         Ok(Response::new(response_for(request.get_ref())))
     }
 
     type StreamingCallStream = ResponseStream;
-    async fn streaming_call(&self, request: Request<Streaming<SimpleRequest>>) -> Result<Response<ResponseStream>, Status> {
-        let out = request.into_inner().map(|r| r.map(|req| response_for(&req)));
+    async fn streaming_call(
+        &self,
+        request: Request<Streaming<SimpleRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let out = request
+            .into_inner()
+            .map(|r| r.map(|req| response_for(&req)));
         Ok(Response::new(Box::pin(out)))
     }
 
-    async fn streaming_from_client(&self, request: Request<Streaming<SimpleRequest>>) -> Result<Response<SimpleResponse>, Status> {
+    async fn streaming_from_client(
+        &self,
+        request: Request<Streaming<SimpleRequest>>,
+    ) -> Result<Response<SimpleResponse>, Status> {
         let mut requests = request.into_inner();
         let mut last = SimpleRequest::default();
         while let Some(req) = requests.next().await {
@@ -39,14 +50,24 @@ impl BenchmarkService for Bench {
     }
 
     type StreamingFromServerStream = ResponseStream;
-    async fn streaming_from_server(&self, request: Request<SimpleRequest>) -> Result<Response<ResponseStream>, Status> {
+    async fn streaming_from_server(
+        &self,
+        request: Request<SimpleRequest>,
+    ) -> Result<Response<ResponseStream>, Status> {
         let resp = response_for(request.get_ref());
-        Ok(Response::new(Box::pin(futures::stream::repeat_with(move || Ok(resp.clone())))))
+        Ok(Response::new(Box::pin(futures::stream::repeat_with(
+            move || Ok(resp.clone()),
+        ))))
     }
 
     type StreamingBothWaysStream = ResponseStream;
-    async fn streaming_both_ways(&self, request: Request<Streaming<SimpleRequest>>) -> Result<Response<ResponseStream>, Status> {
-        let out = request.into_inner().map(|r| r.map(|req| response_for(&req)));
+    async fn streaming_both_ways(
+        &self,
+        request: Request<Streaming<SimpleRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let out = request
+            .into_inner()
+            .map(|r| r.map(|req| response_for(&req)));
         Ok(Response::new(Box::pin(out)))
     }
 }
