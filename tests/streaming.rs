@@ -184,3 +184,27 @@ fn write_flags_and_sink_trait_work_together() {
         assert_eq!(seqs, (0..=50).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn explicit_cancel_ends_each_half_with_cancelled() {
+    let (_env, _server, channel) = setup();
+    futures::executor::block_on(async {
+        let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, CallOptions::new());
+        sink.send(request("a", 1)).await.unwrap();
+        response.cancel();
+        assert_eq!(response.await.unwrap_err().code(), Code::Cancelled);
+        let mut stream = channel.server_streaming(&SERVER_STREAM, &request("s", 1000), CallOptions::new());
+        assert_eq!(stream.next().await.unwrap().unwrap().seq, 0);
+        stream.cancel();
+        let end = loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                other => break other,
+            }
+        };
+        assert_eq!(end.unwrap().unwrap_err().code(), Code::Cancelled);
+        let (sink, mut stream) = channel.duplex(&BIDI, CallOptions::new());
+        sink.cancel();
+        assert_eq!(stream.next().await.unwrap().unwrap_err().code(), Code::Cancelled);
+    });
+}

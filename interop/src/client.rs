@@ -404,7 +404,8 @@ async fn unimplemented(c: &Client, method: &Method<Empty, Empty, Wire>) -> CaseR
 /// call is over, and the request half reports it instead of sending.
 async fn cancel_after_begin(c: &Client) -> CaseResult {
     let (mut sink, response) = c.channel.client_streaming(&STREAMING_INPUT_CALL, opts());
-    drop(response); // cancels the call
+    response.cancel();
+    check_status(response.await.map(|_| ()), Code::Cancelled, None, "StreamingInputCall after cancel")?;
     check_cancelled_sink(&mut sink, input(27182, None)).await
 }
 
@@ -417,7 +418,15 @@ async fn cancel_after_first_response(c: &Client) -> CaseResult {
         .ok_or("the stream ended before the first response")?
         .map_err(|e| failed("FullDuplexCall", e))?;
     check_payload(&item.message.payload, 31415, "the first response")?;
-    drop(stream); // cancels the call
+    stream.cancel();
+    let end = loop {
+        match stream.next().await {
+            Some(Ok(_)) => continue, // responses already on their way may still arrive
+            Some(Err(e)) => break Err(e),
+            None => break Ok(()),
+        }
+    };
+    check_status(end, Code::Cancelled, None, "FullDuplexCall after cancel")?;
     check_cancelled_sink(&mut sink, duplex_request(9, 8)).await
 }
 

@@ -240,6 +240,14 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
         self.flags = flags;
     }
 
+    /// Cancels the whole call: the server sees `CANCELLED`, and the response half ends
+    /// with `CANCELLED`.
+    pub fn cancel(&self) {
+        if let Ok(call) = &self.call {
+            call.call.cancel();
+        }
+    }
+
     fn call(&mut self) -> Result<&Arc<StreamCall>, Error> {
         match &mut self.call {
             Ok(c) => Ok(c),
@@ -380,6 +388,13 @@ pub struct ClientStreamingCall<Resp, C> {
 impl<Resp, C> Unpin for ClientStreamingCall<Resp, C> {}
 
 impl<Resp, C: Codec<Resp>> ClientStreamingCall<Resp, C> {
+    /// Cancels the call; awaiting it then gives `CANCELLED` (unless it had already ended).
+    pub fn cancel(&self) {
+        if let Ok((call, _)) = &self.state {
+            call.call.cancel();
+        }
+    }
+
     /// Blocks until the response arrives.
     pub fn wait(self) -> Result<Response<Resp>, Error> {
         crate::blocking::block_on(self)?
@@ -479,6 +494,14 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
             s.initial_metadata = Some(md);
         }
         Ok(s.initial_metadata.as_ref().unwrap())
+    }
+
+    /// Cancels the call; the stream then ends with `CANCELLED` (unless it had already
+    /// ended), and the server sees the cancellation.
+    pub fn cancel(&self) {
+        if let Ok(s) = &self.state {
+            s.call.call.cancel();
+        }
     }
 
     /// The trailing metadata, once the stream has ended.
