@@ -78,12 +78,19 @@ fn observed_channel_with(
     (channel, seen)
 }
 
+/// For calls expected to succeed: a transient connection failure (seen once in hundreds
+/// of runs on an overloaded machine) is retried by the channel instead of failing the test.
+fn ready() -> CallOptions {
+    CallOptions::new().timeout(Duration::from_secs(20)).wait_for_ready(true)
+}
+
+/// For calls expected to fail: fail fast instead of waiting for a connection that works.
 fn opts() -> CallOptions {
     CallOptions::new().timeout(Duration::from_secs(20))
 }
 
 fn call(channel: &Channel, seq: i64) {
-    let reply = channel.unary(&UNARY, &request("reload", seq), opts()).wait().unwrap();
+    let reply = channel.unary(&UNARY, &request("reload", seq), ready()).wait().unwrap();
     assert_eq!(reply.message().seq, seq);
 }
 
@@ -92,7 +99,8 @@ fn cn_for_new_connection(env: &Environment, server: &grpcore::Server) -> String 
     let (channel, seen) = observed_channel(env, server);
     call(&channel, 0);
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 1, "one handshake: {seen:?}");
+    // One handshake, or more if a connection failed and was retried: all with one certificate.
+    assert!(!seen.is_empty() && seen.iter().all(|cn| *cn == seen[0]), "{seen:?}");
     seen[0].clone()
 }
 
@@ -129,7 +137,7 @@ fn rotated_files_reach_new_connections_and_open_ones_keep_working() {
     // A client connects, and keeps a streaming call open across the rotation.
     let (held, held_seen) = observed_channel(&env, &server);
     call(&held, 1);
-    let (mut sink, mut stream) = held.duplex(&BIDI, opts());
+    let (mut sink, mut stream) = held.duplex(&BIDI, ready());
     futures::executor::block_on(async {
         sink.send(request("before", 1)).await.unwrap();
         assert_eq!(stream.next().await.unwrap().unwrap().message, "before");

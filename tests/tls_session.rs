@@ -20,7 +20,7 @@ fn sessions(cache: Option<&SslSessionCache>, connections: usize) -> Vec<(Option<
             .connect_with_credentials(&target(&server), &client_tls(true, cache))
             .unwrap();
         let reply = channel
-            .unary(&UNARY, &request("again", i as i64), CallOptions::new().timeout(Duration::from_secs(20)))
+            .unary(&UNARY, &request("again", i as i64), CallOptions::new().timeout(Duration::from_secs(20)).wait_for_ready(true))
             .wait()
             .unwrap();
         assert_eq!(reply.message().seq, i as i64);
