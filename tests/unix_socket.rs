@@ -156,3 +156,16 @@ fn a_client_pointed_at_no_socket_fails_with_the_reason() {
     assert!(err.to_string().contains("absent.sock"), "{err}");
     assert!(err.to_string().contains("No such file or directory"), "{err}");
 }
+
+#[test]
+fn local_tcp_credentials_on_loopback() {
+    let env = Environment::new(1);
+    let server = ServerBuilder::new(&env)
+        .register_service(echo_service())
+        .bind_with_credentials("127.0.0.1:0", &ServerCredentials::local(LocalConnect::Tcp))
+        .build()
+        .unwrap();
+    let creds = ChannelCredentials::local(LocalConnect::Tcp).with_call_credentials(CallCredentials::bearer_token("loopback").unwrap());
+    let channel = ChannelBuilder::new(&env).connect_with_credentials(&target(&server), &creds).unwrap();
+    assert_eq!(channel.unary(&UNARY, &request("loopback", 6), ready()).wait().unwrap().message().seq, 6);
+}
