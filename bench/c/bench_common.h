@@ -179,10 +179,21 @@ static inline double cpu_secs(void) {
   return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+/* VmHWM, not ru_maxrss: the latter survives execve and would report the parent's peak. */
 static inline long max_rss_kib(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss;
+  FILE* f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kib = -1;
+  while (f && fgets(line, sizeof line, f)) {
+    if (strncmp(line, "VmHWM:", 6) == 0) kib = atol(line + 6);
+  }
+  if (f) fclose(f);
+  if (kib < 0) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    kib = ru.ru_maxrss;
+  }
+  return kib;
 }
 
 static inline void announce_port(int port) {

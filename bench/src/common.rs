@@ -288,9 +288,18 @@ impl Usage {
             ru
         };
         let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        // VmHWM, not ru_maxrss: the latter survives execve, so a client started by a big
+        // parent (the compare script's Python) would report the parent's peak.
+        let hwm = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            });
         Usage {
             cpu_secs: secs(ru.ru_utime) + secs(ru.ru_stime),
-            max_rss_kib: ru.ru_maxrss.max(0) as u64,
+            max_rss_kib: hwm.unwrap_or(ru.ru_maxrss.max(0) as u64),
         }
     }
 }
