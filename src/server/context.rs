@@ -28,12 +28,19 @@ pub(crate) struct ServerCallShared {
     close_done: AtomicBool,
     close_cancelled: AtomicBool,
     close_waiters: Mutex<Vec<Waker>>,
-    pub(crate) initial_metadata: Mutex<Metadata>,
-    pub(crate) trailing_metadata: Mutex<Metadata>,
+    /// What the handler set for the response's metadata (one lock for all of it).
+    pub(crate) reply: Mutex<ReplyMetadata>,
     /// Response writes of a streaming handler.
     pub(crate) output: Mutex<Output>,
+}
+
+/// The metadata a handler chooses for its response.
+#[derive(Default)]
+pub(crate) struct ReplyMetadata {
+    pub(crate) initial: Metadata,
+    pub(crate) trailing: Metadata,
     /// The compression chosen for this call's responses, if any (see `set_compression`).
-    compression: Mutex<Option<Compression>>,
+    pub(crate) compression: Option<Compression>,
 }
 
 /// The sending side of a server call.
@@ -63,10 +70,8 @@ impl ServerCallShared {
             close_done: AtomicBool::new(false),
             close_cancelled: AtomicBool::new(false),
             close_waiters: Mutex::new(Vec::new()),
-            initial_metadata: Mutex::new(Metadata::new()),
-            trailing_metadata: Mutex::new(Metadata::new()),
+            reply: Mutex::new(ReplyMetadata::default()),
             output: Mutex::new(Output::default()),
-            compression: Mutex::new(None),
         })
     }
 
@@ -80,9 +85,13 @@ impl ServerCallShared {
 
     /// The initial metadata to send, with the compression request if one was made.
     pub(crate) fn initial_send_metadata(&self) -> SendMetadata {
-        let md = std::mem::take(&mut *self.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()));
-        let compression = *self.compression.lock().unwrap_or_else(|e| e.into_inner());
-        SendMetadata::new(&md, compression.map(|c| (ENCODING_REQUEST_KEY, c.name().as_bytes())))
+        let reply = self.reply.lock().unwrap_or_else(|e| e.into_inner());
+        Self::initial_of(&reply)
+    }
+
+    /// The initial metadata to send from already-locked reply metadata.
+    pub(crate) fn initial_of(reply: &ReplyMetadata) -> SendMetadata {
+        SendMetadata::new(&reply.initial, reply.compression.map(|c| (ENCODING_REQUEST_KEY, c.name().as_bytes())))
     }
 
     /// Claims the RECV_CLOSE_ON_SERVER op: `Some(op)` for the first caller only. The op
@@ -202,19 +211,19 @@ impl ServerContext {
     /// (or on [`ServerSink::send_headers`](crate::ServerSink::send_headers)); has no effect
     /// once they have gone out.
     pub fn set_initial_metadata(&self, metadata: Metadata) {
-        *self.shared.initial_metadata.lock().unwrap_or_else(|e| e.into_inner()) = metadata;
+        self.shared.reply.lock().unwrap_or_else(|e| e.into_inner()).initial = metadata;
     }
 
     /// Compresses this call's responses with `algorithm` (if the client accepts it),
     /// overriding the server's default. Takes effect with the initial metadata, so set it
     /// before the first response goes out.
     pub fn set_compression(&self, algorithm: Compression) {
-        *self.shared.compression.lock().unwrap_or_else(|e| e.into_inner()) = Some(algorithm);
+        self.shared.reply.lock().unwrap_or_else(|e| e.into_inner()).compression = Some(algorithm);
     }
 
     /// Sets the trailing metadata sent with the status (on success and on error).
     pub fn set_trailing_metadata(&self, metadata: Metadata) {
-        *self.shared.trailing_metadata.lock().unwrap_or_else(|e| e.into_inner()) = metadata;
+        self.shared.reply.lock().unwrap_or_else(|e| e.into_inner()).trailing = metadata;
     }
 
     /// True once the call is known to be cancelled (by the client, its deadline, or a

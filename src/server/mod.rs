@@ -449,7 +449,7 @@ unsafe impl BoxTag for ShutdownTag {
 // SAFETY: `#[repr(C)]` with the header made by `for_box::<RequestSlot>` first.
 unsafe impl BoxTag for RequestSlot {
     fn on_event(self: Box<Self>, success: bool) {
-        (*self).complete(success);
+        self.complete(success);
     }
 }
 
@@ -477,11 +477,7 @@ pub(crate) struct RequestSlot {
 unsafe impl Send for RequestSlot {}
 
 fn request_registered(server: &Arc<ServerInner>, method: usize, cq: &Arc<CompletionQueue>) {
-    if server.shutting_down.load(Ordering::Acquire) {
-        return;
-    }
-    let Some(borrow) = cq.borrow() else { return };
-    let mut slot = Box::new(RequestSlot {
+    post_slot(Box::new(RequestSlot {
         header: TagHeader::for_box::<RequestSlot>(),
         server: server.clone(),
         method,
@@ -490,8 +486,18 @@ fn request_registered(server: &Arc<ServerInner>, method: usize, cq: &Arc<Complet
         deadline: crate::time::infinite_future(),
         metadata: RecvMetadata::new(),
         payload: RecvMessage::new(),
-    });
-    let m = &server.methods[method];
+    }));
+}
+
+/// Posts `slot` (new, or reused after its call was taken out) for its method.
+fn post_slot(mut slot: Box<RequestSlot>) {
+    let server = slot.server.clone();
+    if server.shutting_down.load(Ordering::Acquire) {
+        return;
+    }
+    let cq = slot.cq.clone();
+    let Some(borrow) = cq.borrow() else { return };
+    let m = &server.methods[slot.method];
     let call_p: *mut *mut ffi::grpc_call = &mut slot.call;
     let deadline_p: *mut ffi::gpr_timespec = &mut slot.deadline;
     let md_p: *mut ffi::grpc_metadata_array = &mut slot.metadata.array;
@@ -512,33 +518,40 @@ fn request_registered(server: &Arc<ServerInner>, method: usize, cq: &Arc<Complet
 }
 
 impl RequestSlot {
-    fn complete(mut self, success: bool) {
+    /// Takes the arrived call out of the slot, posts the slot again (so the core always has
+    /// one to hand the next call to, without a new allocation), and starts the handler.
+    fn complete(mut self: Box<Self>, success: bool) {
         if !success || self.call.is_null() {
             return; // the server is shutting down
         }
-        // Replace the slot first, so the core always has one to hand the next call to.
-        request_registered(&self.server, self.method, &self.cq);
-        // SAFETY: on success the core gave us one reference to a call bound to `cq`.
-        let call = unsafe { Call::from_raw(std::mem::replace(&mut self.call, ptr::null_mut()), self.cq.clone(), self.server.env.clone()) };
+        let server = self.server.clone();
+        let cq = self.cq.clone();
+        let method = self.method;
+        let raw_call = std::mem::replace(&mut self.call, ptr::null_mut());
         // The request metadata stays in the core's array until a handler asks for it.
         let metadata = std::mem::replace(&mut self.metadata, RecvMetadata::new());
-        let m = &self.server.methods[self.method];
+        let payload = self.payload.take();
+        let deadline = std::mem::replace(&mut self.deadline, crate::time::infinite_future());
+        post_slot(self);
+        // SAFETY: on success the core gave us one reference to a call bound to `cq`.
+        let call = unsafe { Call::from_raw(raw_call, cq.clone(), server.env.clone()) };
+        let m = &server.methods[method];
         let incoming = IncomingCall {
             call,
             method: m.entry.path.clone(),
-            deadline: crate::time::to_instant(self.deadline),
+            deadline: crate::time::to_instant(deadline),
             metadata,
-            payload: self.payload.take(),
+            payload,
         };
         let future = m.entry.handler.handle(incoming);
-        match &self.server.spawner {
+        match &server.spawner {
             Some(spawn) => {
                 let spawn = spawn.clone();
                 if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn(future))) {
                     log::error!("the handler spawner panicked: {}", crate::task::panic_message(&*panic));
                 }
             }
-            None => Environment::spawn_on(&self.cq, future),
+            None => Environment::spawn_on(&cq, future),
         }
     }
 }

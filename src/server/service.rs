@@ -294,8 +294,11 @@ pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuf
         out.finished = true;
         std::mem::replace(&mut out.headers_sent, true)
     };
-    let initial = if headers_sent { SendMetadata::empty() } else { shared.initial_send_metadata() };
-    let trailers = std::mem::take(&mut *shared.trailing_metadata.lock().unwrap_or_else(|e| e.into_inner()));
+    let (initial, trailers) = {
+        let mut reply = shared.reply.lock().unwrap_or_else(|e| e.into_inner());
+        let initial = if headers_sent { SendMetadata::empty() } else { ServerCallShared::initial_of(&reply) };
+        (initial, std::mem::take(&mut reply.trailing))
+    };
     let details = status.details();
     let close = shared.claim_close_op();
     let batch = Batch::new(ReplyState {
