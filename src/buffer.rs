@@ -175,7 +175,20 @@ impl<'a> MessageReader<'a> {
         }
     }
 
-    fn consume(&mut self, mut n: usize) {
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        if n < self.current_len {
+            // Fast path (varints, small fields): stay inside the current slice.
+            // SAFETY: `n < current_len`, so the pointer stays inside the current slice.
+            self.current = unsafe { self.current.add(n) };
+            self.current_len -= n;
+            self.remaining -= n;
+            return;
+        }
+        self.consume_across(n);
+    }
+
+    fn consume_across(&mut self, mut n: usize) {
         while n > 0 {
             let step = n.min(self.current_len);
             assert!(step > 0, "advanced past the end of the message");

@@ -24,7 +24,10 @@ fn copied_slice(bytes: &[u8]) -> ffi::grpc_slice {
 impl SendMetadata {
     /// Copies `md`, plus extra (reserved) entries such as the status details.
     pub(crate) fn new<'a>(md: &'a Metadata, extra: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> SendMetadata {
-        let extra = extra.into_iter();
+        let mut extra = extra.into_iter().peekable();
+        if md.is_empty() && extra.peek().is_none() {
+            return SendMetadata::empty();
+        }
         let mut entries = Vec::with_capacity(md.len() + extra.size_hint().0);
         for (k, v) in md.iter().chain(extra) {
             entries.push(ffi::grpc_metadata {
@@ -119,6 +122,9 @@ impl OwnedSlice {
     }
 
     pub(crate) fn copy_of(bytes: &[u8]) -> OwnedSlice {
+        if bytes.is_empty() {
+            return OwnedSlice::empty();
+        }
         OwnedSlice(copied_slice(bytes))
     }
 
