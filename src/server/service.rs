@@ -226,17 +226,27 @@ where
             }
         };
         let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline);
-        let future = match catch_unwind(AssertUnwindSafe(|| (self.f)(request, ctx))) {
-            Ok(f) => f,
-            Err(panic) => {
-                send_final(&shared, None, panic_status(&*panic));
-                return Box::pin(async {});
-            }
-        };
-        Box::pin(async move {
+        serve_response::<Resp, C, _>(shared, || (self.f)(request, ctx))
+    }
+}
+
+/// Runs a handler that answers with one message (unary, client streaming): `call` invokes
+/// the user's function; a panic there or in the future it returns answers `INTERNAL`.
+pub(crate) fn serve_response<Resp, C, Fut>(shared: Arc<ServerCallShared>, call: impl FnOnce() -> Fut) -> BoxFuture
+where
+    Resp: Send + 'static,
+    C: Codec<Resp>,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(future) => Box::pin(async move {
             let outcome = AssertUnwindSafe(future).catch_unwind().await;
             send_response::<Resp, C>(&shared, outcome);
-        })
+        }),
+        Err(panic) => {
+            send_final(&shared, None, panic_status(&*panic));
+            Box::pin(async {})
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use futures_sink::Sink;
 use futures_util::FutureExt;
 
 use super::context::{ServerCallShared, ServerContext};
-use super::service::{panic_status, send_final, send_response, BoxFuture, Handler, IncomingCall};
+use super::service::{panic_status, send_final, serve_response, BoxFuture, Handler, IncomingCall};
 use crate::buffer::ByteBuffer;
 use crate::call::raw::{op, RecvMessage, SendMetadata};
 use crate::call::write::WriteFlags;
@@ -238,6 +238,24 @@ impl<Resp, C: Codec<Resp>> Sink<Resp> for ServerSink<Resp, C> {
     }
 }
 
+/// Runs a handler that streams its responses: `call` invokes the user's function; a panic
+/// there or in the future it returns ends the call with `INTERNAL`.
+fn serve_stream<Fut>(shared: Arc<ServerCallShared>, call: impl FnOnce() -> Fut) -> BoxFuture
+where
+    Fut: Future<Output = Result<(), Status>> + Send + 'static,
+{
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(future) => Box::pin(async move {
+            let outcome = AssertUnwindSafe(future).catch_unwind().await;
+            finish_stream(shared, outcome).await;
+        }),
+        Err(panic) => {
+            send_final(&shared, None, panic_status(&*panic));
+            Box::pin(async {})
+        }
+    }
+}
+
 /// Waits for the last write of a streaming handler, then sends its status.
 async fn finish_stream(shared: Arc<ServerCallShared>, outcome: std::thread::Result<Result<(), Status>>) {
     std::future::poll_fn(|cx| {
@@ -289,16 +307,7 @@ where
         let method = incoming.method.clone();
         let (shared, ctx) = context(incoming);
         let requests = RequestStream::new(shared.clone(), method);
-        match catch_unwind(AssertUnwindSafe(|| (self.f)(requests, ctx))) {
-            Ok(future) => Box::pin(async move {
-                let outcome = AssertUnwindSafe(future).catch_unwind().await;
-                send_response::<Resp, C>(&shared, outcome);
-            }),
-            Err(panic) => {
-                send_final(&shared, None, panic_status(&*panic));
-                Box::pin(async {})
-            }
-        }
+        serve_response::<Resp, C, _>(shared, || (self.f)(requests, ctx))
     }
 }
 
@@ -326,16 +335,7 @@ where
             }
         };
         let sink = ServerSink::new(shared.clone());
-        match catch_unwind(AssertUnwindSafe(|| (self.f)(request, sink, ctx))) {
-            Ok(future) => Box::pin(async move {
-                let outcome = AssertUnwindSafe(future).catch_unwind().await;
-                finish_stream(shared, outcome).await;
-            }),
-            Err(panic) => {
-                send_final(&shared, None, panic_status(&*panic));
-                Box::pin(async {})
-            }
-        }
+        serve_stream(shared, || (self.f)(request, sink, ctx))
     }
 }
 
@@ -357,15 +357,6 @@ where
         let (shared, ctx) = context(incoming);
         let requests = RequestStream::new(shared.clone(), method);
         let sink = ServerSink::new(shared.clone());
-        match catch_unwind(AssertUnwindSafe(|| (self.f)(requests, sink, ctx))) {
-            Ok(future) => Box::pin(async move {
-                let outcome = AssertUnwindSafe(future).catch_unwind().await;
-                finish_stream(shared, outcome).await;
-            }),
-            Err(panic) => {
-                send_final(&shared, None, panic_status(&*panic));
-                Box::pin(async {})
-            }
-        }
+        serve_stream(shared, || (self.f)(requests, sink, ctx))
     }
 }
