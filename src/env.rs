@@ -98,6 +98,7 @@ fn poll_queue(cq: Arc<CompletionQueue>) {
     task::enter_cq_thread(&cq);
     loop {
         let event = cq.next();
+        task::set_dispatching(true);
         match event.type_ {
             ffi::GRPC_QUEUE_SHUTDOWN => break,
             ffi::GRPC_OP_COMPLETE => {
@@ -112,6 +113,7 @@ fn poll_queue(cq: Arc<CompletionQueue>) {
             _ => {} // GRPC_QUEUE_TIMEOUT cannot happen with an infinite deadline.
         }
         task::drain_run_queue(&cq);
+        task::set_dispatching(false);
     }
     task::leave_cq_thread();
     // SAFETY: this is the queue's thread and it has just seen the shutdown event.

@@ -103,6 +103,10 @@ unsafe impl Sync for Task {}
 thread_local! {
     /// The queue whose thread this is (null on other threads).
     static CURRENT_CQ: Cell<*const CompletionQueue> = const { Cell::new(std::ptr::null()) };
+    /// True while this queue thread handles an event (and drains its run queue afterwards);
+    /// false while it is inside `grpc_completion_queue_next`, where the core may run its
+    /// callbacks (credential plugins, certificate fetchers…) on this very thread.
+    static DISPATCHING: Cell<bool> = const { Cell::new(false) };
     /// Tasks ready to run on this queue's thread.
     static RUN_QUEUE: RefCell<VecDeque<Arc<Task>>> = const { RefCell::new(VecDeque::new()) };
 }
@@ -113,6 +117,18 @@ const DRAIN_BUDGET: usize = 256;
 /// True when the calling thread is the thread of `cq`.
 pub(crate) fn on_cq_thread(cq: &CompletionQueue) -> bool {
     CURRENT_CQ.with(|c| std::ptr::eq(c.get(), cq))
+}
+
+/// True when a task of `cq` woken now would be run by this thread's drain: we are on the
+/// queue's thread and handling an event, not inside `grpc_completion_queue_next` (where a
+/// queued task would wait for some unrelated event to come out first).
+fn drained_here(cq: &CompletionQueue) -> bool {
+    on_cq_thread(cq) && DISPATCHING.with(Cell::get)
+}
+
+/// Marks the start (`true`) and end (`false`) of handling one event on a queue thread.
+pub(crate) fn set_dispatching(on: bool) {
+    DISPATCHING.with(|d| d.set(on));
 }
 
 /// True when the calling thread is any completion-queue thread.
@@ -172,7 +188,7 @@ impl Task {
     }
 
     fn schedule(self: Arc<Self>) {
-        if on_cq_thread(&self.cq) {
+        if drained_here(&self.cq) {
             RUN_QUEUE.with(|q| q.borrow_mut().push_back(self));
         } else {
             self.schedule_remote();
@@ -209,7 +225,7 @@ impl Task {
         match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
             Ok(Poll::Pending) => {
                 if self.state.end_run_pending() {
-                    RUN_QUEUE.with(|q| q.borrow_mut().push_back(self.clone()));
+                    self.clone().schedule();
                 }
             }
             Ok(Poll::Ready(())) => {

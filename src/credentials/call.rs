@@ -252,20 +252,11 @@ fn gpr_string(s: &str) -> *const c_char {
     }
 }
 
-/// Spawns `task` on `env` from inside a core callback.
-///
-/// The core runs callbacks on whatever thread polls for it, and our completion-queue threads
-/// poll inside `grpc_completion_queue_next`. A task spawned there is queued on that thread's
-/// run queue, which the thread only drains after `next` returns an event: with no other
-/// event coming, the task (and the call waiting for its metadata) would stall. So when we
-/// are on one of `env`'s queue threads, post a drain tag that makes `next` return.
+/// Spawns `task` on `env` from inside a core callback. The executor notices that the
+/// callback runs inside `grpc_completion_queue_next` (possibly on one of `env`'s own queue
+/// threads) and kicks the task over instead of queueing it where nothing would drain it.
 fn spawn_from_core(env: &Environment, task: impl Future<Output = ()> + Send + 'static) {
     drop(env.spawn(task));
-    if let Some(cq) = crate::task::current_cq_index().and_then(|i| env.cqs().get(i)) {
-        if crate::task::on_cq_thread(cq) {
-            let _ = cq.post(crate::cq::Tag::drain());
-        }
-    }
 }
 
 /// `get_metadata` of the plugin: starts the source's future and answers asynchronously (0),
