@@ -34,16 +34,15 @@ Exit status: 0 when every case passed, 1 otherwise, 2 on a usage error.
 """
 
 import argparse
-import importlib
 import os
 import queue
-import shutil
 import sys
-import tempfile
 import time
 import traceback
 
 import grpc
+
+from peerlib import load_stubs, read_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PROTO = os.path.normpath(os.path.join(HERE, "..", "..", "proto", "echo.proto"))
@@ -70,44 +69,6 @@ class CaseFailed(Exception):
 def check(cond, reason):
     if not cond:
         raise CaseFailed(reason)
-
-
-def read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def load_stubs(proto_path):
-    """Compile proto_path with grpc_tools.protoc and import the modules."""
-    from grpc_tools import protoc
-
-    proto_dir, proto_file = os.path.split(os.path.abspath(proto_path))
-    module = os.path.splitext(proto_file)[0]
-    out_dir = tempfile.mkdtemp(prefix="grpcore-echo-stubs-")
-    try:
-        include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-        rc = protoc.main([
-            "grpc_tools.protoc",
-            f"-I{proto_dir}",
-            f"-I{include}",
-            f"--python_out={out_dir}",
-            f"--grpc_python_out={out_dir}",
-            proto_file,
-        ])
-        if rc != 0:
-            raise RuntimeError(f"protoc failed on {proto_path} (exit {rc})")
-        sys.path.insert(0, out_dir)
-        dont_write = sys.dont_write_bytecode
-        sys.dont_write_bytecode = True
-        try:
-            pb2 = importlib.import_module(f"{module}_pb2")
-            pb2_grpc = importlib.import_module(f"{module}_pb2_grpc")
-        finally:
-            sys.dont_write_bytecode = dont_write
-            sys.path.remove(out_dir)
-        return pb2, pb2_grpc
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def expect_rpc_error(fn, *args, **kwargs):

@@ -59,21 +59,20 @@ Per method:
 
 import os
 
-# Taken first thing, so that a parent dying during start-up is still noticed.
-PARENT_PID = os.getppid()
+# First thing: peerlib records our parent's pid, so a parent dying during start-up is
+# still noticed.
+import peerlib  # noqa: F401
 
 import argparse
-import importlib
-import shutil
 import signal
-import stat
 import sys
-import tempfile
 import threading
 import time
 from concurrent import futures
 
 import grpc
+
+from peerlib import load_stubs, read_file, watch_parent, watch_stdin
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PROTO = os.path.normpath(os.path.join(HERE, "..", "..", "proto", "echo.proto"))
@@ -96,45 +95,6 @@ COMPRESSION = {
 
 def log(msg):
     print(f"echo_server: {msg}", file=sys.stderr, flush=True)
-
-
-def read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def load_stubs(proto_path):
-    """Compile proto_path with grpc_tools.protoc and import the modules."""
-    from grpc_tools import protoc
-
-    proto_dir, proto_file = os.path.split(os.path.abspath(proto_path))
-    module = os.path.splitext(proto_file)[0]
-    out_dir = tempfile.mkdtemp(prefix="grpcore-echo-stubs-")
-    try:
-        include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-        rc = protoc.main([
-            "grpc_tools.protoc",
-            f"-I{proto_dir}",
-            f"-I{include}",
-            f"--python_out={out_dir}",
-            f"--grpc_python_out={out_dir}",
-            proto_file,
-        ])
-        if rc != 0:
-            raise RuntimeError(f"protoc failed on {proto_path} (exit {rc})")
-        sys.path.insert(0, out_dir)
-        dont_write = sys.dont_write_bytecode
-        sys.dont_write_bytecode = True
-        try:
-            pb2 = importlib.import_module(f"{module}_pb2")
-            pb2_grpc = importlib.import_module(f"{module}_pb2_grpc")
-        finally:
-            sys.dont_write_bytecode = dont_write
-            sys.path.remove(out_dir)
-        return pb2, pb2_grpc
-    finally:
-        # The modules are in memory now; the files are no longer needed.
-        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def echo_metadata(context):
@@ -238,39 +198,6 @@ def make_servicer(pb2, pb2_grpc):
                                        payload=response_payload(req))
 
     return EchoServicer()
-
-
-def watch_stdin(stop):
-    """Set stop when stdin reaches EOF, if stdin is something that can close."""
-    if sys.stdin is None:
-        return
-    try:
-        fd = sys.stdin.fileno()
-        mode = os.fstat(fd).st_mode
-    except (OSError, ValueError):
-        return
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
-        return  # e.g. /dev/null: EOF at once would mean "stop now"; ignore it
-
-    def run():
-        try:
-            while os.read(fd, 4096):
-                pass
-        except OSError:
-            pass
-        stop.set()
-
-    threading.Thread(target=run, name="stdin-watch", daemon=True).start()
-
-
-def watch_parent(stop):
-    """Set stop when the parent process dies (we get re-parented)."""
-    def run():
-        while not stop.wait(0.5):
-            if os.getppid() != PARENT_PID:
-                stop.set()
-
-    threading.Thread(target=run, name="parent-watch", daemon=True).start()
 
 
 def main(argv=None):

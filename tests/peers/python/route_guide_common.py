@@ -5,13 +5,11 @@ The stubs are generated at start-up from examples/route_guide/route_guide.proto 
 grpc_tools.protoc into a temporary directory, so nothing generated is kept.
 """
 
-import importlib
 import json
 import math
 import os
-import shutil
-import sys
-import tempfile
+
+import peerlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "..", "examples", "route_guide"))
@@ -23,36 +21,8 @@ EARTH_RADIUS_M = 6371000.0
 
 
 def load_stubs(proto_path=DEFAULT_PROTO):
-    """Compile proto_path with grpc_tools.protoc; return (pb2, pb2_grpc)."""
-    from grpc_tools import protoc
-
-    proto_dir, proto_file = os.path.split(os.path.abspath(proto_path))
-    module = os.path.splitext(proto_file)[0]
-    out_dir = tempfile.mkdtemp(prefix="grpcore-route-guide-stubs-")
-    try:
-        include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-        rc = protoc.main([
-            "grpc_tools.protoc",
-            f"-I{proto_dir}",
-            f"-I{include}",
-            f"--python_out={out_dir}",
-            f"--grpc_python_out={out_dir}",
-            proto_file,
-        ])
-        if rc != 0:
-            raise RuntimeError(f"protoc failed on {proto_path} (exit {rc})")
-        sys.path.insert(0, out_dir)
-        dont_write = sys.dont_write_bytecode
-        sys.dont_write_bytecode = True
-        try:
-            pb2 = importlib.import_module(f"{module}_pb2")
-            pb2_grpc = importlib.import_module(f"{module}_pb2_grpc")
-        finally:
-            sys.dont_write_bytecode = dont_write
-            sys.path.remove(out_dir)
-        return pb2, pb2_grpc
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
+    """Compile the route_guide proto; return (pb2, pb2_grpc)."""
+    return peerlib.load_stubs(proto_path, prefix="grpcore-route-guide-stubs-")
 
 
 def load_features(pb2, path=DEFAULT_DB):

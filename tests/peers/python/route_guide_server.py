@@ -20,13 +20,13 @@ Semantics:
     point (by any client), then recorded.
 """
 
-import os
 
-PARENT_PID = os.getppid()
+# First thing: peerlib records our parent's pid, so a parent dying during start-up is
+# still noticed.
+import peerlib  # noqa: F401
 
 import argparse
 import signal
-import stat
 import sys
 import threading
 import time
@@ -35,6 +35,7 @@ from concurrent import futures
 import grpc
 
 import route_guide_common as common
+from peerlib import watch_parent, watch_stdin
 
 
 def log(msg):
@@ -90,37 +91,6 @@ def make_servicer(pb2, pb2_grpc, features):
                     yield n
 
     return RouteGuideServicer()
-
-
-def watch_stdin(stop):
-    if sys.stdin is None:
-        return
-    try:
-        fd = sys.stdin.fileno()
-        mode = os.fstat(fd).st_mode
-    except (OSError, ValueError):
-        return
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
-        return
-
-    def run():
-        try:
-            while os.read(fd, 4096):
-                pass
-        except OSError:
-            pass
-        stop.set()
-
-    threading.Thread(target=run, name="stdin-watch", daemon=True).start()
-
-
-def watch_parent(stop):
-    def run():
-        while not stop.wait(0.5):
-            if os.getppid() != PARENT_PID:
-                stop.set()
-
-    threading.Thread(target=run, name="parent-watch", daemon=True).start()
 
 
 def main(argv=None):
