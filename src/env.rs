@@ -17,7 +17,7 @@ use grpcore_sys as ffi;
 
 use crate::cq::{CompletionQueue, Tag};
 use crate::error::Error;
-use crate::task::{self, panic_message, Task};
+use crate::task::{self, panic_message};
 
 /// Configures an [`Environment`].
 ///
@@ -237,13 +237,8 @@ impl Environment {
                 .map_err(|p| Error::Internal(format!("spawned task panicked: {}", panic_message(&*p))));
             let _ = tx.send(result);
         };
-        Task::spawn(self.pick_cq().clone(), Box::pin(wrapped));
+        task::spawn(self.pick_cq().clone(), wrapped);
         JoinHandle { rx }
-    }
-
-    /// Spawns a future whose output nobody waits for (used for handlers).
-    pub(crate) fn spawn_on(cq: &Arc<CompletionQueue>, future: impl Future<Output = ()> + Send + 'static) {
-        Task::spawn(cq.clone(), Box::pin(future));
     }
 }
 

@@ -26,7 +26,6 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use crate::cq::{ArcTag, CompletionQueue, Tag, TagHeader};
 
-type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 const IDLE: u8 = 0;
 const SCHEDULED: u8 = 1;
@@ -85,20 +84,29 @@ impl TaskState {
     }
 }
 
-/// A future bound to one completion queue. It is its own kick tag.
+/// A future bound to one completion queue, stored inline (one allocation per task). It is
+/// its own kick tag.
 #[repr(C)]
-pub(crate) struct Task {
+pub(crate) struct Task<F> {
     header: TagHeader,
     state: TaskState,
-    future: UnsafeCell<Option<BoxFuture>>,
     cq: Arc<CompletionQueue>,
+    future: UnsafeCell<Option<F>>,
 }
 
 // SAFETY: the future is `Send`; `future` is only touched by whoever holds the single
 // schedule entry (state SCHEDULED → RUNNING), which the state machine makes unique.
-unsafe impl Send for Task {}
+unsafe impl<F: Send> Send for Task<F> {}
 // SAFETY: as above; all other fields are thread-safe.
-unsafe impl Sync for Task {}
+unsafe impl<F: Send> Sync for Task<F> {}
+
+/// A task of any future type, as the run queue holds it.
+trait Runnable: Send + Sync {
+    /// Polls the task once (see `Task::run`).
+    fn run(self: Arc<Self>);
+    /// Drops the task's future unpolled (see `Task::cancel`).
+    fn cancel(&self);
+}
 
 thread_local! {
     /// The queue whose thread this is (null on other threads).
@@ -108,7 +116,7 @@ thread_local! {
     /// callbacks (credential plugins, certificate fetchers…) on this very thread.
     static DISPATCHING: Cell<bool> = const { Cell::new(false) };
     /// Tasks ready to run on this queue's thread.
-    static RUN_QUEUE: RefCell<VecDeque<Arc<Task>>> = const { RefCell::new(VecDeque::new()) };
+    static RUN_QUEUE: RefCell<VecDeque<Arc<dyn Runnable>>> = const { RefCell::new(VecDeque::new()) };
 }
 
 /// How many tasks one drain polls before letting the queue deliver events again.
@@ -174,18 +182,19 @@ pub(crate) fn drain_run_queue(cq: &CompletionQueue) {
     }
 }
 
-impl Task {
-    /// Spawns `future` on `cq`: queued to run right after the current event if we are on
-    /// its thread (never polled re-entrantly inside another task's poll), else kicked over.
-    pub(crate) fn spawn(cq: Arc<CompletionQueue>, future: BoxFuture) {
-        let task = Arc::new(Task {
-            header: TagHeader::for_arc::<Task>(),
-            state: TaskState::new(true),
-            future: UnsafeCell::new(Some(future)),
-            cq,
-        });
-        task.schedule();
-    }
+/// Spawns `future` on `cq`: queued to run right after the current event if we are on its
+/// thread (never polled re-entrantly inside another task's poll), else kicked over.
+pub(crate) fn spawn<F: Future<Output = ()> + Send + 'static>(cq: Arc<CompletionQueue>, future: F) {
+    let task = Arc::new(Task {
+        header: TagHeader::for_arc::<Task<F>>(),
+        state: TaskState::new(true),
+        cq,
+        future: UnsafeCell::new(Some(future)),
+    });
+    task.schedule();
+}
+
+impl<F: Future<Output = ()> + Send + 'static> Task<F> {
 
     fn schedule(self: Arc<Self>) {
         if drained_here(&self.cq) {
@@ -202,16 +211,20 @@ impl Task {
         }
     }
 
+}
+
+impl<F: Future<Output = ()> + Send + 'static> Runnable for Task<F> {
     /// Drops the future without polling it. Only the holder of the schedule entry calls this.
     fn cancel(&self) {
         self.state.finish();
         // SAFETY: we hold the task's only schedule entry, so nobody else touches `future`.
-        drop(unsafe { (*self.future.get()).take() });
+        // Dropping it in place is fine for a pinned value.
+        unsafe { *self.future.get() = None };
     }
 
     /// Polls the future once. Only the holder of the schedule entry calls this, on the
     /// queue's thread.
-    pub(crate) fn run(self: Arc<Self>) {
+    fn run(self: Arc<Self>) {
         self.state.start_run();
         let waker = Waker::from(self.clone());
         let mut cx = Context::from_waker(&waker);
@@ -222,7 +235,10 @@ impl Task {
             self.state.finish();
             return;
         };
-        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+        // SAFETY: the future lives inline in the task's `Arc` allocation and is never moved:
+        // it is only ever dropped in place (`*slot = None`).
+        let future = unsafe { Pin::new_unchecked(future) };
+        match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
             Ok(Poll::Pending) => {
                 if self.state.end_run_pending() {
                     self.clone().schedule();
@@ -241,14 +257,14 @@ impl Task {
     }
 }
 
-// SAFETY: `Task` is `#[repr(C)]` with the header made by `for_arc::<Task>` first.
-unsafe impl ArcTag for Task {
+// SAFETY: `Task<F>` is `#[repr(C)]` with the header made by `for_arc::<Task<F>>` first.
+unsafe impl<F: Future<Output = ()> + Send + 'static> ArcTag for Task<F> {
     fn on_event(self: Arc<Self>, _success: bool) {
         self.run();
     }
 }
 
-impl Wake for Task {
+impl<F: Future<Output = ()> + Send + 'static> Wake for Task<F> {
     fn wake(self: Arc<Self>) {
         if self.state.wake() {
             self.schedule();

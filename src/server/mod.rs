@@ -543,16 +543,11 @@ impl RequestSlot {
             metadata,
             payload,
         };
-        let future = m.entry.handler.handle(incoming);
-        match &server.spawner {
-            Some(spawn) => {
-                let spawn = spawn.clone();
-                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn(future))) {
-                    log::error!("the handler spawner panicked: {}", crate::task::panic_message(&*panic));
-                }
-            }
-            None => Environment::spawn_on(&cq, future),
-        }
+        let spawn = match &server.spawner {
+            Some(spawner) => service::Spawn::User(&**spawner),
+            None => service::Spawn::Queue(&cq),
+        };
+        m.entry.handler.handle(incoming, spawn);
     }
 }
 

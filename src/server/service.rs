@@ -34,8 +34,32 @@ pub(crate) struct IncomingCall {
 
 /// Type-erased handler of one method.
 pub(crate) trait Handler: Send + Sync + 'static {
-    /// Turns an incoming call into the future that serves it. Must not panic.
-    fn handle(&self, call: IncomingCall) -> BoxFuture;
+    /// Starts serving an incoming call: the future that serves it goes to `spawn`.
+    /// Must not panic.
+    fn handle(&self, call: IncomingCall, spawn: Spawn<'_>);
+}
+
+/// Where a handler's future runs: the completion-queue thread that received the call, or
+/// the executor the user gave the server.
+pub(crate) enum Spawn<'a> {
+    /// A task on this queue (the future is stored in the task, unboxed).
+    Queue(&'a Arc<crate::cq::CompletionQueue>),
+    /// The user's spawner, which takes boxed futures.
+    User(&'a (dyn Fn(BoxFuture) + Send + Sync)),
+}
+
+impl Spawn<'_> {
+    /// Runs `future` where this says.
+    pub(crate) fn spawn<F: Future<Output = ()> + Send + 'static>(self, future: F) {
+        match self {
+            Spawn::Queue(cq) => crate::task::spawn(cq.clone(), future),
+            Spawn::User(spawn) => {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| spawn(Box::pin(future)))) {
+                    log::error!("the handler spawner panicked: {}", panic_message(&*panic));
+                }
+            }
+        }
+    }
 }
 
 /// One method of a service.
@@ -211,7 +235,7 @@ where
     F: Fn(Req, ServerContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
-    fn handle(&self, incoming: IncomingCall) -> BoxFuture {
+    fn handle(&self, incoming: IncomingCall, spawn: Spawn<'_>) {
         let shared = ServerCallShared::new(incoming.call, incoming.metadata);
         let request = match incoming.payload {
             None => Err(Status::internal("the client sent no request message")),
@@ -222,31 +246,28 @@ where
             Ok(r) => r,
             Err(status) => {
                 send_final(&shared, None, status);
-                return Box::pin(async {});
+                return;
             }
         };
         let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline);
-        serve_response::<Resp, C, _>(shared, || (self.f)(request, ctx))
+        serve_response::<Resp, C, _>(shared, spawn, || (self.f)(request, ctx))
     }
 }
 
 /// Runs a handler that answers with one message (unary, client streaming): `call` invokes
 /// the user's function; a panic there or in the future it returns answers `INTERNAL`.
-pub(crate) fn serve_response<Resp, C, Fut>(shared: Arc<ServerCallShared>, call: impl FnOnce() -> Fut) -> BoxFuture
+pub(crate) fn serve_response<Resp, C, Fut>(shared: Arc<ServerCallShared>, spawn: Spawn<'_>, call: impl FnOnce() -> Fut)
 where
     Resp: Send + 'static,
     C: Codec<Resp>,
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
     match catch_unwind(AssertUnwindSafe(call)) {
-        Ok(future) => Box::pin(async move {
+        Ok(future) => spawn.spawn(async move {
             let outcome = AssertUnwindSafe(future).catch_unwind().await;
             send_response::<Resp, C>(&shared, outcome);
         }),
-        Err(panic) => {
-            send_final(&shared, None, panic_status(&*panic));
-            Box::pin(async {})
-        }
+        Err(panic) => send_final(&shared, None, panic_status(&*panic)),
     }
 }
 

@@ -13,7 +13,7 @@ use futures_sink::Sink;
 use futures_util::FutureExt;
 
 use super::context::{ServerCallShared, ServerContext};
-use super::service::{panic_status, send_final, serve_response, BoxFuture, Handler, IncomingCall};
+use super::service::{panic_status, send_final, serve_response, Handler, IncomingCall, Spawn};
 use crate::buffer::ByteBuffer;
 use crate::call::raw::{op, RecvMessage, SendMetadata};
 use crate::call::write::WriteFlags;
@@ -240,19 +240,16 @@ impl<Resp, C: Codec<Resp>> Sink<Resp> for ServerSink<Resp, C> {
 
 /// Runs a handler that streams its responses: `call` invokes the user's function; a panic
 /// there or in the future it returns ends the call with `INTERNAL`.
-fn serve_stream<Fut>(shared: Arc<ServerCallShared>, call: impl FnOnce() -> Fut) -> BoxFuture
+fn serve_stream<Fut>(shared: Arc<ServerCallShared>, spawn: Spawn<'_>, call: impl FnOnce() -> Fut)
 where
     Fut: Future<Output = Result<(), Status>> + Send + 'static,
 {
     match catch_unwind(AssertUnwindSafe(call)) {
-        Ok(future) => Box::pin(async move {
+        Ok(future) => spawn.spawn(async move {
             let outcome = AssertUnwindSafe(future).catch_unwind().await;
             finish_stream(shared, outcome).await;
         }),
-        Err(panic) => {
-            send_final(&shared, None, panic_status(&*panic));
-            Box::pin(async {})
-        }
+        Err(panic) => send_final(&shared, None, panic_status(&*panic)),
     }
 }
 
@@ -303,11 +300,11 @@ where
     F: Fn(RequestStream<Req, C>, ServerContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
-    fn handle(&self, incoming: IncomingCall) -> BoxFuture {
+    fn handle(&self, incoming: IncomingCall, spawn: Spawn<'_>) {
         let method = incoming.method.clone();
         let (shared, ctx) = context(incoming);
         let requests = RequestStream::new(shared.clone(), method);
-        serve_response::<Resp, C, _>(shared, || (self.f)(requests, ctx))
+        serve_response::<Resp, C, _>(shared, spawn, || (self.f)(requests, ctx))
     }
 }
 
@@ -324,18 +321,18 @@ where
     F: Fn(Req, ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), Status>> + Send + 'static,
 {
-    fn handle(&self, mut incoming: IncomingCall) -> BoxFuture {
+    fn handle(&self, mut incoming: IncomingCall, spawn: Spawn<'_>) {
         let request = decode_request::<Req, C>(&mut incoming);
         let (shared, ctx) = context(incoming);
         let request = match request {
             Ok(r) => r,
             Err(status) => {
                 send_final(&shared, None, status);
-                return Box::pin(async {});
+                return;
             }
         };
         let sink = ServerSink::new(shared.clone());
-        serve_stream(shared, || (self.f)(request, sink, ctx))
+        serve_stream(shared, spawn, || (self.f)(request, sink, ctx))
     }
 }
 
@@ -352,11 +349,11 @@ where
     F: Fn(RequestStream<Req, C>, ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), Status>> + Send + 'static,
 {
-    fn handle(&self, incoming: IncomingCall) -> BoxFuture {
+    fn handle(&self, incoming: IncomingCall, spawn: Spawn<'_>) {
         let method = incoming.method.clone();
         let (shared, ctx) = context(incoming);
         let requests = RequestStream::new(shared.clone(), method);
         let sink = ServerSink::new(shared.clone());
-        serve_stream(shared, || (self.f)(requests, sink, ctx))
+        serve_stream(shared, spawn, || (self.f)(requests, sink, ctx))
     }
 }
