@@ -192,6 +192,31 @@ impl Drop for ErrorString {
     }
 }
 
+/// Up to `N` ops on the stack: a batch's op list without a heap allocation.
+pub(crate) struct OpList<const N: usize> {
+    ops: [ffi::grpc_op; N],
+    len: usize,
+}
+
+impl<const N: usize> OpList<N> {
+    pub(crate) fn new() -> Self {
+        OpList {
+            ops: std::array::from_fn(|_| ffi::grpc_op::default()),
+            len: 0,
+        }
+    }
+
+    /// Appends an op; panics (a bug, caught by tests) if more than `N` are pushed.
+    pub(crate) fn push(&mut self, op: ffi::grpc_op) {
+        self.ops[self.len] = op;
+        self.len += 1;
+    }
+
+    pub(crate) fn as_slice(&self) -> &[ffi::grpc_op] {
+        &self.ops[..self.len]
+    }
+}
+
 /// Builders for `grpc_op` values. Each returns an op pointing into the given buffers; the
 /// caller keeps those alive until the batch completes (see `Call::start_batch`).
 pub(crate) mod op {

@@ -18,7 +18,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 
 use super::client::{CallOptions, Response, ResponseState, StatusState};
-use super::raw::{op, RecvMessage, RecvMetadata, SendMetadata};
+use super::raw::{op, OpList, RecvMessage, RecvMetadata, SendMetadata};
 use super::write::{WriteFlags, Writer};
 use super::{Batch, Call, OnComplete};
 use crate::buffer::ByteBuffer;
@@ -89,7 +89,7 @@ fn start_call(
     // SAFETY: the batch has not started; the ops point into its state, kept alive by the tag.
     unsafe {
         let s = &mut *batch.state_ptr();
-        let mut ops = Vec::with_capacity(4);
+        let mut ops = OpList::<4>::new();
         ops.push(op::send_initial_metadata(&mut s.send_md, opts.initial_metadata_flags()));
         if let Some(m) = &s.message {
             ops.push(op::send_message(m, 0));
@@ -98,7 +98,7 @@ fn start_call(
         if recv_headers {
             ops.push(op::recv_initial_metadata(&mut s.recv_initial));
         }
-        call.start_batch(&ops, batch.tag())?;
+        call.start_batch(ops.as_slice(), batch.tag())?;
     }
     Ok((StreamCall::new(call), batch))
 }

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use grpcore_sys as ffi;
 
-use super::raw::{op, SendMetadata};
+use super::raw::{op, OpList, SendMetadata};
 use super::{Batch, Call, OnComplete};
 use crate::buffer::ByteBuffer;
 use crate::error::Error;
@@ -144,12 +144,12 @@ impl Writer {
         // by the tag until the event.
         unsafe {
             let s = &mut *batch.state_ptr();
-            let mut ops = Vec::with_capacity(2);
+            let mut ops = OpList::<2>::new();
             if let Some(md) = s.initial.as_mut() {
                 ops.push(op::send_initial_metadata(md, 0));
             }
             ops.push(op::send_message(s.message.as_ref().unwrap(), flags.bits()));
-            call.start_batch(&ops, batch.tag())?;
+            call.start_batch(ops.as_slice(), batch.tag())?;
         }
         self.in_flight = Some(batch);
         Ok(())

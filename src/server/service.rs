@@ -12,7 +12,7 @@ use grpcore_sys as ffi;
 
 use super::context::{ServerCallShared, ServerContext};
 use crate::buffer::ByteBuffer;
-use crate::call::raw::{op, OwnedSlice, RecvMetadata, SendMetadata};
+use crate::call::raw::{op, OpList, OwnedSlice, RecvMetadata, SendMetadata};
 use crate::call::{Batch, Call, OnComplete};
 use crate::codec::Codec;
 use crate::error::Error;
@@ -347,7 +347,7 @@ pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuf
     // points into that state (or into `shared`, which it holds), kept alive by the tag.
     let result = unsafe {
         let s = &mut *batch.state_ptr();
-        let mut ops = Vec::with_capacity(4);
+        let mut ops = OpList::<4>::new();
         if !s.headers_sent {
             ops.push(op::send_initial_metadata(&mut s.initial, 0));
         }
@@ -355,8 +355,10 @@ pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuf
             ops.push(op::send_message(m, 0));
         }
         ops.push(op::send_status_from_server(&mut s.trailers, code.as_i32() as ffi::grpc_status_code, &mut s.details));
-        ops.extend(close);
-        shared.call.start_batch(&ops, batch.tag())
+        if let Some(close) = close {
+            ops.push(close);
+        }
+        shared.call.start_batch(ops.as_slice(), batch.tag())
     };
     if let Err(e) = result {
         log::debug!("could not send the reply: {e}");
