@@ -186,7 +186,8 @@ impl Status {
         &self.details
     }
 
-    /// The trailing metadata the status arrived with (client side; empty otherwise).
+    /// The trailing metadata a non-OK status arrived with (client side; empty otherwise:
+    /// a successful response carries its trailers itself).
     /// The `grpc-status-details-bin` trailer is not repeated here: see [`Status::details`].
     pub fn metadata(&self) -> &Metadata {
         &self.metadata

@@ -291,7 +291,10 @@ pub(crate) unsafe fn client_status(
         }
     }
     let mut status = Status::with_details(code, details.to_string_lossy(), status_details);
-    status.set_metadata(md.clone());
+    if code != Code::Ok {
+        // Errors carry their trailers; a success hands them to the response instead.
+        status.set_metadata(md.clone());
+    }
     (status, md)
 }
 
