@@ -9,14 +9,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::call::raw::{op, RecvMetadata, SendMetadata};
+use crate::buffer::ByteBuffer;
+use crate::call::raw::{op, OwnedSlice, RecvMetadata, SendMetadata};
+use crate::cq::{ArcTag, TagHeader};
 use crate::call::write::{Compression, Writer, ENCODING_REQUEST_KEY};
 use crate::call::{Batch, Call, OnComplete};
 use crate::credentials::AuthContext;
 use crate::metadata::Metadata;
 
-/// State shared by a server call's handler, its reply and its cancellation watch.
+/// State shared by a server call's handler, its reply and its cancellation watch. It is
+/// also the tag of the call's final batch, whose buffers it holds (no allocation of its own).
+#[repr(C)]
 pub(crate) struct ServerCallShared {
+    header: TagHeader,
     pub(crate) call: Call,
     /// The request metadata as received; its elements belong to `call`.
     request_raw: RecvMetadata,
@@ -32,6 +37,33 @@ pub(crate) struct ServerCallShared {
     pub(crate) reply: Mutex<ReplyMetadata>,
     /// Response writes of a streaming handler.
     pub(crate) output: Mutex<Output>,
+    /// The C-side buffers of the final batch: written once by `send_final` before the batch
+    /// starts (the `finished` flag of `output` makes that caller unique), read by the core
+    /// while it runs, dropped when its event arrives.
+    pub(crate) final_batch: UnsafeCell<Option<FinalBuffers>>,
+}
+
+/// What the final batch of a server call points into.
+pub(crate) struct FinalBuffers {
+    pub(crate) initial: SendMetadata,
+    pub(crate) message: Option<ByteBuffer>,
+    pub(crate) trailers: SendMetadata,
+    pub(crate) details: OwnedSlice,
+    /// The batch carries RECV_CLOSE_ON_SERVER, so its completion ends the close watch.
+    pub(crate) carries_close: bool,
+}
+
+// SAFETY: `ServerCallShared` is `#[repr(C)]` with the header made by
+// `for_arc::<ServerCallShared>` first; only the final batch uses it as its tag.
+unsafe impl ArcTag for ServerCallShared {
+    fn on_event(self: Arc<Self>, success: bool) {
+        // SAFETY: the final batch is done, so the core no longer reads the buffers, and
+        // nothing else touches them after `send_final` wrote them.
+        let buffers = unsafe { (*self.final_batch.get()).take() };
+        if buffers.is_some_and(|b| b.carries_close) {
+            self.finish_close(success);
+        }
+    }
 }
 
 /// The metadata a handler chooses for its response.
@@ -54,7 +86,8 @@ pub(crate) struct Output {
 }
 
 // SAFETY: `close_raw` is written by the core while the batch carrying RECV_CLOSE_ON_SERVER
-// runs, and read only in `finish_close`, called from that batch's completion, after the write.
+// runs, and read only in `finish_close`, called from that batch's completion, after the write;
+// `final_batch` follows the protocol on its field.
 unsafe impl Send for ServerCallShared {}
 // SAFETY: as above; every other field is thread-safe.
 unsafe impl Sync for ServerCallShared {}
@@ -62,6 +95,7 @@ unsafe impl Sync for ServerCallShared {}
 impl ServerCallShared {
     pub(crate) fn new(call: Call, request_raw: RecvMetadata) -> Arc<ServerCallShared> {
         Arc::new(ServerCallShared {
+            header: TagHeader::for_arc::<ServerCallShared>(),
             call,
             request_raw,
             request_metadata: OnceLock::new(),
@@ -72,6 +106,7 @@ impl ServerCallShared {
             close_waiters: Mutex::new(Vec::new()),
             reply: Mutex::new(ReplyMetadata::default()),
             output: Mutex::new(Output::default()),
+            final_batch: UnsafeCell::new(None),
         })
     }
 

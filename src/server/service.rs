@@ -10,10 +10,11 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use grpcore_sys as ffi;
 
-use super::context::{ServerCallShared, ServerContext};
+use super::context::{FinalBuffers, ServerCallShared, ServerContext};
 use crate::buffer::ByteBuffer;
 use crate::call::raw::{op, OpList, OwnedSlice, RecvMetadata, SendMetadata};
-use crate::call::{Batch, Call, OnComplete};
+use crate::call::Call;
+use crate::cq::Tag;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::method::{Method, MethodKind};
@@ -278,25 +279,6 @@ pub(crate) fn panic_status(payload: &(dyn std::any::Any + Send)) -> Status {
     Status::internal(format!("the handler panicked: {msg}"))
 }
 
-/// C-side buffers of a server's final batch.
-struct ReplyState {
-    shared: Arc<ServerCallShared>,
-    initial: SendMetadata,
-    headers_sent: bool,
-    message: Option<ByteBuffer>,
-    trailers: SendMetadata,
-    details: OwnedSlice,
-    carries_close: bool,
-}
-
-impl OnComplete for ReplyState {
-    fn on_complete(&mut self, success: bool) {
-        if self.carries_close {
-            self.shared.finish_close(success);
-        }
-    }
-}
-
 /// Sends the outcome of a handler that answers with one message (unary, client streaming).
 pub(crate) fn send_response<Resp, C: Codec<Resp>>(
     shared: &Arc<ServerCallShared>,
@@ -322,7 +304,10 @@ pub(crate) fn send_response<Resp, C: Codec<Resp>>(
 pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuffer>, status: Status) {
     let headers_sent = {
         let mut out = shared.output.lock().unwrap_or_else(|e| e.into_inner());
-        out.finished = true;
+        if std::mem::replace(&mut out.finished, true) {
+            log::debug!("a second final batch for one call was ignored");
+            return;
+        }
         std::mem::replace(&mut out.headers_sent, true)
     };
     let (initial, trailers) = {
@@ -332,23 +317,24 @@ pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuf
     };
     let details = status.details();
     let close = shared.claim_close_op();
-    let batch = Batch::new(ReplyState {
-        shared: shared.clone(),
+    let carries_close = close.is_some();
+    let code = status.code();
+    let buffers = FinalBuffers {
         initial,
-        headers_sent,
         message,
         trailers: SendMetadata::new(&trailers, (!details.is_empty()).then_some((DETAILS_KEY, details))),
         details: OwnedSlice::copy_of(status.message().as_bytes()),
-        carries_close: close.is_some(),
-    });
-    let code = status.code();
-    let carries_close = close.is_some();
-    // SAFETY: the batch has not started, so we are the only user of its state; every op
-    // points into that state (or into `shared`, which it holds), kept alive by the tag.
+        carries_close,
+    };
+    // SAFETY: we just moved `finished` from false to true under the lock, so this is the only
+    // writer of `final_batch`, and no batch using it has started yet. The ops point into the
+    // buffers (or into `shared`), which the tag (one reference to `shared`) keeps alive until
+    // the event, when `ServerCallShared::on_event` drops them.
     let result = unsafe {
-        let s = &mut *batch.state_ptr();
+        let slot = &mut *shared.final_batch.get();
+        let s = slot.insert(buffers);
         let mut ops = OpList::<4>::new();
-        if !s.headers_sent {
+        if !headers_sent {
             ops.push(op::send_initial_metadata(&mut s.initial, 0));
         }
         if let Some(m) = &s.message {
@@ -358,7 +344,7 @@ pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuf
         if let Some(close) = close {
             ops.push(close);
         }
-        shared.call.start_batch(ops.as_slice(), batch.tag())
+        shared.call.start_batch(ops.as_slice(), Tag::from_arc(shared))
     };
     if let Err(e) = result {
         log::debug!("could not send the reply: {e}");
