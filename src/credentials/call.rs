@@ -252,13 +252,6 @@ fn gpr_string(s: &str) -> *const c_char {
     }
 }
 
-/// Spawns `task` on `env` from inside a core callback. The executor notices that the
-/// callback runs inside `grpc_completion_queue_next` (possibly on one of `env`'s own queue
-/// threads) and kicks the task over instead of queueing it where nothing would drain it.
-fn spawn_from_core(env: &Environment, task: impl Future<Output = ()> + Send + 'static) {
-    drop(env.spawn(task));
-}
-
 /// `get_metadata` of the plugin: starts the source's future and answers asynchronously (0),
 /// or, if the source panicked before giving a future, fails synchronously (1).
 unsafe extern "C" fn plugin_get_metadata(
@@ -298,7 +291,7 @@ unsafe extern "C" fn plugin_get_metadata(
             };
             // Spawning only allocates; if it ever unwound, the dropped task's reply would
             // still complete the request (once), so the answer below stays "asynchronous".
-            let _ = catch_unwind(AssertUnwindSafe(|| spawn_from_core(&state.env, task)));
+            let _ = catch_unwind(AssertUnwindSafe(|| drop(state.env.spawn(task))));
             0
         }
         Err(panic) => {

@@ -189,21 +189,29 @@ impl OnComplete for CloseWatch {
 pub struct ServerContext {
     shared: Arc<ServerCallShared>,
     method: Arc<str>,
-    deadline: Option<Instant>,
+    /// The deadline as the core gave it; converted to an `Instant` on first use (clock reads
+    /// that most handlers never need).
+    deadline_raw: grpcore_sys::gpr_timespec,
+    deadline: OnceLock<Option<Instant>>,
 }
 
 impl std::fmt::Debug for ServerContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerContext")
             .field("method", &self.method)
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.deadline())
             .finish_non_exhaustive()
     }
 }
 
 impl ServerContext {
-    pub(crate) fn new(shared: Arc<ServerCallShared>, method: Arc<str>, deadline: Option<Instant>) -> Self {
-        ServerContext { shared, method, deadline }
+    pub(crate) fn new(shared: Arc<ServerCallShared>, method: Arc<str>, deadline: grpcore_sys::gpr_timespec) -> Self {
+        ServerContext {
+            shared,
+            method,
+            deadline_raw: deadline,
+            deadline: OnceLock::new(),
+        }
     }
 
     pub(crate) fn shared(&self) -> &Arc<ServerCallShared> {
@@ -229,12 +237,12 @@ impl ServerContext {
 
     /// The call's deadline, if the client set one.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        *self.deadline.get_or_init(|| crate::time::to_instant(self.deadline_raw))
     }
 
     /// Time left until the deadline (zero once passed); `None` without a deadline.
     pub fn time_remaining(&self) -> Option<Duration> {
-        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        self.deadline().map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// The request metadata (headers) the client sent.

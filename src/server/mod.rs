@@ -539,7 +539,7 @@ impl RequestSlot {
         let incoming = IncomingCall {
             call,
             method: m.entry.path.clone(),
-            deadline: crate::time::to_instant(deadline),
+            deadline,
             metadata,
             payload,
         };

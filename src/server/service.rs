@@ -5,7 +5,6 @@ use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures_util::FutureExt;
 use grpcore_sys as ffi;
@@ -27,7 +26,7 @@ pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub(crate) struct IncomingCall {
     pub(crate) call: Call,
     pub(crate) method: Arc<str>,
-    pub(crate) deadline: Option<Instant>,
+    pub(crate) deadline: grpcore_sys::gpr_timespec,
     /// The request metadata as the core received it (converted on first use).
     pub(crate) metadata: RecvMetadata,
     pub(crate) payload: Option<ByteBuffer>,
