@@ -16,7 +16,9 @@ APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
               libclang-dev clang valgrind libssl-dev)
 # The Python peers in tests/peers/python (interop against grpcio). Versions
 # checked together on CPython 3.11 (manylinux wheels exist for all three).
-PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2)
+# h2 (pure Python HTTP/2) drives calls that a gRPC client library would cancel
+# itself (tests/peers/python/h2_unary_no_cancel.py).
+PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2 h2==4.1.0)
 
 PYTHON="${PYTHON:-python3}"
 

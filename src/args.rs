@@ -46,6 +46,14 @@ impl ChannelArgs {
         Ok(())
     }
 
+    /// The integer value set for `key`, if any.
+    pub(crate) fn get_int(&self, key: &str) -> Option<i32> {
+        self.args.iter().rev().find_map(|(k, v)| match v {
+            Value::Int(i) if k.as_bytes() == key.as_bytes() => Some(*i),
+            _ => None,
+        })
+    }
+
     pub(crate) fn set_str(&mut self, key: &str, value: &str) -> Result<(), Error> {
         let key = c_string("channel argument key", key)?;
         let value = c_string(&format!("value of channel argument {key:?}"), value)?;

@@ -16,6 +16,7 @@ use crate::call::write::{Compression, Writer, ENCODING_REQUEST_KEY};
 use crate::call::{Batch, Call, OnComplete};
 use crate::credentials::AuthContext;
 use crate::metadata::Metadata;
+use super::limits::MessageLimits;
 
 /// State shared by a server call's handler, its reply and its cancellation watch. It is
 /// also the tag of the call's final batch, whose buffers it holds (no allocation of its own).
@@ -41,6 +42,8 @@ pub(crate) struct ServerCallShared {
     /// starts (the `finished` flag of `output` makes that caller unique), read by the core
     /// while it runs, dropped when its event arrives.
     pub(crate) final_batch: UnsafeCell<Option<FinalBuffers>>,
+    /// The message sizes to check here (lean mode).
+    pub(crate) limits: MessageLimits,
 }
 
 /// What the final batch of a server call points into.
@@ -93,7 +96,7 @@ unsafe impl Send for ServerCallShared {}
 unsafe impl Sync for ServerCallShared {}
 
 impl ServerCallShared {
-    pub(crate) fn new(call: Call, request_raw: RecvMetadata) -> Arc<ServerCallShared> {
+    pub(crate) fn new(call: Call, request_raw: RecvMetadata, limits: MessageLimits) -> Arc<ServerCallShared> {
         Arc::new(ServerCallShared {
             header: TagHeader::for_arc::<ServerCallShared>(),
             call,
@@ -107,6 +110,7 @@ impl ServerCallShared {
             reply: Mutex::new(ReplyMetadata::default()),
             output: Mutex::new(Output::default()),
             final_batch: UnsafeCell::new(None),
+            limits,
         })
     }
 

@@ -7,6 +7,7 @@
 //! to generic slots and are answered `UNIMPLEMENTED`.
 
 pub(crate) mod context;
+pub(crate) mod limits;
 pub(crate) mod service;
 pub(crate) mod streaming;
 
@@ -36,6 +37,7 @@ use crate::quota::ResourceQuota;
 use crate::settings::{self, keys, Zero};
 use crate::status::Code;
 
+use self::limits::MessageLimits;
 use self::service::{IncomingCall, MethodEntry, Service};
 
 /// Default request slots posted per method and per completion queue.
@@ -67,6 +69,7 @@ pub struct ServerBuilder {
     args: ChannelArgs,
     slots_per_method: usize,
     spawner: Option<Spawner>,
+    lean: bool,
     error: Option<Error>,
 }
 
@@ -92,6 +95,7 @@ impl ServerBuilder {
             args: ChannelArgs::default(),
             slots_per_method: DEFAULT_SLOTS_PER_METHOD,
             spawner: None,
+            lean: false,
             error: None,
         }
         .so_reuseport(false)
@@ -126,14 +130,15 @@ impl ServerBuilder {
     }
 
     /// Largest request accepted, in bytes; `None` for no limit. Default: 4 MiB. A larger
-    /// request fails with `RESOURCE_EXHAUSTED`.
+    /// request fails with `RESOURCE_EXHAUSTED` (the call ends with that status).
     pub fn max_receive_message_len(mut self, bytes: impl Into<Option<usize>>) -> ServerBuilder {
         let r = size_limit("max_receive_message_len", bytes.into())
             .and_then(|v| self.args.set_int("grpc.max_receive_message_length", v));
         self.record(r)
     }
 
-    /// Largest response sent, in bytes; `None` (the default) for no limit.
+    /// Largest response sent, in bytes; `None` (the default) for no limit. A larger
+    /// response ends the call with `RESOURCE_EXHAUSTED`.
     pub fn max_send_message_len(mut self, bytes: impl Into<Option<usize>>) -> ServerBuilder {
         let r = size_limit("max_send_message_len", bytes.into())
             .and_then(|v| self.args.set_int("grpc.max_send_message_length", v));
@@ -286,6 +291,30 @@ impl ServerBuilder {
         self
     }
 
+    /// Lean mode: serves through the core's minimal filter stack (`grpc.minimal_stack`,
+    /// channelz off) and does in grpcore what the left-out filters did, for fewer
+    /// instructions per call (see `benches/README.md` for the counts). Default: off.
+    ///
+    /// What stays the same for clients and handlers:
+    /// - message-size limits ([`max_receive_message_len`](Self::max_receive_message_len),
+    ///   default 4 MiB, and [`max_send_message_len`](Self::max_send_message_len)) are
+    ///   enforced by grpcore, with the core's `RESOURCE_EXHAUSTED` statuses, since the
+    ///   minimal stack drops the core's message-size filter;
+    /// - deadlines are enforced: the core's deadline filter is kept
+    ///   (`grpc.enable_deadline_checking`), so a call still ends with `DEADLINE_EXCEEDED` at
+    ///   its deadline even if the client never cancels it, and
+    ///   [`ServerContext::cancelled`](crate::ServerContext::cancelled) fires then;
+    /// - compressed requests are accepted (grpcore decompresses them while decoding).
+    ///
+    /// What changes: responses are never compressed
+    /// ([`default_compression`](Self::default_compression) and
+    /// [`ServerContext::set_compression`](crate::ServerContext::set_compression) have no
+    /// effect), and the server does not appear in channelz.
+    pub fn lean(mut self, enable: bool) -> ServerBuilder {
+        self.lean = enable;
+        self
+    }
+
     /// Sets any integer channel argument of the server (escape hatch).
     pub fn raw_int_arg(mut self, key: &str, value: i32) -> ServerBuilder {
         let r = self.args.set_int(key, value);
@@ -326,6 +355,25 @@ impl ServerBuilder {
             }
         }
 
+        let limits = if self.lean {
+            // The minimal stack also drops the decompression filter, and without it the core
+            // hands compressed requests over as if they were plain (it does not mark the
+            // buffer compressed on a server), so that filter stays.
+            for (key, value) in [
+                ("grpc.minimal_stack", 1),
+                ("grpc.enable_channelz", 0),
+                ("grpc.enable_deadline_checking", 1),
+                ("grpc.per_message_decompression", 1),
+            ] {
+                self.args.set_int(key, value)?;
+            }
+            MessageLimits::from_args(
+                self.args.get_int("grpc.max_receive_message_length"),
+                self.args.get_int("grpc.max_send_message_length"),
+            )
+        } else {
+            MessageLimits::UNCHECKED
+        };
         // SAFETY: the arguments live across the call and are copied by the core.
         let raw = self.args.with_raw(|args| unsafe { ffi::grpc_server_create(args, ptr::null_mut()) });
         let guard = UnstartedServer(raw);
@@ -368,6 +416,7 @@ impl ServerBuilder {
             methods,
             shutting_down: AtomicBool::new(false),
             spawner: self.spawner.clone(),
+            limits,
         });
         for cq in self.env.cqs() {
             for i in 0..inner.methods.len() {
@@ -415,6 +464,8 @@ pub(crate) struct ServerInner {
     methods: Vec<RegisteredMethod>,
     shutting_down: AtomicBool,
     spawner: Option<Spawner>,
+    /// The message sizes grpcore checks itself (lean mode only).
+    limits: MessageLimits,
 }
 
 // SAFETY: the core's server is thread-safe; method handles are immutable after start.
@@ -542,6 +593,7 @@ impl RequestSlot {
             deadline,
             metadata,
             payload,
+            limits: server.limits,
         };
         let spawn = match &server.spawner {
             Some(spawner) => service::Spawn::User(&**spawner),

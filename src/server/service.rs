@@ -10,6 +10,7 @@ use futures_util::FutureExt;
 use grpcore_sys as ffi;
 
 use super::context::{FinalBuffers, ServerCallShared, ServerContext};
+use super::limits::MessageLimits;
 use crate::buffer::ByteBuffer;
 use crate::call::raw::{op, OpList, OwnedSlice, RecvMetadata, SendMetadata};
 use crate::call::Call;
@@ -30,6 +31,19 @@ pub(crate) struct IncomingCall {
     /// The request metadata as the core received it (converted on first use).
     pub(crate) metadata: RecvMetadata,
     pub(crate) payload: Option<ByteBuffer>,
+    /// The message sizes to check here (lean mode).
+    pub(crate) limits: MessageLimits,
+}
+
+impl IncomingCall {
+    /// The request read with the call (unary and server-streaming methods), size-checked
+    /// and decoded.
+    pub(crate) fn decode_payload<Req, C: Codec<Req>>(&mut self) -> Result<Req, Status> {
+        match self.payload.take() {
+            None => Err(Status::internal("the client sent no request message")),
+            Some(buf) => self.limits.decode::<Req, C>(&buf, "the request", &self.method),
+        }
+    }
 }
 
 /// Type-erased handler of one method.
@@ -235,13 +249,9 @@ where
     F: Fn(Req, ServerContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
-    fn handle(&self, incoming: IncomingCall, spawn: Spawn<'_>) {
-        let shared = ServerCallShared::new(incoming.call, incoming.metadata);
-        let request = match incoming.payload {
-            None => Err(Status::internal("the client sent no request message")),
-            Some(buf) => C::decode(&mut buf.reader())
-                .map_err(|e| Status::internal(format!("failed to decode the request to {}: {e}", incoming.method))),
-        };
+    fn handle(&self, mut incoming: IncomingCall, spawn: Spawn<'_>) {
+        let request = incoming.decode_payload::<Req, C>();
+        let shared = ServerCallShared::new(incoming.call, incoming.metadata, incoming.limits);
         let request = match request {
             Ok(r) => r,
             Err(status) => {
@@ -287,7 +297,10 @@ pub(crate) fn send_response<Resp, C: Codec<Resp>>(
         Ok(Ok(resp)) => {
             let mut buf = Vec::new();
             match C::encode(&resp, &mut buf) {
-                Ok(()) => send_final(shared, Some(ByteBuffer::from_vec(buf)), Status::ok()),
+                Ok(()) => match shared.limits.check_send(buf.len()) {
+                    Ok(()) => send_final(shared, Some(ByteBuffer::from_vec(buf)), Status::ok()),
+                    Err(status) => send_final(shared, None, status),
+                },
                 Err(e) => send_final(shared, None, Status::internal(format!("failed to encode the response: {e}"))),
             }
         }

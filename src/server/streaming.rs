@@ -102,10 +102,14 @@ impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
                 Poll::Ready(None)
             }
             Some(buf) => {
-                let item = C::decode(&mut buf.reader())
-                    .map_err(|e| Status::internal(format!("failed to decode a request to {}: {e}", this.method)));
-                if item.is_err() {
+                let item = this.shared.limits.decode::<Req, C>(&buf, "a request", &this.method);
+                if let Err(status) = &item {
                     this.done = true;
+                    if status.code() == Code::ResourceExhausted {
+                        // As the core's size filter does: the call ends with this status
+                        // whatever the handler does next.
+                        this.shared.call.cancel_with_status(status.code(), status.message());
+                    }
                 }
                 Poll::Ready(Some(item))
             }
@@ -162,6 +166,11 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
     fn write(&self, item: &Resp, flags: WriteFlags) -> Result<(), Error> {
         let mut buf = Vec::new();
         C::encode(item, &mut buf).map_err(|e| Error::Codec(format!("failed to encode a response: {e}")))?;
+        if let Err(status) = self.shared.limits.check_send(buf.len()) {
+            // As the core's size filter does: the call ends with this status.
+            self.shared.call.cancel_with_status(status.code(), status.message());
+            return Err(Error::Rpc(status));
+        }
         let mut out = self.shared.output.lock().unwrap_or_else(|e| e.into_inner());
         if out.finished || self.shared.is_closed_cancelled() {
             return Err(ended());
@@ -268,20 +277,12 @@ async fn finish_stream(shared: Arc<ServerCallShared>, outcome: std::thread::Resu
     send_final(&shared, None, status);
 }
 
-fn decode_request<Req, C: Codec<Req>>(incoming: &mut IncomingCall) -> Result<Req, Status> {
-    match incoming.payload.take() {
-        None => Err(Status::internal("the client sent no request message")),
-        Some(buf) => C::decode(&mut buf.reader())
-            .map_err(|e| Status::internal(format!("failed to decode the request to {}: {e}", incoming.method))),
-    }
-}
-
 /// The shared state and context of a streaming call. Streaming calls watch for their end
 /// from the start: the core learns of a client's cancellation only through a pending
 /// close op, and a streaming handler must see it promptly (its sends fail, its request
 /// stream ends with CANCELLED) rather than at its next flow-control stall.
 fn context(incoming: IncomingCall) -> (Arc<ServerCallShared>, ServerContext) {
-    let shared = ServerCallShared::new(incoming.call, incoming.metadata);
+    let shared = ServerCallShared::new(incoming.call, incoming.metadata, incoming.limits);
     shared.watch_close();
     let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline);
     (shared, ctx)
@@ -322,7 +323,7 @@ where
     Fut: Future<Output = Result<(), Status>> + Send + 'static,
 {
     fn handle(&self, mut incoming: IncomingCall, spawn: Spawn<'_>) {
-        let request = decode_request::<Req, C>(&mut incoming);
+        let request = incoming.decode_payload::<Req, C>();
         let (shared, ctx) = context(incoming);
         let request = match request {
             Ok(r) => r,

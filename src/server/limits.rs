@@ -1,0 +1,95 @@
+//! Message-size limits that grpcore checks itself.
+//!
+//! The core enforces `grpc.max_receive_message_length` / `grpc.max_send_message_length` in
+//! its message-size filter, which its minimal stack leaves out (a 5 MiB request is accepted
+//! even with an explicit 4 MiB limit). A server in lean mode
+//! ([`ServerBuilder::lean`](crate::ServerBuilder::lean)) therefore checks every message
+//! here instead: received messages by their (decompressed) length before decoding, sent
+//! messages by their encoded length before they reach the core. Outside lean mode the
+//! limits are unchecked here (the core's filter does the work) and each check is one
+//! comparison against `usize::MAX`.
+
+use crate::buffer::{ByteBuffer, MessageReader};
+use crate::codec::Codec;
+use crate::status::{Code, Status};
+
+/// The core's default receive limit (`GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH`).
+pub(crate) const DEFAULT_MAX_RECEIVE: usize = 4 * 1024 * 1024;
+
+/// The sizes a server call may receive and send, in bytes (`usize::MAX`: unchecked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MessageLimits {
+    receive: usize,
+    send: usize,
+}
+
+impl MessageLimits {
+    /// No checks here (the core's filter enforces the limits, or there are none).
+    pub(crate) const UNCHECKED: MessageLimits = MessageLimits {
+        receive: usize::MAX,
+        send: usize::MAX,
+    };
+
+    /// Limits from the core's integer arguments as the server was configured: `None` for an
+    /// argument that was not set (receive defaults to 4 MiB, send to no limit, as in the
+    /// core), a negative value for no limit.
+    pub(crate) fn from_args(receive: Option<i32>, send: Option<i32>) -> MessageLimits {
+        let bytes = |v: i32| usize::try_from(v).unwrap_or(usize::MAX);
+        MessageLimits {
+            receive: receive.map_or(DEFAULT_MAX_RECEIVE, bytes),
+            send: send.map_or(usize::MAX, bytes),
+        }
+    }
+
+    /// `RESOURCE_EXHAUSTED` if a received message of `len` bytes is over the limit.
+    pub(crate) fn check_receive(&self, len: usize) -> Result<(), Status> {
+        if len > self.receive {
+            return Err(Status::new(
+                Code::ResourceExhausted,
+                format!("Received message larger than max ({len} vs. {})", self.receive),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `RESOURCE_EXHAUSTED` if a message of `len` bytes is over the send limit.
+    pub(crate) fn check_send(&self, len: usize) -> Result<(), Status> {
+        if len > self.send {
+            return Err(Status::new(
+                Code::ResourceExhausted,
+                format!("Sent message larger than max ({len} vs. {})", self.send),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Decodes a received message after checking its size. A decode failure is `INTERNAL`,
+    /// naming `what` (e.g. "the request") and the method.
+    pub(crate) fn decode<T, C: Codec<T>>(&self, buf: &ByteBuffer, what: &str, method: &str) -> Result<T, Status> {
+        let mut reader: MessageReader<'_> = buf.reader();
+        self.check_receive(reader.len())?;
+        C::decode(&mut reader).map_err(|e| Status::internal(format!("failed to decode {what} to {method}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_follow_the_core_defaults_and_negative_means_none() {
+        let l = MessageLimits::from_args(None, None);
+        assert!(l.check_receive(DEFAULT_MAX_RECEIVE).is_ok());
+        assert_eq!(l.check_receive(DEFAULT_MAX_RECEIVE + 1).unwrap_err().code(), Code::ResourceExhausted);
+        assert!(l.check_send(usize::MAX - 1).is_ok());
+
+        let l = MessageLimits::from_args(Some(-1), Some(10));
+        assert!(l.check_receive(usize::MAX - 1).is_ok());
+        assert!(l.check_send(10).is_ok());
+        let err = l.check_send(11).unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted);
+        assert!(err.message().contains("11 vs. 10"), "{}", err.message());
+
+        assert!(MessageLimits::UNCHECKED.check_receive(usize::MAX).is_ok());
+    }
+}
