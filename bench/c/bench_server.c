@@ -293,7 +293,7 @@ static void* run(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  static const char* const known[] = {"port", "cq-threads", "slots", NULL};
+  static const char* const known[] = {"port", "cq-threads", "slots", "arg", NULL};
   check_flags(argc, argv, known);
   int port = (int)flag_num(argc, argv, "port", 0);
   int threads = (int)flag_num(argc, argv, "cq-threads", 1);
@@ -301,9 +301,28 @@ int main(int argc, char** argv) {
   if (threads < 1) threads = 1;
   if (slots < 1) slots = 1;
 
+  /* --arg key=integer (repeatable): integer channel arguments for the server, e.g.
+   * --arg grpc.minimal_stack=1, to price the core's optional filters one by one. */
+  grpc_arg args[16];
+  size_t nargs = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--arg") != 0) continue;
+    char* eq = strchr(argv[i + 1], '=');
+    if (eq == NULL || nargs == sizeof args / sizeof args[0]) {
+      fprintf(stderr, "bench_server_c: --arg wants key=integer (at most 16)\n");
+      return 2;
+    }
+    *eq = '\0';
+    args[nargs].type = GRPC_ARG_INTEGER;
+    args[nargs].key = argv[i + 1];
+    args[nargs].value.integer = atoi(eq + 1);
+    nargs++;
+  }
+  grpc_channel_args channel_args = {nargs, args};
+
   grpc_init();
   empty_details = grpc_empty_slice();
-  server = grpc_server_create(NULL, NULL);
+  server = grpc_server_create(nargs ? &channel_args : NULL, NULL);
   methods[M_UNARY] = grpc_server_register_method(server, METHOD_PATHS[M_UNARY], NULL,
                                                  GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
   methods[M_STREAMING] = grpc_server_register_method(server, METHOD_PATHS[M_STREAMING], NULL,
