@@ -11,6 +11,9 @@ use std::ptr;
 
 use grpcore_sys as ffi;
 
+use crate::codec::Codec;
+use crate::error::Error;
+
 /// Messages up to this size are copied into an inline slice (no allocation at all).
 const INLINE_MAX: usize = 23;
 
@@ -39,6 +42,30 @@ impl ByteBuffer {
         (!raw.is_null()).then_some(ByteBuffer { raw })
     }
 
+    /// Encodes `msg` with codec `C`: straight into a slice the core allocates when the codec
+    /// knows the length up front (one allocation for the bytes, none up to 23 bytes), else
+    /// through a `Vec` that the core then adopts.
+    pub(crate) fn encode<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Error> {
+        let Some(len) = C::encoded_len(msg) else {
+            let mut buf = Vec::new();
+            C::encode(msg, &mut buf)?;
+            return Ok(ByteBuffer::from_vec(buf));
+        };
+        // SAFETY: `grpc_slice_malloc` returns a slice we own one reference to, with `len`
+        // writable bytes (inline up to 23 bytes, else its own allocation) that nobody else
+        // sees until the byte buffer takes its reference; ours is released on every path.
+        unsafe {
+            let mut slice = ffi::grpc_slice_malloc(len);
+            if let Err(e) = C::encode_to_slice(msg, slice_bytes_mut(&mut slice)) {
+                ffi::grpc_slice_unref(slice);
+                return Err(e);
+            }
+            let raw = ffi::grpc_raw_byte_buffer_create(&mut slice, 1);
+            ffi::grpc_slice_unref(slice);
+            Ok(ByteBuffer { raw })
+        }
+    }
+
     /// Hands `bytes` to the core without copying them (small messages are inlined).
     pub(crate) fn from_vec(bytes: Vec<u8>) -> ByteBuffer {
         // SAFETY: every slice passed to `grpc_raw_byte_buffer_create` is valid; the buffer takes
@@ -58,6 +85,12 @@ impl ByteBuffer {
             ffi::grpc_slice_unref(slice);
             ByteBuffer { raw }
         }
+    }
+
+    /// The message's length in bytes (as sent; compressed if the buffer is).
+    pub(crate) fn len(&self) -> usize {
+        // SAFETY: `raw` is a live byte buffer owned by `self`.
+        unsafe { ffi::grpc_byte_buffer_length(self.raw) }
     }
 
     /// The raw pointer, still owned by `self`.
@@ -100,69 +133,94 @@ pub(crate) unsafe fn slice_bytes(slice: &ffi::grpc_slice) -> &[u8] {
     }
 }
 
+/// The bytes of a slice we hold the only reference to, writable.
+///
+/// # Safety
+/// `slice` must be valid, and no one else may read or write its bytes meanwhile.
+unsafe fn slice_bytes_mut(slice: &mut ffi::grpc_slice) -> &mut [u8] {
+    // SAFETY: as in `slice_bytes`; exclusive use is guaranteed by the caller.
+    unsafe {
+        if slice.refcount.is_null() {
+            let inl = &mut slice.data.inlined;
+            &mut inl.bytes[..inl.length as usize]
+        } else {
+            let rc = &mut slice.data.refcounted;
+            if rc.length == 0 {
+                &mut []
+            } else {
+                std::slice::from_raw_parts_mut(rc.bytes, rc.length)
+            }
+        }
+    }
+}
+
 /// Reads a received message in place, slice by slice.
 ///
 /// Implements [`bytes::Buf`] (for prost) and [`std::io::Read`] / [`std::io::BufRead`]
 /// (for rust-protobuf and anything else), so codecs decode from the core's memory directly.
 pub struct MessageReader<'a> {
-    reader: ffi::grpc_byte_buffer_reader,
+    /// The slices being read: the buffer's own, or those the core decompressed into.
+    slices: *const ffi::grpc_slice,
+    count: usize,
+    /// Index of the slice after the current one.
+    next: usize,
     current: *const u8,
     current_len: usize,
     remaining: usize,
+    /// For a compressed buffer: the core's reader, which owns the decompressed copy.
+    inflater: Option<ffi::grpc_byte_buffer_reader>,
     _buffer: PhantomData<&'a ByteBuffer>,
 }
 
 impl<'a> MessageReader<'a> {
     fn new(buffer: &'a ByteBuffer) -> MessageReader<'a> {
-        let mut reader = ffi::grpc_byte_buffer_reader::default();
-        // SAFETY: `buffer.raw` is a live byte buffer for 'a; init fills `reader` (and decompresses
-        // into `reader.buffer_out` when needed). A failed init leaves nothing to destroy and we
-        // report an empty message, which the codec then rejects if it needs bytes.
-        let ok = unsafe { ffi::grpc_byte_buffer_reader_init(&mut reader, buffer.raw) } != 0;
-        let remaining = if ok {
-            // SAFETY: after a successful init, `buffer_out` is the buffer being read.
-            unsafe { ffi::grpc_byte_buffer_length(reader.buffer_out) }
-        } else {
-            0
-        };
         let mut r = MessageReader {
-            reader,
+            slices: ptr::null(),
+            count: 0,
+            next: 0,
             current: ptr::null(),
             current_len: 0,
-            remaining,
+            remaining: 0,
+            inflater: None,
             _buffer: PhantomData,
         };
-        if !ok {
-            r.remaining = usize::MAX; // marks "not initialised" for Drop
+        // SAFETY: `buffer.raw` is a live byte buffer for 'a. A raw buffer's slices are read in
+        // place (its public layout: `data.raw.slice_buffer`). A compressed one goes through the
+        // core's reader, which inflates into `buffer_out`, alive until the reader is destroyed
+        // in our Drop; if inflating fails we read nothing, and the codec rejects the message
+        // if it needs bytes.
+        unsafe {
+            let raw = &*buffer.raw;
+            let sb = if raw.type_ == ffi::GRPC_BB_RAW && raw.data.raw.compression == ffi::GRPC_COMPRESS_NONE {
+                &raw.data.raw.slice_buffer
+            } else {
+                let mut reader = ffi::grpc_byte_buffer_reader::default();
+                if ffi::grpc_byte_buffer_reader_init(&mut reader, buffer.raw) == 0 {
+                    return r;
+                }
+                let inflater = r.inflater.insert(reader);
+                &(*inflater.buffer_out).data.raw.slice_buffer
+            };
+            r.slices = sb.slices;
+            r.count = sb.count;
+            r.remaining = sb.length;
         }
         r.next_slice();
         r
     }
 
-    fn initialised(&self) -> bool {
-        self.remaining != usize::MAX
-    }
-
     /// Moves to the next non-empty slice, if any bytes remain.
     fn next_slice(&mut self) {
-        if !self.initialised() {
-            self.remaining = 0;
-            self.reader.buffer_in = ptr::null_mut();
-            return;
-        }
-        while self.current_len == 0 && self.remaining > 0 {
-            let mut slice: *mut ffi::grpc_slice = ptr::null_mut();
-            // SAFETY: the reader was initialised over a buffer that lives for 'a; peek returns a
-            // pointer to a slice owned by that buffer, valid as long as the buffer is.
-            let more = unsafe { ffi::grpc_byte_buffer_reader_peek(&mut self.reader, &mut slice) } != 0;
-            if !more {
-                self.remaining = 0;
-                return;
-            }
-            // SAFETY: `slice` points into the buffer, which outlives this reader.
-            let bytes = unsafe { slice_bytes(&*slice) };
+        while self.current_len == 0 && self.remaining > 0 && self.next < self.count {
+            // SAFETY: `next < count`, so this is one of the buffer's slices, which live as long
+            // as the buffer (or the inflater's copy) that this reader borrows.
+            let bytes = unsafe { slice_bytes(&*self.slices.add(self.next)) };
+            self.next += 1;
             self.current = bytes.as_ptr();
             self.current_len = bytes.len();
+        }
+        if self.current_len == 0 {
+            self.remaining = 0; // the slices hold fewer bytes than the buffer claimed
         }
     }
 
@@ -192,7 +250,8 @@ impl<'a> MessageReader<'a> {
         while n > 0 {
             let step = n.min(self.current_len);
             assert!(step > 0, "advanced past the end of the message");
-            // SAFETY: `step <= current_len`, so the pointer stays inside the current slice.
+            // SAFETY: `step <= current_len`, so the pointer stays inside (or one past) the
+            // current slice.
             self.current = unsafe { self.current.add(step) };
             self.current_len -= step;
             self.remaining -= step;
@@ -216,9 +275,10 @@ impl<'a> MessageReader<'a> {
 
 impl Drop for MessageReader<'_> {
     fn drop(&mut self) {
-        if !self.reader.buffer_in.is_null() {
-            // SAFETY: the reader was initialised (buffer_in is set by init and cleared above when not).
-            unsafe { ffi::grpc_byte_buffer_reader_destroy(&mut self.reader) }
+        if let Some(reader) = &mut self.inflater {
+            // SAFETY: the reader was initialised successfully (else it would be `None`) and is
+            // destroyed once, here, after the last read of its slices.
+            unsafe { ffi::grpc_byte_buffer_reader_destroy(reader) }
         }
     }
 }
@@ -235,6 +295,20 @@ impl bytes::Buf for MessageReader<'_> {
     fn advance(&mut self, cnt: usize) {
         assert!(cnt <= self.remaining, "advance {cnt} past the {} bytes left", self.remaining);
         self.consume(cnt);
+    }
+
+    /// prost reads every `bytes` field through this. Inside one slice it is a single
+    /// allocation and copy (the default goes through a growing `BytesMut`).
+    fn copy_to_bytes(&mut self, len: usize) -> bytes::Bytes {
+        if len <= self.current_len {
+            let out = bytes::Bytes::copy_from_slice(&self.current()[..len]);
+            self.consume(len);
+            return out;
+        }
+        assert!(len <= self.remaining, "copy_to_bytes {len} past the {} bytes left", self.remaining);
+        let mut out = bytes::BytesMut::with_capacity(len);
+        bytes::BufMut::put(&mut out, bytes::Buf::take(&mut *self, len));
+        out.freeze()
     }
 }
 

@@ -16,6 +16,33 @@ pub trait Codec<T>: Send + Sync + 'static {
     fn encode(msg: &T, buf: &mut Vec<u8>) -> Result<(), Error>;
     /// Decodes a whole message from `reader`, which walks the core's slices in place.
     fn decode(reader: &mut MessageReader<'_>) -> Result<T, Error>;
+
+    /// The exact length of `msg`'s encoding, if the codec can tell without encoding it.
+    /// When it can, grpcore encodes straight into the core's message buffer with
+    /// [`encode_to_slice`](Self::encode_to_slice) (one allocation, no copy) instead of
+    /// going through a `Vec`. The default, `None`, always uses [`encode`](Self::encode).
+    fn encoded_len(msg: &T) -> Option<usize> {
+        let _ = msg;
+        None
+    }
+
+    /// Writes the encoding of `msg` into `out`, which is exactly
+    /// [`encoded_len`](Self::encoded_len)`(msg)` bytes long; fails if the encoding does
+    /// not fill it exactly. Called only after `encoded_len` returned `Some`. The default
+    /// encodes into a `Vec` and copies.
+    fn encode_to_slice(msg: &T, out: &mut [u8]) -> Result<(), Error> {
+        let mut buf = Vec::with_capacity(out.len());
+        Self::encode(msg, &mut buf)?;
+        if buf.len() != out.len() {
+            return Err(Error::Codec(format!(
+                "the encoding is {} bytes, not the {} announced by encoded_len",
+                buf.len(),
+                out.len()
+            )));
+        }
+        out.copy_from_slice(&buf);
+        Ok(())
+    }
 }
 
 /// Raw bytes, unchanged: for proxies, tests, and hand-rolled encodings.
@@ -64,6 +91,31 @@ impl<T: prost::Message + Default + 'static> Codec<T> for ProstCodec {
     fn decode(reader: &mut MessageReader<'_>) -> Result<T, Error> {
         T::decode(reader)
             .map_err(|e| Error::Codec(format!("decoding {}: {e}", std::any::type_name::<T>())))
+    }
+
+    fn encoded_len(msg: &T) -> Option<usize> {
+        Some(msg.encoded_len())
+    }
+
+    fn encode_to_slice(msg: &T, mut out: &mut [u8]) -> Result<(), Error> {
+        // `encode` would compute `encoded_len` a second time to check the room; `out` is
+        // exactly that long already. A hand-written message whose `encode_raw` writes more
+        // than its `encoded_len` panics on the full slice: that becomes an error here.
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| msg.encode_raw(&mut out)));
+        if written.is_err() {
+            return Err(Error::Codec(format!(
+                "encoding {}: longer than its encoded_len",
+                std::any::type_name::<T>()
+            )));
+        }
+        if !out.is_empty() {
+            return Err(Error::Codec(format!(
+                "encoding {}: {} bytes short of its encoded_len",
+                std::any::type_name::<T>(),
+                out.len()
+            )));
+        }
+        Ok(())
     }
 }
 

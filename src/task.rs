@@ -22,7 +22,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
+
+use futures_util::task::{waker_ref, ArcWake};
 
 use crate::cq::{ArcTag, CompletionQueue, Tag, TagHeader};
 
@@ -226,7 +228,8 @@ impl<F: Future<Output = ()> + Send + 'static> Runnable for Task<F> {
     /// queue's thread.
     fn run(self: Arc<Self>) {
         self.state.start_run();
-        let waker = Waker::from(self.clone());
+        // A waker borrowing our `Arc`: no reference is taken unless the future keeps a clone.
+        let waker = waker_ref(&self);
         let mut cx = Context::from_waker(&waker);
         // SAFETY: we hold the task's only schedule entry (state RUNNING), so this is the only
         // access to `future` until the state changes below.
@@ -264,16 +267,16 @@ unsafe impl<F: Future<Output = ()> + Send + 'static> ArcTag for Task<F> {
     }
 }
 
-impl<F: Future<Output = ()> + Send + 'static> Wake for Task<F> {
+impl<F: Future<Output = ()> + Send + 'static> ArcWake for Task<F> {
     fn wake(self: Arc<Self>) {
         if self.state.wake() {
             self.schedule();
         }
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
-        if self.state.wake() {
-            self.clone().schedule();
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        if arc_self.state.wake() {
+            arc_self.clone().schedule();
         }
     }
 }

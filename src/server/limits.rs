@@ -63,6 +63,15 @@ impl MessageLimits {
         Ok(())
     }
 
+    /// `RESOURCE_EXHAUSTED` if `buf` is over the send limit (its length is read only when
+    /// there is a limit to check).
+    pub(crate) fn check_send_buffer(&self, buf: &ByteBuffer) -> Result<(), Status> {
+        if self.send == usize::MAX {
+            return Ok(());
+        }
+        self.check_send(buf.len())
+    }
+
     /// Decodes a received message after checking its size. A decode failure is `INTERNAL`,
     /// naming `what` (e.g. "the request") and the method.
     pub(crate) fn decode<T, C: Codec<T>>(&self, buf: &ByteBuffer, what: &str, method: &str) -> Result<T, Status> {

@@ -295,10 +295,9 @@ pub(crate) fn send_response<Resp, C: Codec<Resp>>(
 ) {
     match outcome {
         Ok(Ok(resp)) => {
-            let mut buf = Vec::new();
-            match C::encode(&resp, &mut buf) {
-                Ok(()) => match shared.limits.check_send(buf.len()) {
-                    Ok(()) => send_final(shared, Some(ByteBuffer::from_vec(buf)), Status::ok()),
+            match ByteBuffer::encode::<Resp, C>(&resp) {
+                Ok(buf) => match shared.limits.check_send_buffer(&buf) {
+                    Ok(()) => send_final(shared, Some(buf), Status::ok()),
                     Err(status) => send_final(shared, None, status),
                 },
                 Err(e) => send_final(shared, None, Status::internal(format!("failed to encode the response: {e}"))),

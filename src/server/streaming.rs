@@ -164,9 +164,9 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
     }
 
     fn write(&self, item: &Resp, flags: WriteFlags) -> Result<(), Error> {
-        let mut buf = Vec::new();
-        C::encode(item, &mut buf).map_err(|e| Error::Codec(format!("failed to encode a response: {e}")))?;
-        if let Err(status) = self.shared.limits.check_send(buf.len()) {
+        let buf = ByteBuffer::encode::<Resp, C>(item)
+            .map_err(|e| Error::Codec(format!("failed to encode a response: {e}")))?;
+        if let Err(status) = self.shared.limits.check_send_buffer(&buf) {
             // As the core's size filter does: the call ends with this status.
             self.shared.call.cancel_with_status(status.code(), status.message());
             return Err(Error::Rpc(status));
@@ -176,7 +176,7 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
             return Err(ended());
         }
         let initial = (!std::mem::replace(&mut out.headers_sent, true)).then(|| self.shared.initial_send_metadata());
-        out.writer.start(&self.shared.call, initial, ByteBuffer::from_vec(buf), flags)
+        out.writer.start(&self.shared.call, initial, buf, flags)
     }
 
     /// Sends one message with explicit flags, waiting until the core has taken it.
