@@ -190,3 +190,31 @@ fn lean_and_full_servers_answer_alike() {
         assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
     }
 }
+
+#[test]
+fn a_lean_server_sends_responses_uncompressed() {
+    // A client that does not inflate sees a compressed response as undecodable bytes.
+    let env = Environment::new(1);
+    let big = EchoRequest {
+        response_size: 4_000,
+        ..request("z", 1)
+    };
+    let lean = lean_server(&env, |b| b.default_compression(Compression::Gzip));
+    let full = ServerBuilder::new(&env)
+        .register_service(echo_service())
+        .bind("127.0.0.1:0")
+        .default_compression(Compression::Gzip)
+        .build()
+        .unwrap();
+    let raw_client = |server: &Server| {
+        ChannelBuilder::new(&env)
+            .raw_int_arg("grpc.per_message_decompression", 0)
+            .connect(&format!("127.0.0.1:{}", server.port()))
+            .unwrap()
+    };
+    let reply = raw_client(&lean).unary(&UNARY, &big, opts()).wait().unwrap();
+    assert_eq!(reply.message().payload, vec![b'x'; 4_000]);
+    // The control: the full stack compresses, so the same client cannot decode the reply.
+    let err = raw_client(&full).unary(&UNARY, &big, opts()).wait().unwrap_err();
+    assert!(err.to_string().contains("decode"), "{err}");
+}
