@@ -16,8 +16,13 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bench_server"))
             .args(["--port", "0", "--cq-threads", "1", "--slots", "16"])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn bench_server");
@@ -137,6 +142,18 @@ fn every_scenario_once_at_tiny_size() {
             "0.2",
         ],
     );
+}
+
+#[test]
+fn lean_server_once_at_tiny_size() {
+    let server = Server::start_with(&["--lean", "true"]);
+    let json = client(&server, &["--rpc", "unary", "--channels", "2", "--outstanding", "8", "--count", "200"]);
+    assert!(calls(&json) >= 200, "{json}");
+    let json = client(&server, &["--rpc", "streaming", "--count", "20"]);
+    assert_eq!(calls(&json), 20, "{json}");
+    let mib = (1 << 20).to_string();
+    let json = client(&server, &["--rpc", "unary", "--req-size", &mib, "--resp-size", &mib, "--count", "3"]);
+    assert_eq!(calls(&json), 3, "{json}");
 }
 
 #[test]
