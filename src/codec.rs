@@ -61,6 +61,15 @@ impl Codec<Vec<u8>> for BytesCodec {
             .map_err(|e| Error::Codec(format!("reading message bytes: {e}")))?;
         Ok(out)
     }
+
+    fn encoded_len(msg: &Vec<u8>) -> Option<usize> {
+        Some(msg.len())
+    }
+
+    fn encode_to_slice(msg: &Vec<u8>, out: &mut [u8]) -> Result<(), Error> {
+        out.copy_from_slice(msg);
+        Ok(())
+    }
 }
 
 impl Codec<bytes::Bytes> for BytesCodec {
@@ -72,6 +81,15 @@ impl Codec<bytes::Bytes> for BytesCodec {
     fn decode(reader: &mut MessageReader<'_>) -> Result<bytes::Bytes, Error> {
         let len = reader.len();
         Ok(bytes::Buf::copy_to_bytes(reader, len))
+    }
+
+    fn encoded_len(msg: &bytes::Bytes) -> Option<usize> {
+        Some(msg.len())
+    }
+
+    fn encode_to_slice(msg: &bytes::Bytes, out: &mut [u8]) -> Result<(), Error> {
+        out.copy_from_slice(msg);
+        Ok(())
     }
 }
 
@@ -134,5 +152,27 @@ impl<T: protobuf::Message> Codec<T> for ProtobufCodec {
     fn decode(reader: &mut MessageReader<'_>) -> Result<T, Error> {
         let mut input = protobuf::CodedInputStream::from_buf_read(reader);
         T::parse_from(&mut input).map_err(|e| Error::Codec(format!("decoding {}: {e}", T::NAME)))
+    }
+
+    /// Computes (and caches in the message) the sizes `encode_to_slice` then writes with.
+    /// `None` for a message with unset required fields or over 4 GiB: `encode` then
+    /// reports the error.
+    fn encoded_len(msg: &T) -> Option<usize> {
+        if !msg.is_initialized() {
+            return None;
+        }
+        u32::try_from(msg.compute_size()).ok().map(|n| n as usize)
+    }
+
+    fn encode_to_slice(msg: &T, out: &mut [u8]) -> Result<(), Error> {
+        let want = out.len();
+        let mut os = protobuf::CodedOutputStream::bytes(out);
+        msg.write_to_with_cached_sizes(&mut os)
+            .and_then(|()| os.flush())
+            .map_err(|e| Error::Codec(format!("encoding {}: {e}", T::NAME)))?;
+        if os.total_bytes_written() != want as u64 {
+            return Err(Error::Codec(format!("encoding {}: the size computed differs from the bytes written", T::NAME)));
+        }
+        Ok(())
     }
 }
