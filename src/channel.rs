@@ -9,8 +9,8 @@ use grpcore_sys as ffi;
 
 use crate::args::{size_limit, ChannelArgs};
 use crate::call::write::Compression;
-use crate::buffer::ByteBuffer;
 use crate::call::client::{CallOptions, UnaryCall};
+use crate::call::raw::encode_message;
 use crate::call::Call;
 use crate::codec::Codec;
 use crate::env::Environment;
@@ -477,12 +477,14 @@ impl Channel {
                 method.kind()
             )));
         }
-        let mut buf = Vec::new();
-        if let Err(e) = C::encode(request, &mut buf) {
-            return UnaryCall::failed(Error::Codec(format!("failed to encode the request to {}: {e}", method.path())));
-        }
+        let buf = match encode_message::<Req, C>(request) {
+            Ok(buf) => buf,
+            Err(e) => {
+                return UnaryCall::failed(Error::Codec(format!("failed to encode the request to {}: {e}", method.path())))
+            }
+        };
         match self.create_call(method.path(), method.static_path(), &opts) {
-            Ok(call) => UnaryCall::start(call, &opts, ByteBuffer::from_vec(buf)),
+            Ok(call) => UnaryCall::start(call, &opts, buf),
             Err(e) => UnaryCall::failed(e),
         }
     }

@@ -147,6 +147,13 @@ impl Metadata {
         self.entries.is_empty()
     }
 
+    /// An empty map with room for `n` entries.
+    pub(crate) fn with_capacity(n: usize) -> Metadata {
+        Metadata {
+            entries: Vec::with_capacity(n),
+        }
+    }
+
     /// Adds an entry received from the core, which has validated it already. Reserved keys
     /// are kept: a peer's trailers may carry them.
     pub(crate) fn push_raw(&mut self, key: &[u8], value: &[u8]) {

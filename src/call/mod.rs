@@ -184,6 +184,17 @@ impl<S: OnComplete + Send + 'static> Batch<S> {
         })
     }
 
+    /// The state of a batch that only `this` references (so the core is done with it and
+    /// no one else can read it), with the completion flag and waker reset so the allocation
+    /// can carry another batch; `None` if another reference exists.
+    pub(crate) fn reusable(this: &mut Arc<Self>) -> Option<&mut S> {
+        let b = Arc::get_mut(this)?;
+        *b.done.get_mut() = false;
+        *b.success.get_mut() = false;
+        b.waker = AtomicWaker::new();
+        Some(b.state.get_mut())
+    }
+
     /// Pointer to the state, for filling in ops before the batch starts.
     pub(crate) fn state_ptr(&self) -> *mut S {
         self.state.get()

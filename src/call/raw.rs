@@ -1,12 +1,61 @@
 //! C-side buffers of call operations: metadata arrays, status slices, and `grpc_op` builders.
 
+use std::cell::Cell;
 use std::os::raw::{c_char, c_int};
 use std::ptr;
 
 use grpcore_sys as ffi;
 
 use crate::buffer::{slice_bytes, ByteBuffer};
+use crate::codec::Codec;
+use crate::error::Error;
 use crate::metadata::Metadata;
+
+/// Encoded messages up to this size are copied into a core slice; larger ones are adopted.
+///
+/// A copy into `grpc_slice_malloc` memory costs one allocation (slice and refcount in one
+/// block) plus a `memcpy`; adopting a `Vec` costs its allocation plus the core's refcount
+/// object. Below a few KiB the copy is cheaper, and the scratch vector it needs stays small.
+const COPY_MAX: usize = 8 << 10;
+
+thread_local! {
+    /// Per-thread scratch space messages are encoded into before being copied into a slice
+    /// (taken out while in use, so a codec that sends a message itself just finds it empty).
+    static ENCODE_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Encodes `msg` into a byte buffer the core can send.
+///
+/// Small messages are encoded into a per-thread scratch vector and copied into one core
+/// slice, so sending them allocates no Rust memory at all; large ones are encoded into
+/// their own vector, which the core adopts without a copy.
+pub(crate) fn encode_message<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Error> {
+    let mut buf = ENCODE_SCRATCH.with(Cell::take);
+    buf.clear();
+    if let Err(e) = C::encode(msg, &mut buf) {
+        ENCODE_SCRATCH.with(|s| s.set(buf));
+        return Err(e);
+    }
+    if buf.len() > COPY_MAX {
+        // Too large to copy: the vector goes with the message, and the next message starts
+        // a new scratch vector.
+        return Ok(ByteBuffer::from_vec(buf));
+    }
+    // SAFETY: `copied_slice` gives us one reference to a new slice holding a copy of the
+    // bytes; the byte buffer takes its own reference, and ours is released right after. The
+    // returned buffer is new and owned by nobody else.
+    let buffer = unsafe {
+        let slice = copied_slice(&buf);
+        let mut slices = [slice];
+        let raw = ffi::grpc_raw_byte_buffer_create(slices.as_mut_ptr(), 1);
+        ffi::grpc_slice_unref(slice);
+        ByteBuffer::from_raw(raw)
+    };
+    if buf.capacity() <= COPY_MAX {
+        ENCODE_SCRATCH.with(|s| s.set(buf));
+    }
+    buffer.ok_or_else(|| Error::Internal("the core could not create a message buffer".into()))
+}
 
 /// Metadata to send, as the core's `grpc_metadata` entries; owns every key and value slice.
 pub(crate) struct SendMetadata {
@@ -85,12 +134,18 @@ impl RecvMetadata {
         }
     }
 
+    /// Forgets the received entries but keeps the array's storage, so the next op that
+    /// fills it needs no allocation (the C API allows reusing an array in a later op).
+    pub(crate) fn clear(&mut self) {
+        self.array.count = 0;
+    }
+
     /// Copies the received entries.
     ///
     /// # Safety
     /// The call that filled the array must still be alive.
     pub(crate) unsafe fn to_metadata(&self) -> Metadata {
-        let mut md = Metadata::new();
+        let mut md = Metadata::with_capacity(self.array.count);
         for i in 0..self.array.count {
             // SAFETY: the core filled `count` entries whose slices the live call owns.
             unsafe {
@@ -239,8 +294,13 @@ pub(crate) mod op {
     }
 
     pub(crate) fn send_message(msg: &ByteBuffer, flags: u32) -> ffi::grpc_op {
+        send_message_raw(msg.as_ptr(), flags)
+    }
+
+    /// As [`send_message`], from the buffer's raw pointer.
+    pub(crate) fn send_message_raw(msg: *mut ffi::grpc_byte_buffer, flags: u32) -> ffi::grpc_op {
         let mut o = new(ffi::GRPC_OP_SEND_MESSAGE, flags);
-        o.data.send_message.send_message = msg.as_ptr();
+        o.data.send_message.send_message = msg;
         o
     }
 
