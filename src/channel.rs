@@ -1,8 +1,9 @@
 //! Client channels: a connection (pool) to a target, and the calls made on it.
 
 use std::ffi::CString;
+use std::os::raw::c_void;
 use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use grpcore_sys as ffi;
@@ -296,6 +297,7 @@ impl ChannelBuilder {
             raw,
             target: target.to_string(),
             env: self.env,
+            registered: RwLock::new(Vec::new()),
         };
         // A target the core cannot resolve gives a "lame" channel, which reports
         // TRANSIENT_FAILURE before anything was tried (a real channel starts IDLE).
@@ -390,7 +392,24 @@ pub(crate) struct ChannelInner {
     pub(crate) raw: *mut ffi::grpc_channel,
     target: String,
     pub(crate) env: Environment,
+    /// Methods registered with the core, by their static path (see [`Channel::registered`]).
+    registered: RwLock<Vec<(&'static str, RegisteredMethod)>>,
 }
+
+/// A handle from `grpc_channel_register_call`, valid for the channel's whole life (the core
+/// frees it with the channel).
+#[derive(Clone, Copy)]
+struct RegisteredMethod(*mut c_void);
+
+// SAFETY: the handle is an immutable registration record inside the channel; the core reads
+// it from any thread when creating a call.
+unsafe impl Send for RegisteredMethod {}
+// SAFETY: as above.
+unsafe impl Sync for RegisteredMethod {}
+
+/// At most this many methods are registered per channel; calls to further methods (only
+/// conceivable with leaked, generated paths) are created unregistered.
+const MAX_REGISTERED: usize = 256;
 
 // SAFETY: the core's channel is thread-safe; the pointer is destroyed once, in Drop, after
 // every call made on it has been released (calls hold the channel through `Channel`).
@@ -428,32 +447,79 @@ impl Channel {
         &self.inner.env
     }
 
+    /// The core's registration of the method at `path`, registering it on first use.
+    ///
+    /// A registered call carries its path as a refcounted slice made once. Calls created
+    /// from a path slice each time cost more: a static slice is copied by the core whenever
+    /// it copies the request headers (once per call), a copied one is an allocation per call.
+    fn registered(&self, path: &'static str) -> Option<RegisteredMethod> {
+        let find = |methods: &[(&'static str, RegisteredMethod)]| {
+            methods
+                .iter()
+                .find(|(p, _)| ptr::eq(*p, path) || *p == path)
+                .map(|&(_, m)| m)
+        };
+        // A poisoned lock only means a panic elsewhere while it was held; the list is
+        // still valid (entries are pushed whole).
+        if let Some(m) = find(&self.inner.registered.read().unwrap_or_else(|e| e.into_inner())) {
+            return Some(m);
+        }
+        let mut methods = self.inner.registered.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = find(&methods) {
+            return Some(m);
+        }
+        if methods.len() >= MAX_REGISTERED {
+            return None;
+        }
+        let c_path = CString::new(path).ok()?;
+        // SAFETY: the channel is live; the core copies the method string and keeps the
+        // registration until the channel is destroyed.
+        let handle = unsafe { ffi::grpc_channel_register_call(self.inner.raw, c_path.as_ptr(), ptr::null(), ptr::null_mut()) };
+        if handle.is_null() {
+            return None;
+        }
+        methods.push((path, RegisteredMethod(handle)));
+        Some(RegisteredMethod(handle))
+    }
+
     /// Creates a call to `path` bound to one of the environment's queues.
     pub(crate) fn create_call(&self, path: &str, static_path: Option<&'static str>, opts: &CallOptions) -> Result<Call, Error> {
+        let registered = static_path.and_then(|p| self.registered(p));
         let cq = self.inner.env.pick_cq().clone();
         let Some(borrow) = cq.borrow() else {
             return Err(Error::Shutdown("the environment is shutting down".into()));
         };
-        // SAFETY: the channel and the borrowed queue are live; the method slice is released
-        // after the core took its own reference; the new call's single reference becomes the
-        // `Call`'s.
+        // SAFETY: the channel and the borrowed queue are live; a registration handle belongs
+        // to this channel; a method slice is released after the core took its own reference;
+        // the new call's single reference becomes the `Call`'s.
         unsafe {
-            let method = match static_path {
-                Some(p) => ffi::grpc_slice_from_static_buffer(p.as_ptr() as *const _, p.len()),
-                None => ffi::grpc_slice_from_copied_buffer(path.as_ptr() as *const _, path.len()),
-            };
             let parent = opts.parent_call().map_or(ptr::null_mut(), |c| c.as_ptr());
-            let raw = ffi::grpc_channel_create_call(
-                self.inner.raw,
-                parent,
-                ffi::GRPC_PROPAGATE_DEFAULTS,
-                borrow.raw(),
-                method,
-                ptr::null(),
-                opts.raw_deadline(),
-                ptr::null_mut(),
-            );
-            ffi::grpc_slice_unref(method);
+            let raw = match registered {
+                Some(m) => ffi::grpc_channel_create_registered_call(
+                    self.inner.raw,
+                    parent,
+                    ffi::GRPC_PROPAGATE_DEFAULTS,
+                    borrow.raw(),
+                    m.0,
+                    opts.raw_deadline(),
+                    ptr::null_mut(),
+                ),
+                None => {
+                    let method = ffi::grpc_slice_from_copied_buffer(path.as_ptr() as *const _, path.len());
+                    let raw = ffi::grpc_channel_create_call(
+                        self.inner.raw,
+                        parent,
+                        ffi::GRPC_PROPAGATE_DEFAULTS,
+                        borrow.raw(),
+                        method,
+                        ptr::null(),
+                        opts.raw_deadline(),
+                        ptr::null_mut(),
+                    );
+                    ffi::grpc_slice_unref(method);
+                    raw
+                }
+            };
             drop(borrow);
             if raw.is_null() {
                 return Err(Error::Internal(format!("the core could not create a call to {path}")));
