@@ -248,3 +248,59 @@ fn wait_for_ready_waits_for_a_server_that_starts_later() {
         .unwrap();
     assert_eq!(call.wait().unwrap().message().seq, 2);
 }
+
+/// Unary calls made one after another on one thread reuse the finished batch of the
+/// previous call (and its metadata arrays): nothing of an earlier call may show through in a
+/// later one, whatever its size, metadata or status.
+#[test]
+fn consecutive_calls_on_one_thread_keep_their_results_apart() {
+    let (env, _server, channel) = setup();
+    let check = |channel: &grpcore::Channel| {
+        for round in 0..3 {
+            let mut md = Metadata::new();
+            md.append("x-echo-a", "1").unwrap();
+            md.append("x-echo-b", "2").unwrap();
+            let reply = channel.unary(&UNARY, &request("md", round), CallOptions::new().metadata(md)).wait().unwrap();
+            assert_eq!(reply.initial_metadata().get("x-echo-b"), Some("2"));
+            assert_eq!(reply.trailing_metadata().get("x-trailer-a"), Some("1"));
+
+            let reply = channel.unary(&UNARY, &request("plain", round), CallOptions::new()).wait().unwrap();
+            assert_eq!(reply.message().seq, round);
+            assert!(reply.initial_metadata().get("x-echo-a").is_none(), "{:?}", reply.initial_metadata());
+            assert!(reply.trailing_metadata().get("x-trailer-a").is_none(), "{:?}", reply.trailing_metadata());
+
+            let mut failing = request("fail", round);
+            failing.fail_code = Code::Aborted.as_i32();
+            failing.fail_message = "no".into();
+            failing.fail_details = b"why".to_vec();
+            let err = channel.unary(&UNARY, &failing, CallOptions::new()).wait().unwrap_err();
+            let Error::Rpc(status) = err else { panic!("expected an RPC status, got {err}") };
+            assert_eq!((status.code(), status.message(), status.details()), (Code::Aborted, "no", &b"why"[..]));
+
+            // Around and well above the size up to which requests are copied into a slice.
+            for len in [0, 1, 8 << 10, (8 << 10) + 1, 300 << 10] {
+                let mut req = request("big", round);
+                req.payload = (0..len).map(|i| i as u8).collect();
+                let reply = channel.unary(&UNARY, &req, CallOptions::new()).wait().unwrap();
+                assert_eq!(reply.message().payload, req.payload, "payload of {len} bytes");
+                assert!(reply.trailing_metadata().get_bin("grpc-status-details-bin").is_none());
+            }
+        }
+    };
+    check(&channel);
+    // The same on a completion-queue thread, where spawned tasks finish their calls.
+    let c = channel.clone();
+    futures::executor::block_on(env.spawn(async move { check_async(&c).await })).unwrap();
+}
+
+async fn check_async(channel: &grpcore::Channel) {
+    for round in 0..3 {
+        let mut md = Metadata::new();
+        md.append("x-echo-a", "1").unwrap();
+        let reply = channel.unary(&UNARY, &request("md", round), CallOptions::new().metadata(md)).await.unwrap();
+        assert_eq!(reply.initial_metadata().get("x-echo-a"), Some("1"));
+        let reply = channel.unary(&UNARY, &request("plain", round), CallOptions::new()).await.unwrap();
+        assert!(reply.initial_metadata().is_empty(), "{:?}", reply.initial_metadata());
+        assert!(reply.trailing_metadata().is_empty(), "{:?}", reply.trailing_metadata());
+    }
+}

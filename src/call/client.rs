@@ -4,7 +4,6 @@ use std::cell::RefCell;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::ptr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -407,16 +406,18 @@ impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
 
     /// Starts the one batch of a unary call on `call`.
     pub(crate) fn start(call: Call, opts: &CallOptions, request: ByteBuffer) -> Self {
+        // The core's buffer, which the batch's state owns from here on.
+        let request_ptr = request.as_ptr();
         let batch = unary_batch(opts.send_metadata(), request);
         // SAFETY: the batch has not started, so we are the only user of its state; the ops
-        // point into that state, which the tag keeps alive until the event.
+        // point into that state (or into the request buffer it owns), which the tag keeps
+        // alive until the event.
         let result = unsafe {
             let s = &mut *batch.state_ptr();
             let [a, b, c] = s.response.ops();
-            let request = s.send_msg.as_ref().map_or(ptr::null_mut(), ByteBuffer::as_ptr);
             let ops = [
                 op::send_initial_metadata(&mut s.send_md, opts.initial_metadata_flags()),
-                op::send_message_raw(request, 0),
+                op::send_message_raw(request_ptr, 0),
                 op::send_close_from_client(),
                 a,
                 b,

@@ -172,8 +172,9 @@ unsafe impl Send for OwnedSlice {}
 
 impl OwnedSlice {
     pub(crate) fn empty() -> OwnedSlice {
-        // SAFETY: plain constructor.
-        OwnedSlice(unsafe { ffi::grpc_empty_slice() })
+        // All zeros is the core's empty slice (what `grpc_empty_slice` returns): an inlined
+        // slice of length 0, no refcount.
+        OwnedSlice(ffi::grpc_slice::default())
     }
 
     pub(crate) fn copy_of(bytes: &[u8]) -> OwnedSlice {
@@ -191,8 +192,12 @@ impl OwnedSlice {
 
 impl Drop for OwnedSlice {
     fn drop(&mut self) {
-        // SAFETY: we own one reference to the slice.
-        unsafe { ffi::grpc_slice_unref(self.0) }
+        // An inlined slice (no refcount) owns no memory: unreferencing it is a no-op, and
+        // skipping the call keeps empty slices free of FFI (even after `grpc_shutdown`).
+        if !self.0.refcount.is_null() {
+            // SAFETY: we own one reference to the slice.
+            unsafe { ffi::grpc_slice_unref(self.0) }
+        }
     }
 }
 
