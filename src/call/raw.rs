@@ -30,10 +30,11 @@ thread_local! {
 /// slice, so sending them allocates no Rust memory at all; large ones are encoded into
 /// their own vector, which the core adopts without a copy.
 pub(crate) fn encode_message<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Error> {
-    let mut buf = ENCODE_SCRATCH.with(Cell::take);
+    // During thread teardown the scratch may be gone: then a fresh vector does.
+    let mut buf = ENCODE_SCRATCH.try_with(Cell::take).unwrap_or_default();
     buf.clear();
     if let Err(e) = C::encode(msg, &mut buf) {
-        ENCODE_SCRATCH.with(|s| s.set(buf));
+        let _ = ENCODE_SCRATCH.try_with(|s| s.set(buf));
         return Err(e);
     }
     if buf.len() > COPY_MAX {
@@ -52,7 +53,7 @@ pub(crate) fn encode_message<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Erro
         ByteBuffer::from_raw(raw)
     };
     if buf.capacity() <= COPY_MAX {
-        ENCODE_SCRATCH.with(|s| s.set(buf));
+        let _ = ENCODE_SCRATCH.try_with(|s| s.set(buf));
     }
     buffer.ok_or_else(|| Error::Internal("the core could not create a message buffer".into()))
 }
