@@ -10,8 +10,7 @@ use grpcore_sys as ffi;
 
 use crate::args::{size_limit, ChannelArgs};
 use crate::call::write::Compression;
-use crate::call::client::{CallOptions, UnaryCall};
-use crate::call::raw::encode_message;
+use crate::call::client::{unary_batch, CallOptions, UnaryCall};
 use crate::call::Call;
 use crate::codec::Codec;
 use crate::env::Environment;
@@ -543,14 +542,14 @@ impl Channel {
                 method.kind()
             )));
         }
-        let buf = match encode_message::<Req, C>(request) {
-            Ok(buf) => buf,
+        let batch = match unary_batch::<Req, C>(request) {
+            Ok(batch) => batch,
             Err(e) => {
                 return UnaryCall::failed(Error::Codec(format!("failed to encode the request to {}: {e}", method.path())))
             }
         };
         match self.create_call(method.path(), method.static_path(), &opts) {
-            Ok(call) => UnaryCall::start(call, &opts, buf),
+            Ok(call) => UnaryCall::start(call, &opts, batch),
             Err(e) => UnaryCall::failed(e),
         }
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use grpcore_sys as ffi;
 
-use super::raw::{op, ErrorString, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
+use super::raw::{clear_message, encode_message, encode_message_into, op, ErrorString, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
 use super::write::{Compression, ENCODING_REQUEST_KEY};
 use super::{Batch, Call, OnComplete};
 use crate::server::context::{ServerCallShared, ServerContext};
@@ -300,8 +300,8 @@ impl StatusState {
 /// Everything a unary client batch needs on the C side.
 pub(crate) struct UnaryClientState {
     send_md: SendMetadata,
-    /// The request; `None` only while the batch waits in [`SPARE_BATCHES`].
-    send_msg: Option<ByteBuffer>,
+    /// The request (kept, emptied, while the batch waits in [`SPARE_BATCHES`]).
+    send_msg: ByteBuffer,
     response: ResponseState,
 }
 
@@ -319,21 +319,28 @@ thread_local! {
     static SPARE_BATCHES: RefCell<Vec<UnaryBatch>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A batch for a unary call with `send_md` and `request`: a spare one if the thread has one.
-fn unary_batch(send_md: SendMetadata, request: ByteBuffer) -> UnaryBatch {
+/// A batch for a unary call carrying `request`: a spare one if the thread has one (whose
+/// request buffer is then refilled).
+pub(crate) fn unary_batch<Req, C: Codec<Req>>(request: &Req) -> Result<UnaryBatch, Error> {
     let spare = SPARE_BATCHES.try_with(|s| s.borrow_mut().pop()).ok().flatten();
     if let Some(mut batch) = spare {
         if let Some(state) = Batch::reusable(&mut batch) {
-            state.send_md = send_md;
-            state.send_msg = Some(request);
-            return batch;
+            // SAFETY: a reusable batch is referenced by nobody else: no tag holds it, so no
+            // batch using its buffers is in flight.
+            return match unsafe { encode_message_into::<Req, C>(request, &mut state.send_msg) } {
+                Ok(()) => Ok(batch),
+                Err(e) => {
+                    recycle_unary_batch(batch);
+                    Err(e)
+                }
+            };
         }
     }
-    Batch::new(UnaryClientState {
-        send_md,
-        send_msg: Some(request),
+    Ok(Batch::new(UnaryClientState {
+        send_md: SendMetadata::empty(),
+        send_msg: encode_message::<Req, C>(request)?,
         response: ResponseState::new(),
-    })
+    }))
 }
 
 /// Empties a finished batch (releasing what the call left in it) and keeps it as a spare if
@@ -342,8 +349,11 @@ fn recycle_unary_batch(mut batch: UnaryBatch) {
     let Some(state) = Batch::reusable(&mut batch) else {
         return;
     };
+    // The request buffer stays for the next call to refill (see `encode_message_into`).
+    // SAFETY: a reusable batch is referenced by nobody else: no tag holds it, so no batch
+    // using its buffers is in flight.
+    unsafe { clear_message(&mut state.send_msg) };
     state.send_md = SendMetadata::empty();
-    state.send_msg = None;
     state.response.reset();
     let _ = SPARE_BATCHES.try_with(|s| {
         let mut spares = s.borrow_mut();
@@ -404,20 +414,18 @@ impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
         }
     }
 
-    /// Starts the one batch of a unary call on `call`.
-    pub(crate) fn start(call: Call, opts: &CallOptions, request: ByteBuffer) -> Self {
-        // The core's buffer, which the batch's state owns from here on.
-        let request_ptr = request.as_ptr();
-        let batch = unary_batch(opts.send_metadata(), request);
+    /// Starts the one batch of a unary call on `call`, with a batch from [`unary_batch`].
+    pub(crate) fn start(call: Call, opts: &CallOptions, batch: UnaryBatch) -> Self {
         // SAFETY: the batch has not started, so we are the only user of its state; the ops
         // point into that state (or into the request buffer it owns), which the tag keeps
         // alive until the event.
         let result = unsafe {
             let s = &mut *batch.state_ptr();
+            s.send_md = opts.send_metadata();
             let [a, b, c] = s.response.ops();
             let ops = [
                 op::send_initial_metadata(&mut s.send_md, opts.initial_metadata_flags()),
-                op::send_message_raw(request_ptr, 0),
+                op::send_message(&s.send_msg, 0),
                 op::send_close_from_client(),
                 a,
                 b,

@@ -37,6 +37,12 @@ pub(crate) fn encode_message<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Erro
         let _ = ENCODE_SCRATCH.try_with(|s| s.set(buf));
         return Err(e);
     }
+    finish_encoding(buf)
+}
+
+/// The byte buffer for an encoded message in `buf` (the thread's scratch vector, which goes
+/// back to the thread when the message is copied).
+fn finish_encoding(buf: Vec<u8>) -> Result<ByteBuffer, Error> {
     if buf.len() > COPY_MAX {
         // Too large to copy: the vector goes with the message, and the next message starts
         // a new scratch vector.
@@ -56,6 +62,57 @@ pub(crate) fn encode_message<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Erro
         let _ = ENCODE_SCRATCH.try_with(|s| s.set(buf));
     }
     buffer.ok_or_else(|| Error::Internal("the core could not create a message buffer".into()))
+}
+
+/// Encodes `msg` into `buffer`, a byte buffer of ours that no operation uses any more,
+/// replacing whatever it holds; a buffer that cannot be refilled is replaced by a new one.
+///
+/// The core is done with a send op's buffer when its batch completes (1.51 even moves the
+/// slices into the call when the batch starts), and the C API keeps the buffer valid until
+/// `grpc_byte_buffer_destroy`: refilling it for the next message saves creating and
+/// destroying a buffer per message.
+///
+/// # Safety
+/// No operation may be using `buffer` (any batch that sent it has completed).
+pub(crate) unsafe fn encode_message_into<T, C: Codec<T>>(msg: &T, buffer: &mut ByteBuffer) -> Result<(), Error> {
+    let raw = buffer.as_ptr();
+    // SAFETY: `raw` is a live byte buffer owned by `buffer`; reading its tag fields is plain.
+    let refillable = unsafe { (*raw).type_ == ffi::GRPC_BB_RAW && (*raw).data.raw.compression == ffi::GRPC_COMPRESS_NONE };
+    let mut buf = ENCODE_SCRATCH.try_with(Cell::take).unwrap_or_default();
+    buf.clear();
+    if let Err(e) = C::encode(msg, &mut buf) {
+        let _ = ENCODE_SCRATCH.try_with(|s| s.set(buf));
+        return Err(e);
+    }
+    if buf.len() > COPY_MAX || !refillable {
+        *buffer = finish_encoding(buf)?;
+        return Ok(());
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { clear_message(buffer) };
+    // SAFETY: the buffer is a raw, uncompressed one that no operation uses (the caller's
+    // contract) and now holds no slices; the new slice's one reference passes to it.
+    unsafe { ffi::grpc_slice_buffer_add(&mut (*raw).data.raw.slice_buffer, copied_slice(&buf)) };
+    if buf.capacity() <= COPY_MAX {
+        let _ = ENCODE_SCRATCH.try_with(|s| s.set(buf));
+    }
+    Ok(())
+}
+
+/// Releases the bytes a raw byte buffer of ours still holds (none once the core has sent
+/// them), keeping the buffer itself for [`encode_message_into`].
+///
+/// # Safety
+/// No operation may be using `buffer` (any batch that sent it has completed).
+pub(crate) unsafe fn clear_message(buffer: &mut ByteBuffer) {
+    let raw = buffer.as_ptr();
+    // SAFETY: `raw` is a live byte buffer owned by `buffer`, which no operation uses (the
+    // caller's contract), so a raw buffer's slice buffer is ours to reset.
+    unsafe {
+        if (*raw).type_ == ffi::GRPC_BB_RAW && (*raw).data.raw.slice_buffer.count > 0 {
+            ffi::grpc_slice_buffer_reset_and_unref(&mut (*raw).data.raw.slice_buffer);
+        }
+    }
 }
 
 /// Metadata to send, as the core's `grpc_metadata` entries; owns every key and value slice.
@@ -300,13 +357,8 @@ pub(crate) mod op {
     }
 
     pub(crate) fn send_message(msg: &ByteBuffer, flags: u32) -> ffi::grpc_op {
-        send_message_raw(msg.as_ptr(), flags)
-    }
-
-    /// As [`send_message`], from the buffer's raw pointer.
-    pub(crate) fn send_message_raw(msg: *mut ffi::grpc_byte_buffer, flags: u32) -> ffi::grpc_op {
         let mut o = new(ffi::GRPC_OP_SEND_MESSAGE, flags);
-        o.data.send_message.send_message = msg;
+        o.data.send_message.send_message = msg.as_ptr();
         o
     }
 
