@@ -137,7 +137,7 @@ pub(crate) unsafe fn slice_bytes(slice: &ffi::grpc_slice) -> &[u8] {
 ///
 /// # Safety
 /// `slice` must be valid, and no one else may read or write its bytes meanwhile.
-unsafe fn slice_bytes_mut(slice: &mut ffi::grpc_slice) -> &mut [u8] {
+pub(crate) unsafe fn slice_bytes_mut(slice: &mut ffi::grpc_slice) -> &mut [u8] {
     // SAFETY: as in `slice_bytes`; exclusive use is guaranteed by the caller.
     unsafe {
         if slice.refcount.is_null() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use grpcore_sys as ffi;
 
-use super::raw::{clear_message, encode_message, encode_message_into, op, ErrorString, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
+use super::raw::{clear_message, encode_message_into, op, ErrorString, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
 use super::write::{Compression, ENCODING_REQUEST_KEY};
 use super::{Batch, Call, OnComplete};
 use crate::server::context::{ServerCallShared, ServerContext};
@@ -338,7 +338,7 @@ pub(crate) fn unary_batch<Req, C: Codec<Req>>(request: &Req) -> Result<UnaryBatc
     }
     Ok(Batch::new(UnaryClientState {
         send_md: SendMetadata::empty(),
-        send_msg: encode_message::<Req, C>(request)?,
+        send_msg: ByteBuffer::encode::<Req, C>(request)?,
         response: ResponseState::new(),
     }))
 }

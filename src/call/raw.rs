@@ -1,71 +1,18 @@
 //! C-side buffers of call operations: metadata arrays, status slices, and `grpc_op` builders.
 
-use std::cell::Cell;
 use std::os::raw::{c_char, c_int};
 use std::ptr;
 
 use grpcore_sys as ffi;
 
-use crate::buffer::{slice_bytes, ByteBuffer};
+use crate::buffer::{slice_bytes, slice_bytes_mut, ByteBuffer};
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::metadata::Metadata;
 
-/// Encoded messages up to this size are copied into a core slice; larger ones are adopted.
-///
-/// A copy into `grpc_slice_malloc` memory costs one allocation (slice and refcount in one
-/// block) plus a `memcpy`; adopting a `Vec` costs its allocation plus the core's refcount
-/// object. Below a few KiB the copy is cheaper, and the scratch vector it needs stays small.
-const COPY_MAX: usize = 8 << 10;
-
-thread_local! {
-    /// Per-thread scratch space messages are encoded into before being copied into a slice
-    /// (taken out while in use, so a codec that sends a message itself just finds it empty).
-    static ENCODE_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
-
-/// Encodes `msg` into a byte buffer the core can send.
-///
-/// Small messages are encoded into a per-thread scratch vector and copied into one core
-/// slice, so sending them allocates no Rust memory at all; large ones are encoded into
-/// their own vector, which the core adopts without a copy.
-pub(crate) fn encode_message<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Error> {
-    // During thread teardown the scratch may be gone: then a fresh vector does.
-    let mut buf = ENCODE_SCRATCH.try_with(Cell::take).unwrap_or_default();
-    buf.clear();
-    if let Err(e) = C::encode(msg, &mut buf) {
-        let _ = ENCODE_SCRATCH.try_with(|s| s.set(buf));
-        return Err(e);
-    }
-    finish_encoding(buf)
-}
-
-/// The byte buffer for an encoded message in `buf` (the thread's scratch vector, which goes
-/// back to the thread when the message is copied).
-fn finish_encoding(buf: Vec<u8>) -> Result<ByteBuffer, Error> {
-    if buf.len() > COPY_MAX {
-        // Too large to copy: the vector goes with the message, and the next message starts
-        // a new scratch vector.
-        return Ok(ByteBuffer::from_vec(buf));
-    }
-    // SAFETY: `copied_slice` gives us one reference to a new slice holding a copy of the
-    // bytes; the byte buffer takes its own reference, and ours is released right after. The
-    // returned buffer is new and owned by nobody else.
-    let buffer = unsafe {
-        let slice = copied_slice(&buf);
-        let mut slices = [slice];
-        let raw = ffi::grpc_raw_byte_buffer_create(slices.as_mut_ptr(), 1);
-        ffi::grpc_slice_unref(slice);
-        ByteBuffer::from_raw(raw)
-    };
-    if buf.capacity() <= COPY_MAX {
-        let _ = ENCODE_SCRATCH.try_with(|s| s.set(buf));
-    }
-    buffer.ok_or_else(|| Error::Internal("the core could not create a message buffer".into()))
-}
-
 /// Encodes `msg` into `buffer`, a byte buffer of ours that no operation uses any more,
-/// replacing whatever it holds; a buffer that cannot be refilled is replaced by a new one.
+/// replacing whatever it holds: straight into a new core slice when the codec knows the
+/// encoded length; otherwise `buffer` is replaced by a new one ([`ByteBuffer::encode`]).
 ///
 /// The core is done with a send op's buffer when its batch completes (1.51 even moves the
 /// slices into the call when the batch starts), and the C API keeps the buffer valid until
@@ -78,23 +25,25 @@ pub(crate) unsafe fn encode_message_into<T, C: Codec<T>>(msg: &T, buffer: &mut B
     let raw = buffer.as_ptr();
     // SAFETY: `raw` is a live byte buffer owned by `buffer`; reading its tag fields is plain.
     let refillable = unsafe { (*raw).type_ == ffi::GRPC_BB_RAW && (*raw).data.raw.compression == ffi::GRPC_COMPRESS_NONE };
-    let mut buf = ENCODE_SCRATCH.try_with(Cell::take).unwrap_or_default();
-    buf.clear();
-    if let Err(e) = C::encode(msg, &mut buf) {
-        let _ = ENCODE_SCRATCH.try_with(|s| s.set(buf));
-        return Err(e);
-    }
-    if buf.len() > COPY_MAX || !refillable {
-        *buffer = finish_encoding(buf)?;
-        return Ok(());
-    }
-    // SAFETY: guaranteed by the caller.
-    unsafe { clear_message(buffer) };
-    // SAFETY: the buffer is a raw, uncompressed one that no operation uses (the caller's
-    // contract) and now holds no slices; the new slice's one reference passes to it.
-    unsafe { ffi::grpc_slice_buffer_add(&mut (*raw).data.raw.slice_buffer, copied_slice(&buf)) };
-    if buf.capacity() <= COPY_MAX {
-        let _ = ENCODE_SCRATCH.try_with(|s| s.set(buf));
+    let len = match C::encoded_len(msg) {
+        Some(len) if refillable => len,
+        _ => {
+            *buffer = ByteBuffer::encode::<T, C>(msg)?;
+            return Ok(());
+        }
+    };
+    // SAFETY: `grpc_slice_malloc` returns a slice we own the one reference to, with `len`
+    // writable bytes nobody else sees; on error that reference is released, on success it
+    // passes to the buffer, which is a raw, uncompressed one that no operation uses (the
+    // caller's contract) and that `clear_message` has emptied.
+    unsafe {
+        let mut slice = ffi::grpc_slice_malloc(len);
+        if let Err(e) = C::encode_to_slice(msg, slice_bytes_mut(&mut slice)) {
+            ffi::grpc_slice_unref(slice);
+            return Err(e);
+        }
+        clear_message(buffer);
+        ffi::grpc_slice_buffer_add(&mut (*raw).data.raw.slice_buffer, slice);
     }
     Ok(())
 }

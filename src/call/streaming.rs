@@ -18,7 +18,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 
 use super::client::{CallOptions, Response, ResponseState, StatusState};
-use super::raw::{encode_message, op, OpList, RecvMessage, RecvMetadata, SendMetadata};
+use super::raw::{op, OpList, RecvMessage, RecvMetadata, SendMetadata};
 use super::write::{WriteFlags, Writer};
 use super::{Batch, Call, OnComplete};
 use crate::buffer::ByteBuffer;
@@ -174,7 +174,7 @@ impl Channel {
         C: Codec<Req> + Codec<Resp>,
     {
         let started = check_kind(method, MethodKind::ServerStreaming).and_then(|()| {
-            let buf = encode_message::<Req, C>(request)
+            let buf = ByteBuffer::encode::<Req, C>(request)
                 .map_err(|e| Error::Codec(format!("failed to encode the request to {}: {e}", method.path())))?;
             let (call, headers) = start_call(self, method.path(), method.static_path(), &opts, Some(buf), true)?;
             let status = start_status(&call)?;
@@ -267,7 +267,7 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
             return Err(Error::Internal("send after the request stream was closed".into()));
         }
         let call = self.call()?.clone();
-        let buf = encode_message::<Req, C>(item).map_err(|e| Error::Codec(format!("failed to encode a request: {e}")))?;
+        let buf = ByteBuffer::encode::<Req, C>(item).map_err(|e| Error::Codec(format!("failed to encode a request: {e}")))?;
         self.writer.start(&call.call, None, buf, flags)
     }
 
