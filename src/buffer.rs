@@ -224,6 +224,7 @@ impl<'a> MessageReader<'a> {
         }
     }
 
+    #[inline]
     fn current(&self) -> &[u8] {
         if self.current_len == 0 {
             &[]
@@ -283,15 +284,20 @@ impl Drop for MessageReader<'_> {
     }
 }
 
+// `#[inline]` on these: codecs are generic over `Buf` and get instantiated in the user's crate,
+// which can then inline the per-byte calls (prost calls `chunk`/`advance` for every field).
 impl bytes::Buf for MessageReader<'_> {
+    #[inline]
     fn remaining(&self) -> usize {
         self.remaining
     }
 
+    #[inline]
     fn chunk(&self) -> &[u8] {
         self.current()
     }
 
+    #[inline]
     fn advance(&mut self, cnt: usize) {
         assert!(cnt <= self.remaining, "advance {cnt} past the {} bytes left", self.remaining);
         self.consume(cnt);

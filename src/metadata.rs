@@ -64,8 +64,8 @@ fn check_ascii_value(key: &str, value: &[u8]) -> Result<(), Error> {
 
 impl Metadata {
     /// An empty map.
-    pub fn new() -> Metadata {
-        Metadata::default()
+    pub const fn new() -> Metadata {
+        Metadata { entries: Vec::new() }
     }
 
     /// Appends an entry. For a `-bin` key the string's bytes are the value.

@@ -119,6 +119,15 @@ pub struct Status {
     metadata: Metadata,
 }
 
+/// `OK` with no message, details or metadata, for code that only borrows a status (a
+/// server's reply to a successful call builds none).
+pub(crate) static OK: Status = Status {
+    code: Code::Ok,
+    message: String::new(),
+    details: Bytes::new(),
+    metadata: Metadata::new(),
+};
+
 /// The trailer that carries [`Status::details`] on the wire.
 pub(crate) const DETAILS_KEY: &str = "grpc-status-details-bin";
 

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -117,8 +118,42 @@ thread_local! {
     /// false while it is inside `grpc_completion_queue_next`, where the core may run its
     /// callbacks (credential plugins, certificate fetchers…) on this very thread.
     static DISPATCHING: Cell<bool> = const { Cell::new(false) };
-    /// Tasks ready to run on this queue's thread.
+    /// How many tasks are ready to run on this thread: in `NEXT` and `RUN_QUEUE` together.
+    static QUEUED: Cell<usize> = const { Cell::new(0) };
+    /// The oldest ready task, when it was queued onto an empty queue: the common case of
+    /// one task woken per event never touches `RUN_QUEUE` (whose thread-local needs a
+    /// destructor, so every access checks its state). Holds one `Arc` as a raw pointer.
+    static NEXT: Cell<Option<NonNull<dyn Runnable>>> = const { Cell::new(None) };
+    /// Ready tasks queued behind `NEXT`, oldest first.
     static RUN_QUEUE: RefCell<VecDeque<Arc<dyn Runnable>>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Queues `task` to run on this thread after the ones already queued.
+fn push_ready(task: Arc<dyn Runnable>) {
+    let queued = QUEUED.get();
+    QUEUED.set(queued + 1);
+    if queued == 0 {
+        let raw = Arc::into_raw(task) as *mut dyn Runnable;
+        // `Arc::into_raw` never returns null.
+        NEXT.set(NonNull::new(raw));
+    } else {
+        RUN_QUEUE.with(|q| q.borrow_mut().push_back(task));
+    }
+}
+
+/// The oldest task queued on this thread, if any.
+fn pop_ready() -> Option<Arc<dyn Runnable>> {
+    let queued = QUEUED.get();
+    if queued == 0 {
+        return None;
+    }
+    QUEUED.set(queued - 1);
+    match NEXT.take() {
+        // SAFETY: `NEXT` holds a pointer from `Arc::into_raw` in `push_ready`, taken out
+        // exactly once (here or in `leave_cq_thread`).
+        Some(raw) => Some(unsafe { Arc::from_raw(raw.as_ptr()) }),
+        None => RUN_QUEUE.with(|q| q.borrow_mut().pop_front()),
+    }
 }
 
 /// How many tasks one drain polls before letting the queue deliver events again.
@@ -163,8 +198,7 @@ pub(crate) fn enter_cq_thread(cq: &Arc<CompletionQueue>) {
 
 /// Clears the marker and drops every task still queued (the queue is gone).
 pub(crate) fn leave_cq_thread() {
-    let leftover: Vec<_> = RUN_QUEUE.with(|q| q.borrow_mut().drain(..).collect());
-    for task in leftover {
+    while let Some(task) = pop_ready() {
         task.cancel();
     }
     CURRENT_CQ.with(|c| c.set(std::ptr::null()));
@@ -174,12 +208,12 @@ pub(crate) fn leave_cq_thread() {
 /// events already waiting.
 pub(crate) fn drain_run_queue(cq: &CompletionQueue) {
     for _ in 0..DRAIN_BUDGET {
-        let Some(task) = RUN_QUEUE.with(|q| q.borrow_mut().pop_front()) else {
+        let Some(task) = pop_ready() else {
             return;
         };
         task.run();
     }
-    if RUN_QUEUE.with(|q| !q.borrow().is_empty()) {
+    if QUEUED.get() > 0 {
         let _ = cq.post(Tag::drain());
     }
 }
@@ -200,7 +234,7 @@ impl<F: Future<Output = ()> + Send + 'static> Task<F> {
 
     fn schedule(self: Arc<Self>) {
         if drained_here(&self.cq) {
-            RUN_QUEUE.with(|q| q.borrow_mut().push_back(self));
+            push_ready(self);
         } else {
             self.schedule_remote();
         }

@@ -109,3 +109,25 @@ fn a_panicking_task_reports_internal_and_the_queue_keeps_running() {
     assert!(err.to_string().contains("boom"), "{err}");
     assert_eq!(futures::executor::block_on(env.spawn(async { 5 })).unwrap(), 5);
 }
+
+#[test]
+fn tasks_spawned_on_the_queue_thread_run_in_order_past_the_drain_budget() {
+    // 1,000 tasks spawned from a task on the queue's own thread all go to its local run
+    // queue (more than one drain's budget of 256): each runs exactly once, in spawn order.
+    let env = Environment::new(1);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (env2, order2) = (env.clone(), order.clone());
+    let joins = futures::executor::block_on(env.spawn(async move {
+        (0..1000)
+            .map(|i| {
+                let order = order2.clone();
+                env2.spawn(async move { order.lock().unwrap().push(i) })
+            })
+            .collect::<Vec<_>>()
+    }))
+    .unwrap();
+    for j in joins {
+        futures::executor::block_on(j).unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), (0..1000).collect::<Vec<_>>());
+}

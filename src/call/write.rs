@@ -106,6 +106,8 @@ impl OnComplete for SendState {}
 #[derive(Default)]
 pub(crate) struct Writer {
     in_flight: Option<Arc<Batch<SendState>>>,
+    /// The last finished write's batch, whose allocation the next write reuses.
+    spare: Option<Arc<Batch<SendState>>>,
     failed: bool,
 }
 
@@ -116,7 +118,7 @@ impl Writer {
             match batch.poll_done(cx) {
                 None => return Poll::Pending,
                 Some(ok) => {
-                    self.in_flight = None;
+                    self.spare = self.in_flight.take();
                     if !ok {
                         self.failed = true;
                     }
@@ -136,10 +138,21 @@ impl Writer {
         flags: WriteFlags,
     ) -> Result<(), Error> {
         debug_assert!(self.in_flight.is_none());
-        let batch = Batch::new(SendState {
+        let state = SendState {
             initial,
             message: Some(message),
-        });
+        };
+        let batch = match self.spare.take() {
+            Some(mut spare) => match Batch::reusable(&mut spare) {
+                Some(old) => {
+                    // Replacing the previous write's buffers releases them.
+                    *old = state;
+                    spare
+                }
+                None => Batch::new(state),
+            },
+            None => Batch::new(state),
+        };
         // SAFETY: the batch has not started; its ops point into its own state, kept alive
         // by the tag until the event.
         unsafe {

@@ -34,6 +34,9 @@ pub(crate) struct ServerCallShared {
     close_done: AtomicBool,
     close_cancelled: AtomicBool,
     close_waiters: Mutex<Vec<Waker>>,
+    /// Set (SeqCst, before `close_done` is re-read) by a `Cancelled` future about to wait,
+    /// so that `finish_close` takes the waiters' lock only when someone may be waiting.
+    close_waited: AtomicBool,
     /// What the handler set for the response's metadata (one lock for all of it).
     pub(crate) reply: Mutex<ReplyMetadata>,
     /// Response writes of a streaming handler.
@@ -107,6 +110,7 @@ impl ServerCallShared {
             close_done: AtomicBool::new(false),
             close_cancelled: AtomicBool::new(false),
             close_waiters: Mutex::new(Vec::new()),
+            close_waited: AtomicBool::new(false),
             reply: Mutex::new(ReplyMetadata::default()),
             output: Mutex::new(Output::default()),
             final_batch: UnsafeCell::new(None),
@@ -130,6 +134,9 @@ impl ServerCallShared {
 
     /// The initial metadata to send from already-locked reply metadata.
     pub(crate) fn initial_of(reply: &ReplyMetadata) -> SendMetadata {
+        if reply.initial.is_empty() && reply.compression.is_none() {
+            return SendMetadata::empty();
+        }
         SendMetadata::new(&reply.initial, reply.compression.map(|c| (ENCODING_REQUEST_KEY, c.name().as_bytes())))
     }
 
@@ -146,9 +153,13 @@ impl ServerCallShared {
         // core has finished writing `close_raw`.
         let cancelled = !success || unsafe { *self.close_raw.get() } != 0;
         self.close_cancelled.store(cancelled, Ordering::Release);
-        self.close_done.store(true, Ordering::Release);
-        let waiters = std::mem::take(&mut *self.close_waiters.lock().unwrap_or_else(|e| e.into_inner()));
-        waiters.into_iter().for_each(Waker::wake);
+        // SeqCst pairs with `Cancelled::poll`: either it sees `close_done`, or we see its
+        // `close_waited` (and then take its waker under the lock).
+        self.close_done.store(true, Ordering::SeqCst);
+        if self.close_waited.load(Ordering::SeqCst) {
+            let waiters = std::mem::take(&mut *self.close_waiters.lock().unwrap_or_else(|e| e.into_inner()));
+            waiters.into_iter().for_each(Waker::wake);
+        }
     }
 
     /// Starts watching for the end of the call if nobody has yet.
@@ -313,8 +324,10 @@ impl Future for Cancelled {
             None => {}
         }
         let mut waiters = self.shared.close_waiters.lock().unwrap_or_else(|e| e.into_inner());
-        if self.shared.close_state() == Some(true) {
-            return Poll::Ready(());
+        self.shared.close_waited.store(true, Ordering::SeqCst);
+        if self.shared.close_done.load(Ordering::SeqCst) {
+            // Finished meanwhile (the waker would not be taken): answer now.
+            return if self.shared.close_cancelled.load(Ordering::Acquire) { Poll::Ready(()) } else { Poll::Pending };
         }
         if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
             waiters.push(cx.waker().clone());

@@ -255,7 +255,7 @@ where
         let request = match request {
             Ok(r) => r,
             Err(status) => {
-                send_final(&shared, None, status);
+                send_final(&shared, None, &status);
                 return;
             }
         };
@@ -277,7 +277,7 @@ where
             let outcome = AssertUnwindSafe(future).catch_unwind().await;
             send_response::<Resp, C>(&shared, outcome);
         }),
-        Err(panic) => send_final(&shared, None, panic_status(&*panic)),
+        Err(panic) => send_final(&shared, None, &panic_status(&*panic)),
     }
 }
 
@@ -297,14 +297,14 @@ pub(crate) fn send_response<Resp, C: Codec<Resp>>(
         Ok(Ok(resp)) => {
             match ByteBuffer::encode::<Resp, C>(&resp) {
                 Ok(buf) => match shared.limits.check_send_buffer(&buf) {
-                    Ok(()) => send_final(shared, Some(buf), Status::ok()),
-                    Err(status) => send_final(shared, None, status),
+                    Ok(()) => send_final(shared, Some(buf), &crate::status::OK),
+                    Err(status) => send_final(shared, None, &status),
                 },
-                Err(e) => send_final(shared, None, Status::internal(format!("failed to encode the response: {e}"))),
+                Err(e) => send_final(shared, None, &Status::internal(format!("failed to encode the response: {e}"))),
             }
         }
-        Ok(Err(status)) => send_final(shared, None, status),
-        Err(panic) => send_final(shared, None, panic_status(&*panic)),
+        Ok(Err(status)) => send_final(shared, None, &status),
+        Err(panic) => send_final(shared, None, &panic_status(&*panic)),
     }
 }
 
@@ -312,7 +312,7 @@ pub(crate) fn send_response<Resp, C: Codec<Resp>>(
 /// the message (if any), the status with trailers, and the close. Fire and forget: the
 /// batch's tag keeps everything alive until the core is done. A streaming handler's
 /// writes must be complete first.
-pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuffer>, status: Status) {
+pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuffer>, status: &Status) {
     let headers_sent = {
         let mut out = shared.output.lock().unwrap_or_else(|e| e.into_inner());
         if std::mem::replace(&mut out.finished, true) {
@@ -333,7 +333,11 @@ pub(crate) fn send_final(shared: &Arc<ServerCallShared>, message: Option<ByteBuf
     let buffers = FinalBuffers {
         initial,
         message,
-        trailers: SendMetadata::new(&trailers, (!details.is_empty()).then_some((DETAILS_KEY, details))),
+        trailers: if trailers.is_empty() && details.is_empty() {
+            SendMetadata::empty()
+        } else {
+            SendMetadata::new(&trailers, (!details.is_empty()).then_some((DETAILS_KEY, details)))
+        },
         details: OwnedSlice::copy_of(status.message().as_bytes()),
         carries_close,
     };

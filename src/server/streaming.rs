@@ -30,6 +30,8 @@ pub struct RequestStream<Req, C> {
     shared: Arc<ServerCallShared>,
     method: Arc<str>,
     recv: Option<Arc<Batch<RecvMessage>>>,
+    /// The last finished receive's batch, whose allocation the next receive reuses.
+    spare: Option<Arc<Batch<RecvMessage>>>,
     done: bool,
     _types: PhantomData<fn() -> (Req, C)>,
 }
@@ -48,6 +50,7 @@ impl<Req, C: Codec<Req>> RequestStream<Req, C> {
             shared,
             method,
             recv: None,
+            spare: None,
             done: false,
             _types: PhantomData,
         }
@@ -70,7 +73,14 @@ impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
         let batch = match &this.recv {
             Some(b) => b.clone(),
             None => {
-                let batch = Batch::new(RecvMessage::new());
+                // A finished receive left its batch's state empty (its message was taken).
+                let batch = match this.spare.take() {
+                    Some(mut spare) => match Batch::reusable(&mut spare) {
+                        Some(_) => spare,
+                        None => Batch::new(RecvMessage::new()),
+                    },
+                    None => Batch::new(RecvMessage::new()),
+                };
                 // SAFETY: the op points into the batch state, which the tag keeps alive.
                 let started = unsafe {
                     let op = op::recv_message(&mut *batch.state_ptr());
@@ -96,7 +106,9 @@ impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
             ))));
         }
         // SAFETY: done; this stream is the batch's only Rust reader.
-        match unsafe { batch.state_mut().take() } {
+        let message = unsafe { batch.state_mut().take() };
+        this.spare = Some(batch);
+        match message {
             None => {
                 this.done = true;
                 Poll::Ready(None)
@@ -258,7 +270,7 @@ where
             let outcome = AssertUnwindSafe(future).catch_unwind().await;
             finish_stream(shared, outcome).await;
         }),
-        Err(panic) => send_final(&shared, None, panic_status(&*panic)),
+        Err(panic) => send_final(&shared, None, &panic_status(&*panic)),
     }
 }
 
@@ -274,7 +286,7 @@ async fn finish_stream(shared: Arc<ServerCallShared>, outcome: std::thread::Resu
         Ok(Err(status)) => status,
         Err(panic) => panic_status(&*panic),
     };
-    send_final(&shared, None, status);
+    send_final(&shared, None, &status);
 }
 
 /// The shared state and context of a streaming call. Streaming calls watch for their end
@@ -328,7 +340,7 @@ where
         let request = match request {
             Ok(r) => r,
             Err(status) => {
-                send_final(&shared, None, status);
+                send_final(&shared, None, &status);
                 return;
             }
         };
