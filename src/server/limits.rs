@@ -43,24 +43,12 @@ impl MessageLimits {
 
     /// `RESOURCE_EXHAUSTED` if a received message of `len` bytes is over the limit.
     pub(crate) fn check_receive(&self, len: usize) -> Result<(), Status> {
-        if len > self.receive {
-            return Err(Status::new(
-                Code::ResourceExhausted,
-                format!("Received message larger than max ({len} vs. {})", self.receive),
-            ));
-        }
-        Ok(())
+        within(len, self.receive, "Received")
     }
 
     /// `RESOURCE_EXHAUSTED` if a message of `len` bytes is over the send limit.
     pub(crate) fn check_send(&self, len: usize) -> Result<(), Status> {
-        if len > self.send {
-            return Err(Status::new(
-                Code::ResourceExhausted,
-                format!("Sent message larger than max ({len} vs. {})", self.send),
-            ));
-        }
-        Ok(())
+        within(len, self.send, "Sent")
     }
 
     /// `RESOURCE_EXHAUSTED` if `buf` is over the send limit (its length is read only when
@@ -79,6 +67,17 @@ impl MessageLimits {
         self.check_receive(reader.len())?;
         C::decode(&mut reader).map_err(|e| Status::internal(format!("failed to decode {what} to {method}: {e}")))
     }
+}
+
+/// `RESOURCE_EXHAUSTED`, worded as the core's size filter words it, if `len > limit`.
+fn within(len: usize, limit: usize, direction: &str) -> Result<(), Status> {
+    if len > limit {
+        return Err(Status::new(
+            Code::ResourceExhausted,
+            format!("{direction} message larger than max ({len} vs. {limit})"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
