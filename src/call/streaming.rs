@@ -448,6 +448,8 @@ struct StreamState {
     headers: Arc<Batch<HeadersState>>,
     status: Arc<Batch<StatusState>>,
     recv: Option<Arc<Batch<RecvMessage>>>,
+    /// The last finished receive's batch, whose allocation the next receive reuses.
+    spare: Option<Arc<Batch<RecvMessage>>>,
     initial_metadata: Option<Metadata>,
     trailing_metadata: Option<Metadata>,
     done: bool,
@@ -464,6 +466,7 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
                     headers,
                     status,
                     recv: None,
+                    spare: None,
                     initial_metadata: None,
                     trailing_metadata: None,
                     done: false,
@@ -529,7 +532,14 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
         loop {
             match &s.recv {
                 None => {
-                    let batch = Batch::new(RecvMessage::new());
+                    // A finished receive left its batch's state empty (its message was taken).
+                    let batch = match s.spare.take() {
+                        Some(mut spare) => match Batch::reusable(&mut spare) {
+                            Some(_) => spare,
+                            None => Batch::new(RecvMessage::new()),
+                        },
+                        None => Batch::new(RecvMessage::new()),
+                    };
                     // SAFETY: the op points into the batch state, kept alive by the tag.
                     let started = unsafe {
                         let op = op::recv_message(&mut *batch.state_ptr());
@@ -550,7 +560,7 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
                     let message = if ok { unsafe { batch.state_mut().take() } } else { None };
                     match message {
                         Some(buf) => {
-                            s.recv = None;
+                            s.spare = s.recv.take();
                             let item = C::decode(&mut buf.reader())
                                 .map_err(|e| Error::Codec(format!("failed to decode a response: {e}")));
                             if item.is_err() {
