@@ -51,18 +51,59 @@ impl ByteBuffer {
             C::encode(msg, &mut buf)?;
             return Ok(ByteBuffer::from_vec(buf));
         };
-        // SAFETY: `grpc_slice_malloc` returns a slice we own one reference to, with `len`
-        // writable bytes (inline up to 23 bytes, else its own allocation) that nobody else
-        // sees until the byte buffer takes its reference; ours is released on every path.
+        let mut slice = encode_slice::<T, C>(msg, len)?;
+        // SAFETY: `slice` is valid and ours; the buffer takes its own reference, and ours is
+        // released right after.
         unsafe {
-            let mut slice = ffi::grpc_slice_malloc(len);
-            if let Err(e) = C::encode_to_slice(msg, slice_bytes_mut(&mut slice)) {
-                ffi::grpc_slice_unref(slice);
-                return Err(e);
-            }
             let raw = ffi::grpc_raw_byte_buffer_create(&mut slice, 1);
             ffi::grpc_slice_unref(slice);
             Ok(ByteBuffer { raw })
+        }
+    }
+
+    /// Encodes `msg` into this buffer, replacing what it holds: into a new core slice when
+    /// the codec knows the encoded length and the buffer is a plain (uncompressed) one,
+    /// otherwise by replacing the buffer with [`ByteBuffer::encode`]'s.
+    ///
+    /// The core is done with a send op's buffer when its batch completes (1.51 even moves the
+    /// slices into the call when the batch starts), and the C API keeps the buffer valid until
+    /// `grpc_byte_buffer_destroy`: refilling it for the next message saves creating and
+    /// destroying a buffer per message.
+    ///
+    /// # Safety
+    /// No operation may be using this buffer (any batch that sent it has completed).
+    pub(crate) unsafe fn refill<T, C: Codec<T>>(&mut self, msg: &T) -> Result<(), Error> {
+        // SAFETY: `raw` is a live byte buffer owned by `self`; reading its tag fields is plain.
+        let plain = unsafe { (*self.raw).type_ == ffi::GRPC_BB_RAW && (*self.raw).data.raw.compression == ffi::GRPC_COMPRESS_NONE };
+        let len = match C::encoded_len(msg) {
+            Some(len) if plain => len,
+            _ => {
+                *self = ByteBuffer::encode::<T, C>(msg)?;
+                return Ok(());
+            }
+        };
+        let slice = encode_slice::<T, C>(msg, len)?;
+        // SAFETY: no operation uses the buffer (the caller's contract), so its slice buffer is
+        // ours to empty and append to; the appended slice's one reference passes to it.
+        unsafe {
+            self.clear();
+            ffi::grpc_slice_buffer_add(&mut (*self.raw).data.raw.slice_buffer, slice);
+        }
+        Ok(())
+    }
+
+    /// Releases the bytes this plain buffer still holds (none once the core has sent them),
+    /// keeping the buffer itself for [`refill`](Self::refill).
+    ///
+    /// # Safety
+    /// No operation may be using this buffer (any batch that sent it has completed).
+    pub(crate) unsafe fn clear(&mut self) {
+        // SAFETY: `raw` is a live byte buffer owned by `self`, which no operation uses (the
+        // caller's contract), so a raw buffer's slice buffer is ours to reset.
+        unsafe {
+            if (*self.raw).type_ == ffi::GRPC_BB_RAW && (*self.raw).data.raw.slice_buffer.count > 0 {
+                ffi::grpc_slice_buffer_reset_and_unref(&mut (*self.raw).data.raw.slice_buffer);
+            }
         }
     }
 
@@ -133,11 +174,27 @@ pub(crate) unsafe fn slice_bytes(slice: &ffi::grpc_slice) -> &[u8] {
     }
 }
 
+/// `msg` encoded into a new core slice of `len` bytes (inline up to 23 bytes, else one
+/// allocation); the caller owns its one reference.
+#[inline]
+fn encode_slice<T, C: Codec<T>>(msg: &T, len: usize) -> Result<ffi::grpc_slice, Error> {
+    // SAFETY: `grpc_slice_malloc` returns a slice we own the one reference to, with `len`
+    // writable bytes nobody else sees; on error that reference is released here.
+    unsafe {
+        let mut slice = ffi::grpc_slice_malloc(len);
+        if let Err(e) = C::encode_to_slice(msg, slice_bytes_mut(&mut slice)) {
+            ffi::grpc_slice_unref(slice);
+            return Err(e);
+        }
+        Ok(slice)
+    }
+}
+
 /// The bytes of a slice we hold the only reference to, writable.
 ///
 /// # Safety
 /// `slice` must be valid, and no one else may read or write its bytes meanwhile.
-pub(crate) unsafe fn slice_bytes_mut(slice: &mut ffi::grpc_slice) -> &mut [u8] {
+unsafe fn slice_bytes_mut(slice: &mut ffi::grpc_slice) -> &mut [u8] {
     // SAFETY: as in `slice_bytes`; exclusive use is guaranteed by the caller.
     unsafe {
         if slice.refcount.is_null() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use grpcore_sys as ffi;
 
-use super::raw::{clear_message, encode_message_into, op, ErrorString, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
+use super::raw::{op, ErrorString, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
 use super::write::{Compression, ENCODING_REQUEST_KEY};
 use super::{Batch, Call, OnComplete};
 use crate::server::context::{ServerCallShared, ServerContext};
@@ -327,7 +327,7 @@ pub(crate) fn unary_batch<Req, C: Codec<Req>>(request: &Req) -> Result<UnaryBatc
         if let Some(state) = Batch::reusable(&mut batch) {
             // SAFETY: a reusable batch is referenced by nobody else: no tag holds it, so no
             // batch using its buffers is in flight.
-            return match unsafe { encode_message_into::<Req, C>(request, &mut state.send_msg) } {
+            return match unsafe { state.send_msg.refill::<Req, C>(request) } {
                 Ok(()) => Ok(batch),
                 Err(e) => {
                     recycle_unary_batch(batch);
@@ -349,10 +349,10 @@ fn recycle_unary_batch(mut batch: UnaryBatch) {
     let Some(state) = Batch::reusable(&mut batch) else {
         return;
     };
-    // The request buffer stays for the next call to refill (see `encode_message_into`).
+    // The request buffer stays for the next call to refill (see `ByteBuffer::refill`).
     // SAFETY: a reusable batch is referenced by nobody else: no tag holds it, so no batch
     // using its buffers is in flight.
-    unsafe { clear_message(&mut state.send_msg) };
+    unsafe { state.send_msg.clear() };
     state.send_md = SendMetadata::empty();
     state.response.reset();
     let _ = SPARE_BATCHES.try_with(|s| {

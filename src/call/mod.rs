@@ -195,6 +195,21 @@ impl<S: OnComplete + Send + 'static> Batch<S> {
         Some(b.state.get_mut())
     }
 
+    /// A batch carrying `state`: `spare`'s allocation if nothing else references it (its old
+    /// state is dropped), else a new one.
+    pub(crate) fn reuse_or_new(spare: Option<Arc<Self>>, state: S) -> Arc<Self> {
+        match spare {
+            Some(mut batch) => match Batch::reusable(&mut batch) {
+                Some(old) => {
+                    *old = state;
+                    batch
+                }
+                None => Batch::new(state),
+            },
+            None => Batch::new(state),
+        }
+    }
+
     /// Pointer to the state, for filling in ops before the batch starts.
     pub(crate) fn state_ptr(&self) -> *mut S {
         self.state.get()

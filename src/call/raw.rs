@@ -5,64 +5,8 @@ use std::ptr;
 
 use grpcore_sys as ffi;
 
-use crate::buffer::{slice_bytes, slice_bytes_mut, ByteBuffer};
-use crate::codec::Codec;
-use crate::error::Error;
+use crate::buffer::{slice_bytes, ByteBuffer};
 use crate::metadata::Metadata;
-
-/// Encodes `msg` into `buffer`, a byte buffer of ours that no operation uses any more,
-/// replacing whatever it holds: straight into a new core slice when the codec knows the
-/// encoded length; otherwise `buffer` is replaced by a new one ([`ByteBuffer::encode`]).
-///
-/// The core is done with a send op's buffer when its batch completes (1.51 even moves the
-/// slices into the call when the batch starts), and the C API keeps the buffer valid until
-/// `grpc_byte_buffer_destroy`: refilling it for the next message saves creating and
-/// destroying a buffer per message.
-///
-/// # Safety
-/// No operation may be using `buffer` (any batch that sent it has completed).
-pub(crate) unsafe fn encode_message_into<T, C: Codec<T>>(msg: &T, buffer: &mut ByteBuffer) -> Result<(), Error> {
-    let raw = buffer.as_ptr();
-    // SAFETY: `raw` is a live byte buffer owned by `buffer`; reading its tag fields is plain.
-    let refillable = unsafe { (*raw).type_ == ffi::GRPC_BB_RAW && (*raw).data.raw.compression == ffi::GRPC_COMPRESS_NONE };
-    let len = match C::encoded_len(msg) {
-        Some(len) if refillable => len,
-        _ => {
-            *buffer = ByteBuffer::encode::<T, C>(msg)?;
-            return Ok(());
-        }
-    };
-    // SAFETY: `grpc_slice_malloc` returns a slice we own the one reference to, with `len`
-    // writable bytes nobody else sees; on error that reference is released, on success it
-    // passes to the buffer, which is a raw, uncompressed one that no operation uses (the
-    // caller's contract) and that `clear_message` has emptied.
-    unsafe {
-        let mut slice = ffi::grpc_slice_malloc(len);
-        if let Err(e) = C::encode_to_slice(msg, slice_bytes_mut(&mut slice)) {
-            ffi::grpc_slice_unref(slice);
-            return Err(e);
-        }
-        clear_message(buffer);
-        ffi::grpc_slice_buffer_add(&mut (*raw).data.raw.slice_buffer, slice);
-    }
-    Ok(())
-}
-
-/// Releases the bytes a raw byte buffer of ours still holds (none once the core has sent
-/// them), keeping the buffer itself for [`encode_message_into`].
-///
-/// # Safety
-/// No operation may be using `buffer` (any batch that sent it has completed).
-pub(crate) unsafe fn clear_message(buffer: &mut ByteBuffer) {
-    let raw = buffer.as_ptr();
-    // SAFETY: `raw` is a live byte buffer owned by `buffer`, which no operation uses (the
-    // caller's contract), so a raw buffer's slice buffer is ours to reset.
-    unsafe {
-        if (*raw).type_ == ffi::GRPC_BB_RAW && (*raw).data.raw.slice_buffer.count > 0 {
-            ffi::grpc_slice_buffer_reset_and_unref(&mut (*raw).data.raw.slice_buffer);
-        }
-    }
-}
 
 /// Metadata to send, as the core's `grpc_metadata` entries; owns every key and value slice.
 pub(crate) struct SendMetadata {

@@ -532,14 +532,7 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
         loop {
             match &s.recv {
                 None => {
-                    // A finished receive left its batch's state empty (its message was taken).
-                    let batch = match s.spare.take() {
-                        Some(mut spare) => match Batch::reusable(&mut spare) {
-                            Some(_) => spare,
-                            None => Batch::new(RecvMessage::new()),
-                        },
-                        None => Batch::new(RecvMessage::new()),
-                    };
+                    let batch = Batch::reuse_or_new(s.spare.take(), RecvMessage::new());
                     // SAFETY: the op points into the batch state, kept alive by the tag.
                     let started = unsafe {
                         let op = op::recv_message(&mut *batch.state_ptr());

@@ -138,21 +138,12 @@ impl Writer {
         flags: WriteFlags,
     ) -> Result<(), Error> {
         debug_assert!(self.in_flight.is_none());
+        // Replacing the previous write's buffers releases them.
         let state = SendState {
             initial,
             message: Some(message),
         };
-        let batch = match self.spare.take() {
-            Some(mut spare) => match Batch::reusable(&mut spare) {
-                Some(old) => {
-                    // Replacing the previous write's buffers releases them.
-                    *old = state;
-                    spare
-                }
-                None => Batch::new(state),
-            },
-            None => Batch::new(state),
-        };
+        let batch = Batch::reuse_or_new(self.spare.take(), state);
         // SAFETY: the batch has not started; its ops point into its own state, kept alive
         // by the tag until the event.
         unsafe {

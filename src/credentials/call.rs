@@ -254,6 +254,10 @@ fn gpr_string(s: &str) -> *const c_char {
 
 /// `get_metadata` of the plugin: starts the source's future and answers asynchronously (0),
 /// or, if the source panicked before giving a future, fails synchronously (1).
+///
+/// # Safety
+/// Called only by the core, with the `state` registered with this plugin (alive until
+/// `plugin_destroy`) and a callback and `user_data` valid until the callback is invoked.
 unsafe extern "C" fn plugin_get_metadata(
     state: *mut c_void,
     context: ffi::grpc_auth_metadata_context,
@@ -310,6 +314,9 @@ unsafe extern "C" fn plugin_get_metadata(
 }
 
 /// `destroy` of the plugin: frees the state when the core's credentials object dies.
+///
+/// # Safety
+/// Called once by the core, with the `state` registered with this plugin (or null).
 unsafe extern "C" fn plugin_destroy(state: *mut c_void) {
     if state.is_null() {
         return;

@@ -357,6 +357,10 @@ impl TlsChannelCredentials {
 }
 
 /// The core's verify-peer callback: 0 accepts the server, anything else fails the handshake.
+///
+/// # Safety
+/// Called only by the core, with the boxed check registered with it as `userdata` (alive
+/// until `drop_server_check`) and NUL-terminated strings valid during the call.
 unsafe extern "C" fn verify_server(target_name: *const c_char, peer_pem: *const c_char, userdata: *mut c_void) -> c_int {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `userdata` is the boxed check we gave the core, alive until the destruct
@@ -385,6 +389,9 @@ unsafe extern "C" fn verify_server(target_name: *const c_char, peer_pem: *const 
 }
 
 /// Frees the check given to the core (its `verify_peer_destruct`).
+///
+/// # Safety
+/// Called once by the core, with the `userdata` registered with `verify_server` (or null).
 unsafe extern "C" fn drop_server_check(userdata: *mut c_void) {
     if userdata.is_null() {
         return;

@@ -432,6 +432,10 @@ impl FetcherSlot {
 }
 
 /// The core's certificate-config fetcher callback.
+///
+/// # Safety
+/// Called only by the core, with the [`FetcherSlot`] registered with it as `user_data`
+/// (alive until `free_slot`) and a valid `config` out-pointer.
 pub(crate) unsafe extern "C" fn fetch_config(
     user_data: *mut c_void,
     config: *mut *mut ffi::grpc_ssl_server_certificate_config,
@@ -449,6 +453,9 @@ pub(crate) unsafe extern "C" fn fetch_config(
 }
 
 /// Frees a [`FetcherSlot`]: the `destroy` of the processor that carries it.
+///
+/// # Safety
+/// Called once by the core, with the slot registered with `fetch_config` (or null).
 pub(crate) unsafe extern "C" fn free_slot(state: *mut c_void) {
     if state.is_null() {
         return;

@@ -73,14 +73,7 @@ impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
         let batch = match &this.recv {
             Some(b) => b.clone(),
             None => {
-                // A finished receive left its batch's state empty (its message was taken).
-                let batch = match this.spare.take() {
-                    Some(mut spare) => match Batch::reusable(&mut spare) {
-                        Some(_) => spare,
-                        None => Batch::new(RecvMessage::new()),
-                    },
-                    None => Batch::new(RecvMessage::new()),
-                };
+                let batch = Batch::reuse_or_new(this.spare.take(), RecvMessage::new());
                 // SAFETY: the op points into the batch state, which the tag keeps alive.
                 let started = unsafe {
                     let op = op::recv_message(&mut *batch.state_ptr());
