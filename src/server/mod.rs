@@ -311,6 +311,10 @@ impl ServerBuilder {
     /// ([`default_compression`](Self::default_compression) and
     /// [`ServerContext::set_compression`](crate::ServerContext::set_compression) have no
     /// effect), and the server does not appear in channelz.
+    ///
+    /// The core arguments it needs (`grpc.minimal_stack`, `grpc.enable_channelz`,
+    /// `grpc.enable_deadline_checking`, `grpc.per_message_decompression`) are set when the
+    /// server is built and override the same keys given to [`raw_int_arg`](Self::raw_int_arg).
     pub fn lean(mut self, enable: bool) -> ServerBuilder {
         self.lean = enable;
         self
