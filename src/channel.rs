@@ -10,13 +10,9 @@ use grpcore_sys as ffi;
 
 use crate::args::{size_limit, ChannelArgs};
 use crate::call::write::Compression;
-use crate::call::client::{unary_batch, CallOptions, UnaryCall};
-use crate::call::Call;
-use crate::codec::Codec;
 use crate::env::Environment;
 use crate::credentials::ChannelCredentials;
 use crate::error::Error;
-use crate::method::{Method, MethodKind};
 use crate::quota::ResourceQuota;
 use crate::settings::{self, keys, Zero};
 
@@ -398,7 +394,7 @@ pub(crate) struct ChannelInner {
 /// A handle from `grpc_channel_register_call`, valid for the channel's whole life (the core
 /// frees it with the channel).
 #[derive(Clone, Copy)]
-struct RegisteredMethod(*mut c_void);
+pub(crate) struct RegisteredMethod(pub(crate) *mut c_void);
 
 // SAFETY: the handle is an immutable registration record inside the channel; the core reads
 // it from any thread when creating a call.
@@ -451,7 +447,7 @@ impl Channel {
     /// A registered call carries its path as a refcounted slice made once. Calls created
     /// from a path slice each time cost more: a static slice is copied by the core whenever
     /// it copies the request headers (once per call), a copied one is an allocation per call.
-    fn registered(&self, path: &'static str) -> Option<RegisteredMethod> {
+    pub(crate) fn registered(&self, path: &'static str) -> Option<RegisteredMethod> {
         let find = |methods: &[(&'static str, RegisteredMethod)]| {
             methods
                 .iter()
@@ -479,79 +475,6 @@ impl Channel {
         }
         methods.push((path, RegisteredMethod(handle)));
         Some(RegisteredMethod(handle))
-    }
-
-    /// Creates a call to `path` bound to one of the environment's queues.
-    pub(crate) fn create_call(&self, path: &str, static_path: Option<&'static str>, opts: &CallOptions) -> Result<Call, Error> {
-        let registered = static_path.and_then(|p| self.registered(p));
-        let cq = self.inner.env.pick_cq().clone();
-        let Some(borrow) = cq.borrow() else {
-            return Err(Error::Shutdown("the environment is shutting down".into()));
-        };
-        // SAFETY: the channel and the borrowed queue are live; a registration handle belongs
-        // to this channel; a method slice is released after the core took its own reference;
-        // the new call's single reference becomes the `Call`'s.
-        unsafe {
-            let parent = opts.parent_call().map_or(ptr::null_mut(), |c| c.as_ptr());
-            let raw = match registered {
-                Some(m) => ffi::grpc_channel_create_registered_call(
-                    self.inner.raw,
-                    parent,
-                    ffi::GRPC_PROPAGATE_DEFAULTS,
-                    borrow.raw(),
-                    m.0,
-                    opts.raw_deadline(),
-                    ptr::null_mut(),
-                ),
-                None => {
-                    let method = ffi::grpc_slice_from_copied_buffer(path.as_ptr() as *const _, path.len());
-                    let raw = ffi::grpc_channel_create_call(
-                        self.inner.raw,
-                        parent,
-                        ffi::GRPC_PROPAGATE_DEFAULTS,
-                        borrow.raw(),
-                        method,
-                        ptr::null(),
-                        opts.raw_deadline(),
-                        ptr::null_mut(),
-                    );
-                    ffi::grpc_slice_unref(method);
-                    raw
-                }
-            };
-            drop(borrow);
-            if raw.is_null() {
-                return Err(Error::Internal(format!("the core could not create a call to {path}")));
-            }
-            Ok(Call::from_raw(raw, cq, self.inner.env.clone()))
-        }
-    }
-
-    /// Starts a unary call. The returned future resolves to the response.
-    ///
-    /// The request is encoded and the call started right away; the future only waits.
-    /// Use [`UnaryCall::wait`] to block instead of awaiting.
-    pub fn unary<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, request: &Req, opts: CallOptions) -> UnaryCall<Resp, C>
-    where
-        C: Codec<Req> + Codec<Resp>,
-    {
-        if method.kind() != MethodKind::Unary {
-            return UnaryCall::failed(Error::Config(format!(
-                "{} is a {:?} method, not a unary one",
-                method.path(),
-                method.kind()
-            )));
-        }
-        let batch = match unary_batch::<Req, C>(request) {
-            Ok(batch) => batch,
-            Err(e) => {
-                return UnaryCall::failed(Error::Codec(format!("failed to encode the request to {}: {e}", method.path())))
-            }
-        };
-        match self.create_call(method.path(), method.static_path(), &opts) {
-            Ok(call) => UnaryCall::start(call, &opts, batch),
-            Err(e) => UnaryCall::failed(e),
-        }
     }
 }
 

@@ -48,6 +48,7 @@ pub use grpcore_sys as ffi;
 
 pub use buffer::MessageReader;
 pub use call::client::{CallOptions, Response, UnaryCall};
+pub use call::core::ParentCall;
 pub use call::streaming::{BlockingIter, ClientStreamingCall, RequestSink, ResponseStream};
 pub use call::write::{Compression, WriteFlags};
 pub use channel::{Channel, ChannelBuilder};

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::call::client::{CallOptions, UnaryCall};
+use crate::call::core::ParentCall;
 use crate::call::streaming::{ClientStreamingCall, RequestSink, ResponseStream};
 use crate::call::write::Compression;
 use crate::channel::Channel;
@@ -19,7 +20,6 @@ use crate::codec::Codec;
 use crate::error::Error;
 use crate::metadata::Metadata;
 use crate::method::Method;
-use crate::server::context::ServerContext;
 
 /// The option setters every builder has: each changes the call's [`CallOptions`].
 macro_rules! option_setters {
@@ -63,7 +63,9 @@ macro_rules! option_setters {
 
         /// Makes the call a child of the server call of `parent`: it inherits its deadline
         /// and cancellation (see [`CallOptions::parent`]).
-        pub fn parent(mut self, parent: &ServerContext) -> Self {
+        ///
+        /// `parent` is usually `&ctx`, the handler's [`ServerContext`](crate::ServerContext).
+        pub fn parent(mut self, parent: impl Into<ParentCall>) -> Self {
             self.options = self.options.parent(parent);
             self
         }

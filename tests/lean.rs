@@ -77,7 +77,7 @@ fn default_receive_limit_of_4_mib_is_enforced_for_every_call_kind() {
 
     let (mut sink, stream) = channel.duplex(&BIDI, opts());
     let _ = sink.send_blocking(five_mib);
-    drop(sink);
+    let _ = sink.close_blocking();
     let err = stream.into_blocking_iter().find_map(Result::err).expect("an oversized duplex request fails");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
 

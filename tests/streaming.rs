@@ -61,7 +61,7 @@ fn blocking_equivalents_for_streams() {
     for i in 0..3 {
         sink.send_blocking(request("d", i)).unwrap();
     }
-    drop(sink); // dropping the sink half-closes
+    sink.close_blocking().unwrap(); // only an explicit close half-closes
     let seqs: Vec<i64> = stream.into_blocking_iter().map(|r| r.unwrap().seq).collect();
     assert_eq!(seqs, vec![0, 1, 2]);
 }

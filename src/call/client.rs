@@ -12,8 +12,8 @@ use grpcore_sys as ffi;
 
 use super::raw::{op, ErrorString, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
 use super::write::{Compression, ENCODING_REQUEST_KEY};
+use super::core::{CallCore, ParentCall};
 use super::{Batch, Call, OnComplete};
-use crate::server::context::{ServerCallShared, ServerContext};
 use crate::buffer::ByteBuffer;
 use crate::codec::Codec;
 use crate::error::Error;
@@ -46,7 +46,7 @@ pub struct CallOptions {
     metadata: Metadata,
     wait_for_ready: bool,
     compression: Option<Compression>,
-    parent: Option<Arc<ServerCallShared>>,
+    parent: Option<ParentCall>,
 }
 
 impl std::fmt::Debug for CallOptions {
@@ -102,16 +102,15 @@ impl CallOptions {
     /// Makes this call a child of the server call `parent`: it inherits the parent's
     /// deadline (the earlier of the two applies) and is cancelled when the parent is
     /// cancelled. Use it for the outgoing calls a handler makes on behalf of its client.
-    pub fn parent(mut self, parent: &ServerContext) -> CallOptions {
-        // The core notices a client's cancellation only through a pending close op on the
-        // server call, so make sure one is in flight: only then can it reach the child.
-        parent.shared().watch_close();
-        self.parent = Some(parent.shared().clone());
+    ///
+    /// `parent` is usually `&ctx`, the handler's [`ServerContext`](crate::ServerContext).
+    pub fn parent(mut self, parent: impl Into<ParentCall>) -> CallOptions {
+        self.parent = Some(parent.into());
         self
     }
 
     pub(crate) fn parent_call(&self) -> Option<&Call> {
-        self.parent.as_ref().map(|p| &p.call)
+        self.parent.as_ref().map(ParentCall::call)
     }
 
     /// The request metadata as the core takes it (with the compression request, if any).
@@ -138,15 +137,66 @@ impl CallOptions {
 
 }
 
-/// A successful unary response: the message and the metadata around it.
-#[derive(Clone, Debug)]
+/// A successful unary response: the message, the metadata around it, and who sent it.
 pub struct Response<T> {
     message: T,
     initial_metadata: Metadata,
     trailing_metadata: Metadata,
+    peer: Peer,
+}
+
+/// Where a response's [`Response::peer`] comes from: the finished call, read when asked (no
+/// cost for callers that never ask), or a copy.
+enum Peer {
+    Call(CallCore),
+    Shared(Arc<CallCore>),
+    Known(String),
+}
+
+impl Peer {
+    fn get(&self) -> String {
+        match self {
+            Peer::Call(core) => core.peer(),
+            Peer::Shared(core) => core.peer(),
+            Peer::Known(peer) => peer.clone(),
+        }
+    }
+}
+
+impl<T: Clone> Clone for Response<T> {
+    fn clone(&self) -> Self {
+        Response {
+            message: self.message.clone(),
+            initial_metadata: self.initial_metadata.clone(),
+            trailing_metadata: self.trailing_metadata.clone(),
+            peer: Peer::Known(self.peer.get()),
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Response<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("message", &self.message)
+            .field("initial_metadata", &self.initial_metadata)
+            .field("trailing_metadata", &self.trailing_metadata)
+            .field("peer", &self.peer.get())
+            .finish()
+    }
 }
 
 impl<T> Response<T> {
+    /// The server's address as the core names it, e.g. `ipv4:127.0.0.1:50051` (empty if the
+    /// core does not know it).
+    pub fn peer(&self) -> String {
+        self.peer.get()
+    }
+
+    pub(crate) fn with_peer_of(mut self, core: &Arc<CallCore>) -> Self {
+        self.peer = Peer::Shared(core.clone());
+        self
+    }
+
     /// The response message.
     pub fn message(&self) -> &T {
         &self.message
@@ -232,6 +282,7 @@ impl ResponseState {
                     message,
                     initial_metadata: initial,
                     trailing_metadata: trailers,
+                    peer: Peer::Known(String::new()),
                 }),
         }
     }
@@ -402,7 +453,7 @@ pub struct UnaryCall<Resp, C> {
 
 enum UnaryState {
     Failed(Option<Error>),
-    Running { call: Call, batch: Arc<Batch<UnaryClientState>> },
+    Running { core: CallCore, batch: Arc<Batch<UnaryClientState>> },
     Finished,
 }
 
@@ -415,7 +466,7 @@ impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
     }
 
     /// Starts the one batch of a unary call on `call`, with a batch from [`unary_batch`].
-    pub(crate) fn start(call: Call, opts: &CallOptions, batch: UnaryBatch) -> Self {
+    pub(crate) fn start(core: CallCore, opts: &CallOptions, batch: UnaryBatch) -> Self {
         // SAFETY: the batch has not started, so we are the only user of its state; the ops
         // point into that state (or into the request buffer it owns), which the tag keeps
         // alive until the event.
@@ -431,11 +482,11 @@ impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
                 b,
                 c,
             ];
-            call.start_batch(&ops, batch.tag())
+            core.call.start_batch(&ops, batch.tag())
         };
         match result {
             Ok(()) => UnaryCall {
-                state: UnaryState::Running { call, batch },
+                state: UnaryState::Running { core, batch },
                 _types: PhantomData,
             },
             Err(e) => Self::failed(e),
@@ -447,6 +498,15 @@ impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
     /// Fails at once when called on a completion-queue thread (it would wait for itself).
     pub fn wait(self) -> Result<Response<Resp>, Error> {
         crate::blocking::block_on(self)?
+    }
+
+    /// The server's address as the core names it, e.g. `ipv4:127.0.0.1:50051`; empty before
+    /// the call is connected, or when it failed to start.
+    pub fn peer(&self) -> String {
+        match &self.state {
+            UnaryState::Running { core, .. } => core.peer(),
+            _ => String::new(),
+        }
     }
 }
 
@@ -465,10 +525,14 @@ impl<Resp, C: Codec<Resp>> Future for UnaryCall<Resp, C> {
                 // SAFETY: the batch is done and this future is its only Rust owner; the call is
                 // still alive (held in `state`) while we read the metadata it owns.
                 let result = unsafe { batch.state_mut().response.finish::<Resp, C>() };
-                if let UnaryState::Running { call, batch } = std::mem::replace(&mut this.state, UnaryState::Finished) {
+                if let UnaryState::Running { core, batch } = std::mem::replace(&mut this.state, UnaryState::Finished) {
                     // Empty the batch while the call that owns its metadata is still alive.
                     recycle_unary_batch(batch);
-                    drop(call);
+                    // The response keeps the finished call for its `peer()`.
+                    return Poll::Ready(result.map(|mut r| {
+                        r.peer = Peer::Call(core);
+                        r
+                    }));
                 }
                 return Poll::Ready(result);
             }
@@ -480,9 +544,9 @@ impl<Resp, C: Codec<Resp>> Future for UnaryCall<Resp, C> {
 
 impl<Resp, C> Drop for UnaryCall<Resp, C> {
     fn drop(&mut self) {
-        if let UnaryState::Running { call, batch } = &self.state {
+        if let UnaryState::Running { core, batch } = &self.state {
             if !batch.is_done() {
-                call.cancel();
+                core.call.cancel();
             }
         }
     }

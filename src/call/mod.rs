@@ -6,7 +6,10 @@
 //! frees memory the core still writes to.
 
 pub(crate) mod client;
+pub(crate) mod core;
 pub(crate) mod raw;
+mod start;
+pub(crate) mod state;
 pub(crate) mod streaming;
 pub(crate) mod write;
 
@@ -20,6 +23,7 @@ use std::task::Context;
 use futures_util::task::AtomicWaker;
 use grpcore_sys as ffi;
 
+use crate::channel::Channel;
 use crate::cq::{ArcTag, CompletionQueue, Tag, TagHeader};
 use crate::env::Environment;
 use crate::error::Error;
@@ -29,15 +33,20 @@ use crate::status::Code;
 ///
 /// A call keeps its environment alive: the environment's threads must outlive every call
 /// whose events they deliver, and dropping the last handle to an environment then never
-/// waits for a call nobody can cancel any more.
+/// waits for a call nobody can cancel any more. A client call also keeps its channel: the
+/// core fails every call of a destroyed channel ("Channel Destroyed"), so a call waiting
+/// for a connection or streaming must not depend on the user keeping a `Channel`.
 pub(crate) struct Call {
     raw: *mut ffi::grpc_call,
     cq: Arc<CompletionQueue>,
     _env: Environment,
+    /// Dropped after the call's reference is released (fields drop after `Drop::drop`).
+    _channel: Option<Channel>,
 }
 
 // SAFETY: the core's call functions are thread-safe (batches of different kinds may be
-// started from different threads); the pointer is released exactly once, in Drop.
+// started from different threads, and the call core's state word keeps one batch of each
+// kind in flight); the pointer is released exactly once, in Drop.
 unsafe impl Send for Call {}
 // SAFETY: as above.
 unsafe impl Sync for Call {}
@@ -49,7 +58,26 @@ impl Call {
     /// `raw` must be a live call bound to `cq` (one of `env`'s queues), whose reference
     /// nobody else releases.
     pub(crate) unsafe fn from_raw(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, env: Environment) -> Call {
-        Call { raw, cq, _env: env }
+        Call {
+            raw,
+            cq,
+            _env: env,
+            _channel: None,
+        }
+    }
+
+    /// Takes ownership of one reference to `raw`, a call created on `channel`, and keeps
+    /// the channel alive as long as the call.
+    ///
+    /// # Safety
+    /// As for [`Call::from_raw`], with `channel` the channel the call was created on.
+    pub(crate) unsafe fn from_raw_on(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, channel: &Channel) -> Call {
+        Call {
+            raw,
+            cq,
+            _env: channel.inner.env.clone(),
+            _channel: Some(channel.clone()),
+        }
     }
 
     /// The raw pointer, still owned by `self` (for parent-call propagation).

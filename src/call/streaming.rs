@@ -1,233 +1,55 @@
 //! Streaming client calls: a [`RequestSink`] for requests and a [`ResponseStream`] (or a
-//! [`ClientStreamingCall`] future) for responses.
-//!
-//! Batches per call: the call starts with one batch that sends the request headers (and,
-//! for server streaming, the request and the half-close) and receives the response
-//! headers; a RECV_STATUS_ON_CLIENT waits for the end. Each message then costs exactly one
-//! batch in its direction. Client streaming receives headers, response and status in one
-//! batch.
+//! [`ClientStreamingCall`] future) for responses, thin handles over one [`CallCore`]
+//! (`call/core.rs`). The calls start in `call/start.rs`.
 
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use futures_sink::Sink;
 
-use super::client::{CallOptions, Response, ResponseState, StatusState};
-use super::raw::{op, OpList, RecvMessage, RecvMetadata, SendMetadata};
-use super::write::{WriteFlags, Writer};
-use super::{Batch, Call, OnComplete};
+use super::client::{Response, ResponseState, StatusState};
+use super::core::{CallCore, RecvSlot, SendError, SendKind, SendSlot};
+use super::start::{HeadersState, StartedStream};
+use super::state::SendRefused;
+use super::write::WriteFlags;
+use super::Batch;
 use crate::buffer::ByteBuffer;
-use crate::channel::Channel;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::metadata::Metadata;
-use crate::method::{Method, MethodKind};
 use crate::status::{Code, Status};
-
-/// The call shared by the two halves of a streaming call.
-pub(crate) struct StreamCall {
-    call: Call,
-    /// Set once the final status has been received (no cancel on drop after that).
-    finished: AtomicBool,
-    /// The final status, once the receiving half has seen it (for the sender's errors).
-    status: OnceLock<Status>,
-}
-
-impl StreamCall {
-    fn new(call: Call) -> Arc<StreamCall> {
-        Arc::new(StreamCall {
-            call,
-            finished: AtomicBool::new(false),
-            status: OnceLock::new(),
-        })
-    }
-
-    fn ended_error(&self) -> Error {
-        match self.status.get() {
-            Some(s) if s.code() != Code::Ok => Error::Rpc(s.clone()),
-            Some(_) => Error::Rpc(Status::new(Code::FailedPrecondition, "the call already finished successfully")),
-            None => Error::Rpc(Status::new(
-                Code::Unavailable,
-                "the call has ended (the server finished it or it was cancelled); the response carries its status",
-            )),
-        }
-    }
-}
-
-fn check_kind<A, B, C>(method: &Method<A, B, C>, kind: MethodKind) -> Result<(), Error> {
-    if method.kind() == kind {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "{} is a {:?} method, called as {kind:?}",
-            method.path(),
-            method.kind()
-        )))
-    }
-}
-
-/// Starts the opening batch: send headers (+ message + half-close), receive headers.
-fn start_call(
-    channel: &Channel,
-    path: &str,
-    static_path: Option<&'static str>,
-    opts: &CallOptions,
-    request: Option<ByteBuffer>,
-    recv_headers: bool,
-) -> Result<(Arc<StreamCall>, Arc<Batch<HeadersState>>), Error> {
-    let call = channel.create_call(path, static_path, opts)?;
-    let batch = Batch::new(HeadersState {
-        send_md: opts.send_metadata(),
-        message: request,
-        recv_initial: RecvMetadata::new(),
-    });
-    // SAFETY: the batch has not started; the ops point into its state, kept alive by the tag.
-    unsafe {
-        let s = &mut *batch.state_ptr();
-        let mut ops = OpList::<4>::new();
-        ops.push(op::send_initial_metadata(&mut s.send_md, opts.initial_metadata_flags()));
-        if let Some(m) = &s.message {
-            ops.push(op::send_message(m, 0));
-            ops.push(op::send_close_from_client());
-        }
-        if recv_headers {
-            ops.push(op::recv_initial_metadata(&mut s.recv_initial));
-        }
-        call.start_batch(ops.as_slice(), batch.tag())?;
-    }
-    Ok((StreamCall::new(call), batch))
-}
-
-fn start_status(call: &StreamCall) -> Result<Arc<Batch<StatusState>>, Error> {
-    let batch = Batch::new(StatusState::new());
-    // SAFETY: as above.
-    unsafe {
-        let op = (*batch.state_ptr()).op();
-        call.call.start_batch(&[op], batch.tag())?;
-    }
-    Ok(batch)
-}
-
-/// Opening batch buffers.
-pub(crate) struct HeadersState {
-    send_md: SendMetadata,
-    message: Option<ByteBuffer>,
-    recv_initial: RecvMetadata,
-}
-
-impl OnComplete for HeadersState {}
-
-impl OnComplete for RecvMessage {}
-
-impl Channel {
-    /// Starts a client-streaming call: send requests into the [`RequestSink`], then await
-    /// the [`ClientStreamingCall`] for the one response.
-    pub fn client_streaming<Req, Resp, C>(
-        &self,
-        method: &Method<Req, Resp, C>,
-        opts: CallOptions,
-    ) -> (RequestSink<Req, C>, ClientStreamingCall<Resp, C>)
-    where
-        C: Codec<Req> + Codec<Resp>,
-    {
-        let started = check_kind(method, MethodKind::ClientStreaming).and_then(|()| {
-            let (call, _headers) = start_call(self, method.path(), method.static_path(), &opts, None, false)?;
-            let response = Batch::new(ResponseState::new());
-            // SAFETY: the batch has not started; the ops point into its state.
-            unsafe {
-                let ops = (*response.state_ptr()).ops();
-                call.call.start_batch(&ops, response.tag())?;
-            }
-            Ok((call, response))
-        });
-        match started {
-            Ok((call, response)) => (
-                RequestSink::new(Ok(call.clone())),
-                ClientStreamingCall {
-                    state: Ok((call, response)),
-                    _types: PhantomData,
-                },
-            ),
-            Err(e) => (
-                RequestSink::new(Err(e.clone())),
-                ClientStreamingCall {
-                    state: Err(Some(e)),
-                    _types: PhantomData,
-                },
-            ),
-        }
-    }
-
-    /// Starts a server-streaming call: one request, a [`ResponseStream`] of responses.
-    pub fn server_streaming<Req, Resp, C>(
-        &self,
-        method: &Method<Req, Resp, C>,
-        request: &Req,
-        opts: CallOptions,
-    ) -> ResponseStream<Resp, C>
-    where
-        C: Codec<Req> + Codec<Resp>,
-    {
-        let started = check_kind(method, MethodKind::ServerStreaming).and_then(|()| {
-            let buf = ByteBuffer::encode::<Req, C>(request)
-                .map_err(|e| Error::Codec(format!("failed to encode the request to {}: {e}", method.path())))?;
-            let (call, headers) = start_call(self, method.path(), method.static_path(), &opts, Some(buf), true)?;
-            let status = start_status(&call)?;
-            Ok((call, headers, status))
-        });
-        ResponseStream::new(started)
-    }
-
-    /// Starts a bidirectional-streaming call: requests go into the [`RequestSink`],
-    /// responses come out of the [`ResponseStream`], independently.
-    pub fn duplex<Req, Resp, C>(
-        &self,
-        method: &Method<Req, Resp, C>,
-        opts: CallOptions,
-    ) -> (RequestSink<Req, C>, ResponseStream<Resp, C>)
-    where
-        C: Codec<Req> + Codec<Resp>,
-    {
-        let started = check_kind(method, MethodKind::Duplex).and_then(|()| {
-            let (call, headers) = start_call(self, method.path(), method.static_path(), &opts, None, true)?;
-            let status = start_status(&call)?;
-            Ok((call, headers, status))
-        });
-        let sink = RequestSink::new(started.as_ref().map(|(c, _, _)| c.clone()).map_err(Clone::clone));
-        (sink, ResponseStream::new(started))
-    }
-}
 
 /// Sends a streaming call's requests. A [`Sink`]; also has inherent `send`/`close` methods
 /// and blocking variants.
 ///
 /// At most one message is in flight: the sink is not ready until the core has taken the
 /// previous one, so memory stays bounded however slow the peer. Closing half-closes the
-/// call (the server sees the end of its request stream); dropping an unclosed sink
-/// half-closes too. Once the call has ended, sends fail with an error carrying its status
+/// call (the server sees the end of its request stream). Dropping a sink that was not
+/// closed cancels the call, so an error path in a sender never passes a truncated upload
+/// off as complete. Once the call has ended, sends fail with an error carrying its status
 /// when known.
 #[must_use = "a request sink does nothing unless messages are sent into it"]
 pub struct RequestSink<Req, C> {
-    call: Result<Arc<StreamCall>, Option<Error>>,
-    writer: Writer,
+    core: Result<Arc<CallCore>, Option<Error>>,
+    slot: SendSlot,
     flags: WriteFlags,
-    closing: Option<Arc<Batch<()>>>,
+    /// The half-close has been started (it is in `slot` until done).
+    closing: bool,
     closed: bool,
     _types: PhantomData<fn(Req, C)>,
 }
 
 impl<Req, C: Codec<Req>> RequestSink<Req, C> {
-    fn new(call: Result<Arc<StreamCall>, Error>) -> Self {
+    pub(crate) fn new(core: Result<Arc<CallCore>, Error>) -> Self {
         RequestSink {
-            call: call.map_err(Some),
-            writer: Writer::default(),
+            core: core.map_err(Some),
+            slot: SendSlot::default(),
             flags: WriteFlags::default(),
-            closing: None,
+            closing: false,
             closed: false,
             _types: PhantomData,
         }
@@ -241,34 +63,41 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
     /// Cancels the whole call: the server sees `CANCELLED`, and the response half ends
     /// with `CANCELLED`.
     pub fn cancel(&self) {
-        if let Ok(call) = &self.call {
-            call.call.cancel();
+        if let Ok(core) = &self.core {
+            core.call.cancel();
         }
     }
 
-    fn call(&mut self) -> Result<&Arc<StreamCall>, Error> {
-        match &mut self.call {
+    /// The server's address as the core names it, e.g. `ipv4:127.0.0.1:50051`; empty before
+    /// the call is connected, or when it failed to start.
+    pub fn peer(&self) -> String {
+        self.core.as_ref().map(|c| c.peer()).unwrap_or_default()
+    }
+
+    fn core(&self) -> Result<&Arc<CallCore>, Error> {
+        match &self.core {
             Ok(c) => Ok(c),
-            Err(e) => Err(e.clone().unwrap_or_else(|| Error::Internal("the call could not start".into()))),
+            Err(e) => Err(e
+                .clone()
+                .unwrap_or_else(|| Error::Internal("the call could not start".into()))),
         }
     }
 
     fn poll_writer(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let call = self.call()?.clone();
-        match self.writer.poll_ready(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(())) => Poll::Ready(Err(call.ended_error())),
-        }
+        let ready = self.slot.poll_ready(cx);
+        let core = self.core()?;
+        ready.map(|r| r.map_err(|()| core.ended_error()))
     }
 
     fn write(&mut self, item: &Req, flags: WriteFlags) -> Result<(), Error> {
-        if self.closed || self.closing.is_some() {
+        if self.closed || self.closing {
             return Err(Error::Internal("send after the request stream was closed".into()));
         }
-        let call = self.call()?.clone();
+        let core = self.core()?.clone();
         let buf = ByteBuffer::encode::<Req, C>(item).map_err(|e| Error::Codec(format!("failed to encode a request: {e}")))?;
-        self.writer.start(&call.call, None, buf, flags)
+        self.slot
+            .start_client(&core, SendKind::Message(buf, flags))
+            .map_err(|e| send_error(&core, e))
     }
 
     /// Sends one message with explicit flags, waiting until the core has taken it.
@@ -300,6 +129,15 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
     }
 }
 
+/// The error a refused client send reports.
+fn send_error(core: &CallCore, e: SendError) -> Error {
+    match e {
+        SendError::Refused(SendRefused::Closed) => core.ended_error(),
+        SendError::Refused(SendRefused::Busy) => Error::Internal("a send started while another was in flight".into()),
+        SendError::Core(e) => e,
+    }
+}
+
 impl<Req, C> Unpin for RequestSink<Req, C> {}
 
 impl<Req, C: Codec<Req>> Sink<Req> for RequestSink<Req, C> {
@@ -324,32 +162,26 @@ impl<Req, C: Codec<Req>> Sink<Req> for RequestSink<Req, C> {
         if this.closed {
             return Poll::Ready(Ok(()));
         }
-        if this.closing.is_none() {
-            match this.poll_writer(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => {
-                    this.closed = true;
-                    return Poll::Ready(Err(e));
-                }
-                Poll::Ready(Ok(())) => {}
-            }
-            let call = this.call()?.clone();
-            let batch = Batch::new(());
-            // SAFETY: the op points to nothing; the tag holds the batch.
-            unsafe { call.call.start_batch(&[op::send_close_from_client()], batch.tag())? };
-            this.closing = Some(batch);
+        let result = match this.poll_writer(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        if this.closing || result.is_err() {
+            // The half-close finished (or a write failed: the call is over either way).
+            this.closed = true;
+            return Poll::Ready(result);
         }
-        let batch = this.closing.as_ref().unwrap();
-        match batch.poll_done(cx) {
-            None => Poll::Pending,
-            Some(ok) => {
+        let core = this.core()?.clone();
+        if let Err(e) = this.slot.start_client(&core, SendKind::Close) {
+            this.closed = true;
+            return Poll::Ready(Err(send_error(&core, e)));
+        }
+        this.closing = true;
+        match this.poll_writer(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(r) => {
                 this.closed = true;
-                this.closing = None;
-                if ok {
-                    Poll::Ready(Ok(()))
-                } else {
-                    Poll::Ready(Err(this.call()?.ended_error()))
-                }
+                Poll::Ready(r)
             }
         }
     }
@@ -357,23 +189,19 @@ impl<Req, C: Codec<Req>> Sink<Req> for RequestSink<Req, C> {
 
 impl<Req, C> Drop for RequestSink<Req, C> {
     fn drop(&mut self) {
-        if self.closed || self.closing.is_some() {
+        if self.closed || self.closing {
             return;
         }
-        if let Ok(call) = &self.call {
-            // Half-close; the transport sends it after any write still in flight.
-            let batch = Batch::new(());
-            // SAFETY: the op points to nothing; the tag holds the batch.
-            let _ = unsafe { call.call.start_batch(&[op::send_close_from_client()], batch.tag()) };
+        if let Ok(core) = &self.core {
+            // Not closed: whatever the sender meant to send is incomplete, so the call must
+            // not end as if it were (a half-close here would commit a truncated upload).
+            core.call.cancel();
         }
     }
 }
 
 /// A started client-streaming call and its one receiving batch.
-type ResponseHalf = (Arc<StreamCall>, Arc<Batch<ResponseState>>);
-
-/// A started streaming call with its opening and status batches.
-type StartedStream = (Arc<StreamCall>, Arc<Batch<HeadersState>>, Arc<Batch<StatusState>>);
+type ResponseHalf = (Arc<CallCore>, Arc<Batch<ResponseState>>);
 
 /// The response of a client-streaming call. Dropping it before it resolves cancels the call.
 #[must_use = "a client-streaming call is cancelled when its response future is dropped"]
@@ -385,11 +213,24 @@ pub struct ClientStreamingCall<Resp, C> {
 impl<Resp, C> Unpin for ClientStreamingCall<Resp, C> {}
 
 impl<Resp, C: Codec<Resp>> ClientStreamingCall<Resp, C> {
+    pub(crate) fn new(state: Result<ResponseHalf, Error>) -> Self {
+        ClientStreamingCall {
+            state: state.map_err(Some),
+            _types: PhantomData,
+        }
+    }
+
     /// Cancels the call; awaiting it then gives `CANCELLED` (unless it had already ended).
     pub fn cancel(&self) {
-        if let Ok((call, _)) = &self.state {
-            call.call.cancel();
+        if let Ok((core, _)) = &self.state {
+            core.call.cancel();
         }
+    }
+
+    /// The server's address as the core names it, e.g. `ipv4:127.0.0.1:50051`; empty before
+    /// the call is connected, or when it failed to start.
+    pub fn peer(&self) -> String {
+        self.state.as_ref().map(|(c, _)| c.peer()).unwrap_or_default()
     }
 
     /// Blocks until the response arrives.
@@ -404,20 +245,21 @@ impl<Resp, C: Codec<Resp>> Future for ClientStreamingCall<Resp, C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match &mut this.state {
-            Err(e) => Poll::Ready(Err(e.take().unwrap_or_else(|| Error::Internal("polled after completion".into())))),
-            Ok((call, batch)) => {
+            Err(e) => Poll::Ready(Err(e
+                .take()
+                .unwrap_or_else(|| Error::Internal("polled after completion".into())))),
+            Ok((core, batch)) => {
                 if batch.poll_done(cx).is_none() {
                     return Poll::Pending;
                 }
                 // SAFETY: done, and this future is the batch's only Rust owner; the call is
-                // alive (held in `call`).
+                // alive (held in `core`).
                 let result = unsafe { batch.state_mut().finish::<Resp, C>() };
-                call.finished.store(true, Ordering::Release);
-                let _ = call.status.set(match &result {
+                core.set_status(match &result {
                     Ok(_) => Status::ok(),
                     Err(e) => e.status(),
                 });
-                Poll::Ready(result)
+                Poll::Ready(result.map(|r| r.with_peer_of(core)))
             }
         }
     }
@@ -425,16 +267,17 @@ impl<Resp, C: Codec<Resp>> Future for ClientStreamingCall<Resp, C> {
 
 impl<Resp, C> Drop for ClientStreamingCall<Resp, C> {
     fn drop(&mut self) {
-        if let Ok((call, batch)) = &self.state {
+        if let Ok((core, batch)) = &self.state {
             if !batch.is_done() {
-                call.call.cancel();
+                core.call.cancel();
             }
         }
     }
 }
 
 /// The responses of a server-streaming or bidirectional call: a [`Stream`] of messages
-/// ending with `None` after an OK status, or with one `Err` carrying a non-OK status.
+/// ending with `None` after an OK status, or with one `Err` carrying a non-OK status (or
+/// the failure to decode a response, which cancels the call).
 ///
 /// Dropping it before the end cancels the call.
 #[must_use = "streams do nothing unless polled"]
@@ -444,32 +287,36 @@ pub struct ResponseStream<Resp, C> {
 }
 
 struct StreamState {
-    call: Arc<StreamCall>,
+    core: Arc<CallCore>,
     headers: Arc<Batch<HeadersState>>,
     status: Arc<Batch<StatusState>>,
-    recv: Option<Arc<Batch<RecvMessage>>>,
-    /// The last finished receive's batch, whose allocation the next receive reuses.
-    spare: Option<Arc<Batch<RecvMessage>>>,
+    recv: RecvSlot,
     initial_metadata: Option<Metadata>,
     trailing_metadata: Option<Metadata>,
+    /// No more messages will come (the status is next).
+    messages_ended: bool,
+    /// The stream has yielded its last item.
     done: bool,
+    /// The status has been received (no cancel on drop after that).
+    finished: bool,
 }
 
 impl<Resp, C> Unpin for ResponseStream<Resp, C> {}
 
 impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
-    fn new(started: Result<StartedStream, Error>) -> Self {
+    pub(crate) fn new(started: Result<StartedStream, Error>) -> Self {
         ResponseStream {
             state: match started {
-                Ok((call, headers, status)) => Ok(StreamState {
-                    call,
+                Ok((core, headers, status)) => Ok(StreamState {
+                    core,
                     headers,
                     status,
-                    recv: None,
-                    spare: None,
+                    recv: RecvSlot::default(),
                     initial_metadata: None,
                     trailing_metadata: None,
+                    messages_ended: false,
                     done: false,
+                    finished: false,
                 }),
                 Err(e) => Err(Some(e)),
             },
@@ -481,7 +328,11 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
     pub async fn initial_metadata(&mut self) -> Result<&Metadata, Error> {
         let s = match &mut self.state {
             Ok(s) => s,
-            Err(e) => return Err(e.clone().unwrap_or_else(|| Error::Internal("the call could not start".into()))),
+            Err(e) => {
+                return Err(e
+                    .clone()
+                    .unwrap_or_else(|| Error::Internal("the call could not start".into())))
+            }
         };
         if s.initial_metadata.is_none() {
             let ok = std::future::poll_fn(|cx| match s.headers.poll_done(cx) {
@@ -490,7 +341,11 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
             })
             .await;
             // SAFETY: the batch is done and we are its only Rust reader; the call is alive.
-            let md = if ok { unsafe { s.headers.state_mut().recv_initial.to_metadata() } } else { Metadata::new() };
+            let md = if ok {
+                unsafe { s.headers.state_mut().recv_initial.to_metadata() }
+            } else {
+                Metadata::new()
+            };
             s.initial_metadata = Some(md);
         }
         Ok(s.initial_metadata.as_ref().unwrap())
@@ -500,8 +355,14 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
     /// ended), and the server sees the cancellation.
     pub fn cancel(&self) {
         if let Ok(s) = &self.state {
-            s.call.call.cancel();
+            s.core.call.cancel();
         }
+    }
+
+    /// The server's address as the core names it, e.g. `ipv4:127.0.0.1:50051`; empty before
+    /// the call is connected, or when it failed to start.
+    pub fn peer(&self) -> String {
+        self.state.as_ref().map(|s| s.core.peer()).unwrap_or_default()
     }
 
     /// The trailing metadata, once the stream has ended.
@@ -529,63 +390,52 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
         if s.done {
             return Poll::Ready(None);
         }
-        loop {
-            match &s.recv {
-                None => {
-                    let batch = Batch::reuse_or_new(s.spare.take(), RecvMessage::new());
-                    // SAFETY: the op points into the batch state, kept alive by the tag.
-                    let started = unsafe {
-                        let op = op::recv_message(&mut *batch.state_ptr());
-                        s.call.call.start_batch(&[op], batch.tag())
-                    };
-                    if let Err(e) = started {
+        if !s.messages_ended {
+            let message = match s.recv.poll_message(&s.core, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    s.done = true;
+                    s.core.call.cancel();
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Ok(message)) => message,
+            };
+            match message {
+                Some(buf) => {
+                    let item =
+                        C::decode(&mut buf.reader()).map_err(|e| Error::Codec(format!("failed to decode a response: {e}")));
+                    if item.is_err() {
+                        // One error, as documented: the call is cancelled and the stream ends
+                        // here (its CANCELLED status would only repeat the failure).
                         s.done = true;
-                        s.call.call.cancel();
-                        return Poll::Ready(Some(Err(e)));
+                        s.core
+                            .call
+                            .cancel_with_status(Code::Internal, "the client could not decode a response");
                     }
-                    s.recv = Some(batch);
+                    return Poll::Ready(Some(item));
                 }
-                Some(batch) => {
-                    let Some(ok) = batch.poll_done(cx) else {
-                        return Poll::Pending;
-                    };
-                    // SAFETY: done; we are the batch's only Rust reader.
-                    let message = if ok { unsafe { batch.state_mut().take() } } else { None };
-                    match message {
-                        Some(buf) => {
-                            s.spare = s.recv.take();
-                            let item = C::decode(&mut buf.reader())
-                                .map_err(|e| Error::Codec(format!("failed to decode a response: {e}")));
-                            if item.is_err() {
-                                s.call.call.cancel_with_status(Code::Internal, "the client could not decode a response");
-                            }
-                            return Poll::Ready(Some(item));
-                        }
-                        None => {
-                            // End of the responses: the status tells how the call ended.
-                            let Some(_) = s.status.poll_done(cx) else {
-                                return Poll::Pending;
-                            };
-                            s.done = true;
-                            s.call.finished.store(true, Ordering::Release);
-                            // SAFETY: done; only reader; the call is alive.
-                            let (status, trailers) = unsafe { s.status.state_mut().finish() };
-                            s.trailing_metadata = Some(trailers);
-                            let _ = s.call.status.set(status.clone());
-                            return Poll::Ready((status.code() != Code::Ok).then_some(Err(Error::Rpc(status))));
-                        }
-                    }
-                }
+                None => s.messages_ended = true,
             }
         }
+        // End of the responses: the status tells how the call ended.
+        if s.status.poll_done(cx).is_none() {
+            return Poll::Pending;
+        }
+        s.done = true;
+        s.finished = true;
+        // SAFETY: done; only reader; the call is alive.
+        let (status, trailers) = unsafe { s.status.state_mut().finish() };
+        s.trailing_metadata = Some(trailers);
+        s.core.set_status(status.clone());
+        Poll::Ready((status.code() != Code::Ok).then_some(Err(Error::Rpc(status))))
     }
 }
 
 impl<Resp, C> Drop for ResponseStream<Resp, C> {
     fn drop(&mut self) {
         if let Ok(s) = &self.state {
-            if !s.call.finished.load(Ordering::Acquire) && !s.status.is_done() {
-                s.call.call.cancel();
+            if !s.finished && !s.status.is_done() {
+                s.core.call.cancel();
             }
         }
     }

@@ -1,15 +1,7 @@
-//! Writing messages on a stream: write flags, compression choice, and the one-write-in-flight
-//! rule that gives streams their backpressure.
-
-use std::sync::Arc;
-use std::task::{Context, Poll};
+//! How messages are written: write flags and the compression choice. (The one-write-in-flight
+//! rule that gives streams their backpressure is `SendSlot`'s, in `call/core.rs`.)
 
 use grpcore_sys as ffi;
-
-use super::raw::{op, OpList, SendMetadata};
-use super::{Batch, Call, OnComplete};
-use crate::buffer::ByteBuffer;
-use crate::error::Error;
 
 /// Options for one message write.
 ///
@@ -93,69 +85,3 @@ impl Compression {
 
 /// The metadata key through which the core's compression filter takes a per-call algorithm.
 pub(crate) const ENCODING_REQUEST_KEY: &str = "grpc-internal-encoding-request";
-
-/// C-side buffers of one write (plus, on a server's first write, its initial metadata).
-pub(crate) struct SendState {
-    pub(crate) initial: Option<SendMetadata>,
-    pub(crate) message: Option<ByteBuffer>,
-}
-
-impl OnComplete for SendState {}
-
-/// Keeps at most one write in flight; reports a failed write as the end of the stream.
-#[derive(Default)]
-pub(crate) struct Writer {
-    in_flight: Option<Arc<Batch<SendState>>>,
-    /// The last finished write's batch, whose allocation the next write reuses.
-    spare: Option<Arc<Batch<SendState>>>,
-    failed: bool,
-}
-
-impl Writer {
-    /// Ready when no write is in flight. `Err(())` once a write has failed (the call is over).
-    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
-        if let Some(batch) = &self.in_flight {
-            match batch.poll_done(cx) {
-                None => return Poll::Pending,
-                Some(ok) => {
-                    self.spare = self.in_flight.take();
-                    if !ok {
-                        self.failed = true;
-                    }
-                }
-            }
-        }
-        Poll::Ready(if self.failed { Err(()) } else { Ok(()) })
-    }
-
-    /// Starts a write of `message` (and `initial` metadata first, if given). The caller
-    /// has seen `poll_ready` return `Ok`.
-    pub(crate) fn start(
-        &mut self,
-        call: &Call,
-        initial: Option<SendMetadata>,
-        message: ByteBuffer,
-        flags: WriteFlags,
-    ) -> Result<(), Error> {
-        debug_assert!(self.in_flight.is_none());
-        // Replacing the previous write's buffers releases them.
-        let state = SendState {
-            initial,
-            message: Some(message),
-        };
-        let batch = Batch::reuse_or_new(self.spare.take(), state);
-        // SAFETY: the batch has not started; its ops point into its own state, kept alive
-        // by the tag until the event.
-        unsafe {
-            let s = &mut *batch.state_ptr();
-            let mut ops = OpList::<2>::new();
-            if let Some(md) = s.initial.as_mut() {
-                ops.push(op::send_initial_metadata(md, 0));
-            }
-            ops.push(op::send_message(s.message.as_ref().unwrap(), flags.bits()));
-            call.start_batch(ops.as_slice(), batch.tag())?;
-        }
-        self.in_flight = Some(batch);
-        Ok(())
-    }
-}

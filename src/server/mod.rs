@@ -7,6 +7,7 @@
 //! to generic slots and are answered `UNIMPLEMENTED`.
 
 pub(crate) mod context;
+pub(crate) mod handler;
 pub(crate) mod limits;
 pub(crate) mod service;
 pub(crate) mod streaming;
@@ -38,7 +39,8 @@ use crate::settings::{self, keys, Zero};
 use crate::status::Code;
 
 use self::limits::MessageLimits;
-use self::service::{IncomingCall, MethodEntry, Service};
+use self::handler::{BoxFuture, IncomingCall, Spawn};
+use self::service::{MethodEntry, Service};
 
 /// Default request slots posted per method and per completion queue.
 const DEFAULT_SLOTS_PER_METHOD: usize = 32;
@@ -74,7 +76,7 @@ pub struct ServerBuilder {
 }
 
 /// Runs handler futures somewhere other than the completion-queue threads.
-type Spawner = Arc<dyn Fn(service::BoxFuture) + Send + Sync>;
+type Spawner = Arc<dyn Fn(BoxFuture) + Send + Sync>;
 
 impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -601,8 +603,8 @@ impl RequestSlot {
             limits: server.limits,
         };
         let spawn = match &server.spawner {
-            Some(spawner) => service::Spawn::User(&**spawner),
-            None => service::Spawn::Queue(&cq),
+            Some(spawner) => Spawn::User(&**spawner),
+            None => Spawn::Queue(&cq),
         };
         m.entry.handler.handle(incoming, spawn);
     }

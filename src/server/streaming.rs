@@ -1,23 +1,23 @@
-//! Streaming on the server: a [`RequestStream`] of requests, a [`ServerSink`] for responses,
-//! and the handlers of the three streaming kinds.
+//! Streaming on the server: a [`RequestStream`] of requests, a [`ServerSink`] for responses
+//! (thin handles over the call's `ServerCallCore`, `call/core.rs`), and the handlers of the
+//! three streaming kinds.
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use futures_sink::Sink;
-use futures_util::FutureExt;
 
-use super::context::{ServerCallShared, ServerContext};
-use super::service::{panic_status, send_final, serve_response, Handler, IncomingCall, Spawn};
+use super::context::ServerContext;
+use super::handler::{serve_response, serve_stream, Handler, IncomingCall, Spawn};
+use super::limits::MessageLimits;
 use crate::buffer::ByteBuffer;
-use crate::call::raw::{op, RecvMessage, SendMetadata};
+use crate::call::core::{RecvSlot, SendError, SendKind, SendSlot, ServerCallCore};
+use crate::call::state::SendRefused;
 use crate::call::write::WriteFlags;
-use crate::call::Batch;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::status::{Code, Status};
@@ -27,11 +27,10 @@ use crate::status::{Code, Status};
 /// Ends with `None` when the client half-closes; yields one `Err` if the call is cancelled
 /// (by the client, its deadline, or server shutdown) or a request cannot be decoded.
 pub struct RequestStream<Req, C> {
-    shared: Arc<ServerCallShared>,
+    server: Arc<ServerCallCore>,
     method: Arc<str>,
-    recv: Option<Arc<Batch<RecvMessage>>>,
-    /// The last finished receive's batch, whose allocation the next receive reuses.
-    spare: Option<Arc<Batch<RecvMessage>>>,
+    limits: MessageLimits,
+    recv: RecvSlot,
     done: bool,
     _types: PhantomData<fn() -> (Req, C)>,
 }
@@ -45,12 +44,12 @@ impl<Req, C> std::fmt::Debug for RequestStream<Req, C> {
 }
 
 impl<Req, C: Codec<Req>> RequestStream<Req, C> {
-    fn new(shared: Arc<ServerCallShared>, method: Arc<str>) -> Self {
+    fn new(server: Arc<ServerCallCore>, method: Arc<str>, limits: MessageLimits) -> Self {
         RequestStream {
-            shared,
+            server,
             method,
-            recv: None,
-            spare: None,
+            limits,
+            recv: RecvSlot::default(),
             done: false,
             _types: PhantomData,
         }
@@ -62,6 +61,10 @@ impl<Req, C: Codec<Req>> RequestStream<Req, C> {
     }
 }
 
+fn cancelled() -> Status {
+    Status::new(Code::Cancelled, "the call was cancelled (by the client, its deadline, or server shutdown)")
+}
+
 impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
     type Item = Result<Req, Status>;
 
@@ -70,55 +73,31 @@ impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
         if this.done {
             return Poll::Ready(None);
         }
-        let batch = match &this.recv {
-            Some(b) => b.clone(),
-            None => {
-                let batch = Batch::reuse_or_new(this.spare.take(), RecvMessage::new());
-                // SAFETY: the op points into the batch state, which the tag keeps alive.
-                let started = unsafe {
-                    let op = op::recv_message(&mut *batch.state_ptr());
-                    this.shared.call.start_batch(&[op], batch.tag())
-                };
-                if let Err(e) = started {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e.status())));
-                }
-                this.recv = Some(batch.clone());
-                batch
-            }
-        };
-        let Some(ok) = batch.poll_done(cx) else {
-            return Poll::Pending;
-        };
-        this.recv = None;
-        if !ok || this.shared.call.failed_before_recv_message() {
-            this.done = true;
-            return Poll::Ready(Some(Err(Status::new(
-                Code::Cancelled,
-                "the call was cancelled (by the client, its deadline, or server shutdown)",
-            ))));
-        }
-        // SAFETY: done; this stream is the batch's only Rust reader.
-        let message = unsafe { batch.state_mut().take() };
-        this.spare = Some(batch);
-        match message {
-            None => {
+        let message = match this.recv.poll_message(&this.server.core, cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => {
                 this.done = true;
-                Poll::Ready(None)
+                return Poll::Ready(Some(Err(e.status())));
             }
-            Some(buf) => {
-                let item = this.shared.limits.decode::<Req, C>(&buf, "a request", &this.method);
-                if let Err(status) = &item {
-                    this.done = true;
-                    if status.code() == Code::ResourceExhausted {
-                        // As the core's size filter does: the call ends with this status
-                        // whatever the handler does next.
-                        this.shared.call.cancel_with_status(status.code(), status.message());
-                    }
-                }
-                Poll::Ready(Some(item))
+            Poll::Ready(Ok(message)) => message,
+        };
+        let Some(buf) = message else {
+            this.done = true;
+            if this.server.core.call.failed_before_recv_message() {
+                return Poll::Ready(Some(Err(cancelled())));
+            }
+            return Poll::Ready(None);
+        };
+        let item = this.limits.decode::<Req, C>(&buf, "a request", &this.method);
+        if let Err(status) = &item {
+            this.done = true;
+            if status.code() == Code::ResourceExhausted {
+                // As the core's size filter does: the call ends with this status whatever
+                // the handler does next.
+                this.server.core.call.cancel_with_status(status.code(), status.message());
             }
         }
+        Poll::Ready(Some(item))
     }
 }
 
@@ -126,11 +105,19 @@ impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
 ///
 /// At most one message is in flight: the sink is not ready until the core has taken the
 /// previous one, so a slow client slows the handler instead of growing memory. The first
-/// message carries the initial metadata set on the [`ServerContext`]. The status goes out
-/// when the handler returns; a send after that, or after the call was cancelled, fails.
+/// message carries the initial metadata set on the [`ServerContext`].
+///
+/// The status goes out when the handler has returned and the sink is finished: closed
+/// ([`SinkExt::close`](futures_util::SinkExt::close)) or dropped, after its last write.
+/// So a handler may move its sink into another task and return at once; the call ends
+/// when that task is done with the sink. A send after the call was cancelled fails.
 pub struct ServerSink<Resp, C> {
-    shared: Arc<ServerCallShared>,
+    server: Arc<ServerCallCore>,
+    limits: MessageLimits,
+    slot: SendSlot,
     flags: WriteFlags,
+    /// Closed: the sink no longer holds the call's status back.
+    finished: bool,
     _types: PhantomData<fn(Resp, C)>,
 }
 
@@ -147,10 +134,14 @@ fn ended() -> Error {
 }
 
 impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
-    fn new(shared: Arc<ServerCallShared>) -> Self {
+    /// A sink over `server`, which must count it as one of its senders.
+    fn new(server: Arc<ServerCallCore>, limits: MessageLimits) -> Self {
         ServerSink {
-            shared,
+            server,
+            limits,
+            slot: SendSlot::default(),
             flags: WriteFlags::default(),
+            finished: false,
             _types: PhantomData,
         }
     }
@@ -160,28 +151,32 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
         self.flags = flags;
     }
 
-    fn poll_idle(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let mut out = self.shared.output.lock().unwrap_or_else(|e| e.into_inner());
-        if out.finished || self.shared.is_closed_cancelled() {
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.finished || self.server.is_cancelled() {
             return Poll::Ready(Err(ended()));
         }
-        out.writer.poll_ready(cx).map(|r| r.map_err(|()| ended()))
+        self.slot.poll_ready(cx).map(|r| r.map_err(|()| ended()))
     }
 
-    fn write(&self, item: &Resp, flags: WriteFlags) -> Result<(), Error> {
-        let buf = ByteBuffer::encode::<Resp, C>(item)
-            .map_err(|e| Error::Codec(format!("failed to encode a response: {e}")))?;
-        if let Err(status) = self.shared.limits.check_send_buffer(&buf) {
-            // As the core's size filter does: the call ends with this status.
-            self.shared.call.cancel_with_status(status.code(), status.message());
-            return Err(Error::Rpc(status));
-        }
-        let mut out = self.shared.output.lock().unwrap_or_else(|e| e.into_inner());
-        if out.finished || self.shared.is_closed_cancelled() {
+    fn start(&mut self, kind: SendKind) -> Result<(), Error> {
+        if self.finished || self.server.is_cancelled() {
             return Err(ended());
         }
-        let initial = (!std::mem::replace(&mut out.headers_sent, true)).then(|| self.shared.initial_send_metadata());
-        out.writer.start(&self.shared.call, initial, buf, flags)
+        self.slot.start_server(&self.server, kind).map_err(|e| match e {
+            SendError::Refused(SendRefused::Closed) => ended(),
+            SendError::Refused(SendRefused::Busy) => Error::Internal("a send started while another was in flight".into()),
+            SendError::Core(e) => e,
+        })
+    }
+
+    fn write(&mut self, item: &Resp, flags: WriteFlags) -> Result<(), Error> {
+        let buf = ByteBuffer::encode::<Resp, C>(item).map_err(|e| Error::Codec(format!("failed to encode a response: {e}")))?;
+        if let Err(status) = self.limits.check_send_buffer(&buf) {
+            // As the core's size filter does: the call ends with this status.
+            self.server.core.call.cancel_with_status(status.code(), status.message());
+            return Err(Error::Rpc(status));
+        }
+        self.start(SendKind::Message(buf, flags))
     }
 
     /// Sends one message with explicit flags, waiting until the core has taken it.
@@ -197,100 +192,73 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
         self.send_with(item, flags).await
     }
 
-    /// Sends the initial metadata now, before any message (early headers).
+    /// Sends the initial metadata now, before any message (early headers). Does nothing if
+    /// they have gone out already.
     pub async fn send_headers(&mut self) -> Result<(), Error> {
         std::future::poll_fn(|cx| self.poll_idle(cx)).await?;
-        let sent = {
-            let mut out = self.shared.output.lock().unwrap_or_else(|e| e.into_inner());
-            if out.finished {
-                return Err(ended());
-            }
-            std::mem::replace(&mut out.headers_sent, true)
-        };
-        if sent {
-            return Ok(());
-        }
-        let batch = Batch::new(self.shared.initial_send_metadata());
-        // SAFETY: the op points into the batch state, which the tag keeps alive.
-        unsafe {
-            let op = op::send_initial_metadata(&mut *batch.state_ptr(), 0);
-            self.shared.call.start_batch(&[op], batch.tag())?;
-        }
-        let ok = std::future::poll_fn(|cx| match batch.poll_done(cx) {
-            Some(ok) => Poll::Ready(ok),
-            None => Poll::Pending,
-        })
-        .await;
-        if ok {
-            Ok(())
-        } else {
-            Err(ended())
+        self.start(SendKind::Headers)?;
+        std::future::poll_fn(|cx| self.poll_idle(cx)).await
+    }
+
+    /// Finishes the sink (once): the call's status no longer waits for it.
+    fn finish(&mut self) {
+        if !std::mem::replace(&mut self.finished, true) {
+            self.server.sender_done();
         }
     }
 }
-
-impl crate::call::OnComplete for SendMetadata {}
 
 impl<Resp, C: Codec<Resp>> Sink<Resp> for ServerSink<Resp, C> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.poll_idle(cx)
+        self.get_mut().poll_idle(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Resp) -> Result<(), Error> {
-        self.write(&item, self.flags)
+        let this = self.get_mut();
+        let flags = this.flags;
+        this.write(&item, flags)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.poll_idle(cx)
+        self.get_mut().poll_idle(cx)
     }
 
-    /// Waits for the last write; the status itself goes out when the handler returns.
+    /// Waits for the last write, then finishes the sink: the status goes out once the
+    /// handler has returned too. Sends after this fail.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.poll_idle(cx)
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(Ok(()));
+        }
+        let result = match this.slot.poll_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r.map_err(|()| ended()),
+        };
+        this.finish();
+        Poll::Ready(result)
     }
 }
 
-/// Runs a handler that streams its responses: `call` invokes the user's function; a panic
-/// there or in the future it returns ends the call with `INTERNAL`.
-fn serve_stream<Fut>(shared: Arc<ServerCallShared>, spawn: Spawn<'_>, call: impl FnOnce() -> Fut)
-where
-    Fut: Future<Output = Result<(), Status>> + Send + 'static,
-{
-    match catch_unwind(AssertUnwindSafe(call)) {
-        Ok(future) => spawn.spawn(async move {
-            let outcome = AssertUnwindSafe(future).catch_unwind().await;
-            finish_stream(shared, outcome).await;
-        }),
-        Err(panic) => send_final(&shared, None, &panic_status(&*panic)),
+impl<Resp, C> Drop for ServerSink<Resp, C> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            // A write still in flight ends on its own; the status follows it.
+            self.server.sender_done();
+        }
     }
 }
 
-/// Waits for the last write of a streaming handler, then sends its status.
-async fn finish_stream(shared: Arc<ServerCallShared>, outcome: std::thread::Result<Result<(), Status>>) {
-    std::future::poll_fn(|cx| {
-        let mut out = shared.output.lock().unwrap_or_else(|e| e.into_inner());
-        out.writer.poll_ready(cx).map(|_| ())
-    })
-    .await;
-    let status = match outcome {
-        Ok(Ok(())) => Status::ok(),
-        Ok(Err(status)) => status,
-        Err(panic) => panic_status(&*panic),
-    };
-    send_final(&shared, None, &status);
-}
-
-/// The shared state and context of a streaming call. Streaming calls watch for their end
-/// from the start: the core learns of a client's cancellation only through a pending
-/// close op, and a streaming handler must see it promptly (its sends fail, its request
-/// stream ends with CANCELLED) rather than at its next flow-control stall.
-fn context(incoming: IncomingCall) -> (Arc<ServerCallShared>, ServerContext) {
-    let shared = ServerCallShared::new(incoming.call, incoming.metadata, incoming.limits);
-    shared.watch_close();
-    let ctx = ServerContext::new(shared.clone(), incoming.method, incoming.deadline);
-    (shared, ctx)
+/// The core and context of a streaming call, with `senders` sinks. Streaming calls watch
+/// for their end from the start: the core learns of a client's cancellation only through a
+/// pending close op, and a streaming handler must see it promptly (its sends fail, its
+/// request stream ends with CANCELLED) rather than at its next flow-control stall.
+fn streaming_core(incoming: IncomingCall, senders: u32) -> (Arc<ServerCallCore>, ServerContext) {
+    let (server, ctx) = incoming.into_core(senders);
+    server.watch_close();
+    (server, ctx)
 }
 
 pub(crate) struct ClientStreamingHandler<Req, Resp, C, F> {
@@ -307,10 +275,10 @@ where
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
     fn handle(&self, incoming: IncomingCall, spawn: Spawn<'_>) {
-        let method = incoming.method.clone();
-        let (shared, ctx) = context(incoming);
-        let requests = RequestStream::new(shared.clone(), method);
-        serve_response::<Resp, C, _>(shared, spawn, || (self.f)(requests, ctx))
+        let (method, limits) = (incoming.method.clone(), incoming.limits);
+        let (server, ctx) = streaming_core(incoming, 0);
+        let requests = RequestStream::new(server.clone(), method, limits);
+        serve_response::<Resp, C, _>(server, limits, spawn, || (self.f)(requests, ctx))
     }
 }
 
@@ -329,16 +297,15 @@ where
 {
     fn handle(&self, mut incoming: IncomingCall, spawn: Spawn<'_>) {
         let request = incoming.decode_payload::<Req, C>();
-        let (shared, ctx) = context(incoming);
-        let request = match request {
-            Ok(r) => r,
-            Err(status) => {
-                send_final(&shared, None, &status);
-                return;
+        let limits = incoming.limits;
+        match request {
+            Ok(request) => {
+                let (server, ctx) = streaming_core(incoming, 1);
+                let sink = ServerSink::new(server.clone(), limits);
+                serve_stream(server, spawn, || (self.f)(request, sink, ctx))
             }
-        };
-        let sink = ServerSink::new(shared.clone());
-        serve_stream(shared, spawn, || (self.f)(request, sink, ctx))
+            Err(status) => incoming.into_core(0).0.send_final(None, &status),
+        }
     }
 }
 
@@ -356,10 +323,10 @@ where
     Fut: Future<Output = Result<(), Status>> + Send + 'static,
 {
     fn handle(&self, incoming: IncomingCall, spawn: Spawn<'_>) {
-        let method = incoming.method.clone();
-        let (shared, ctx) = context(incoming);
-        let requests = RequestStream::new(shared.clone(), method);
-        let sink = ServerSink::new(shared.clone());
-        serve_stream(shared, spawn, || (self.f)(requests, sink, ctx))
+        let (method, limits) = (incoming.method.clone(), incoming.limits);
+        let (server, ctx) = streaming_core(incoming, 1);
+        let requests = RequestStream::new(server.clone(), method, limits);
+        let sink = ServerSink::new(server.clone(), limits);
+        serve_stream(server, spawn, || (self.f)(requests, sink, ctx))
     }
 }

@@ -1,0 +1,596 @@
+//! The call core: one per call, client and server alike. Every public call type is a thin
+//! handle over it, and every batch of a call starts here.
+//!
+//! - [`CallCore`] owns the core's `grpc_call` (which holds its channel on the client) and
+//!   the call's [`CallState`] word, the one place where the C API's rules are kept: one
+//!   send batch in flight, one receive batch in flight, the final op once and after the
+//!   last send.
+//! - [`SendSlot`] is the send side: the one write in flight and the finished batch its
+//!   next write reuses. Its completion tells the state word, on the queue thread, so a
+//!   server's status can follow a write whose sink is already gone.
+//! - [`RecvSlot`] is the receive side: the one receive in flight and its spare batch.
+//! - [`ServerCallCore`] adds a server call's final batch (initial metadata, message,
+//!   status and close, in one batch, with the core itself as the tag), the status a
+//!   streaming handler left for its last sink, the response metadata, and the
+//!   cancellation watch.
+//!
+//! Handles: the client's `UnaryCall` holds a `CallCore` by value (it is the call's only
+//! handle); `RequestSink`, `ResponseStream` and `ClientStreamingCall` share an
+//! `Arc<CallCore>`; `ServerContext`, `RequestStream`, `ServerSink` and `Cancelled` share an
+//! `Arc<ServerCallCore>`. Dropping the last handle of an unfinished call cancels it (the
+//! `grpc_call_unref` in `Call`'s drop does), and a client's request sink dropped before
+//! `close` cancels the call, so an error path never commits a truncated upload.
+//!
+//! The cross-language equivalent of this file is the C++ core's `ServerCallbackCall`
+//! bookkeeping; the state machine itself is in `call/state.rs`.
+
+use std::cell::UnsafeCell;
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use grpcore_sys as ffi;
+
+use super::raw::{op, OpList, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
+use super::state::{CallState, FinalGrant, SendGrant, SendRefused};
+use super::write::{Compression, WriteFlags, ENCODING_REQUEST_KEY};
+use super::{Batch, Call, OnComplete};
+use crate::buffer::ByteBuffer;
+use crate::cq::{ArcTag, Tag, TagHeader};
+use crate::error::Error;
+use crate::metadata::Metadata;
+use crate::status::{Code, Status, DETAILS_KEY};
+
+/// One call: the core's call and its state word.
+pub(crate) struct CallCore {
+    pub(crate) call: Call,
+    pub(crate) state: CallState,
+    /// A client call's final status, once its receiving half has seen it (for the errors of
+    /// its sending half).
+    status: OnceLock<Status>,
+}
+
+impl CallCore {
+    /// A client call (no send handle counts toward a server status).
+    pub(crate) fn client(call: Call) -> CallCore {
+        CallCore {
+            call,
+            state: CallState::new(0),
+            status: OnceLock::new(),
+        }
+    }
+
+    /// Records the final status of a client call (the first record wins).
+    pub(crate) fn set_status(&self, status: Status) {
+        let _ = self.status.set(status);
+    }
+
+    /// The error a client's send reports once the call is over: its status when the
+    /// receiving half has seen it.
+    pub(crate) fn ended_error(&self) -> Error {
+        match self.status.get() {
+            Some(s) if s.code() != Code::Ok => Error::Rpc(s.clone()),
+            Some(_) => Error::Rpc(Status::new(Code::FailedPrecondition, "the call already finished successfully")),
+            None => Error::Rpc(Status::new(
+                Code::Unavailable,
+                "the call has ended (the server finished it or it was cancelled); the response carries its status",
+            )),
+        }
+    }
+
+    /// The peer's address as the core names it, e.g. `ipv4:127.0.0.1:50051`.
+    pub(crate) fn peer(&self) -> String {
+        self.call.peer()
+    }
+}
+
+/// Who is told when a send batch ends.
+enum SendOwner {
+    Client(Arc<CallCore>),
+    Server(Arc<ServerCallCore>),
+}
+
+impl SendOwner {
+    fn state(&self) -> &CallState {
+        match self {
+            SendOwner::Client(c) => &c.state,
+            SendOwner::Server(s) => &s.core.state,
+        }
+    }
+
+    /// The send ended: free the send side, and start a server's final op if this was the
+    /// last thing it waited for.
+    fn send_ended(&self) {
+        if let Some(grant) = self.state().end_send() {
+            if let SendOwner::Server(s) = self {
+                s.start_pending_final(grant);
+            }
+        }
+    }
+}
+
+/// C-side buffers of one send batch.
+pub(crate) struct SendState {
+    owner: SendOwner,
+    initial: Option<SendMetadata>,
+    message: Option<ByteBuffer>,
+}
+
+impl OnComplete for SendState {
+    fn on_complete(&mut self, _success: bool) {
+        self.owner.send_ended();
+    }
+}
+
+/// What a send batch carries besides (or instead of) a message.
+pub(crate) enum SendKind {
+    /// A message with write flags.
+    Message(ByteBuffer, WriteFlags),
+    /// Initial metadata only (a server's early headers).
+    Headers,
+    /// The client's half-close.
+    Close,
+}
+
+/// The send side of a call: at most one batch in flight (the backpressure of a stream).
+#[derive(Default)]
+pub(crate) struct SendSlot {
+    in_flight: Option<Arc<Batch<SendState>>>,
+    /// The last finished batch, whose allocation the next send reuses.
+    spare: Option<Arc<Batch<SendState>>>,
+    failed: bool,
+}
+
+impl SendSlot {
+    /// Ready when no send is in flight; `Err(())` once a send failed (the call is over).
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        if let Some(batch) = &self.in_flight {
+            let Some(ok) = batch.poll_done(cx) else {
+                return Poll::Pending;
+            };
+            self.failed |= !ok;
+            self.spare = self.in_flight.take();
+        }
+        Poll::Ready(if self.failed { Err(()) } else { Ok(()) })
+    }
+
+    /// Starts one send batch on a client call.
+    pub(crate) fn start_client(&mut self, core: &Arc<CallCore>, kind: SendKind) -> Result<(), SendError> {
+        let grant = match kind {
+            SendKind::Close => core.state.begin_close(),
+            _ => core.state.begin_send(),
+        }?;
+        let owner = SendOwner::Client(core.clone());
+        self.start(&core.call, owner, grant, None, kind)
+    }
+
+    /// Starts one send batch on a server call; the first carries the response headers.
+    pub(crate) fn start_server(&mut self, server: &Arc<ServerCallCore>, kind: SendKind) -> Result<(), SendError> {
+        let grant = server.core.state.begin_send()?;
+        let initial = grant.carries_headers.then(|| server.initial_send_metadata());
+        let owner = SendOwner::Server(server.clone());
+        self.start(&server.core.call, owner, grant, initial, kind)
+    }
+
+    fn start(
+        &mut self,
+        call: &Call,
+        owner: SendOwner,
+        _grant: SendGrant,
+        initial: Option<SendMetadata>,
+        kind: SendKind,
+    ) -> Result<(), SendError> {
+        debug_assert!(self.in_flight.is_none());
+        let (message, flags, close) = match kind {
+            SendKind::Message(m, flags) => (Some(m), flags.bits(), false),
+            SendKind::Headers => (None, 0, false),
+            SendKind::Close => (None, 0, true),
+        };
+        // Replacing the previous send's state releases its buffers.
+        let state = SendState { owner, initial, message };
+        let batch = Batch::reuse_or_new(self.spare.take(), state);
+        // SAFETY: the batch has not started; its ops point into its own state, which the tag
+        // keeps alive until the event.
+        let started = unsafe {
+            let s = &mut *batch.state_ptr();
+            let mut ops = OpList::<3>::new();
+            if let Some(md) = s.initial.as_mut() {
+                ops.push(op::send_initial_metadata(md, 0));
+            }
+            if let Some(m) = &s.message {
+                ops.push(op::send_message(m, flags));
+            }
+            if close {
+                ops.push(op::send_close_from_client());
+            }
+            call.start_batch(ops.as_slice(), batch.tag())
+        };
+        match started {
+            Ok(()) => {
+                self.in_flight = Some(batch);
+                Ok(())
+            }
+            Err(e) => {
+                // No event will come: free the send side ourselves.
+                // SAFETY: the core refused the batch, so nobody else reads its state.
+                unsafe { (*batch.state_ptr()).owner.send_ended() };
+                self.failed = true;
+                Err(SendError::Core(e))
+            }
+        }
+    }
+}
+
+/// Why a send did not start.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The state word refused it.
+    Refused(SendRefused),
+    /// The core refused the batch (e.g. the environment is shutting down).
+    Core(Error),
+}
+
+impl From<SendRefused> for SendError {
+    fn from(r: SendRefused) -> SendError {
+        SendError::Refused(r)
+    }
+}
+
+impl OnComplete for RecvMessage {}
+
+/// The receive side of a call: at most one receive in flight.
+#[derive(Default)]
+pub(crate) struct RecvSlot {
+    in_flight: Option<Arc<Batch<RecvMessage>>>,
+    /// The last finished receive's batch, whose allocation the next receive reuses.
+    spare: Option<Arc<Batch<RecvMessage>>>,
+}
+
+impl RecvSlot {
+    /// Polls for the next message: starts a receive if none is in flight. `Ok(None)` when
+    /// the stream ended (or the call failed: see `Call::failed_before_recv_message`).
+    pub(crate) fn poll_message(&mut self, core: &CallCore, cx: &mut Context<'_>) -> Poll<Result<Option<ByteBuffer>, Error>> {
+        if self.in_flight.is_none() {
+            if !core.state.begin_recv() {
+                return Poll::Ready(Err(Error::Internal("a second receive on one call".into())));
+            }
+            let batch = Batch::reuse_or_new(self.spare.take(), RecvMessage::new());
+            // SAFETY: the op points into the batch state, kept alive by the tag.
+            let started = unsafe {
+                let op = op::recv_message(&mut *batch.state_ptr());
+                core.call.start_batch(&[op], batch.tag())
+            };
+            if let Err(e) = started {
+                core.state.end_recv();
+                return Poll::Ready(Err(e));
+            }
+            self.in_flight = Some(batch);
+        }
+        let batch = self.in_flight.as_ref().expect("a receive is in flight");
+        let Some(ok) = batch.poll_done(cx) else {
+            return Poll::Pending;
+        };
+        core.state.end_recv();
+        // SAFETY: done; this slot is the batch's only Rust reader.
+        let message = if ok { unsafe { batch.state_mut().take() } } else { None };
+        self.spare = self.in_flight.take();
+        Poll::Ready(Ok(message))
+    }
+}
+
+/// A client call's parent, for deadline and cancellation propagation: a server call.
+/// Made from a handler's context (`CallOptions::parent(&ctx)`).
+#[derive(Clone)]
+pub struct ParentCall(pub(crate) Arc<ServerCallCore>);
+
+impl std::fmt::Debug for ParentCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParentCall").finish_non_exhaustive()
+    }
+}
+
+impl ParentCall {
+    /// Links `server` as a parent: the core notices a client's cancellation only through a
+    /// pending close op on the server call, so one is started (only then can it reach
+    /// the child).
+    pub(crate) fn new(server: &Arc<ServerCallCore>) -> ParentCall {
+        server.watch_close();
+        ParentCall(server.clone())
+    }
+
+    pub(crate) fn call(&self) -> &Call {
+        &self.0.core.call
+    }
+}
+
+/// The metadata a handler chooses for its response.
+#[derive(Default)]
+pub(crate) struct ReplyMetadata {
+    pub(crate) initial: Metadata,
+    pub(crate) trailing: Metadata,
+    /// The compression chosen for this call's responses, if any.
+    pub(crate) compression: Option<Compression>,
+}
+
+/// What the final batch of a server call points into.
+struct FinalBuffers {
+    initial: SendMetadata,
+    message: Option<ByteBuffer>,
+    trailers: SendMetadata,
+    details: OwnedSlice,
+    /// The batch carries RECV_CLOSE_ON_SERVER, so its completion ends the close watch.
+    carries_close: bool,
+}
+
+/// A server call: the call core plus its final batch, the response metadata and the
+/// cancellation watch. It is the tag of its final batch, whose buffers it holds (no
+/// allocation of their own).
+#[repr(C)]
+pub(crate) struct ServerCallCore {
+    header: TagHeader,
+    pub(crate) core: CallCore,
+    /// The request metadata as received; its elements belong to the call.
+    request_raw: RecvMetadata,
+    request_metadata: OnceLock<Metadata>,
+    /// What the handler set for the response's metadata (one lock for all of it).
+    pub(crate) reply: Mutex<ReplyMetadata>,
+    /// A streaming handler's outcome, left for whoever starts the final op (the handler's
+    /// end, the last sink's drop, or the last write's completion: see `call/state.rs`).
+    pending: Mutex<Option<(Option<ByteBuffer>, Status)>>,
+    /// The C-side buffers of the final batch: written once by the holder of the
+    /// [`FinalGrant`] before the batch starts, read by the core while it runs, dropped when
+    /// its event arrives.
+    final_batch: UnsafeCell<Option<FinalBuffers>>,
+    close: CloseWatch,
+}
+
+/// RECV_CLOSE_ON_SERVER: how a server learns that its call was cancelled.
+struct CloseWatch {
+    /// Set by whoever puts the op in a batch (it may be sent only once).
+    started: AtomicBool,
+    /// Written by the core when the op completes: non-zero if the call was cancelled.
+    raw: UnsafeCell<c_int>,
+    done: AtomicBool,
+    cancelled: AtomicBool,
+    waiters: Mutex<Vec<Waker>>,
+    /// Set (SeqCst, before `done` is re-read) by a waiter about to wait, so that
+    /// `finish_close` takes the waiters' lock only when someone may be waiting.
+    waited: AtomicBool,
+}
+
+// SAFETY: `request_raw` is only read (under `request_metadata`'s once-initialisation) while
+// the call that owns its elements is alive; `close.raw` is written by the core while the batch carrying RECV_CLOSE_ON_SERVER
+// runs and read only in `finish_close`, called from that batch's completion, after the
+// write; `final_batch` is written only by the one holder of the final grant (the state word
+// hands it out once) before the batch starts, and read back only by the batch's
+// completion. Every other field is thread-safe. The call's C API rules (one send, one
+// receive in flight) are kept by the state word in `core`.
+unsafe impl Send for ServerCallCore {}
+// SAFETY: as above.
+unsafe impl Sync for ServerCallCore {}
+
+// SAFETY: `ServerCallCore` is `#[repr(C)]` with the header made by
+// `for_arc::<ServerCallCore>` first; only the final batch uses it as its tag.
+unsafe impl ArcTag for ServerCallCore {
+    fn on_event(self: Arc<Self>, success: bool) {
+        // SAFETY: the final batch is done, so the core no longer reads the buffers, and
+        // nothing else touches them after the grant holder wrote them.
+        let buffers = unsafe { (*self.final_batch.get()).take() };
+        if buffers.is_some_and(|b| b.carries_close) {
+            self.finish_close(success);
+        }
+    }
+}
+
+/// The batch that only watches for the end of a server call.
+struct CloseBatch {
+    server: Arc<ServerCallCore>,
+}
+
+impl OnComplete for CloseBatch {
+    fn on_complete(&mut self, success: bool) {
+        self.server.finish_close(success);
+    }
+}
+
+impl ServerCallCore {
+    /// A server call with its request metadata and `senders` send handles (sinks) that the
+    /// status waits for.
+    pub(crate) fn new(call: Call, request: RecvMetadata, senders: u32) -> Arc<ServerCallCore> {
+        Arc::new(ServerCallCore {
+            header: TagHeader::for_arc::<ServerCallCore>(),
+            core: CallCore {
+                call,
+                state: CallState::new(senders),
+                status: OnceLock::new(),
+            },
+            request_raw: request,
+            request_metadata: OnceLock::new(),
+            reply: Mutex::new(ReplyMetadata::default()),
+            pending: Mutex::new(None),
+            final_batch: UnsafeCell::new(None),
+            close: CloseWatch {
+                started: AtomicBool::new(false),
+                raw: UnsafeCell::new(0),
+                done: AtomicBool::new(false),
+                cancelled: AtomicBool::new(false),
+                waiters: Mutex::new(Vec::new()),
+                waited: AtomicBool::new(false),
+            },
+        })
+    }
+
+    /// The request metadata, copied out of the core's array on first use.
+    pub(crate) fn request_metadata(&self) -> &Metadata {
+        self.request_metadata.get_or_init(|| {
+            // SAFETY: the call that owns the array's elements is alive (`self.core.call`).
+            unsafe { self.request_raw.to_metadata() }
+        })
+    }
+
+    /// The initial metadata to send, with the compression request if one was made.
+    fn initial_send_metadata(&self) -> SendMetadata {
+        let reply = self.reply.lock().unwrap_or_else(|e| e.into_inner());
+        initial_of(&reply)
+    }
+
+    /// Ends the call now with `message` (if any) and `status`: a unary reply, or a refusal
+    /// before any handler ran. Ignored (logged) if the call's end had already started.
+    pub(crate) fn send_final(self: &Arc<Self>, message: Option<ByteBuffer>, status: &Status) {
+        match self.core.state.begin_final() {
+            Some(grant) => self.start_final(grant, message, status),
+            None => log::debug!("a second final batch for one call was ignored"),
+        }
+    }
+
+    /// A streaming handler returned with `status`: the call ends now if no sink is left and
+    /// no write in flight, else when the last of them is done.
+    pub(crate) fn handler_done(self: &Arc<Self>, status: Status) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((None, status));
+        if let Some(grant) = self.core.state.handler_done() {
+            self.start_pending_final(grant);
+        }
+    }
+
+    /// A sink is finished (closed or dropped).
+    pub(crate) fn sender_done(self: &Arc<Self>) {
+        if let Some(grant) = self.core.state.drop_sender() {
+            self.start_pending_final(grant);
+        }
+    }
+
+    /// Starts the final op with the outcome the handler left.
+    fn start_pending_final(self: &Arc<Self>, grant: FinalGrant) {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (message, status) = pending.unwrap_or_else(|| (None, Status::internal("the handler left no status")));
+        self.start_final(grant, message, &status);
+    }
+
+    /// Sends the end of a server call in one batch: initial metadata (unless already sent),
+    /// the message (if any), the status with trailers, and the close. Fire and forget: the
+    /// tag (this core) keeps everything alive until the core is done.
+    fn start_final(self: &Arc<Self>, grant: FinalGrant, message: Option<ByteBuffer>, status: &Status) {
+        let (initial, trailers) = {
+            let mut reply = self.reply.lock().unwrap_or_else(|e| e.into_inner());
+            let initial = if grant.carries_headers { initial_of(&reply) } else { SendMetadata::empty() };
+            (initial, std::mem::take(&mut reply.trailing))
+        };
+        let details = status.details();
+        let close = self.claim_close_op();
+        let carries_close = close.is_some();
+        let code = status.code();
+        let buffers = FinalBuffers {
+            initial,
+            message,
+            trailers: if trailers.is_empty() && details.is_empty() {
+                SendMetadata::empty()
+            } else {
+                SendMetadata::new(&trailers, (!details.is_empty()).then_some((DETAILS_KEY, details)))
+            },
+            details: OwnedSlice::copy_of(status.message().as_bytes()),
+            carries_close,
+        };
+        // SAFETY: the state word handed the final grant out once, to us, so this is the only
+        // writer of `final_batch`, and no batch using it has started yet. The ops point into
+        // the buffers (or into `self`), which the tag (one reference to `self`) keeps alive
+        // until the event, when `on_event` drops them.
+        let result = unsafe {
+            let slot = &mut *self.final_batch.get();
+            let s = slot.insert(buffers);
+            let mut ops = OpList::<4>::new();
+            if grant.carries_headers {
+                ops.push(op::send_initial_metadata(&mut s.initial, 0));
+            }
+            if let Some(m) = &s.message {
+                ops.push(op::send_message(m, 0));
+            }
+            ops.push(op::send_status_from_server(&mut s.trailers, code.as_i32() as ffi::grpc_status_code, &mut s.details));
+            if let Some(close) = close {
+                ops.push(close);
+            }
+            self.core.call.start_batch(ops.as_slice(), Tag::from_arc(self))
+        };
+        if let Err(e) = result {
+            log::debug!("could not send the reply: {e}");
+            self.core.call.cancel_with_status(Code::Internal, "the server could not send its reply");
+            if carries_close {
+                self.finish_close(false);
+            }
+        }
+    }
+
+    /// Claims the RECV_CLOSE_ON_SERVER op: `Some(op)` for the first caller only. The op
+    /// points into `self`; the batch carrying it must hold this `Arc` and call
+    /// [`ServerCallCore::finish_close`] on completion.
+    fn claim_close_op(&self) -> Option<ffi::grpc_op> {
+        (!self.close.started.swap(true, Ordering::AcqRel)).then(|| op::recv_close_on_server(self.close.raw.get()))
+    }
+
+    /// Records the outcome of RECV_CLOSE_ON_SERVER and wakes cancellation waiters.
+    fn finish_close(&self, success: bool) {
+        // SAFETY: called once, from the completion of the batch that carried the op, so the
+        // core has finished writing `close.raw`.
+        let cancelled = !success || unsafe { *self.close.raw.get() } != 0;
+        self.close.cancelled.store(cancelled, Ordering::Release);
+        // SeqCst pairs with `poll_cancelled`: either it sees `done`, or we see its `waited`
+        // (and then take its waker under the lock).
+        self.close.done.store(true, Ordering::SeqCst);
+        if self.close.waited.load(Ordering::SeqCst) {
+            let waiters = std::mem::take(&mut *self.close.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+            waiters.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    /// Starts watching for the end of the call if nobody has yet.
+    pub(crate) fn watch_close(self: &Arc<Self>) {
+        if let Some(close) = self.claim_close_op() {
+            let batch = Batch::new(CloseBatch { server: self.clone() });
+            // SAFETY: the op points into `self`, which the batch state (and so the tag) holds.
+            if unsafe { self.core.call.start_batch(&[close], batch.tag()) }.is_err() {
+                // Environment shutting down: report the call as cancelled.
+                self.finish_close(false);
+            }
+        }
+    }
+
+    /// `Some(cancelled)` once the call has ended.
+    pub(crate) fn close_state(&self) -> Option<bool> {
+        self.close
+            .done
+            .load(Ordering::Acquire)
+            .then(|| self.close.cancelled.load(Ordering::Acquire))
+    }
+
+    /// True once the call is known to have been cancelled.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.close_state() == Some(true)
+    }
+
+    /// Ready when the call is cancelled; pending forever for a call that ends normally.
+    pub(crate) fn poll_cancelled(&self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.close_state() {
+            Some(true) => return Poll::Ready(()),
+            Some(false) => return Poll::Pending, // finished normally: never cancelled
+            None => {}
+        }
+        let mut waiters = self.close.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        self.close.waited.store(true, Ordering::SeqCst);
+        if self.close.done.load(Ordering::SeqCst) {
+            // Finished meanwhile (the waker would not be taken): answer now.
+            return if self.close.cancelled.load(Ordering::Acquire) { Poll::Ready(()) } else { Poll::Pending };
+        }
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// The initial metadata to send from already-locked reply metadata.
+fn initial_of(reply: &ReplyMetadata) -> SendMetadata {
+    if reply.initial.is_empty() && reply.compression.is_none() {
+        return SendMetadata::empty();
+    }
+    SendMetadata::new(&reply.initial, reply.compression.map(|c| (ENCODING_REQUEST_KEY, c.name().as_bytes())))
+}
