@@ -20,8 +20,26 @@ fn opts() -> CallOptions {
     CallOptions::new().timeout(Duration::from_secs(20))
 }
 
-/// Defect 2: a call holds its channel. Dropping the last `Channel` while a stream is open
-/// used to fail the stream mid-way with `UNKNOWN: Channel Destroyed`.
+/// Defect 2: a call holds its channel. Dropping the last `Channel` while a stream waits for
+/// its connection used to fail the stream with `UNKNOWN: Channel Destroyed`.
+#[test]
+fn a_connecting_stream_outlives_its_dropped_channel() {
+    let env = Environment::new(1);
+    let server = start_echo_server(&env);
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let (mut sink, mut stream) = channel.duplex(&BIDI, opts().wait_for_ready(true));
+    drop(channel);
+    futures::executor::block_on(async {
+        for i in 0..3 {
+            sink.send(request("after", i)).await.expect("the stream keeps its channel");
+            assert_eq!(stream.next().await.unwrap().unwrap().seq, i);
+        }
+        sink.close().await.unwrap();
+        assert!(stream.next().await.is_none(), "ends with OK");
+    });
+}
+
+/// Defect 2, once connected: the stream goes on after its channel is dropped mid-way.
 #[test]
 fn a_stream_outlives_its_dropped_channel() {
     let env = Environment::new(1);
