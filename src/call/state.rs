@@ -233,7 +233,7 @@ mod tests {
     fn the_status_goes_out_after_the_last_write_of_a_moved_sink() {
         // The handler returns while its sink (moved into another task) still writes.
         let s = CallState::new(1);
-        s.begin_send().unwrap();
+        let _ = s.begin_send().unwrap();
         assert_eq!(s.handler_done(), None, "a sender is left");
         assert_eq!(s.drop_sender(), None, "a write is still in flight");
         assert_eq!(s.end_send(), Some(FinalGrant { carries_headers: false }));
@@ -299,7 +299,7 @@ mod loom_tests {
             let s = Arc::new(CallState::new(1));
             let finals = Arc::new(AtomicUsize::new(0));
             let write_ended = Arc::new(loom::sync::atomic::AtomicBool::new(false));
-            s.begin_send().unwrap();
+            let _ = s.begin_send().unwrap();
 
             let (s1, f1) = (s.clone(), finals.clone());
             let handler = thread::spawn(move || {
