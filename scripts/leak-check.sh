@@ -5,10 +5,22 @@
 # connectivity tests (watch tags completed or abandoned), the settings tests (resource
 # quota references taken and released in every order), and the credentials whose state the
 # core owns through C callbacks (certificate-reload slots freed by a processor's destroy
-# hook, token-source plugins, verify_server checks).
+# hook, token-source plugins, verify_server checks), and the call core's tests (sinks that
+# outlive their handler, calls that outlive their channel, cancelled uploads).
+#
+#   scripts/leak-check.sh                 the list above (what CI runs)
+#   scripts/leak-check.sh --all           every integration-test binary of the grpcore crate
+#   scripts/leak-check.sh NAME...         the named test binaries
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-for test in drop_order unary streaming connectivity settings tls_reload call_credentials; do
+tests=(drop_order unary streaming call_core connectivity settings tls_reload call_credentials)
+if [ "${1:-}" = "--all" ]; then
+    tests=()
+    for f in tests/*.rs; do tests+=("$(basename "$f" .rs)"); done
+elif [ "$#" -gt 0 ]; then
+    tests=("$@")
+fi
+for test in "${tests[@]}"; do
     bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null \
         | python3 -c 'import json,sys
 for line in sys.stdin:

@@ -47,8 +47,8 @@ pub(crate) struct CallCore {
     pub(crate) call: Call,
     pub(crate) state: CallState,
     /// A client call's final status, once its receiving half has seen it (for the errors of
-    /// its sending half).
-    status: OnceLock<Status>,
+    /// its sending half). Boxed: most calls never set it, and a unary call moves its core.
+    status: OnceLock<Box<Status>>,
 }
 
 impl CallCore {
@@ -63,14 +63,14 @@ impl CallCore {
 
     /// Records the final status of a client call (the first record wins).
     pub(crate) fn set_status(&self, status: Status) {
-        let _ = self.status.set(status);
+        let _ = self.status.set(Box::new(status));
     }
 
     /// The error a client's send reports once the call is over: its status when the
     /// receiving half has seen it.
     pub(crate) fn ended_error(&self) -> Error {
         match self.status.get() {
-            Some(s) if s.code() != Code::Ok => Error::Rpc(s.clone()),
+            Some(s) if s.code() != Code::Ok => Error::Rpc(Status::clone(s)),
             Some(_) => Error::Rpc(Status::new(Code::FailedPrecondition, "the call already finished successfully")),
             None => Error::Rpc(Status::new(
                 Code::Unavailable,

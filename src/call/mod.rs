@@ -39,9 +39,15 @@ use crate::status::Code;
 pub(crate) struct Call {
     raw: *mut ffi::grpc_call,
     cq: Arc<CompletionQueue>,
-    _env: Environment,
     /// Dropped after the call's reference is released (fields drop after `Drop::drop`).
-    _channel: Option<Channel>,
+    _keeps: Keeps,
+}
+
+/// What a call keeps alive: a client call its channel (which holds the environment), a
+/// server call the environment.
+enum Keeps {
+    Env { _env: Environment },
+    Channel { _channel: Channel },
 }
 
 // SAFETY: the core's call functions are thread-safe (batches of different kinds may be
@@ -61,8 +67,7 @@ impl Call {
         Call {
             raw,
             cq,
-            _env: env,
-            _channel: None,
+            _keeps: Keeps::Env { _env: env },
         }
     }
 
@@ -75,8 +80,7 @@ impl Call {
         Call {
             raw,
             cq,
-            _env: channel.inner.env.clone(),
-            _channel: Some(channel.clone()),
+            _keeps: Keeps::Channel { _channel: channel.clone() },
         }
     }
 
