@@ -21,8 +21,11 @@
 //! `grpc_call_unref` in `Call`'s drop does), and a client's request sink dropped before
 //! `close` cancels the call, so an error path never commits a truncated upload.
 //!
-//! The cross-language equivalent of this file is the C++ core's `ServerCallbackCall`
-//! bookkeeping; the state machine itself is in `call/state.rs`.
+//! Each side of a call has exactly one handle that uses it (the sink sends, the stream
+//! receives), so that handle carries the side's slot and its batches' memory and is the
+//! slot's one waiter; the state word in the core decides whether the slot may start a
+//! batch, and the send slot's completion reports back to it. The state machine itself is in
+//! `call/state.rs`, free of FFI so loom can check it.
 
 use std::cell::UnsafeCell;
 use std::os::raw::c_int;
