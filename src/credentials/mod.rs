@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `pem` | [`Certificate`], [`PrivateKey`], [`Identity`]: PEM checked in Rust |
 //! | `channel` | [`ChannelCredentials`], [`TlsChannelCredentials`], [`SslSessionCache`], [`LocalConnect`] |
-//! | `server` | [`ServerCredentials`], [`TlsServerCredentials`], [`ClientCertificateMode`], binding a port |
+//! | `server` | [`ServerCredentials`], [`TlsServerCredentials`], [`ClientCertificateMode`] (ports are bound, and their sockets probed, in `crate::server::bind`) |
 //! | `reload` | [`CertificateReloader`], [`CertificateConfig`], [`CertificateFiles`] |
 //! | `call` | [`CallCredentials`], [`AuthMetadataContext`]: the metadata credentials plugin |
 //! | `auth_context` | [`AuthContext`], [`AuthProperty`]: a snapshot of the core's auth context |

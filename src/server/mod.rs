@@ -6,6 +6,7 @@
 //! few request slots are posted and replaced as they are used. Paths nobody registered go
 //! to generic slots and are answered `UNIMPLEMENTED`.
 
+pub(crate) mod bind;
 pub(crate) mod context;
 pub(crate) mod limits;
 pub(crate) mod service;
@@ -404,7 +405,7 @@ impl ServerBuilder {
         let mut ports = Vec::with_capacity(self.addrs.len());
         for (addr, creds) in &self.addrs {
             // SAFETY: the server is live and not started.
-            let port = unsafe { crate::credentials::server::add_port(raw, addr, creds.as_ref())? };
+            let port = unsafe { bind::add_port(raw, addr, creds.as_ref())? };
             ports.push((addr.clone(), port));
         }
         for cq in self.env.cqs() {
