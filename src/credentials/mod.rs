@@ -46,3 +46,26 @@ pub use channel::{ChannelCredentials, LocalConnect, SslSessionCache, TlsChannelC
 pub use pem::{Certificate, Identity, PrivateKey};
 pub use reload::{CertificateConfig, CertificateFiles, CertificateReloader, ReloadError};
 pub use server::{ClientCertificateMode, ServerCredentials, TlsServerCredentials};
+
+/// Runs `f` inside an `extern "C"` callback: no panic leaves it, whatever `f` runs (user
+/// code, the `log` backend, formatting); `on_panic` is returned instead. The panic's payload
+/// is leaked, not dropped: dropping a payload can panic too, outside any `catch_unwind`.
+pub(crate) fn ffi_guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => {
+            std::mem::forget(payload);
+            on_panic
+        }
+    }
+}
+
+/// Logs through the `log` crate without letting a panicking logger unwind (see
+/// [`ffi_guard`]): the core's callbacks log through this, so the `log` backend cannot change
+/// what they answer the core. The record keeps the caller's module as its target.
+macro_rules! log_caught {
+    ($level:ident, $($arg:tt)+) => {
+        $crate::credentials::ffi_guard((), || log::$level!($($arg)+))
+    };
+}
+pub(crate) use log_caught;

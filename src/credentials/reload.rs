@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use grpcore_sys as ffi;
 
 use super::pem::{Certificate, Identity, PrivateKey};
+use super::{ffi_guard, log_caught};
 use crate::error::Error;
 
 /// What a TLS server presents and trusts: one or more identities (certificate chain and
@@ -368,12 +369,13 @@ impl CertificateReloader {
                     inner.current = config;
                     inner.generation += 1;
                     inner.last_error = None;
-                    log::info!("TLS certificates reloaded (generation {})", inner.generation);
+                    log_caught!(info, "TLS certificates reloaded (generation {})", inner.generation);
                 }
                 Err(why) => {
                     inner.failures += 1;
                     if inner.last_error.as_deref() != Some(why.as_str()) {
-                        log::error!(
+                        log_caught!(
+                            error,
                             "TLS certificate reload failed, keeping the certificates in use (generation {}): {why}",
                             inner.generation
                         );
@@ -409,7 +411,8 @@ impl FetcherSlot {
         let (generation, config, outcome) = self.reloader.check();
         if self.delivered.swap(generation, Ordering::AcqRel) != generation {
             if self.needs_ca && config.client_ca.is_none() {
-                log::error!(
+                log_caught!(
+                    error,
                     "TLS certificate reload: generation {generation} has no client CA but the client-certificate \
                      mode verifies client certificates; keeping the certificates in use"
                 );
@@ -440,16 +443,19 @@ pub(crate) unsafe extern "C" fn fetch_config(
     user_data: *mut c_void,
     config: *mut *mut ffi::grpc_ssl_server_certificate_config,
 ) -> ffi::grpc_ssl_certificate_config_reload_status {
-    // SAFETY: `user_data` is the slot we registered with this callback; it lives until the
-    // credentials object (and so every connector that calls us) is destroyed.
-    let slot = unsafe { &*(user_data as *const FetcherSlot) };
-    match catch_unwind(AssertUnwindSafe(|| slot.fetch(config))) {
-        Ok(status) => status,
-        Err(panic) => {
-            log::error!("TLS certificate reload panicked: {}", crate::task::panic_message(&*panic));
-            ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL
+    // Everything, logging included, runs inside `ffi_guard`: no panic reaches the core.
+    ffi_guard(ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL, || {
+        // SAFETY: `user_data` is the slot we registered with this callback; it lives until
+        // the credentials object (and so every connector that calls us) is destroyed.
+        let slot = unsafe { &*(user_data as *const FetcherSlot) };
+        match catch_unwind(AssertUnwindSafe(|| slot.fetch(config))) {
+            Ok(status) => status,
+            Err(panic) => {
+                log_caught!(error, "TLS certificate reload panicked: {}", crate::task::panic_message(&*panic));
+                ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL
+            }
         }
-    }
+    })
 }
 
 /// Frees a [`FetcherSlot`]: the `destroy` of the processor that carries it.
@@ -463,7 +469,9 @@ pub(crate) unsafe extern "C" fn free_slot(state: *mut c_void) {
     // SAFETY: `state` came from Box::into_raw in `ServerCredentials::create`; the core calls
     // destroy once, when the credentials object dies.
     let slot = unsafe { Box::from_raw(state as *mut FetcherSlot) };
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
-        log::error!("dropping a certificate reloader panicked: {}", crate::task::panic_message(&*panic));
-    }
+    ffi_guard((), move || {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
+            log_caught!(error, "dropping a certificate reloader panicked: {}", crate::task::panic_message(&*panic));
+        }
+    });
 }
