@@ -117,11 +117,13 @@ impl ServerCredentials {
 
     /// TLS credentials whose certificates (and client CA) come from `reloader` and may change
     /// while the server runs. Fails if `mode` verifies client certificates but the
-    /// reloader's current configuration has no client CA.
+    /// reloader's current configuration has no client CA, or if the TLS library refuses its
+    /// current certificates (e.g. a key below its security level).
     pub fn tls_reloading(reloader: &CertificateReloader, mode: ClientCertificateMode) -> Result<ServerCredentials, Error> {
         if mode.verifies() && reloader.current().client_ca_certificates().is_none() {
             return Err(needs_ca_error(mode));
         }
+        reloader.current().core_accepts().map_err(Error::Config)?;
         Ok(ServerCredentials {
             kind: Kind::Reloading {
                 reloader: reloader.clone(),
