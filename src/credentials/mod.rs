@@ -49,12 +49,16 @@ pub use server::{ClientCertificateMode, ServerCredentials, TlsServerCredentials}
 
 /// Runs `f` inside an `extern "C"` callback: no panic leaves it, whatever `f` runs (user
 /// code, the `log` backend, formatting); `on_panic` is returned instead. The panic's payload
-/// is leaked, not dropped: dropping a payload can panic too, outside any `catch_unwind`.
+/// is dropped inside `catch_unwind` too (dropping a payload can panic); only a payload whose
+/// own drop panicked is leaked.
 pub(crate) fn ffi_guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(payload) => {
-            std::mem::forget(payload);
+            if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(again);
+            }
             on_panic
         }
     }
