@@ -11,7 +11,7 @@
 mod common;
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::tls::*;
@@ -95,7 +95,8 @@ fn a_callback_that_uses_its_own_reloader_does_not_deadlock() {
         || {
             let env = Environment::new(1);
             let p = pki();
-            let me: Arc<OnceLock<CertificateReloader>> = Arc::default();
+            // The callback's handle on its own reloader (a cycle, broken at the end).
+            let me: Arc<Mutex<Option<CertificateReloader>>> = Arc::default();
             let me_in_callback = me.clone();
             let calls = Arc::new(Mutex::new(0u32));
             let counted = calls.clone();
@@ -104,9 +105,9 @@ fn a_callback_that_uses_its_own_reloader_does_not_deadlock() {
                 move || {
                     let mut n = counted.lock().unwrap();
                     *n += 1;
-                    let me = me_in_callback
-                        .get()
-                        .expect("the reloader is set before the server starts");
+                    let Some(me) = me_in_callback.lock().unwrap().clone() else {
+                        return Ok(None);
+                    };
                     // Reads its own reloader every time, and on the second check (the first
                     // handshake after the server started) replaces the certificates through it.
                     let _ = (
@@ -122,7 +123,7 @@ fn a_callback_that_uses_its_own_reloader_does_not_deadlock() {
                 },
             )
             .check_interval(Duration::ZERO);
-            me.set(reloader.clone()).unwrap();
+            *me.lock().unwrap() = Some(reloader.clone());
             let creds =
                 ServerCredentials::tls_reloading(&reloader, ClientCertificateMode::DontRequest)
                     .unwrap();
@@ -130,6 +131,7 @@ fn a_callback_that_uses_its_own_reloader_does_not_deadlock() {
             assert_eq!(cn_for_new_connection(&env, &server), ROTATED);
             assert_eq!(reloader.generation(), 2);
             assert!(*calls.lock().unwrap() >= 2);
+            me.lock().unwrap().take();
         },
     );
 }
