@@ -5,10 +5,13 @@
 # connectivity tests (watch tags completed or abandoned), the settings tests (resource
 # quota references taken and released in every order), and the credentials whose state the
 # core owns through C callbacks (certificate-reload slots freed by a processor's destroy
-# hook, token-source plugins, verify_server checks).
+# hook, token-source plugins, verify_server checks), also when the log backend panics and
+# when a reload callback re-enters its reloader; and a server whose build failed after it
+# bound a port (shut down on a private queue, then destroyed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-for test in drop_order unary streaming connectivity settings tls_reload call_credentials; do
+for test in drop_order unary streaming connectivity settings tls_reload call_credentials \
+    panicking_logger tls_reload_reentrant bind_failure; do
     bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null \
         | python3 -c 'import json,sys
 for line in sys.stdin:
