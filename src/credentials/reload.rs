@@ -7,8 +7,8 @@
 //! certificate, and that the TLS library the core links will use it) and only then hands it
 //! to the core. No lock is held while files are read or the callback runs. Whatever goes
 //! wrong — unreadable or malformed files, a callback that fails or panics — the core keeps
-//! the certificates it has, and the failure is logged and counted. Connections already established are never
-//! touched: only new handshakes see new certificates.
+//! the certificates it has, and the failure is logged and counted. Connections already
+//! established are never touched: only new handshakes see new certificates.
 //!
 //! Why not the core's own file-watcher certificate provider (the `grpc_tls_*` API)? On the
 //! 1.51 core its server side throws the working handshaker factory away before building the
@@ -94,7 +94,8 @@ impl CertificateConfig {
 
     /// Whether the core will be able to use this configuration: builds, with the OpenSSL the
     /// core links, what the core's `tsi_create_ssl_server_handshaker_factory_ex` builds
-    /// from it (each identity's chain and key in a server context, the client-CA roots).
+    /// from it: each identity's chain and key in a server context (the client-CA roots are
+    /// already parsed certificates).
     /// The fetcher cannot learn whether the core took a configuration it handed over (a
     /// refused one is only logged, and the old one kept), so a configuration becomes a
     /// generation only once this check passed: the generation counter, `current()` and a
@@ -246,9 +247,9 @@ struct Inner {
 /// default 1 s) the reloader looks for new certificates — re-reading its files, or calling
 /// its callback — and checks what it finds. Good certificates are used from that handshake
 /// on; connections already open keep theirs. Bad ones (unreadable or malformed files, a key
-/// that does not match, a key or certificate the TLS library refuses, a callback that returns an error or panics) are logged
-/// (`log::error!`) and counted in [`failures`](Self::failures), and the certificates in use
-/// stay.
+/// that does not match, a key or certificate the TLS library refuses, a callback that
+/// returns an error or panics) are logged (`log::error!`) and counted in
+/// [`failures`](Self::failures), and the certificates in use stay.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), grpcore::Error> {
@@ -406,10 +407,7 @@ impl CertificateReloader {
     /// counted and logged, and the certificates in use stay.
     fn apply(&self, found: Result<Option<CertificateConfig>, String>) -> (u64, CertificateConfig, Check) {
         let found = match found {
-            Ok(Some(config)) => match config.core_accepts() {
-                Ok(()) => Ok(Some(config)),
-                Err(why) => Err(why),
-            },
+            Ok(Some(config)) => config.core_accepts().map(|()| Some(config)),
             other => other,
         };
         let mut inner = self.lock();
