@@ -102,17 +102,27 @@ fn route_chat_in_flight_finishes_after_sigterm() {
     };
     futures::executor::block_on(async {
         let (mut sink, mut stream) = client.route_chat().timeout(Duration::from_secs(20)).start();
-        sink.send(note("before")).await.unwrap();
+        // Two notes at one place: the second brings the first back, so once it is here the
+        // server is surely handling the call (a sent note alone says only that the client's
+        // core took it).
+        sink.send(note("first")).await.unwrap();
+        sink.send(note("second")).await.unwrap();
+        let echoed = stream
+            .next()
+            .await
+            .expect("a note back")
+            .expect("a note back");
+        assert_eq!(echoed.message, "first");
         signal(&server, libc::SIGTERM);
         std::thread::sleep(Duration::from_millis(200));
-        // Still served within the grace period: the earlier note comes back for this one.
-        sink.send(note("after")).await.unwrap();
+        // Still served within the grace period: the earlier notes come back for this one.
+        sink.send(note("third")).await.unwrap();
         sink.close().await.unwrap();
         let mut got = Vec::new();
         while let Some(n) = stream.next().await {
             got.push(n.expect("the stream ends OK").message);
         }
-        assert_eq!(got, ["before"]);
+        assert_eq!(got, ["first", "second"]);
     });
     let status = exit_within(&mut server, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{status:?}");
