@@ -13,6 +13,7 @@ pub mod proto {
 }
 
 pub mod route_guide_db;
+pub mod signals;
 
 use std::error::Error;
 

@@ -16,6 +16,10 @@ use std::path::PathBuf;
 const GRPC_RELEASE: &str = "1.51.1";
 /// The core version `grpc_version_string()` reports for that release.
 const CORE_VERSION: &str = "29.0.0";
+/// The pkg-config versions of the `grpc` module accepted: core 29.x (releases 1.51.x), whose
+/// ABI the checked-in bindings describe.
+const CORE_VERSION_MIN: &str = "29.0";
+const CORE_VERSION_END: &str = "30";
 
 fn env_var(name: &str) -> Option<String> {
     println!("cargo:rerun-if-env-changed={name}");
@@ -44,6 +48,7 @@ fn main() {
 /// Links a core installed at an explicit location.
 fn link_explicit(lib_dir: &str) -> Vec<PathBuf> {
     let statik = env_var("GRPCORE_SYS_STATIC").is_some_and(|v| v != "0");
+    check_explicit_version(lib_dir);
     println!("cargo:rustc-link-search=native={lib_dir}");
     let kind = if statik { "static" } else { "dylib" };
     for lib in ["grpc", "gpr"] {
@@ -64,11 +69,34 @@ fn link_explicit(lib_dir: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// When the explicit installation carries a `pkgconfig/grpc.pc`, its version must be a core
+/// 29.x too (a cmake build directory has none; grpcore then checks `grpc_version_string()`
+/// when it first initialises the core).
+fn check_explicit_version(lib_dir: &str) {
+    let pc = PathBuf::from(lib_dir).join("pkgconfig").join("grpc.pc");
+    let Ok(text) = std::fs::read_to_string(&pc) else { return };
+    println!("cargo:rerun-if-changed={}", pc.display());
+    let Some(version) = text.lines().find_map(|l| l.strip_prefix("Version:")).map(str::trim) else { return };
+    let major = version.split('.').next().and_then(|m| m.parse::<u32>().ok());
+    if major != Some(29) {
+        panic!(
+            "\n\ngrpcore-sys: GRPCORE_SYS_GRPC_LIB_DIR={lib_dir} holds gRPC core version {version} ({}), \
+             but the checked-in bindings describe core 29.x only (gRPC release {GRPC_RELEASE}, core {CORE_VERSION}).\n\
+             Point GRPCORE_SYS_GRPC_LIB_DIR at a 1.51.x installation, or unset it and use libgrpc-dev 1.51 \
+             (pkg-config) or the `vendored` feature.\n",
+            pc.display()
+        );
+    }
+}
+
 /// Finds the system core with pkg-config.
 fn link_pkg_config() -> Vec<PathBuf> {
     let statik = env_var("GRPCORE_SYS_STATIC").is_some_and(|v| v != "0");
+    // Pinned to the core version the checked-in bindings describe: grpcore reads some of the
+    // core's structs directly (grpc_byte_buffer, grpc_slice), so a later major version is
+    // not merely "newer", it is a different ABI (as libgit2-sys pins its range).
     match pkg_config::Config::new()
-        .atleast_version("29")
+        .range_version(CORE_VERSION_MIN..CORE_VERSION_END)
         .statik(statik)
         .probe("grpc")
     {
@@ -82,14 +110,16 @@ fn link_pkg_config() -> Vec<PathBuf> {
             lib.include_paths
         }
         Err(err) => panic!(
-            "\n\ngrpcore-sys: could not find the gRPC C core (release {GRPC_RELEASE}, core version {CORE_VERSION}).\n\
-             Looked for the pkg-config module `grpc` (version >= 29): {err}\n\n\
-             Fix it with one of:\n\
-             - Debian/Ubuntu: `apt-get install libgrpc-dev pkg-config`\n\
-             - macOS: `brew install grpc pkg-config`\n\
-             - set PKG_CONFIG_PATH to the directory holding grpc.pc of your installation\n\
-             - set GRPCORE_SYS_GRPC_LIB_DIR (and GRPCORE_SYS_GRPC_INCLUDE_DIR) to an installed core\n\
-             - enable the `vendored` feature to build the core from source (needs cmake; see grpc-sys/README.md)\n"
+            "\n\ngrpcore-sys: could not find a usable gRPC C core: it needs release {GRPC_RELEASE} \
+             (core version {CORE_VERSION}; any core 29.x, i.e. gRPC 1.51.x).\n\
+             Looked for the pkg-config module `grpc` with version >= {CORE_VERSION_MIN} and < {CORE_VERSION_END}: {err}\n\n\
+             The checked-in bindings describe core 29.x only, so a newer or older libgrpc-dev cannot be used \
+             as it is. Fix it with one of:\n\
+             - Debian 12 / Ubuntu with gRPC 1.51: `apt-get install libgrpc-dev pkg-config`\n\
+             - set PKG_CONFIG_PATH to the directory holding grpc.pc of a 1.51.x installation\n\
+             - set GRPCORE_SYS_GRPC_LIB_DIR (and GRPCORE_SYS_GRPC_INCLUDE_DIR) to an installed 1.51.x core\n\
+             - enable the `vendored` feature to build the pinned core from source (needs cmake; see grpc-sys/README.md)\n\
+             (`pkg-config --modversion grpc` prints the version installed.)\n"
         ),
     }
 }

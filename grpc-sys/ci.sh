@@ -5,6 +5,8 @@
 #   3. static    the test binaries carry the core statically (ldd shows no libgrpc/libgpr)
 #   4. bindings  regen-bindings.sh --check: the checked-in bindings match a fresh bindgen run over
 #                the headers of the source just built
+#   5. pin       the pkg-config path refuses a core outside 29.x: a grpc.pc claiming 30.1.0 fails
+#                the build with the message that says what to do (needs the system grpc.pc)
 # Prints the time of each step.
 #
 # The cargo target dir and the source tree live outside the checkout, so a second run (or
@@ -58,12 +60,36 @@ static_check() {
   return "$bad"
 }
 
+pin_check() {
+  local pc_dir out
+  if ! pc_dir=$(pkg-config --variable=pcfiledir grpc 2>/dev/null); then
+    echo "grpc-sys/ci.sh: no system grpc.pc; skipping the version-pin check"
+    return 0
+  fi
+  local fake
+  fake=$(mktemp -d)
+  sed 's/^Version:.*/Version: 30.1.0/' "$pc_dir/grpc.pc" > "$fake/grpc.pc"
+  if out=$(PKG_CONFIG_PATH=$fake cargo build --manifest-path "$manifest" -p grpcore-sys 2>&1); then
+    echo "grpc-sys/ci.sh: a grpc.pc claiming core 30.1.0 was accepted; the pkg-config range must be 29.x" >&2
+    rm -rf "$fake"
+    return 1
+  fi
+  rm -rf "$fake"
+  if ! grep -q 'version >= 29.0 and < 30' <<<"$out"; then
+    echo "grpc-sys/ci.sh: the build failed, but not with the version-pin message:" >&2
+    echo "$out" | tail -20 >&2
+    return 1
+  fi
+  echo "a core 30.1.0 is refused at build time"
+}
+
 start_all=$SECONDS
 step fetch bash "$here/fetch-grpc-source.sh" "$GRPCORE_SYS_GRPC_SOURCE"
 step vendored vendored_test
 step static static_check
 step bindings env GRPCORE_SYS_GRPC_LIB_DIR="$core_lib_dir" \
   GRPCORE_SYS_GRPC_INCLUDE_DIR="$GRPCORE_SYS_GRPC_SOURCE/include" bash "$here/regen-bindings.sh" --check
+step pin pin_check
 
 printf 'grpc-sys/ci.sh timings (target dir %s):\n' "$CARGO_TARGET_DIR"
 printf '  %s\n' "${timings[@]}"

@@ -5,15 +5,18 @@
 # connectivity tests (watch tags completed or abandoned), the settings tests (resource
 # quota references taken and released in every order), and the credentials whose state the
 # core owns through C callbacks (certificate-reload slots freed by a processor's destroy
-# hook, token-source plugins, verify_server checks), and the call core's tests (sinks that
-# outlive their handler, calls that outlive their channel, cancelled uploads).
+# hook, token-source plugins, verify_server checks), also when the log backend panics and
+# when a reload callback re-enters its reloader; a server whose build failed after it
+# bound a port (shut down on a private queue, then destroyed); and the call core's tests
+# (sinks that outlive their handler, calls that outlive their channel, cancelled uploads).
 #
 #   scripts/leak-check.sh                 the list above (what CI runs)
 #   scripts/leak-check.sh --all           every integration-test binary of the grpcore crate
 #   scripts/leak-check.sh NAME...         the named test binaries
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-tests=(drop_order unary streaming call_core connectivity settings tls_reload call_credentials)
+tests=(drop_order unary streaming call_core connectivity settings tls_reload call_credentials
+       panicking_logger tls_reload_reentrant bind_failure)
 if [ "${1:-}" = "--all" ]; then
     tests=()
     for f in tests/*.rs; do tests+=("$(basename "$f" .rs)"); done

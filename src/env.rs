@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle as ThreadHandle;
 
@@ -60,8 +60,19 @@ impl EnvBuilder {
     }
 
     /// Starts the threads.
+    ///
+    /// # Panics
+    /// If the gRPC C core linked at run time is not the version grpcore was built for (see
+    /// [`try_build`](Self::try_build), which returns that error instead).
     pub fn build(self) -> Environment {
-        init_core();
+        self.try_build().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts the threads, or fails with [`Error::Config`] when the gRPC C core linked at
+    /// run time reports a version other than core 29.x (gRPC 1.51.x), the one grpcore's
+    /// bindings describe: the core is then never touched.
+    pub fn try_build(self) -> Result<Environment, Error> {
+        try_init_core()?;
         let cqs: Vec<Arc<CompletionQueue>> =
             (0..self.cq_count).map(|i| Arc::new(CompletionQueue::new(i))).collect();
         let threads = cqs
@@ -74,23 +85,61 @@ impl EnvBuilder {
                     .expect("failed to spawn a completion-queue thread")
             })
             .collect();
-        Environment {
+        Ok(Environment {
             inner: Arc::new(EnvInner {
                 cqs,
                 threads: Mutex::new(threads),
                 next_cq: AtomicUsize::new(0),
             }),
-        }
+        })
     }
 }
 
-/// `grpc_init` once per environment, with the core's log routed to the `log` crate first.
+/// `grpc_init` once per environment (or resource quota), with the core's log routed to the
+/// `log` crate first.
+///
+/// # Panics
+/// If the linked core's version is not the one grpcore was built for (see [`try_init_core`]).
 pub(crate) fn init_core() {
+    try_init_core().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As [`init_core`], but fails without touching the core when the linked core's version,
+/// `grpc_version_string()`, is not a core 29.x: grpcore reads some of the core's structs
+/// directly (`grpc_byte_buffer`, `grpc_slice`), so another major version would be read with
+/// the wrong layout.
+pub(crate) fn try_init_core() -> Result<(), Error> {
+    static VERSION: OnceLock<Result<(), String>> = OnceLock::new();
+    VERSION.get_or_init(|| check_core_version(&crate::core_version())).clone().map_err(Error::Config)?;
     static LOG: Once = Once::new();
     LOG.call_once(crate::log_bridge::install);
     // SAFETY: grpc_init may be called any number of times; each is paired with the
-    // grpc_shutdown in `EnvInner::drop`.
+    // grpc_shutdown in `EnvInner::drop` (or the quota's drop).
     unsafe { ffi::grpc_init() };
+    Ok(())
+}
+
+/// The core major version the bindings describe (`grpcore_sys::CORE_VERSION` is `29.0.0`).
+const SUPPORTED_CORE_MAJOR: u32 = 29;
+
+/// Accepts a core version string `MAJOR.MINOR[.PATCH]` (digits only) whose major version
+/// is the one the bindings describe; otherwise says what was found and what to do.
+pub(crate) fn check_core_version(reported: &str) -> Result<(), String> {
+    let parts: Vec<&str> = reported.trim().split('.').collect();
+    let numeric = (2..=3).contains(&parts.len())
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let major = if numeric { parts[0].parse::<u32>().ok() } else { None };
+    match major {
+        Some(SUPPORTED_CORE_MAJOR) => Ok(()),
+        _ => Err(format!(
+            "the gRPC C core linked at run time reports version {reported:?} (grpc_version_string()), \
+             but grpcore was built for core {SUPPORTED_CORE_MAJOR}.x (gRPC release {}, core {}), whose struct \
+             layouts it relies on; refusing to use it. Run with the libgrpc of gRPC 1.51.x (Debian 12's \
+             libgrpc29; check LD_LIBRARY_PATH), or build with the `vendored` feature",
+            ffi::GRPC_RELEASE,
+            ffi::CORE_VERSION
+        )),
+    }
 }
 
 /// The loop of one completion-queue thread.
@@ -172,6 +221,9 @@ impl std::fmt::Debug for Environment {
 
 impl Environment {
     /// An environment with `cq_count` completion-queue threads.
+    ///
+    /// Panics if the linked gRPC C core is not the version grpcore was built for; use
+    /// [`EnvBuilder::try_build`] to get that as an error.
     pub fn new(cq_count: usize) -> Environment {
         EnvBuilder::new().cq_count(cq_count).build()
     }
@@ -259,5 +311,26 @@ impl<T> Future for JoinHandle<T> {
             ))),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_core_version;
+
+    #[test]
+    fn core_version_check_accepts_29_only() {
+        for ok in ["29.0.0", "29.1.2", "29.0"] {
+            assert_eq!(check_core_version(ok), Ok(()), "{ok}");
+        }
+        for bad in ["30.1.0", "28.9", "28.9.1", "", "garbage", "29", "29.x.0", "v29.0.0", "29.0.0.1", "290.0.0", "-29.0"] {
+            let err = check_core_version(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")) && err.contains("vendored"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_linked_core_passes_the_check() {
+        assert_eq!(check_core_version(&crate::core_version()), Ok(()));
     }
 }

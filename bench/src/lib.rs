@@ -8,6 +8,7 @@
 
 pub mod common;
 pub mod proto;
+pub mod signals;
 
 use futures::StreamExt;
 use grpcore::{Method, ProstCodec, Service, ServiceBuilder, Status};

@@ -6,9 +6,10 @@
 //!
 //! Listens on 127.0.0.1, port 50051 unless `--port` says otherwise (`--port 0` picks a free
 //! one), and prints `listening on 127.0.0.1:<port>` once it accepts calls. It serves until
-//! its standard input ends (Ctrl-D in a terminal, or the writer of a pipe closing it), then
-//! shuts down gracefully: no new calls, and calls in flight get 5 seconds to finish. Ctrl-C
-//! stops it at once. Call it with `cargo run -p grpcore-examples --bin helloworld_client`.
+//! SIGTERM or SIGINT (Ctrl-C) arrives or its standard input ends (Ctrl-D in a terminal, or
+//! the writer of a pipe closing it), then shuts down gracefully: no new calls, and calls in
+//! flight get 5 seconds to finish; it exits 0. A second Ctrl-C stops it at once. Call it with
+//! `cargo run -p grpcore-examples --bin helloworld_client`.
 //!
 //! The `Greeter` trait and `greeter_grpc::service` are generated from
 //! `helloworld/helloworld.proto` by `build.rs`.
@@ -21,6 +22,10 @@ use std::time::Duration;
 use grpcore::{Environment, ServerBuilder, ServerContext, Status};
 use grpcore_examples::proto::helloworld::greeter_grpc::{self, Greeter};
 use grpcore_examples::proto::helloworld::{HelloReply, HelloRequest};
+use grpcore_examples::signals::StopSignals;
+
+/// How long calls in flight may run once a stop was asked for.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// The service's implementation: one `async fn` per method of the proto.
 struct Greetings;
@@ -48,6 +53,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
+    // Before any thread starts, so that every thread inherits the blocked signals.
+    let signals = StopSignals::block()?;
     let args = grpcore_examples::parse_args("helloworld_server", &[("port", "50051")])?;
     let port: u16 = args[0]
         .parse()
@@ -61,8 +68,14 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Whoever started us may be waiting for that line on a pipe.
     io::stdout().flush()?;
 
-    // Calls are served on the environment's threads; this one only waits for stdin to end.
-    io::copy(&mut io::stdin().lock(), &mut io::sink())?;
-    server.shutdown(Duration::from_secs(5)).wait()?;
+    // Calls are served on the environment's threads; this one only waits for a signal, or
+    // for stdin to end (which asks for a stop the same way).
+    std::thread::spawn(|| {
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        StopSignals::request_stop();
+    });
+    let why = signals.wait()?;
+    eprintln!("helloworld_server: {why}: shutting down, calls in flight get {GRACE:?}");
+    server.shutdown(GRACE).wait()?;
     Ok(())
 }

@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Listens on 127.0.0.1 (port 50051 unless `--port` says otherwise; 0 picks a free one),
-//! prints `listening on 127.0.0.1:<port>`, and serves until its standard input ends.
+//! prints `listening on 127.0.0.1:<port>`, and serves until SIGTERM or SIGINT arrives or its
+//! standard input ends; then it shuts down gracefully (calls in flight get 5 seconds) and
+//! exits 0.
 //! The `RouteGuide` trait it implements is generated from `route_guide.proto` by `build.rs`.
 
 use std::collections::HashMap;
@@ -22,6 +24,10 @@ use grpcore::{
 use grpcore_examples::proto::routeguide::route_guide_grpc::{self, RouteGuide};
 use grpcore_examples::proto::routeguide::{Feature, Point, Rectangle, RouteNote, RouteSummary};
 use grpcore_examples::route_guide_db::{self, distance, in_range};
+use grpcore_examples::signals::StopSignals;
+
+/// How long calls in flight may run once a stop was asked for.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// The service's state: the features, and the notes left so far (by every client).
 struct Guide {
@@ -120,6 +126,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
+    // Before any thread starts, so that every thread inherits the blocked signals.
+    let signals = StopSignals::block()?;
     let args = grpcore_examples::parse_args(
         "route_guide_server",
         &[("port", "50051"), ("db", route_guide_db::DEFAULT_PATH)],
@@ -138,7 +146,13 @@ fn run() -> Result<(), Box<dyn Error>> {
         .build()?;
     println!("listening on 127.0.0.1:{}", server.port());
     io::stdout().flush()?;
-    io::copy(&mut io::stdin().lock(), &mut io::sink())?;
-    server.shutdown(Duration::from_secs(5)).wait()?;
+    // Serves until a signal, or until stdin ends (which asks for a stop the same way).
+    std::thread::spawn(|| {
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        StopSignals::request_stop();
+    });
+    let why = signals.wait()?;
+    eprintln!("route_guide_server: {why}: shutting down, calls in flight get {GRACE:?}");
+    server.shutdown(GRACE).wait()?;
     Ok(())
 }

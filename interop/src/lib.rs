@@ -13,6 +13,7 @@
 pub mod client;
 pub mod flags;
 pub mod server;
+pub mod signals;
 pub mod tls;
 pub mod wire;
 

@@ -22,7 +22,9 @@ use std::io::Read;
 
 use grpcore::{Codec, Error, MessageReader};
 
-/// Channel/server argument that makes the core hand over received messages undecompressed.
+/// Channel argument that makes the core hand over received messages undecompressed (the
+/// client's second channel uses it; on a server the 1.51 core would not mark compressed
+/// messages, and the interop server receives as the library's defaults do).
 pub const RAW_RECEIVE_ARG: &str = "grpc.per_message_decompression";
 
 /// Codec of the interop messages: prost encoding; decoding also opens messages that arrive

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use grpcore_sys as ffi;
 
+use super::{ffi_guard, log_caught};
 use crate::call::raw::SendMetadata;
 use crate::env::Environment;
 use crate::error::Error;
@@ -268,48 +269,71 @@ unsafe extern "C" fn plugin_get_metadata(
     status: *mut ffi::grpc_status_code,
     error_details: *mut *const c_char,
 ) -> c_int {
-    // SAFETY: `state` is the `PluginState` we gave the core, alive until `destroy`.
-    let state = unsafe { &*(state as *const PluginState) };
-    let started = catch_unwind(AssertUnwindSafe(|| {
-        let ctx = AuthMetadataContext {
-            service_url: text(context.service_url),
-            method_name: text(context.method_name),
-        };
-        (state.source)(ctx)
-    }));
-    match started {
-        Ok(future) => {
-            let reply = PluginReply {
-                cb,
-                user_data,
-                answered: false,
-            };
-            let task = async move {
-                let result = AssertUnwindSafe(future).catch_unwind().await.unwrap_or_else(|panic| {
-                    Err(Status::new(
-                        Code::Unavailable,
-                        format!("the token source panicked: {}", crate::task::panic_message(&*panic)),
-                    ))
-                });
-                reply.answer(result);
-            };
-            // Spawning only allocates; if it ever unwound, the dropped task's reply would
-            // still complete the request (once), so the answer below stays "asynchronous".
-            let _ = catch_unwind(AssertUnwindSafe(|| drop(state.env.spawn(task))));
-            0
+    // Everything, logging included, runs inside `ffi_guard`: no panic reaches the core. If
+    // something still panicked there, the request must not be left unanswered: the
+    // asynchronous answer (0) is only given once the reply guard owns the request, and before
+    // that point the fallback fails synchronously with fixed text.
+    let answered_async = std::cell::Cell::new(false);
+    let fallback = || {
+        // SAFETY: the core passes valid out-pointers for a synchronous answer; it frees the
+        // details with gpr_free.
+        unsafe {
+            *num_creds_md = 0;
+            *status = ffi::GRPC_STATUS_UNAVAILABLE;
+            *error_details = gpr_string("UNAVAILABLE: the token source failed");
         }
-        Err(panic) => {
-            let msg = format!("UNAVAILABLE: the token source panicked: {}", crate::task::panic_message(&*panic));
-            log::error!("call credentials: {msg}");
-            // SAFETY: the core passes valid out-pointers for a synchronous answer; it frees the
-            // details with gpr_free.
-            unsafe {
-                *num_creds_md = 0;
-                *status = ffi::GRPC_STATUS_UNAVAILABLE;
-                *error_details = gpr_string(&msg);
+        1
+    };
+    let rc = ffi_guard(-1, || {
+        // SAFETY: `state` is the `PluginState` we gave the core, alive until `destroy`.
+        let state = unsafe { &*(state as *const PluginState) };
+        let started = catch_unwind(AssertUnwindSafe(|| {
+            let ctx = AuthMetadataContext {
+                service_url: text(context.service_url),
+                method_name: text(context.method_name),
+            };
+            (state.source)(ctx)
+        }));
+        match started {
+            Ok(future) => {
+                let reply = PluginReply {
+                    cb,
+                    user_data,
+                    answered: false,
+                };
+                answered_async.set(true);
+                let task = async move {
+                    let result = AssertUnwindSafe(future).catch_unwind().await.unwrap_or_else(|panic| {
+                        Err(Status::new(
+                            Code::Unavailable,
+                            format!("the token source panicked: {}", crate::task::panic_message(&*panic)),
+                        ))
+                    });
+                    reply.answer(result);
+                };
+                // Spawning only allocates; if it ever unwound, the dropped task's reply would
+                // still complete the request (once), so the answer stays "asynchronous".
+                ffi_guard((), || drop(state.env.spawn(task)));
+                0
             }
-            1
+            Err(panic) => {
+                let msg = format!("UNAVAILABLE: the token source panicked: {}", crate::task::panic_message(&*panic));
+                log_caught!(error, "call credentials: {msg}");
+                // SAFETY: the core passes valid out-pointers for a synchronous answer; it
+                // frees the details with gpr_free.
+                unsafe {
+                    *num_creds_md = 0;
+                    *status = ffi::GRPC_STATUS_UNAVAILABLE;
+                    *error_details = gpr_string(&msg);
+                }
+                1
+            }
         }
+    });
+    match rc {
+        -1 if answered_async.get() => 0,
+        -1 => fallback(),
+        rc => rc,
     }
 }
 
@@ -323,7 +347,9 @@ unsafe extern "C" fn plugin_destroy(state: *mut c_void) {
     }
     // SAFETY: `state` came from Box::into_raw in `from_async`; the core calls destroy once.
     let state = unsafe { Box::from_raw(state as *mut PluginState) };
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(state))) {
-        log::error!("dropping a token source panicked: {}", crate::task::panic_message(&*panic));
-    }
+    ffi_guard((), move || {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(state))) {
+            log_caught!(error, "dropping a token source panicked: {}", crate::task::panic_message(&*panic));
+        }
+    });
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use grpcore_sys as ffi;
 
 use super::call::CallCredentials;
+use super::{ffi_guard, log_caught};
 use super::pem::{Certificate, Identity};
 use crate::args::ChannelArgs;
 use crate::error::Error;
@@ -362,30 +363,33 @@ impl TlsChannelCredentials {
 /// Called only by the core, with the boxed check registered with it as `userdata` (alive
 /// until `drop_server_check`) and NUL-terminated strings valid during the call.
 unsafe extern "C" fn verify_server(target_name: *const c_char, peer_pem: *const c_char, userdata: *mut c_void) -> c_int {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `userdata` is the boxed check we gave the core, alive until the destruct
-        // callback; the strings are NUL-terminated and valid during this call.
-        let (check, name, pem) = unsafe {
-            (
-                &*(userdata as *const Arc<ServerCheck>),
-                CStr::from_ptr(target_name).to_string_lossy(),
-                CStr::from_ptr(peer_pem).to_bytes(),
-            )
-        };
-        let cert = Certificate::parse("the server's certificate", pem).map_err(|e| e.to_string())?;
-        check(&name, &cert)
-    }));
-    match outcome {
-        Ok(Ok(())) => 0,
-        Ok(Err(why)) => {
-            log::warn!("TLS: verify_server rejected the server: {why}");
-            1
+    // Everything, logging included, runs inside `ffi_guard`: no panic reaches the core.
+    ffi_guard(1, || {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: `userdata` is the boxed check we gave the core, alive until the destruct
+            // callback; the strings are NUL-terminated and valid during this call.
+            let (check, name, pem) = unsafe {
+                (
+                    &*(userdata as *const Arc<ServerCheck>),
+                    CStr::from_ptr(target_name).to_string_lossy(),
+                    CStr::from_ptr(peer_pem).to_bytes(),
+                )
+            };
+            let cert = Certificate::parse("the server's certificate", pem).map_err(|e| e.to_string())?;
+            check(&name, &cert)
+        }));
+        match outcome {
+            Ok(Ok(())) => 0,
+            Ok(Err(why)) => {
+                log_caught!(warn, "TLS: verify_server rejected the server: {why}");
+                1
+            }
+            Err(panic) => {
+                log_caught!(error, "TLS: verify_server panicked: {}", crate::task::panic_message(&*panic));
+                1
+            }
         }
-        Err(panic) => {
-            log::error!("TLS: verify_server panicked: {}", crate::task::panic_message(&*panic));
-            1
-        }
-    }
+    })
 }
 
 /// Frees the check given to the core (its `verify_peer_destruct`).
@@ -398,5 +402,5 @@ unsafe extern "C" fn drop_server_check(userdata: *mut c_void) {
     }
     // SAFETY: `userdata` came from Box::into_raw in `create`; freed once.
     let check = unsafe { Box::from_raw(userdata as *mut Arc<ServerCheck>) };
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(check)));
+    ffi_guard((), move || drop(check));
 }

@@ -233,6 +233,11 @@ impl Certificate {
     pub(crate) fn first(&self) -> &X509 {
         &self.certs[0]
     }
+
+    /// Every certificate, in order.
+    pub(crate) fn certs(&self) -> &[X509] {
+        &self.certs
+    }
 }
 
 impl PartialEq for Certificate {
@@ -318,6 +323,11 @@ impl PrivateKey {
 
     pub(crate) fn as_c_ptr(&self) -> *const std::os::raw::c_char {
         self.pem.0.as_ptr() as *const _
+    }
+
+    /// The parsed key.
+    pub(crate) fn pkey(&self) -> &PKey<Private> {
+        &self.key
     }
 
     pub(crate) fn public_matches(&self, cert: &X509) -> Result<bool, Error> {

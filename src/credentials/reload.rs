@@ -4,10 +4,11 @@
 //! listening port's security connector asks its fetcher whether the certificates changed.
 //! Our fetcher asks the reloader, which (at most once per check interval) re-reads its files
 //! or calls the user's callback, checks the result in Rust (PEM structure, key matches
-//! certificate) and only then hands it to the core. Whatever goes wrong — unreadable or
-//! malformed files, a callback that fails or panics — the core keeps the certificates it
-//! has, and the failure is logged and counted. Connections already established are never
-//! touched: only new handshakes see new certificates.
+//! certificate, and that the TLS library the core links will use it) and only then hands it
+//! to the core. No lock is held while files are read or the callback runs. Whatever goes
+//! wrong — unreadable or malformed files, a callback that fails or panics — the core keeps
+//! the certificates it has, and the failure is logged and counted. Connections already
+//! established are never touched: only new handshakes see new certificates.
 //!
 //! Why not the core's own file-watcher certificate provider (the `grpc_tls_*` API)? On the
 //! 1.51 core its server side throws the working handshaker factory away before building the
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use grpcore_sys as ffi;
 
 use super::pem::{Certificate, Identity, PrivateKey};
+use super::{ffi_guard, log_caught};
 use crate::error::Error;
 
 /// What a TLS server presents and trusts: one or more identities (certificate chain and
@@ -88,6 +90,35 @@ impl CertificateConfig {
 
     pub(crate) fn raw_client_ca(&self) -> *const std::os::raw::c_char {
         self.client_ca.as_ref().map_or(ptr::null(), Certificate::as_c_ptr)
+    }
+
+    /// Whether the core will be able to use this configuration: builds, with the OpenSSL the
+    /// core links, what the core's `tsi_create_ssl_server_handshaker_factory_ex` builds
+    /// from it: each identity's chain and key in a server context (the client-CA roots are
+    /// already parsed certificates).
+    /// The fetcher cannot learn whether the core took a configuration it handed over (a
+    /// refused one is only logged, and the old one kept), so a configuration becomes a
+    /// generation only once this check passed: the generation counter, `current()` and a
+    /// port bound later then never describe certificates the core refused. It catches
+    /// what parsing cannot: a key below OpenSSL's security level ("ee key too small"), a
+    /// chain certificate OpenSSL will not add.
+    pub(crate) fn core_accepts(&self) -> Result<(), String> {
+        use openssl::ssl::{SslContext, SslMethod};
+        for (i, id) in self.identities.iter().enumerate() {
+            let which = format!("identity {} ({})", i + 1, id.cert_chain().subjects()[0]);
+            let fail = |step: &str, e: openssl::error::ErrorStack| {
+                format!("the TLS library refuses {which}: {step}: {}", e.to_string().trim())
+            };
+            let mut ctx = SslContext::builder(SslMethod::tls_server()).map_err(|e| fail("no TLS context", e))?;
+            let certs = id.cert_chain().certs();
+            ctx.set_certificate(&certs[0]).map_err(|e| fail("certificate", e))?;
+            for extra in &certs[1..] {
+                ctx.add_extra_chain_cert(extra.clone()).map_err(|e| fail("chain certificate", e))?;
+            }
+            ctx.set_private_key(id.key().pkey()).map_err(|e| fail("private key", e))?;
+            ctx.check_private_key().map_err(|e| fail("key check", e))?;
+        }
+        Ok(())
     }
 
     /// A core certificate config (copies of the PEMs), for the fetcher to hand over.
@@ -199,7 +230,10 @@ enum Source {
 struct Inner {
     current: CertificateConfig,
     generation: u64,
-    source: Source,
+    /// Where new certificates come from. Taken out (`None`) while a check reads files or runs
+    /// the callback, so that no lock is held across I/O or user code: a callback may use
+    /// its own reloader, and a concurrent check meanwhile just reports what is current.
+    source: Option<Source>,
     interval: Duration,
     last_check: Option<Instant>,
     failures: u64,
@@ -213,9 +247,9 @@ struct Inner {
 /// default 1 s) the reloader looks for new certificates — re-reading its files, or calling
 /// its callback — and checks what it finds. Good certificates are used from that handshake
 /// on; connections already open keep theirs. Bad ones (unreadable or malformed files, a key
-/// that does not match, a callback that returns an error or panics) are logged
-/// (`log::error!`) and counted in [`failures`](Self::failures), and the certificates in use
-/// stay.
+/// that does not match, a key or certificate the TLS library refuses, a callback that
+/// returns an error or panics) are logged (`log::error!`) and counted in
+/// [`failures`](Self::failures), and the certificates in use stay.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), grpcore::Error> {
@@ -256,7 +290,7 @@ impl CertificateReloader {
             inner: Arc::new(Mutex::new(Inner {
                 current,
                 generation: 1,
-                source,
+                source: Some(source),
                 interval: Duration::from_secs(1),
                 last_check: None,
                 failures: 0,
@@ -302,11 +336,11 @@ impl CertificateReloader {
         self
     }
 
-    /// Uses `config` from the next handshake on.
+    /// Uses `config` from the next handshake on, if the TLS library accepts it (see
+    /// [`failures`](Self::failures)); otherwise it is logged and counted as a failed check,
+    /// and the certificates in use stay.
     pub fn set(&self, config: CertificateConfig) {
-        let mut inner = self.lock();
-        inner.current = config;
-        inner.generation += 1;
+        self.apply(Ok(Some(config)));
     }
 
     /// The certificates new handshakes use.
@@ -335,63 +369,129 @@ impl CertificateReloader {
 
     /// Looks for new certificates if the interval has passed; returns the current generation
     /// and configuration with the check's outcome.
+    ///
+    /// The lock is held only to read and update the state, never across file I/O or the
+    /// user's callback (which runs on the core's handshake thread and may use this reloader).
     fn check(&self) -> (u64, CertificateConfig, Check) {
-        let mut inner = self.lock();
-        let now = Instant::now();
-        let due = match inner.last_check {
-            None => true,
-            Some(t) => now.duration_since(t) >= inner.interval,
-        };
-        let mut outcome = Check::Unchanged;
-        if due {
-            inner.last_check = Some(now);
-            let found = match &mut inner.source {
-                Source::Manual => Ok(None),
-                Source::Files { files, seen } => match files.read() {
-                    Err(e) => Err(e.to_string()),
-                    Ok(contents) if seen.as_ref() == Some(&contents) => Ok(None),
-                    Ok(contents) => {
-                        let parsed = files.parse(&contents);
-                        *seen = Some(contents);
-                        parsed.map(Some).map_err(|e| e.to_string())
-                    }
-                },
-                Source::Callback(fetch) => match catch_unwind(AssertUnwindSafe(fetch)) {
-                    Ok(Ok(found)) => Ok(found),
-                    Ok(Err(e)) => Err(format!("the reload callback failed: {e}")),
-                    Err(panic) => Err(format!("the reload callback panicked: {}", crate::task::panic_message(&*panic))),
-                },
+        let taken = {
+            let mut inner = self.lock();
+            let now = Instant::now();
+            let due = match inner.last_check {
+                None => true,
+                Some(t) => now.duration_since(t) >= inner.interval,
             };
-            match found {
-                Ok(None) => {}
-                Ok(Some(config)) => {
-                    inner.current = config;
-                    inner.generation += 1;
-                    inner.last_error = None;
-                    log::info!("TLS certificates reloaded (generation {})", inner.generation);
-                }
-                Err(why) => {
-                    inner.failures += 1;
-                    if inner.last_error.as_deref() != Some(why.as_str()) {
-                        log::error!(
-                            "TLS certificate reload failed, keeping the certificates in use (generation {}): {why}",
-                            inner.generation
-                        );
-                    }
-                    inner.last_error = Some(why);
-                    outcome = Check::Failed;
-                }
+            if due {
+                inner.last_check = Some(now);
+                inner.source.take()
+            } else {
+                None
             }
-        }
+        };
+        let Some(source) = taken else {
+            // Not due, or another thread is checking right now: report what is current.
+            let inner = self.lock();
+            return (inner.generation, inner.current.clone(), Check::Unchanged);
+        };
+        // Puts the source back however `look` ends (a panic included).
+        let mut back = PutBack { reloader: self, source: Some(source) };
+        let found = match back.source.as_mut() {
+            Some(source) => source.look(),
+            None => Ok(None),
+        };
+        drop(back);
+        self.apply(found)
+    }
+
+    /// Records the outcome of a look for new certificates (or a `set`): a new configuration
+    /// the TLS library accepts becomes the next generation; anything else is a failure,
+    /// counted and logged, and the certificates in use stay.
+    fn apply(&self, found: Result<Option<CertificateConfig>, String>) -> (u64, CertificateConfig, Check) {
+        let found = match found {
+            Ok(Some(config)) => config.core_accepts().map(|()| Some(config)),
+            other => other,
+        };
+        let mut inner = self.lock();
+        let outcome = match found {
+            Ok(None) => Check::Unchanged,
+            Ok(Some(config)) => {
+                inner.current = config;
+                inner.generation += 1;
+                inner.last_error = None;
+                let generation = inner.generation;
+                drop(inner);
+                log_caught!(info, "TLS certificates reloaded (generation {generation})");
+                inner = self.lock();
+                Check::Unchanged
+            }
+            Err(why) => {
+                inner.failures += 1;
+                let repeated = inner.last_error.as_deref() == Some(why.as_str());
+                inner.last_error = Some(why.clone());
+                let generation = inner.generation;
+                drop(inner);
+                if !repeated {
+                    log_caught!(
+                        error,
+                        "TLS certificate reload failed, keeping the certificates in use (generation {generation}): {why}"
+                    );
+                }
+                inner = self.lock();
+                Check::Failed
+            }
+        };
         (inner.generation, inner.current.clone(), outcome)
+    }
+}
+
+/// Returns a taken-out [`Source`] to its reloader when dropped.
+struct PutBack<'a> {
+    reloader: &'a CertificateReloader,
+    source: Option<Source>,
+}
+
+impl Drop for PutBack<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.reloader.lock();
+        if inner.source.is_none() {
+            inner.source = self.source.take();
+        }
+    }
+}
+
+impl Source {
+    /// Re-reads the files or calls the callback: `Ok(None)` when nothing changed. Runs with
+    /// no lock held.
+    fn look(&mut self) -> Result<Option<CertificateConfig>, String> {
+        match self {
+            Source::Manual => Ok(None),
+            Source::Files { files, seen } => match files.read() {
+                Err(e) => Err(e.to_string()),
+                Ok(contents) if seen.as_ref() == Some(&contents) => Ok(None),
+                Ok(contents) => {
+                    let parsed = files.parse(&contents);
+                    *seen = Some(contents);
+                    parsed.map(Some).map_err(|e| e.to_string())
+                }
+            },
+            Source::Callback(fetch) => match catch_unwind(AssertUnwindSafe(fetch)) {
+                Ok(Ok(found)) => Ok(found),
+                Ok(Err(e)) => Err(format!("the reload callback failed: {e}")),
+                Err(panic) => Err(format!("the reload callback panicked: {}", crate::task::panic_message(&*panic))),
+            },
+        }
     }
 }
 
 /// The fetcher state of one core credentials object (one listening port).
 pub(crate) struct FetcherSlot {
     reloader: CertificateReloader,
-    /// The generation this port's connector has; 0 before its first fetch.
+    /// The generation this port's connector has; 0 before its first fetch. Advanced only
+    /// when a configuration is handed over (every generation passed the TLS library's check
+    /// in `apply`, so the core takes it); a generation this port refuses stays undelivered
+    /// and is tried again at the next handshake.
     delivered: AtomicU64,
+    /// The last generation this port refused (logged once, not at every handshake).
+    refused: AtomicU64,
     /// The client-certificate mode verifies, so every config needs a client CA.
     needs_ca: bool,
 }
@@ -401,18 +501,22 @@ impl FetcherSlot {
         FetcherSlot {
             reloader,
             delivered: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             needs_ca,
         }
     }
 
     fn fetch(&self, out: *mut *mut ffi::grpc_ssl_server_certificate_config) -> ffi::grpc_ssl_certificate_config_reload_status {
         let (generation, config, outcome) = self.reloader.check();
-        if self.delivered.swap(generation, Ordering::AcqRel) != generation {
+        if self.delivered.load(Ordering::Acquire) != generation {
             if self.needs_ca && config.client_ca.is_none() {
-                log::error!(
-                    "TLS certificate reload: generation {generation} has no client CA but the client-certificate \
-                     mode verifies client certificates; keeping the certificates in use"
-                );
+                if self.refused.swap(generation, Ordering::AcqRel) != generation {
+                    log_caught!(
+                        error,
+                        "TLS certificate reload: generation {generation} has no client CA but the client-certificate \
+                         mode verifies client certificates; keeping the certificates in use"
+                    );
+                }
                 return ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
             }
             let raw = config.to_raw();
@@ -422,6 +526,7 @@ impl FetcherSlot {
             // SAFETY: `out` is the core's out-pointer for this call; it takes ownership of
             // the config (and destroys it after use).
             unsafe { *out = raw };
+            self.delivered.store(generation, Ordering::Release);
             return ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
         }
         match outcome {
@@ -440,16 +545,19 @@ pub(crate) unsafe extern "C" fn fetch_config(
     user_data: *mut c_void,
     config: *mut *mut ffi::grpc_ssl_server_certificate_config,
 ) -> ffi::grpc_ssl_certificate_config_reload_status {
-    // SAFETY: `user_data` is the slot we registered with this callback; it lives until the
-    // credentials object (and so every connector that calls us) is destroyed.
-    let slot = unsafe { &*(user_data as *const FetcherSlot) };
-    match catch_unwind(AssertUnwindSafe(|| slot.fetch(config))) {
-        Ok(status) => status,
-        Err(panic) => {
-            log::error!("TLS certificate reload panicked: {}", crate::task::panic_message(&*panic));
-            ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL
+    // Everything, logging included, runs inside `ffi_guard`: no panic reaches the core.
+    ffi_guard(ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL, || {
+        // SAFETY: `user_data` is the slot we registered with this callback; it lives until
+        // the credentials object (and so every connector that calls us) is destroyed.
+        let slot = unsafe { &*(user_data as *const FetcherSlot) };
+        match catch_unwind(AssertUnwindSafe(|| slot.fetch(config))) {
+            Ok(status) => status,
+            Err(panic) => {
+                log_caught!(error, "TLS certificate reload panicked: {}", crate::task::panic_message(&*panic));
+                ffi::GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL
+            }
         }
-    }
+    })
 }
 
 /// Frees a [`FetcherSlot`]: the `destroy` of the processor that carries it.
@@ -463,7 +571,9 @@ pub(crate) unsafe extern "C" fn free_slot(state: *mut c_void) {
     // SAFETY: `state` came from Box::into_raw in `ServerCredentials::create`; the core calls
     // destroy once, when the credentials object dies.
     let slot = unsafe { Box::from_raw(state as *mut FetcherSlot) };
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
-        log::error!("dropping a certificate reloader panicked: {}", crate::task::panic_message(&*panic));
-    }
+    ffi_guard((), move || {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
+            log_caught!(error, "dropping a certificate reloader panicked: {}", crate::task::panic_message(&*panic));
+        }
+    });
 }

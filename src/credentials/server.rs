@@ -1,5 +1,6 @@
 //! Server-side credentials: [`ServerCredentials`] (TLS with static or reloading
-//! certificates, client-certificate modes, local, insecure) and binding a port with them.
+//! certificates, client-certificate modes, local, insecure). Binding a port with them, and
+//! probing the socket when that fails, live in `crate::server::bind`.
 //!
 //! Like [`ChannelCredentials`](crate::ChannelCredentials), a `ServerCredentials` is a recipe:
 //! the core's credentials object is made when a port is bound
@@ -8,7 +9,6 @@
 //! reloading certificates: each port's connector must get the initial certificates from its
 //! own first fetch (see `reload`).
 
-use std::ffi::CString;
 use std::fmt;
 use std::os::raw::c_void;
 use std::ptr;
@@ -117,11 +117,13 @@ impl ServerCredentials {
 
     /// TLS credentials whose certificates (and client CA) come from `reloader` and may change
     /// while the server runs. Fails if `mode` verifies client certificates but the
-    /// reloader's current configuration has no client CA.
+    /// reloader's current configuration has no client CA, or if the TLS library refuses its
+    /// current certificates (e.g. a key below its security level).
     pub fn tls_reloading(reloader: &CertificateReloader, mode: ClientCertificateMode) -> Result<ServerCredentials, Error> {
         if mode.verifies() && reloader.current().client_ca_certificates().is_none() {
             return Err(needs_ca_error(mode));
         }
+        reloader.current().core_accepts().map_err(Error::Config)?;
         Ok(ServerCredentials {
             kind: Kind::Reloading {
                 reloader: reloader.clone(),
@@ -239,94 +241,15 @@ impl Drop for RawServerCredentials {
     }
 }
 
+impl RawServerCredentials {
+    /// The core's pointer, valid while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *mut ffi::grpc_server_credentials {
+        self.0
+    }
+}
+
 impl fmt::Debug for RawServerCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawServerCredentials").finish_non_exhaustive()
-    }
-}
-
-/// Binds `addr` on `server` with `creds` (insecure when `None`) and returns the port.
-///
-/// # Safety
-/// `server` must be a live core server that has not been started.
-pub(crate) unsafe fn add_port(server: *mut ffi::grpc_server, addr: &str, creds: Option<&ServerCredentials>) -> Result<u16, Error> {
-    let c_addr = CString::new(addr).map_err(|_| Error::Config(format!("address {addr:?} contains a NUL byte")))?;
-    let raw = match creds {
-        Some(c) => c.create()?,
-        None => ServerCredentials::insecure().create()?,
-    };
-    // SAFETY: the server is live and not started (caller's contract); the address string and
-    // the credentials live across the call, and the core takes its own reference to them.
-    let port = unsafe { ffi::grpc_server_add_http2_port(server, c_addr.as_ptr(), raw.0) };
-    drop(raw);
-    if port <= 0 {
-        return Err(Error::Config(format!("failed to listen on {addr:?}: {}", diagnose_bind(addr))));
-    }
-    u16::try_from(port).map_err(|_| Error::Internal(format!("the core bound {addr:?} to port {port}, which is not a port")))
-}
-
-/// Why the core could not listen on `addr`: the operating system's answer to the same bind
-/// (the core only logs its reason), for unix sockets and IP addresses.
-fn diagnose_bind(addr: &str) -> String {
-    const GENERIC: &str = "the address is malformed, in use, or not permitted (the grpc_core log says why)";
-    if let Some(rest) = addr.strip_prefix("unix:") {
-        let path = rest.strip_prefix("//").unwrap_or(rest);
-        if path.is_empty() {
-            return "the unix socket path is empty".into();
-        }
-        return match std::os::unix::net::UnixListener::bind(path) {
-            Err(e) => {
-                let parent = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty());
-                let hint = match (e.kind(), parent) {
-                    (std::io::ErrorKind::NotFound, Some(dir)) => format!(" (does the directory {} exist?)", dir.display()),
-                    (std::io::ErrorKind::PermissionDenied, Some(dir)) => {
-                        format!(" (this process may not create files in {})", dir.display())
-                    }
-                    (std::io::ErrorKind::AddrInUse, _) => " (something else exists at that path)".into(),
-                    _ => String::new(),
-                };
-                format!("cannot create unix socket {path}: {e}{hint}")
-            }
-            Ok(listener) => {
-                drop(listener);
-                let _ = std::fs::remove_file(path);
-                GENERIC.into()
-            }
-        };
-    }
-    #[cfg(target_os = "linux")]
-    if let Some(name) = addr.strip_prefix("unix-abstract:") {
-        use std::os::linux::net::SocketAddrExt;
-        let bound = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-            .and_then(|a| std::os::unix::net::UnixListener::bind_addr(&a));
-        return match bound {
-            Err(e) => format!("cannot bind abstract unix socket {name:?}: {e}"),
-            Ok(_) => GENERIC.into(),
-        };
-    }
-    let host_port = addr.strip_prefix("ipv4:").or_else(|| addr.strip_prefix("ipv6:")).unwrap_or(addr);
-    match std::net::ToSocketAddrs::to_socket_addrs(host_port).map(|mut a| a.next()) {
-        Ok(Some(sa)) => match std::net::TcpListener::bind(sa) {
-            Err(e) => format!("cannot listen on {sa}: {e}"),
-            Ok(_) => GENERIC.into(),
-        },
-        Ok(None) => format!("{host_port:?} resolves to no address"),
-        Err(e) => format!("{host_port:?} is not a valid host:port ({e})"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::diagnose_bind;
-
-    #[test]
-    fn bind_failures_are_explained() {
-        let why = diagnose_bind("unix:/nonexistent-grpcore-dir/x.sock");
-        assert!(why.contains("No such file or directory") && why.contains("/nonexistent-grpcore-dir"), "{why}");
-        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let why = diagnose_bind(&format!("127.0.0.1:{}", taken.local_addr().unwrap().port()));
-        assert!(why.contains("in use"), "{why}");
-        let why = diagnose_bind("no-port");
-        assert!(why.contains("not a valid host:port"), "{why}");
     }
 }

@@ -6,6 +6,7 @@
 //! few request slots are posted and replaced as they are used. Paths nobody registered go
 //! to generic slots and are answered `UNIMPLEMENTED`.
 
+pub(crate) mod bind;
 pub(crate) mod context;
 pub(crate) mod handler;
 pub(crate) mod limits;
@@ -406,7 +407,7 @@ impl ServerBuilder {
         let mut ports = Vec::with_capacity(self.addrs.len());
         for (addr, creds) in &self.addrs {
             // SAFETY: the server is live and not started.
-            let port = unsafe { crate::credentials::server::add_port(raw, addr, creds.as_ref())? };
+            let port = unsafe { bind::add_port(raw, addr, creds.as_ref())? };
             ports.push((addr.clone(), port));
         }
         for cq in self.env.cqs() {
@@ -449,13 +450,52 @@ fn cq_raw(cq: &CompletionQueue) -> Result<*mut ffi::grpc_completion_queue, Error
         .ok_or_else(|| Error::Shutdown("the environment is shutting down".into()))
 }
 
-/// Destroys a server that failed to start.
+/// Destroys a server that failed to start (`build` forgets it once the server started).
+///
+/// A server that added a listening port must be shut down before it is destroyed, started
+/// or not: destroying it with listeners trips a core assertion (`Server::Orphan`), which
+/// aborts the process. So the guard always calls `grpc_server_shutdown_and_notify` first,
+/// on a private pluck queue of its own (the environment's queues are not registered with
+/// an unstarted server, and their threads must not see this tag), and waits for it.
 struct UnstartedServer(*mut ffi::grpc_server);
+
+/// How long a failed build waits for the core to close the listeners it opened.
+const UNSTARTED_SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 impl Drop for UnstartedServer {
     fn drop(&mut self) {
-        // SAFETY: the server was never started, so it can be destroyed without shutdown.
-        unsafe { ffi::grpc_server_destroy(self.0) }
+        // The tag only needs to be a unique address: nothing is behind it.
+        let mut marker = 0u8;
+        let tag = &mut marker as *mut u8 as *mut c_void;
+        // SAFETY: plain constructor; the queue is shut down, drained and destroyed below.
+        let cq = unsafe { ffi::grpc_completion_queue_create_for_pluck(ptr::null_mut()) };
+        // SAFETY: the server is live and was never started; `cq` is live. Shutdown closes the
+        // listeners and posts `tag` on `cq` once they are destroyed.
+        unsafe { ffi::grpc_server_shutdown_and_notify(self.0, cq, tag) };
+        // SAFETY: `cq` is a pluck queue and `tag` was posted on it (once).
+        let event = unsafe { ffi::grpc_completion_queue_pluck(cq, tag, crate::time::from_timeout(UNSTARTED_SHUTDOWN_WAIT), ptr::null_mut()) };
+        let finished = event.type_ == ffi::GRPC_OP_COMPLETE;
+        if finished {
+            // SAFETY: shutdown has completed (its notification arrived), so the core allows
+            // the destroy and nothing else uses the server.
+            unsafe { ffi::grpc_server_destroy(self.0) }
+        } else {
+            // Destroying now could abort the process; leaking one unstarted server is the
+            // lesser harm (it cannot be reached from Rust any more).
+            log::error!("a server that failed to start did not shut down within {UNSTARTED_SHUTDOWN_WAIT:?}; leaking it");
+        }
+        // SAFETY: no more operations will be started on `cq`; after shutdown the queue is
+        // drained (the pending notification, if it came late, then the shutdown event)
+        // before it is destroyed.
+        unsafe {
+            ffi::grpc_completion_queue_shutdown(cq);
+            if finished {
+                while ffi::grpc_completion_queue_pluck(cq, ptr::null_mut(), crate::time::infinite_future(), ptr::null_mut()).type_
+                    != ffi::GRPC_QUEUE_SHUTDOWN
+                {}
+                ffi::grpc_completion_queue_destroy(cq);
+            }
+        }
     }
 }
 

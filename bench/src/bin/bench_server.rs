@@ -5,13 +5,25 @@
 //! ```
 //!
 //! `--port 0` (the default) picks a free port. Prints `listening on PORT` once it serves,
-//! then runs until killed. `--slots` sets `request_slots_per_method` (grpcore's default
+//! then serves until SIGTERM or SIGINT: it then stops taking calls, lets those in flight
+//! finish for up to 5 seconds, and exits 0. `--slots` sets `request_slots_per_method` (grpcore's default
 //! when absent); `--lean true` serves in lean mode (`ServerBuilder::lean`).
+
+use std::time::Duration;
 
 use grpcore::{Environment, ServerBuilder};
 use grpcore_bench::common::{announce_port, Flags};
+use grpcore_bench::signals::StopSignals;
+
+/// How long calls in flight may run once a stop was asked for.
+const GRACE: Duration = Duration::from_secs(5);
 
 fn main() {
+    // Before any thread starts, so that every thread inherits the blocked signals.
+    let signals = StopSignals::block().unwrap_or_else(|e| {
+        eprintln!("bench_server: cannot block SIGTERM/SIGINT: {e}");
+        std::process::exit(1);
+    });
     let mut flags = Flags::from_env();
     let port: u16 = flags.get("port", 0);
     let cq_threads: usize = flags.get("cq-threads", 1);
@@ -36,7 +48,13 @@ fn main() {
         }
     };
     announce_port(server.port());
-    loop {
-        std::thread::park();
+    let why = signals.wait().unwrap_or_else(|e| {
+        eprintln!("bench_server: waiting for a signal: {e}");
+        std::process::exit(1);
+    });
+    eprintln!("bench_server: {why}: shutting down, calls in flight get {GRACE:?}");
+    if let Err(e) = server.shutdown(GRACE).wait() {
+        eprintln!("bench_server: shutting down: {e}");
+        std::process::exit(1);
     }
 }
