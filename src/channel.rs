@@ -13,6 +13,7 @@ use crate::call::write::Compression;
 use crate::env::Environment;
 use crate::credentials::ChannelCredentials;
 use crate::error::Error;
+use crate::interceptor::{ClientChain, ClientInterceptor};
 use crate::quota::ResourceQuota;
 use crate::settings::{self, keys, Zero};
 
@@ -32,6 +33,17 @@ pub struct ChannelBuilder {
     error: Option<Error>,
     /// Whether `service_config` was called (to explain a channel the core rejects).
     has_service_config: bool,
+    interceptors: Interceptors,
+}
+
+/// A channel's client interceptors, outermost first.
+#[derive(Clone, Default)]
+struct Interceptors(Vec<Arc<dyn ClientInterceptor>>);
+
+impl std::fmt::Debug for Interceptors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} interceptor(s)", self.0.len())
+    }
 }
 
 impl ChannelBuilder {
@@ -42,7 +54,16 @@ impl ChannelBuilder {
             args: ChannelArgs::default(),
             error: None,
             has_service_config: false,
+            interceptors: Interceptors::default(),
         }
+    }
+
+    /// Adds an interceptor that sees every call made on the channel before it is sent, and
+    /// its end (see [`interceptor`](crate::interceptor)); interceptors run in the order they
+    /// were added. A channel with none pays nothing for the feature.
+    pub fn intercept(mut self, interceptor: impl ClientInterceptor) -> ChannelBuilder {
+        self.interceptors.0.push(Arc::new(interceptor));
+        self
     }
 
     fn record(mut self, r: Result<(), Error>) -> ChannelBuilder {
@@ -288,11 +309,13 @@ impl ChannelBuilder {
         if raw.is_null() {
             return Err(Error::Config(format!("the core could not create a channel to {target:?}")));
         }
+        let interceptors = std::mem::take(&mut self.interceptors.0);
         let inner = ChannelInner {
             raw,
-            target: target.to_string(),
+            target: target.into(),
             env: self.env,
             registered: RwLock::new(Vec::new()),
+            interceptors: (!interceptors.is_empty()).then(|| interceptors.into()),
         };
         // A target the core cannot resolve gives a "lame" channel, which reports
         // TRANSIENT_FAILURE before anything was tried (a real channel starts IDLE).
@@ -385,7 +408,9 @@ fn validate_target(target: &str) -> Result<(), Error> {
 
 pub(crate) struct ChannelInner {
     pub(crate) raw: *mut ffi::grpc_channel,
-    target: String,
+    pub(crate) target: Arc<str>,
+    /// The client interceptors, outermost first; `None` when there are none.
+    pub(crate) interceptors: Option<ClientChain>,
     pub(crate) env: Environment,
     /// Methods registered with the core, by their static path (see [`Channel::registered`]).
     registered: RwLock<Vec<(&'static str, RegisteredMethod)>>,

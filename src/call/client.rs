@@ -119,6 +119,25 @@ impl CallOptions {
         SendMetadata::new(&self.metadata, encoding)
     }
 
+    /// The deadline as an instant (`None`: no deadline).
+    pub(crate) fn deadline_instant(&self) -> Option<Instant> {
+        match self.deadline {
+            Deadline::Never => None,
+            Deadline::After(d) => Instant::now().checked_add(d),
+            Deadline::At(i) => Some(i),
+        }
+    }
+
+    /// Takes the request metadata out (for interceptors, which give it back changed).
+    pub(crate) fn take_metadata(&mut self) -> Metadata {
+        std::mem::take(&mut self.metadata)
+    }
+
+    /// Sets the request metadata.
+    pub(crate) fn set_metadata(&mut self, metadata: Metadata) {
+        self.metadata = metadata;
+    }
+
     pub(crate) fn raw_deadline(&self) -> ffi::gpr_timespec {
         match self.deadline {
             Deadline::Never => crate::time::infinite_future(),
@@ -484,6 +503,9 @@ impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
             ];
             core.call.start_batch(&ops, batch.tag())
         };
+        if let (true, Some(o)) = (result.is_ok(), core.observer()) {
+            o.message_sent();
+        }
         match result {
             Ok(()) => UnaryCall {
                 state: UnaryState::Running { core, batch },
@@ -525,6 +547,20 @@ impl<Resp, C: Codec<Resp>> Future for UnaryCall<Resp, C> {
                 // SAFETY: the batch is done and this future is its only Rust owner; the call is
                 // still alive (held in `state`) while we read the metadata it owns.
                 let result = unsafe { batch.state_mut().response.finish::<Resp, C>() };
+                if let UnaryState::Running { core, .. } = &this.state {
+                    if let Some(o) = core.observer() {
+                        match &result {
+                            Ok(_) => {
+                                o.message_received();
+                                core.observe_end(Code::Ok, "");
+                            }
+                            Err(e) => {
+                                let status = e.status();
+                                core.observe_end(status.code(), status.message());
+                            }
+                        }
+                    }
+                }
                 if let UnaryState::Running { core, batch } = std::mem::replace(&mut this.state, UnaryState::Finished) {
                     // Empty the batch while the call that owns its metadata is still alive.
                     recycle_unary_batch(batch);

@@ -45,22 +45,64 @@ use crate::error::Error;
 use crate::metadata::Metadata;
 use crate::status::{Code, Status, DETAILS_KEY};
 
+/// What interceptors learn of a call as it runs (see `crate::interceptor`). Installed only
+/// on calls whose server method or channel has interceptors.
+pub(crate) trait CallObserver: Send + Sync + 'static {
+    /// A message went out.
+    fn message_sent(&self);
+    /// A message came in.
+    fn message_received(&self);
+    /// The status the call ends with, unless it is cancelled (the first report wins).
+    fn status(&self, code: Code, message: &str);
+    /// The call was cancelled (by the peer, its deadline, or a shutdown).
+    fn cancelled(&self);
+    /// The call is over: report it (only the first of these does anything).
+    fn end(&self);
+}
+
 /// One call: the core's call and its state word.
 pub(crate) struct CallCore {
     pub(crate) call: Call,
     pub(crate) state: CallState,
+    /// The interceptors' observer, if any.
+    observer: Option<Box<dyn CallObserver>>,
     /// A client call's final status, once its receiving half has seen it (for the errors of
     /// its sending half). Boxed: most calls never set it, and a unary call moves its core.
     status: OnceLock<Box<Status>>,
 }
 
+impl Drop for CallCore {
+    fn drop(&mut self) {
+        // A call dropped before its end was reported (cancelled by dropping it, or never
+        // finished) ends here.
+        if let Some(o) = &self.observer {
+            o.end();
+        }
+    }
+}
+
 impl CallCore {
     /// A client call (no send handle counts toward a server status).
-    pub(crate) fn client(call: Call) -> CallCore {
+    pub(crate) fn client(call: Call, observer: Option<Box<dyn CallObserver>>) -> CallCore {
         CallCore {
             call,
             state: CallState::new(0),
+            observer,
             status: OnceLock::new(),
+        }
+    }
+
+    /// The interceptors' observer, if the call has one.
+    pub(crate) fn observer(&self) -> Option<&dyn CallObserver> {
+        self.observer.as_deref()
+    }
+
+    /// A client call ended with `status` (received, or made up by the client): tells the
+    /// observer, if any.
+    pub(crate) fn observe_end(&self, code: Code, message: &str) {
+        if let Some(o) = &self.observer {
+            o.status(code, message);
+            o.end();
         }
     }
 
@@ -164,16 +206,26 @@ impl SendSlot {
             SendKind::Close => core.state.begin_close(),
             _ => core.state.begin_send(),
         }?;
+        let is_message = matches!(kind, SendKind::Message(..));
         let owner = SendOwner::Client(core.clone());
-        self.start(&core.call, owner, grant, None, kind)
+        self.start(&core.call, owner, grant, None, kind)?;
+        if let (true, Some(o)) = (is_message, core.observer()) {
+            o.message_sent();
+        }
+        Ok(())
     }
 
     /// Starts one send batch on a server call; the first carries the response headers.
     pub(crate) fn start_server(&mut self, server: &Arc<ServerCallCore>, kind: SendKind) -> Result<(), SendError> {
         let grant = server.core.state.begin_send()?;
         let initial = grant.carries_headers.then(|| server.initial_send_metadata());
+        let is_message = matches!(kind, SendKind::Message(..));
         let owner = SendOwner::Server(server.clone());
-        self.start(&server.core.call, owner, grant, initial, kind)
+        self.start(&server.core.call, owner, grant, initial, kind)?;
+        if let (true, Some(o)) = (is_message, server.core.observer()) {
+            o.message_sent();
+        }
+        Ok(())
     }
 
     fn start(
@@ -278,6 +330,9 @@ impl RecvSlot {
         // SAFETY: done; this slot is the batch's only Rust reader.
         let message = if ok { unsafe { batch.state_mut().take() } } else { None };
         self.spare = self.in_flight.take();
+        if let (Some(_), Some(o)) = (&message, core.observer()) {
+            o.message_received();
+        }
         Poll::Ready(Ok(message))
     }
 }
@@ -383,6 +438,12 @@ unsafe impl ArcTag for ServerCallCore {
         if buffers.is_some_and(|b| b.carries_close) {
             self.finish_close(success);
         }
+        if let Some(o) = self.core.observer() {
+            if self.is_cancelled() || !success {
+                o.cancelled();
+            }
+            o.end();
+        }
     }
 }
 
@@ -400,12 +461,18 @@ impl OnComplete for CloseBatch {
 impl ServerCallCore {
     /// A server call with its request metadata and `senders` send handles (sinks) that the
     /// status waits for.
-    pub(crate) fn new(call: Call, request: RecvMetadata, senders: u32) -> Arc<ServerCallCore> {
+    pub(crate) fn new(
+        call: Call,
+        request: RecvMetadata,
+        senders: u32,
+        observer: Option<Box<dyn CallObserver>>,
+    ) -> Arc<ServerCallCore> {
         Arc::new(ServerCallCore {
             header: TagHeader::for_arc::<ServerCallCore>(),
             core: CallCore {
                 call,
                 state: CallState::new(senders),
+                observer,
                 status: OnceLock::new(),
             },
             request_raw: request,
@@ -422,6 +489,24 @@ impl ServerCallCore {
                 waited: AtomicBool::new(false),
             },
         })
+    }
+
+    /// A copy of the request metadata as received (for interceptors, which may change it
+    /// before the handler reads it).
+    pub(crate) fn request_metadata_copy(&self) -> Metadata {
+        // SAFETY: the call that owns the array's elements is alive (`self.core.call`).
+        unsafe { self.request_raw.to_metadata() }
+    }
+
+    /// Sets the request metadata the handler will see (before it runs).
+    pub(crate) fn set_request_metadata(&self, metadata: Metadata) {
+        let _ = self.request_metadata.set(metadata);
+    }
+
+    /// A streaming handler is about to get `senders` sinks (a call whose core was made
+    /// before its handler, for interceptors).
+    pub(crate) fn add_senders(&self, senders: u32) {
+        self.core.state.add_senders(senders);
     }
 
     /// The request metadata, copied out of the core's array on first use.
@@ -483,6 +568,12 @@ impl ServerCallCore {
         let close = self.claim_close_op();
         let carries_close = close.is_some();
         let code = status.code();
+        if let Some(o) = self.core.observer() {
+            o.status(code, status.message());
+            if message.is_some() {
+                o.message_sent();
+            }
+        }
         let buffers = FinalBuffers {
             initial,
             message,
@@ -536,6 +627,14 @@ impl ServerCallCore {
         // core has finished writing `close.raw`.
         let cancelled = !success || unsafe { *self.close.raw.get() } != 0;
         self.close.cancelled.store(cancelled, Ordering::Release);
+        if let Some(o) = self.core.observer() {
+            if cancelled {
+                o.cancelled();
+            }
+            // After a normal close the status is known (it was sent before the close
+            // completed); after a cancellation nothing more will come.
+            o.end();
+        }
         // SeqCst pairs with `poll_cancelled`: either it sees `done`, or we see its `waited`
         // (and then take its waker under the lock).
         self.close.done.store(true, Ordering::SeqCst);

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use grpcore_sys as ffi;
 
 use super::client::{unary_batch, CallOptions, ResponseState, StatusState, UnaryCall};
-use super::core::CallCore;
+use super::core::{CallCore, CallObserver};
+use crate::interceptor::{run_client_chain, ChainObserver, ClientCallInfo};
 use super::raw::{op, OpList, RecvMetadata, SendMetadata};
 use super::streaming::{ClientStreamingCall, RequestSink, ResponseStream};
 use super::{Batch, Call, OnComplete};
@@ -87,22 +88,55 @@ impl Channel {
     ///
     /// The request is encoded and the call started right away; the future only waits.
     /// Use [`UnaryCall::wait`] to block instead of awaiting.
-    pub fn unary<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, request: &Req, opts: CallOptions) -> UnaryCall<Resp, C>
+    pub fn unary<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, request: &Req, mut opts: CallOptions) -> UnaryCall<Resp, C>
     where
         C: Codec<Req> + Codec<Resp>,
     {
         if let Err(e) = check_kind(method, MethodKind::Unary) {
             return UnaryCall::failed(e);
         }
+        let observer = match self.intercept(method.path(), MethodKind::Unary, &mut opts) {
+            Ok(observer) => observer,
+            Err(e) => return UnaryCall::failed(e),
+        };
         let batch = match unary_batch::<Req, C>(request) {
             Ok(batch) => batch,
             Err(e) => {
-                return UnaryCall::failed(Error::Codec(format!("failed to encode the request to {}: {e}", method.path())))
+                let e = Error::Codec(format!("failed to encode the request to {}: {e}", method.path()));
+                return UnaryCall::failed(ended_before_start(observer, e));
             }
         };
         match self.create_call(method.path(), method.static_path(), &opts) {
-            Ok(call) => UnaryCall::start(CallCore::client(call), &opts, batch),
-            Err(e) => UnaryCall::failed(e),
+            Ok(call) => UnaryCall::start(CallCore::client(call, observer), &opts, batch),
+            Err(e) => UnaryCall::failed(ended_before_start(observer, e)),
+        }
+    }
+
+    /// Runs the channel's interceptors, if any, on a call about to start: `opts` gets the
+    /// metadata as they left it, and the call the observer that reports its end to them.
+    /// A refusal fails the call with the interceptor's status, before anything is sent.
+    fn intercept(&self, path: &str, kind: MethodKind, opts: &mut CallOptions) -> Result<Option<Box<dyn CallObserver>>, Error> {
+        let Some(chain) = &self.inner.interceptors else {
+            return Ok(None);
+        };
+        let deadline = opts.deadline_instant();
+        let mut info = ClientCallInfo {
+            method: path.into(),
+            kind,
+            target: self.inner.target.clone(),
+            deadline,
+            metadata: opts.take_metadata(),
+        };
+        let observer = ChainObserver::client(chain.clone(), info.method.clone(), kind, deadline);
+        let result = run_client_chain(chain, &mut info);
+        opts.set_metadata(info.metadata);
+        match result {
+            Ok(()) => Ok(Some(Box::new(observer))),
+            Err(status) => {
+                observer.status(status.code(), status.message());
+                observer.end();
+                Err(Error::Rpc(status))
+            }
         }
     }
 
@@ -117,7 +151,7 @@ impl Channel {
         C: Codec<Req> + Codec<Resp>,
     {
         let started = check_kind(method, MethodKind::ClientStreaming).and_then(|()| {
-            let (core, _headers) = self.start_stream(method.path(), method.static_path(), &opts, None, false)?;
+            let (core, _headers) = self.start_stream(method, &opts, None, false)?;
             let response = Batch::new(ResponseState::new());
             // The response batch carries the final op (RECV_STATUS_ON_CLIENT).
             // SAFETY: the batch has not started; the ops point into its state.
@@ -146,7 +180,7 @@ impl Channel {
         let started = check_kind(method, MethodKind::ServerStreaming).and_then(|()| {
             let buf = ByteBuffer::encode::<Req, C>(request)
                 .map_err(|e| Error::Codec(format!("failed to encode the request to {}: {e}", method.path())))?;
-            let (core, headers) = self.start_stream(method.path(), method.static_path(), &opts, Some(buf), true)?;
+            let (core, headers) = self.start_stream(method, &opts, Some(buf), true)?;
             let status = start_status(&core)?;
             Ok((core, headers, status))
         });
@@ -160,7 +194,7 @@ impl Channel {
         C: Codec<Req> + Codec<Resp>,
     {
         let started = check_kind(method, MethodKind::Duplex).and_then(|()| {
-            let (core, headers) = self.start_stream(method.path(), method.static_path(), &opts, None, true)?;
+            let (core, headers) = self.start_stream(method, &opts, None, true)?;
             let status = start_status(&core)?;
             Ok((core, headers, status))
         });
@@ -170,16 +204,32 @@ impl Channel {
 
     /// Creates a streaming call and starts its opening batch: send headers (+ message +
     /// half-close), receive headers.
-    fn start_stream(
+    fn start_stream<A, B, C>(
         &self,
-        path: &str,
-        static_path: Option<&'static str>,
+        method: &Method<A, B, C>,
         opts: &CallOptions,
         request: Option<ByteBuffer>,
         recv_headers: bool,
     ) -> Result<(Arc<CallCore>, Arc<Batch<HeadersState>>), Error> {
-        let core = Arc::new(CallCore::client(self.create_call(path, static_path, opts)?));
+        // Interceptors may change the metadata: only then are the options copied.
+        let mut intercepted;
+        let (opts, observer) = match self.inner.interceptors {
+            None => (opts, None),
+            Some(_) => {
+                intercepted = opts.clone();
+                let observer = self.intercept(method.path(), method.kind(), &mut intercepted)?;
+                (&intercepted, observer)
+            }
+        };
+        let call = match self.create_call(method.path(), method.static_path(), opts) {
+            Ok(call) => call,
+            Err(e) => return Err(ended_before_start(observer, e)),
+        };
+        let core = Arc::new(CallCore::client(call, observer));
         let request_sent = request.is_some();
+        if let (true, Some(o)) = (request_sent, core.observer()) {
+            o.message_sent();
+        }
         let batch = Batch::new(HeadersState {
             send_md: opts.send_metadata(),
             message: request,
@@ -220,6 +270,16 @@ fn start_status(core: &CallCore) -> Result<Arc<Batch<StatusState>>, Error> {
         core.call.start_batch(&[op], batch.tag())?;
     }
     Ok(batch)
+}
+
+/// A call that failed before it started: its observer (if any) sees it end with `e`.
+fn ended_before_start(observer: Option<Box<dyn CallObserver>>, e: Error) -> Error {
+    if let Some(o) = observer {
+        let status = e.status();
+        o.status(status.code(), status.message());
+        o.end();
+    }
+    e
 }
 
 fn check_kind<A, B, C>(method: &Method<A, B, C>, kind: MethodKind) -> Result<(), Error> {

@@ -98,6 +98,11 @@ impl CallState {
         }
     }
 
+    /// Adds `senders` send handles (before any of them exists elsewhere).
+    pub(crate) fn add_senders(&self, senders: u32) {
+        self.0.fetch_add(senders * SENDER, Ordering::AcqRel);
+    }
+
     /// Claims the send side for one batch (a message, early headers).
     pub(crate) fn begin_send(&self) -> Result<SendGrant, SendRefused> {
         self.update(|cur| {

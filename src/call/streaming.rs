@@ -255,10 +255,15 @@ impl<Resp, C: Codec<Resp>> Future for ClientStreamingCall<Resp, C> {
                 // SAFETY: done, and this future is the batch's only Rust owner; the call is
                 // alive (held in `core`).
                 let result = unsafe { batch.state_mut().finish::<Resp, C>() };
-                core.set_status(match &result {
+                let status = match &result {
                     Ok(_) => Status::ok(),
                     Err(e) => e.status(),
-                });
+                };
+                if let (Ok(_), Some(o)) = (&result, core.observer()) {
+                    o.message_received();
+                }
+                core.observe_end(status.code(), status.message());
+                core.set_status(status);
                 Poll::Ready(result.map(|r| r.with_peer_of(core)))
             }
         }
@@ -426,6 +431,7 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
         // SAFETY: done; only reader; the call is alive.
         let (status, trailers) = unsafe { s.status.state_mut().finish() };
         s.trailing_metadata = Some(trailers);
+        s.core.observe_end(status.code(), status.message());
         s.core.set_status(status.clone());
         Poll::Ready((status.code() != Code::Ok).then_some(Err(Error::Rpc(status))))
     }

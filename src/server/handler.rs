@@ -16,6 +16,8 @@ use super::context::ServerContext;
 use super::limits::MessageLimits;
 use crate::buffer::ByteBuffer;
 use crate::call::core::ServerCallCore;
+use crate::interceptor::{run_server_chain, ChainObserver, ServerCallInfo, ServerChain};
+use crate::method::MethodKind;
 use crate::call::raw::RecvMetadata;
 use crate::call::Call;
 use crate::codec::Codec;
@@ -26,14 +28,21 @@ pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A call that arrived for a registered method.
 pub(crate) struct IncomingCall {
-    pub(crate) call: Call,
+    pub(crate) arrived: Arrived,
     pub(crate) method: Arc<str>,
     pub(crate) deadline: grpcore_sys::gpr_timespec,
-    /// The request metadata as the core received it (converted on first use).
-    pub(crate) metadata: RecvMetadata,
     pub(crate) payload: Option<ByteBuffer>,
     /// The message sizes to check here (lean mode).
     pub(crate) limits: MessageLimits,
+}
+
+/// How a call reaches its handler: as the core handed it over, or already inside its call
+/// core (interceptors ran first, on that core).
+pub(crate) enum Arrived {
+    /// The call and its request metadata as the core received it (converted on first use).
+    Call { call: Call, metadata: RecvMetadata },
+    /// The call's core, made before the handler (the handler adds its sinks to it).
+    Core(Arc<ServerCallCore>),
 }
 
 impl IncomingCall {
@@ -49,7 +58,13 @@ impl IncomingCall {
     /// The call's core, with `senders` sinks that its status waits for, and the handler's
     /// context over it.
     pub(crate) fn into_core(self, senders: u32) -> (Arc<ServerCallCore>, ServerContext) {
-        let server = ServerCallCore::new(self.call, self.metadata, senders);
+        let server = match self.arrived {
+            Arrived::Call { call, metadata } => ServerCallCore::new(call, metadata, senders, None),
+            Arrived::Core(server) => {
+                server.add_senders(senders);
+                server
+            }
+        };
         let ctx = ServerContext::new(server.clone(), self.method, self.deadline);
         (server, ctx)
     }
@@ -174,4 +189,63 @@ fn send_response<Resp, C: Codec<Resp>>(
         Ok(Err(status)) => server.send_final(None, &status),
         Err(panic) => server.send_final(None, &panic_status(&*panic)),
     }
+}
+
+/// Where an intercepted call's handler will be spawned, owned (the chain runs first, in a
+/// task of its own).
+#[derive(Clone)]
+pub(crate) enum OwnedSpawn {
+    Queue(Arc<crate::cq::CompletionQueue>),
+    User(Arc<dyn Fn(BoxFuture) + Send + Sync>),
+}
+
+impl OwnedSpawn {
+    fn as_spawn(&self) -> Spawn<'_> {
+        match self {
+            OwnedSpawn::Queue(cq) => Spawn::Queue(cq),
+            OwnedSpawn::User(f) => Spawn::User(&**f),
+        }
+    }
+}
+
+/// Serves a call of a method with interceptors: the call's core is made first (with an
+/// observer that reports its end to the chain, and a watch that sees a cancellation
+/// whenever it comes), the chain's start hooks run, and then the handler, or, if one
+/// refused, the refusal is the call's status (the request is never decoded).
+pub(crate) fn serve_intercepted(
+    chain: &ServerChain,
+    kind: MethodKind,
+    handler: Arc<dyn Handler>,
+    incoming: IncomingCall,
+    spawn: OwnedSpawn,
+) {
+    let Arrived::Call { call, metadata } = incoming.arrived else {
+        return handler.handle(incoming, spawn.as_spawn());
+    };
+    let deadline = crate::time::to_instant(incoming.deadline);
+    let observer = ChainObserver::server(chain.clone(), incoming.method.clone(), kind, deadline);
+    let server = ServerCallCore::new(call, metadata, 0, Some(Box::new(observer)));
+    if incoming.payload.is_some() {
+        if let Some(o) = server.core.observer() {
+            o.message_received();
+        }
+    }
+    server.watch_close();
+    let mut info = ServerCallInfo::new(server.clone(), incoming.method.clone(), kind, deadline);
+    let incoming = IncomingCall {
+        arrived: Arrived::Core(server.clone()),
+        ..incoming
+    };
+    let chain = chain.clone();
+    let later = spawn.clone();
+    spawn.as_spawn().spawn(async move {
+        match run_server_chain(&chain, &mut info).await {
+            Ok(()) => {
+                server.set_request_metadata(info.into_metadata());
+                drop(server);
+                handler.handle(incoming, later.as_spawn());
+            }
+            Err(status) => server.send_final(None, &status),
+        }
+    });
 }

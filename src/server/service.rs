@@ -9,6 +9,7 @@ use super::handler::{Handler, UnaryHandler};
 use super::streaming::{ClientStreamingHandler, DuplexHandler, ServerStreamingHandler};
 use crate::codec::Codec;
 use crate::error::Error;
+use crate::interceptor::{DynServerInterceptor, ServerInterceptor};
 use crate::method::{Method, MethodKind};
 use crate::status::Status;
 
@@ -23,7 +24,19 @@ pub(crate) struct MethodEntry {
 pub struct Service {
     pub(crate) name: String,
     pub(crate) methods: Vec<MethodEntry>,
+    /// The service's interceptors, outermost first (after the server's).
+    pub(crate) interceptors: Vec<Arc<dyn DynServerInterceptor>>,
     pub(crate) error: Option<Error>,
+}
+
+impl Service {
+    /// Adds an interceptor that sees every call of this service, after the server's
+    /// interceptors and this service's earlier ones (see [`interceptor`](crate::interceptor)).
+    /// Works on generated services too: `greeter_grpc::service(imp).intercept(..)`.
+    pub fn intercept(mut self, interceptor: impl ServerInterceptor) -> Service {
+        self.interceptors.push(Arc::new(interceptor));
+        self
+    }
 }
 
 impl std::fmt::Debug for Service {
@@ -55,6 +68,7 @@ impl ServiceBuilder {
             service: Service {
                 name: name.into(),
                 methods: Vec::new(),
+                interceptors: Vec::new(),
                 error: None,
             },
         }
@@ -163,6 +177,12 @@ impl ServiceBuilder {
             kind,
             handler,
         });
+        self
+    }
+
+    /// Adds an interceptor for every call of this service (see [`Service::intercept`]).
+    pub fn intercept(mut self, interceptor: impl ServerInterceptor) -> ServiceBuilder {
+        self.service = self.service.intercept(interceptor);
         self
     }
 

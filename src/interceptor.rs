@@ -1,0 +1,414 @@
+//! Interceptors: code that sees every call of a server, a service or a channel before it
+//! runs and after it ends.
+//!
+//! A [`ServerInterceptor`] sees an arrived call's method, kind, request metadata, deadline,
+//! peer and auth context before the request is decoded and the handler runs; it may change
+//! the metadata the handler sees, or refuse the call with a [`Status`] (sent in one batch;
+//! the handler never runs). A [`ClientInterceptor`] sees a call before it is sent and may
+//! change its request metadata or refuse it (the call then fails without reaching the
+//! network). Both observe the end of every call ([`CallEnd`]): its status, how long it took
+//! and how many messages went each way, for all four kinds of call, including calls
+//! cancelled by the peer and calls whose deadline expired.
+//!
+//! Order: on a server, the server's interceptors run first (outermost), then the service's,
+//! each in the order they were added; [`on_end`](ServerInterceptor::on_end) runs in the
+//! reverse order (innermost first). A refusal stops the chain: the interceptors after it do
+//! not run, and every interceptor still sees the call's end. The chain of each method is
+//! built once, when the server is built; a server or channel with no interceptor takes the
+//! same path as before interceptors existed.
+//!
+//! ```
+//! use grpcore::{ServerCallInfo, ServerInterceptor, Status};
+//!
+//! /// Refuses calls without an `authorization` header.
+//! struct RequireAuth;
+//!
+//! impl ServerInterceptor for RequireAuth {
+//!     async fn on_start(&self, call: &mut ServerCallInfo) -> Result<(), Status> {
+//!         if call.metadata().get("authorization").is_none() {
+//!             return Err(Status::new(grpcore::Code::Unauthenticated, "no credentials"));
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//! # let env = grpcore::Environment::new(1);
+//! let builder = grpcore::ServerBuilder::new(&env).intercept(RequireAuth);
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::call::core::{CallObserver, ServerCallCore};
+use crate::credentials::AuthContext;
+use crate::metadata::Metadata;
+use crate::method::MethodKind;
+use crate::status::{Code, Status};
+
+/// A server-side interceptor. Implement either method, or both (see the [module
+/// docs](self)).
+pub trait ServerInterceptor: Send + Sync + 'static {
+    /// Runs before the handler (and before the request is decoded). `Err` refuses the call
+    /// with that status.
+    fn on_start(&self, call: &mut ServerCallInfo) -> impl Future<Output = Result<(), Status>> + Send {
+        let _ = call;
+        std::future::ready(Ok(()))
+    }
+
+    /// Runs once when the call has ended, however it ended.
+    fn on_end(&self, end: &CallEnd) {
+        let _ = end;
+    }
+}
+
+/// A client-side interceptor. Implement either method, or both.
+///
+/// A client call starts when it is created (see [`Channel`](crate::Channel)), so the start
+/// hook is synchronous; metadata that must be fetched asynchronously (tokens) belongs in
+/// [`CallCredentials::from_async`](crate::CallCredentials::from_async).
+pub trait ClientInterceptor: Send + Sync + 'static {
+    /// Runs before the call is sent. `Err` fails the call with that status without sending
+    /// anything.
+    fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+        let _ = call;
+        Ok(())
+    }
+
+    /// Runs once when the call has ended, however it ended.
+    fn on_end(&self, end: &CallEnd) {
+        let _ = end;
+    }
+}
+
+/// An arrived call as a [`ServerInterceptor`] sees it.
+pub struct ServerCallInfo {
+    server: Arc<ServerCallCore>,
+    method: Arc<str>,
+    kind: MethodKind,
+    deadline: Option<Instant>,
+    metadata: Metadata,
+}
+
+impl std::fmt::Debug for ServerCallInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCallInfo")
+            .field("method", &self.method)
+            .field("kind", &self.kind)
+            .field("deadline", &self.deadline)
+            .field("metadata", &self.metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCallInfo {
+    /// The full method path, `/package.Service/Method`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The kind of the method.
+    pub fn kind(&self) -> MethodKind {
+        self.kind
+    }
+
+    /// The request metadata (headers) the client sent.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The request metadata, to change what the handler (and the next interceptors) see.
+    pub fn metadata_mut(&mut self) -> &mut Metadata {
+        &mut self.metadata
+    }
+
+    /// The call's deadline, if the client set one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The client's address as the core names it, e.g. `ipv4:127.0.0.1:43210`.
+    pub fn peer(&self) -> String {
+        self.server.core.peer()
+    }
+
+    /// How the connection is secured and who the client is (see [`AuthContext`]).
+    pub fn auth_context(&self) -> AuthContext {
+        AuthContext::of_call(&self.server.core.call)
+    }
+}
+
+/// A call about to be sent, as a [`ClientInterceptor`] sees it.
+#[derive(Debug)]
+pub struct ClientCallInfo {
+    pub(crate) method: Arc<str>,
+    pub(crate) kind: MethodKind,
+    pub(crate) target: Arc<str>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) metadata: Metadata,
+}
+
+impl ClientCallInfo {
+    /// The full method path, `/package.Service/Method`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The kind of the method.
+    pub fn kind(&self) -> MethodKind {
+        self.kind
+    }
+
+    /// The channel's target.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The call's deadline, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The request metadata the call will send.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The request metadata, to add or change entries.
+    pub fn metadata_mut(&mut self) -> &mut Metadata {
+        &mut self.metadata
+    }
+}
+
+/// How a call ended, as the interceptors' `on_end` sees it.
+#[derive(Clone, Debug)]
+pub struct CallEnd {
+    method: Arc<str>,
+    kind: MethodKind,
+    code: Code,
+    message: String,
+    elapsed: Duration,
+    sent: u64,
+    received: u64,
+}
+
+impl CallEnd {
+    /// The full method path.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The kind of the method.
+    pub fn kind(&self) -> MethodKind {
+        self.kind
+    }
+
+    /// The call's status code: the one sent (server) or received (client); `CANCELLED` for
+    /// a call cancelled by the peer or dropped unfinished, `DEADLINE_EXCEEDED` for one whose
+    /// deadline expired first.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    /// The status message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Time from the call's arrival (server) or start (client) to its end.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Messages this side sent (responses on a server, requests on a client).
+    pub fn messages_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Messages this side received.
+    pub fn messages_received(&self) -> u64 {
+        self.received
+    }
+}
+
+/// A server interceptor behind a pointer: the boxed-future form of [`ServerInterceptor`].
+pub(crate) trait DynServerInterceptor: Send + Sync + 'static {
+    fn start<'a>(&'a self, call: &'a mut ServerCallInfo) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send + 'a>>;
+    fn end(&self, end: &CallEnd);
+}
+
+impl<T: ServerInterceptor> DynServerInterceptor for T {
+    fn start<'a>(&'a self, call: &'a mut ServerCallInfo) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send + 'a>> {
+        Box::pin(self.on_start(call))
+    }
+
+    fn end(&self, end: &CallEnd) {
+        self.on_end(end)
+    }
+}
+
+/// The interceptors of one server method, outermost first.
+pub(crate) type ServerChain = Arc<[Arc<dyn DynServerInterceptor>]>;
+/// The interceptors of one channel, outermost first.
+pub(crate) type ClientChain = Arc<[Arc<dyn ClientInterceptor>]>;
+
+/// Whose `on_end` an observer calls.
+enum Chain {
+    Server(ServerChain),
+    Client(ClientChain),
+}
+
+/// Counts a call's messages, keeps its status, and tells the chain when it ends (once).
+pub(crate) struct ChainObserver {
+    chain: Chain,
+    method: Arc<str>,
+    kind: MethodKind,
+    started: Instant,
+    deadline: Option<Instant>,
+    sent: AtomicU64,
+    received: AtomicU64,
+    status: Mutex<Option<(Code, String)>>,
+    cancelled: AtomicBool,
+    ended: AtomicBool,
+}
+
+impl ChainObserver {
+    fn new(chain: Chain, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> ChainObserver {
+        ChainObserver {
+            chain,
+            method,
+            kind,
+            started: Instant::now(),
+            deadline,
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            status: Mutex::new(None),
+            cancelled: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn server(chain: ServerChain, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> ChainObserver {
+        ChainObserver::new(Chain::Server(chain), method, kind, deadline)
+    }
+
+    pub(crate) fn client(chain: ClientChain, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> ChainObserver {
+        ChainObserver::new(Chain::Client(chain), method, kind, deadline)
+    }
+
+    /// The call's code and message as they stand.
+    fn outcome(&self) -> (Code, String) {
+        if self.cancelled.load(Ordering::Acquire) {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return (Code::DeadlineExceeded, "the deadline expired".into());
+            }
+            return (Code::Cancelled, "the call was cancelled".into());
+        }
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| (Code::Cancelled, "the call ended without a status".into()))
+    }
+}
+
+impl CallObserver for ChainObserver {
+    fn message_sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn message_received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn status(&self, code: Code, message: &str) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if status.is_none() {
+            *status = Some((code, message.to_owned()));
+        }
+    }
+
+    fn cancelled(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    fn end(&self) {
+        if self.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (code, message) = self.outcome();
+        let end = CallEnd {
+            method: self.method.clone(),
+            kind: self.kind,
+            code,
+            message,
+            elapsed: self.started.elapsed(),
+            sent: self.sent.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+        };
+        // Innermost first, like a stack unwinding; a panicking observer does not keep the
+        // others from seeing the end, nor unwind into the completion queue.
+        let run = |f: &dyn Fn()| {
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                log::error!("an interceptor's on_end panicked: {}", crate::task::panic_message(&*panic));
+            }
+        };
+        match &self.chain {
+            Chain::Server(chain) => chain.iter().rev().for_each(|i| run(&|| i.end(&end))),
+            Chain::Client(chain) => chain.iter().rev().for_each(|i| run(&|| i.on_end(&end))),
+        }
+    }
+}
+
+impl ServerCallInfo {
+    pub(crate) fn new(server: Arc<ServerCallCore>, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> Self {
+        let metadata = server.request_metadata_copy();
+        ServerCallInfo {
+            server,
+            method,
+            kind,
+            deadline,
+            metadata,
+        }
+    }
+
+    /// The metadata as the interceptors left it.
+    pub(crate) fn into_metadata(self) -> Metadata {
+        self.metadata
+    }
+}
+
+/// Runs a server chain's start hooks in order; the first refusal stops it. A panicking
+/// interceptor refuses with `INTERNAL`.
+pub(crate) async fn run_server_chain(chain: &ServerChain, info: &mut ServerCallInfo) -> Result<(), Status> {
+    use futures_util::FutureExt;
+    for interceptor in chain.iter() {
+        match std::panic::AssertUnwindSafe(interceptor.start(info)).catch_unwind().await {
+            Ok(Ok(())) => {}
+            Ok(Err(status)) => return Err(status),
+            Err(panic) => {
+                let msg = crate::task::panic_message(&*panic);
+                log::error!("a server interceptor panicked: {msg}");
+                return Err(Status::internal(format!("an interceptor panicked: {msg}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a client chain's start hooks in order; the first refusal stops it.
+pub(crate) fn run_client_chain(chain: &ClientChain, info: &mut ClientCallInfo) -> Result<(), Status> {
+    for interceptor in chain.iter() {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| interceptor.on_start(info))) {
+            Ok(Ok(())) => {}
+            Ok(Err(status)) => return Err(status),
+            Err(panic) => {
+                let msg = crate::task::panic_message(&*panic);
+                log::error!("a client interceptor panicked: {msg}");
+                return Err(Status::internal(format!("an interceptor panicked: {msg}")));
+            }
+        }
+    }
+    Ok(())
+}

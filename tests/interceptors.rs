@@ -1,0 +1,380 @@
+//! Interceptors on both sides, all four kinds of call: what they see, metadata they change,
+//! refusals (seen by grpcio and grpc-js clients; the handler never runs), and the end of
+//! every call with its status, however it ended.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::StreamExt;
+use grpcore::{
+    CallEnd, CallOptions, ChannelBuilder, ClientCallInfo, ClientInterceptor, Code, Environment, Metadata, MethodKind,
+    ServerBuilder, ServerCallInfo, ServerInterceptor, ServiceBuilder, Status,
+};
+
+/// What a start hook saw: method, kind, whether a deadline was set, and the peer (server)
+/// or target (client).
+type Start = (String, MethodKind, bool, String);
+
+/// Records what it sees; adds `x-echo-intercepted` (which the echo handlers send back) and
+/// refuses calls that carry `x-refuse`.
+#[derive(Clone, Default)]
+struct Recorder {
+    starts: Arc<Mutex<Vec<Start>>>,
+    ends: Arc<Mutex<Vec<CallEnd>>>,
+}
+
+impl Recorder {
+    /// Waits (bounded) until `n` ends were seen; returns them.
+    fn ends(&self, n: usize) -> Vec<CallEnd> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ends = self.ends.lock().unwrap().clone();
+            if ends.len() >= n || Instant::now() > deadline {
+                assert_eq!(ends.len(), n, "ends seen: {ends:?}");
+                return ends;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl ServerInterceptor for Recorder {
+    async fn on_start(&self, call: &mut ServerCallInfo) -> Result<(), Status> {
+        self.starts.lock().unwrap().push((call.method().to_string(), call.kind(), call.deadline().is_some(), call.peer()));
+        if call.metadata().get("x-refuse").is_some() {
+            return Err(Status::new(Code::PermissionDenied, "refused by the interceptor"));
+        }
+        call.metadata_mut().append("x-echo-intercepted", "server").unwrap();
+        Ok(())
+    }
+
+    fn on_end(&self, end: &CallEnd) {
+        self.ends.lock().unwrap().push(end.clone());
+    }
+}
+
+impl ClientInterceptor for Recorder {
+    fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+        self.starts.lock().unwrap().push((call.method().to_string(), call.kind(), call.deadline().is_some(), call.target().to_string()));
+        if call.metadata().get("x-refuse").is_some() {
+            return Err(Status::new(Code::PermissionDenied, "refused on the client"));
+        }
+        call.metadata_mut().append("x-echo-intercepted", "client").unwrap();
+        Ok(())
+    }
+
+    fn on_end(&self, end: &CallEnd) {
+        self.ends.lock().unwrap().push(end.clone());
+    }
+}
+
+/// The echo service, counting the calls its handlers run.
+fn counted_echo_server(env: &Environment, interceptor: Recorder) -> (grpcore::Server, Arc<AtomicUsize>) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (r1, r2, r3, r4) = (runs.clone(), runs.clone(), runs.clone(), runs.clone());
+    let service = ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, move |req, ctx| {
+            r1.fetch_add(1, Ordering::SeqCst);
+            unary_echo(req, ctx)
+        })
+        .add_client_streaming(&CLIENT_STREAM, move |reqs, ctx| {
+            r2.fetch_add(1, Ordering::SeqCst);
+            client_stream_echo(reqs, ctx)
+        })
+        .add_server_streaming(&SERVER_STREAM, move |req, sink, ctx| {
+            r3.fetch_add(1, Ordering::SeqCst);
+            server_stream_echo(req, sink, ctx)
+        })
+        .add_duplex(&BIDI, move |reqs, sink, ctx| {
+            r4.fetch_add(1, Ordering::SeqCst);
+            bidi_echo(reqs, sink, ctx)
+        })
+        .build();
+    let server = ServerBuilder::new(env)
+        .intercept(interceptor)
+        .register_service(service)
+        .bind("127.0.0.1:0")
+        .build()
+        .unwrap();
+    (server, runs)
+}
+
+fn md(pairs: &[(&str, &str)]) -> Metadata {
+    let mut md = Metadata::new();
+    for (k, v) in pairs {
+        md.append(k, v).unwrap();
+    }
+    md
+}
+
+/// Runs one call of each kind; returns the value of `x-echo-intercepted` each handler saw
+/// (echoed back in the response headers).
+async fn one_of_each(channel: &grpcore::Channel, opts: CallOptions) -> Vec<Option<String>> {
+    let header = |md: &Metadata| md.get("x-echo-intercepted").map(str::to_string);
+    let mut seen = Vec::new();
+    let reply = channel.unary(&UNARY, &request("u", 1), opts.clone()).await.unwrap();
+    seen.push(header(reply.initial_metadata()));
+
+    let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, opts.clone());
+    sink.send(request("c", 1)).await.unwrap();
+    sink.close().await.unwrap();
+    seen.push(header(response.await.unwrap().initial_metadata()));
+
+    let mut stream = channel.server_streaming(&SERVER_STREAM, &request("s", 2), opts.clone());
+    seen.push(header(stream.initial_metadata().await.unwrap()));
+    while let Some(item) = stream.next().await {
+        item.unwrap();
+    }
+
+    let (mut sink, mut stream) = channel.duplex(&BIDI, opts);
+    sink.send(request("d", 1)).await.unwrap();
+    seen.push(header(stream.initial_metadata().await.unwrap()));
+    stream.next().await.unwrap().unwrap();
+    sink.close().await.unwrap();
+    assert!(stream.next().await.is_none());
+    seen
+}
+
+#[test]
+fn a_server_interceptor_sees_every_kind_and_changes_the_metadata_handlers_see() {
+    let env = Environment::new(1);
+    let recorder = Recorder::default();
+    let (server, runs) = counted_echo_server(&env, recorder.clone());
+    let port = server.port();
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{port}")).unwrap();
+    let opts = CallOptions::new().timeout(Duration::from_secs(20));
+    let seen = futures::executor::block_on(one_of_each(&channel, opts));
+    assert_eq!(seen, vec![Some("server".to_string()); 4], "every handler saw the interceptor's entry");
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+
+    let starts = recorder.starts.lock().unwrap().clone();
+    let kinds: Vec<_> = starts.iter().map(|s| (s.0.as_str(), s.1)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("/grpcore.test.Echo/Unary", MethodKind::Unary),
+            ("/grpcore.test.Echo/ClientStream", MethodKind::ClientStreaming),
+            ("/grpcore.test.Echo/ServerStream", MethodKind::ServerStreaming),
+            ("/grpcore.test.Echo/Bidi", MethodKind::Duplex),
+        ]
+    );
+    assert!(starts.iter().all(|s| s.2), "every call carried its deadline");
+    assert!(starts.iter().all(|s| s.3.contains("127.0.0.1")), "peers: {starts:?}");
+
+    // Each end, with the messages that went each way (server streaming answers seq = 2
+    // messages).
+    let ends = recorder.ends(4);
+    let by_kind = |k: MethodKind| ends.iter().find(|e| e.kind() == k).unwrap();
+    for e in &ends {
+        assert_eq!(e.code(), Code::Ok, "{e:?}");
+    }
+    assert_eq!((by_kind(MethodKind::Unary).messages_received(), by_kind(MethodKind::Unary).messages_sent()), (1, 1));
+    assert_eq!(
+        (by_kind(MethodKind::ClientStreaming).messages_received(), by_kind(MethodKind::ClientStreaming).messages_sent()),
+        (1, 1)
+    );
+    assert_eq!(
+        (by_kind(MethodKind::ServerStreaming).messages_received(), by_kind(MethodKind::ServerStreaming).messages_sent()),
+        (1, 2)
+    );
+    assert_eq!((by_kind(MethodKind::Duplex).messages_received(), by_kind(MethodKind::Duplex).messages_sent()), (1, 1));
+}
+
+/// Runs a peer's raw client (`tests/peers/*/raw_call.*`); returns the status code number.
+fn peer_call(program: &str, script: &str, target: &str, kind: &str, path: &str, metadata: &[&str]) -> i32 {
+    let out = Command::new(program)
+        .arg(format!("{}/{script}", env!("CARGO_MANIFEST_DIR")))
+        .args([target, kind, path])
+        .args(metadata)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} {script}: {e} (run scripts/setup.sh to install the peers)"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("CODE ")).unwrap_or_else(|| {
+        panic!("{script} printed no status: {stdout} {}", String::from_utf8_lossy(&out.stderr))
+    });
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_refusal_reaches_grpcio_and_grpc_js_clients_and_no_handler_runs() {
+    let env = Environment::new(1);
+    let recorder = Recorder::default();
+    let (server, runs) = counted_echo_server(&env, recorder.clone());
+    let target = format!("127.0.0.1:{}", server.port());
+    let calls = [
+        ("unary", "/grpcore.test.Echo/Unary"),
+        ("client_stream", "/grpcore.test.Echo/ClientStream"),
+        ("server_stream", "/grpcore.test.Echo/ServerStream"),
+        ("bidi", "/grpcore.test.Echo/Bidi"),
+    ];
+    let peers = [(python(), "tests/peers/python/raw_call.py"), ("node".to_string(), "tests/peers/node/raw_call.js")];
+    for (program, script) in &peers {
+        for (kind, path) in calls {
+            let code = peer_call(program, script, &target, kind, path, &["x-refuse=1"]);
+            assert_eq!(code, Code::PermissionDenied as i32, "{script} {kind}");
+        }
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "no handler ran for a refused call");
+    // The same calls without the refusal reach the handlers.
+    for (program, script) in &peers {
+        for (kind, path) in calls {
+            assert_eq!(peer_call(program, script, &target, kind, path, &[]), 0, "{script} {kind}");
+        }
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 8);
+    let ends = recorder.ends(16);
+    assert_eq!(ends.iter().filter(|e| e.code() == Code::PermissionDenied).count(), 8);
+    assert_eq!(ends.iter().filter(|e| e.code() == Code::Ok).count(), 8);
+}
+
+#[test]
+fn the_server_sees_how_every_call_ended() {
+    let env = Environment::new(2);
+    let recorder = Recorder::default();
+    let (server, _runs) = counted_echo_server(&env, recorder.clone());
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let opts = || CallOptions::new().timeout(Duration::from_secs(20));
+
+    // OK, a handler's error, a panic.
+    channel.unary(&UNARY, &request("ok", 1), opts()).wait().unwrap();
+    let failing = EchoRequest { fail_code: Code::NotFound as i32, fail_message: "nothing here".into(), ..request("f", 2) };
+    assert_eq!(channel.unary(&UNARY, &failing, opts()).wait().unwrap_err().code(), Code::NotFound);
+    assert_eq!(channel.unary(&UNARY, &request("panic", 3), opts()).wait().unwrap_err().code(), Code::Internal);
+    // A client that cancels mid-stream.
+    let mut stream = channel.server_streaming(&SERVER_STREAM, &EchoRequest { sleep_ms: 200, ..request("s", 50) }, opts());
+    futures::executor::block_on(stream.next()).unwrap().unwrap();
+    stream.cancel();
+    drop(stream);
+    // A deadline that expires while the handler sleeps.
+    let slow = EchoRequest { sleep_ms: 5_000, ..request("slow", 5) };
+    let err = channel.unary(&UNARY, &slow, CallOptions::new().timeout(Duration::from_millis(200))).wait().unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+
+    let ends = recorder.ends(5);
+    let codes: Vec<Code> = ends.iter().map(CallEnd::code).collect();
+    for expected in [Code::Ok, Code::NotFound, Code::Internal, Code::Cancelled, Code::DeadlineExceeded] {
+        assert!(codes.contains(&expected), "{expected:?} in {codes:?}");
+    }
+    let not_found = ends.iter().find(|e| e.code() == Code::NotFound).unwrap();
+    assert_eq!(not_found.message(), "nothing here");
+    let deadline = ends.iter().find(|e| e.code() == Code::DeadlineExceeded).unwrap();
+    assert!(deadline.elapsed() >= Duration::from_millis(150), "{deadline:?}");
+}
+
+#[test]
+fn service_interceptors_run_after_the_servers_and_only_for_their_service() {
+    let env = Environment::new(1);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    struct Named(&'static str, Arc<Mutex<Vec<&'static str>>>);
+    impl ServerInterceptor for Named {
+        async fn on_start(&self, _call: &mut ServerCallInfo) -> Result<(), Status> {
+            self.1.lock().unwrap().push(self.0);
+            Ok(())
+        }
+        fn on_end(&self, _end: &CallEnd) {
+            self.1.lock().unwrap().push(self.0);
+        }
+    }
+    let other = ServiceBuilder::new("grpcore.test.Other")
+        .add_unary(&grpcore::Method::<EchoRequest, EchoResponse, grpcore::ProstCodec>::unary("/grpcore.test.Other/Unary"), unary_echo)
+        .build();
+    let server = ServerBuilder::new(&env)
+        .intercept(Named("server-1", order.clone()))
+        .intercept(Named("server-2", order.clone()))
+        .register_service(echo_service().intercept(Named("service", order.clone())))
+        .register_service(other)
+        .bind("127.0.0.1:0")
+        .build()
+        .unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    channel.unary(&UNARY, &request("x", 1), CallOptions::new()).wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while order.lock().unwrap().len() < 6 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(*order.lock().unwrap(), vec!["server-1", "server-2", "service", "service", "server-2", "server-1"]);
+    order.lock().unwrap().clear();
+    const OTHER: grpcore::Method<EchoRequest, EchoResponse, grpcore::ProstCodec> = grpcore::Method::unary("/grpcore.test.Other/Unary");
+    channel.unary(&OTHER, &request("y", 2), CallOptions::new()).wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while order.lock().unwrap().len() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(*order.lock().unwrap(), vec!["server-1", "server-2", "server-2", "server-1"]);
+}
+
+#[test]
+fn a_client_interceptors_metadata_reaches_a_grpcio_server_on_every_kind() {
+    let env = Environment::new(1);
+    let peer = python_server(&[]);
+    let recorder = Recorder::default();
+    let channel = ChannelBuilder::new(&env).intercept(recorder.clone()).connect(&format!("127.0.0.1:{}", peer.port)).unwrap();
+    let seen = futures::executor::block_on(one_of_each(&channel, CallOptions::new().timeout(Duration::from_secs(20))));
+    assert_eq!(seen, vec![Some("client".to_string()); 4], "grpcio echoed the interceptor's entry on every kind");
+    let starts = recorder.starts.lock().unwrap().clone();
+    assert!(starts.iter().all(|s| s.3 == format!("127.0.0.1:{}", peer.port)), "targets: {starts:?}");
+    let ends = recorder.ends(4);
+    assert!(ends.iter().all(|e| e.code() == Code::Ok), "{ends:?}");
+    let server_streaming = ends.iter().find(|e| e.kind() == MethodKind::ServerStreaming).unwrap();
+    assert_eq!((server_streaming.messages_sent(), server_streaming.messages_received()), (1, 2));
+}
+
+#[test]
+fn a_client_refusal_sends_nothing() {
+    let env = Environment::new(1);
+    let server_side = Recorder::default();
+    let (server, runs) = counted_echo_server(&env, server_side.clone());
+    let recorder = Recorder::default();
+    let channel = ChannelBuilder::new(&env).intercept(recorder.clone()).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let refused = CallOptions::new().metadata(md(&[("x-refuse", "1")]));
+    let err = channel.unary(&UNARY, &request("x", 1), refused.clone()).wait().unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, refused.clone());
+    assert_eq!(sink.send_blocking(request("x", 1)).unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(response.wait().unwrap_err().code(), Code::PermissionDenied);
+    let err = channel.server_streaming(&SERVER_STREAM, &request("x", 1), refused.clone()).into_blocking_iter().next().unwrap();
+    assert_eq!(err.unwrap_err().code(), Code::PermissionDenied);
+    let (_sink, stream) = channel.duplex(&BIDI, refused);
+    assert_eq!(stream.into_blocking_iter().next().unwrap().unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(recorder.ends(4).iter().filter(|e| e.code() == Code::PermissionDenied).count(), 4);
+    // Nothing reached the server: no interceptor start there, no handler.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(server_side.starts.lock().unwrap().is_empty());
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn the_client_sees_how_every_call_ended() {
+    let env = Environment::new(2);
+    let server = start_echo_server(&env);
+    let recorder = Recorder::default();
+    let channel = ChannelBuilder::new(&env).intercept(recorder.clone()).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let opts = || CallOptions::new().timeout(Duration::from_secs(20));
+    channel.unary(&UNARY, &request("ok", 1), opts()).wait().unwrap();
+    let failing = EchoRequest { fail_code: Code::Aborted as i32, fail_message: "try again".into(), ..request("f", 2) };
+    channel.unary(&UNARY, &failing, opts()).wait().unwrap_err();
+    // Cancelled by dropping the stream mid-way.
+    let mut stream = channel.server_streaming(&SERVER_STREAM, &EchoRequest { sleep_ms: 200, ..request("s", 50) }, opts());
+    futures::executor::block_on(stream.next()).unwrap().unwrap();
+    drop(stream);
+    // A deadline.
+    let slow = EchoRequest { sleep_ms: 5_000, ..request("slow", 5) };
+    channel.unary(&UNARY, &slow, CallOptions::new().timeout(Duration::from_millis(200))).wait().unwrap_err();
+    // An upload dropped before close: cancelled.
+    let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, opts());
+    sink.send_blocking(request("c", 1)).unwrap();
+    drop(sink);
+    assert_eq!(response.wait().unwrap_err().code(), Code::Cancelled);
+
+    let ends = recorder.ends(5);
+    let codes: Vec<Code> = ends.iter().map(CallEnd::code).collect();
+    assert_eq!(codes, vec![Code::Ok, Code::Aborted, Code::Cancelled, Code::DeadlineExceeded, Code::Cancelled]);
+    assert_eq!(ends[1].message(), "try again");
+    assert_eq!((ends[0].messages_sent(), ends[0].messages_received()), (1, 1));
+    assert_eq!((ends[4].messages_sent(), ends[4].messages_received()), (1, 0));
+}
