@@ -35,6 +35,9 @@
 //! let builder = grpcore::ServerBuilder::new(&env).intercept(RequireAuth);
 //! ```
 
+use std::any::{Any, TypeId};
+use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,6 +49,60 @@ use crate::credentials::AuthContext;
 use crate::metadata::Metadata;
 use crate::method::MethodKind;
 use crate::status::{Code, Status};
+
+/// Values of any type attached to one call, one per type: what an interceptor keeps from a
+/// call's start to its end (a start time, a span), or hands to the handler
+/// ([`ServerContext::extension`](crate::ServerContext::extension)) and to the calls the
+/// handler makes on its client's behalf ([`ClientCallInfo::parent_extension`]).
+#[derive(Default)]
+pub struct Extensions {
+    /// Allocated with the first value: most calls attach none.
+    map: Option<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+}
+
+/// No values (what `CallEnd::extensions` lends when the interceptors attached none).
+static NO_EXTENSIONS: Extensions = Extensions { map: None };
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Extensions({} values)", self.len())
+    }
+}
+
+impl Extensions {
+    /// Attaches `value`, returning the value of the same type it replaces.
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) -> Option<T> {
+        self.map
+            .get_or_insert_with(HashMap::new)
+            .insert(TypeId::of::<T>(), Box::new(value))
+            .and_then(|old| old.downcast().ok().map(|b| *b))
+    }
+
+    /// The value of type `T`, if one is attached.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.map.as_ref()?.get(&TypeId::of::<T>()).and_then(|b| b.downcast_ref())
+    }
+
+    /// The value of type `T`, mutably.
+    pub fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
+        self.map.as_mut()?.get_mut(&TypeId::of::<T>()).and_then(|b| b.downcast_mut())
+    }
+
+    /// Detaches the value of type `T`.
+    pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
+        self.map.as_mut()?.remove(&TypeId::of::<T>()).and_then(|b| b.downcast().ok().map(|b| *b))
+    }
+
+    /// How many values are attached.
+    pub fn len(&self) -> usize {
+        self.map.as_ref().map_or(0, HashMap::len)
+    }
+
+    /// True when no value is attached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// A server-side interceptor. Implement either method, or both (see the [module
 /// docs](self)).
@@ -88,7 +145,9 @@ pub struct ServerCallInfo {
     method: Arc<str>,
     kind: MethodKind,
     deadline: Option<Instant>,
-    metadata: Metadata,
+    /// Copied out of the core's array when an interceptor first looks.
+    metadata: OnceCell<Metadata>,
+    extensions: Extensions,
 }
 
 impl std::fmt::Debug for ServerCallInfo {
@@ -97,7 +156,7 @@ impl std::fmt::Debug for ServerCallInfo {
             .field("method", &self.method)
             .field("kind", &self.kind)
             .field("deadline", &self.deadline)
-            .field("metadata", &self.metadata)
+            .field("metadata", &self.metadata.get())
             .finish_non_exhaustive()
     }
 }
@@ -115,12 +174,13 @@ impl ServerCallInfo {
 
     /// The request metadata (headers) the client sent.
     pub fn metadata(&self) -> &Metadata {
-        &self.metadata
+        self.metadata.get_or_init(|| self.server.request_metadata_copy())
     }
 
     /// The request metadata, to change what the handler (and the next interceptors) see.
     pub fn metadata_mut(&mut self) -> &mut Metadata {
-        &mut self.metadata
+        self.metadata();
+        self.metadata.get_mut().expect("initialised above")
     }
 
     /// The call's deadline, if the client set one.
@@ -137,16 +197,43 @@ impl ServerCallInfo {
     pub fn auth_context(&self) -> AuthContext {
         AuthContext::of_call(&self.server.core.call)
     }
+
+    /// Values attached to this call: the handler reads them with
+    /// [`ServerContext::extension`](crate::ServerContext::extension), `on_end` with
+    /// [`CallEnd::extensions`].
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Values attached to this call, to attach more.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
 }
 
 /// A call about to be sent, as a [`ClientInterceptor`] sees it.
-#[derive(Debug)]
 pub struct ClientCallInfo {
     pub(crate) method: Arc<str>,
     pub(crate) kind: MethodKind,
     pub(crate) target: Arc<str>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) metadata: Metadata,
+    pub(crate) extensions: Extensions,
+    /// The server call this call is a child of ([`CallOptions::parent`](crate::CallOptions::parent)).
+    pub(crate) parent: Option<Arc<ServerCallCore>>,
+}
+
+impl std::fmt::Debug for ClientCallInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCallInfo")
+            .field("method", &self.method)
+            .field("kind", &self.kind)
+            .field("target", &self.target)
+            .field("deadline", &self.deadline)
+            .field("metadata", &self.metadata)
+            .field("has_parent", &self.parent.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientCallInfo {
@@ -179,6 +266,19 @@ impl ClientCallInfo {
     pub fn metadata_mut(&mut self) -> &mut Metadata {
         &mut self.metadata
     }
+
+    /// Values attached to this call, read back in `on_end` ([`CallEnd::extensions`]).
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    /// A copy of the value of type `T` that the server interceptors of this call's parent
+    /// attached to it (when the call was made with
+    /// [`CallOptions::parent`](crate::CallOptions::parent)): how a trace crosses from a
+    /// handler's call to the calls it makes.
+    pub fn parent_extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.parent.as_ref().and_then(|p| p.extension::<T>())
+    }
 }
 
 /// How a call ended, as the interceptors' `on_end` sees it.
@@ -191,6 +291,8 @@ pub struct CallEnd {
     elapsed: Duration,
     sent: u64,
     received: u64,
+    /// `None` when the interceptors attached nothing (no allocation per call).
+    extensions: Option<Arc<Extensions>>,
 }
 
 impl CallEnd {
@@ -229,6 +331,11 @@ impl CallEnd {
     /// Messages this side received.
     pub fn messages_received(&self) -> u64 {
         self.received
+    }
+
+    /// The values the interceptors attached to the call.
+    pub fn extensions(&self) -> &Extensions {
+        self.extensions.as_deref().unwrap_or(&NO_EXTENSIONS)
     }
 }
 
@@ -271,6 +378,8 @@ pub(crate) struct ChainObserver {
     status: Mutex<Option<(Code, String)>>,
     cancelled: AtomicBool,
     ended: AtomicBool,
+    /// Values attached by the start hooks (moved here when the chain has run).
+    extensions: Mutex<Extensions>,
 }
 
 impl ChainObserver {
@@ -286,7 +395,13 @@ impl ChainObserver {
             status: Mutex::new(None),
             cancelled: AtomicBool::new(false),
             ended: AtomicBool::new(false),
+            extensions: Mutex::new(Extensions::default()),
         }
+    }
+
+    /// Keeps the values the start hooks attached, for the handler and the end.
+    pub(crate) fn set_extensions(&self, extensions: Extensions) {
+        *self.extensions.lock().unwrap_or_else(|e| e.into_inner()) = extensions;
     }
 
     pub(crate) fn server(chain: ServerChain, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> ChainObserver {
@@ -333,6 +448,14 @@ impl CallObserver for ChainObserver {
         self.cancelled.store(true, Ordering::Release);
     }
 
+    fn extension(&self, read: &mut dyn FnMut(&Extensions)) {
+        read(&self.extensions.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn set_extensions(&self, extensions: Extensions) {
+        ChainObserver::set_extensions(self, extensions)
+    }
+
     fn end(&self) {
         if self.ended.swap(true, Ordering::AcqRel) {
             return;
@@ -346,6 +469,10 @@ impl CallObserver for ChainObserver {
             elapsed: self.started.elapsed(),
             sent: self.sent.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
+            extensions: {
+                let extensions = std::mem::take(&mut *self.extensions.lock().unwrap_or_else(|e| e.into_inner()));
+                (!extensions.is_empty()).then(|| Arc::new(extensions))
+            },
         };
         // Innermost first, like a stack unwinding; a panicking observer does not keep the
         // others from seeing the end, nor unwind into the completion queue.
@@ -363,19 +490,20 @@ impl CallObserver for ChainObserver {
 
 impl ServerCallInfo {
     pub(crate) fn new(server: Arc<ServerCallCore>, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> Self {
-        let metadata = server.request_metadata_copy();
         ServerCallInfo {
             server,
             method,
             kind,
             deadline,
-            metadata,
+            metadata: OnceCell::new(),
+            extensions: Extensions::default(),
         }
     }
 
-    /// The metadata as the interceptors left it.
-    pub(crate) fn into_metadata(self) -> Metadata {
-        self.metadata
+    /// The metadata (if an interceptor looked at it) and extensions as the interceptors left
+    /// them.
+    pub(crate) fn into_parts(self) -> (Option<Metadata>, Extensions) {
+        (self.metadata.into_inner(), self.extensions)
     }
 }
 

@@ -66,7 +66,7 @@ pub use codec::ProstCodec;
 pub use codec::ProtobufCodec;
 pub use env::{EnvBuilder, Environment, JoinHandle};
 pub use error::{Error, Result};
-pub use interceptor::{CallEnd, ClientCallInfo, ClientInterceptor, ServerCallInfo, ServerInterceptor};
+pub use interceptor::{CallEnd, ClientCallInfo, ClientInterceptor, Extensions, ServerCallInfo, ServerInterceptor};
 pub use metadata::Metadata;
 pub use method::{Method, MethodKind};
 pub use request::{ClientStreamingRequest, DuplexRequest, MessageFuture, ServerStreamingRequest, UnaryRequest};

@@ -378,3 +378,119 @@ fn the_client_sees_how_every_call_ended() {
     assert_eq!((ends[0].messages_sent(), ends[0].messages_received()), (1, 1));
     assert_eq!((ends[4].messages_sent(), ends[4].messages_received()), (1, 0));
 }
+
+/// A value an interceptor attaches to a call.
+#[derive(Clone, Debug, PartialEq)]
+struct RequestTag(String);
+
+/// Attaches the request's `x-tag` to the call, and records the tag each call ended with.
+#[derive(Clone, Default)]
+struct Tagger {
+    ended_with: Arc<Mutex<Vec<Option<RequestTag>>>>,
+}
+
+impl ServerInterceptor for Tagger {
+    async fn on_start(&self, call: &mut ServerCallInfo) -> Result<(), Status> {
+        if let Some(tag) = call.metadata().get("x-tag").map(str::to_string) {
+            call.extensions_mut().insert(RequestTag(tag));
+        }
+        Ok(())
+    }
+
+    fn on_end(&self, end: &CallEnd) {
+        self.ended_with.lock().unwrap().push(end.extensions().get::<RequestTag>().cloned());
+    }
+}
+
+/// Copies the parent call's tag into a child call's metadata (`x-echo-tag`, which the echo
+/// server sends back).
+struct PassTag;
+
+impl ClientInterceptor for PassTag {
+    fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+        if let Some(RequestTag(tag)) = call.parent_extension::<RequestTag>() {
+            call.metadata_mut().append("x-echo-tag", &tag).unwrap();
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn extensions_reach_the_handler_the_end_and_the_handlers_child_calls() {
+    let env = Environment::new(2);
+    let backend = start_echo_server(&env);
+    let child_channel =
+        ChannelBuilder::new(&env).intercept(PassTag).connect(&format!("127.0.0.1:{}", backend.port())).unwrap();
+    let tagger = Tagger::default();
+    let front = ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, move |req: EchoRequest, ctx: grpcore::ServerContext| {
+            let child_channel = child_channel.clone();
+            async move {
+                let seen_by_handler = ctx.extension::<RequestTag>().map(|t| t.0).unwrap_or_default();
+                let child = child_channel
+                    .unary(&UNARY, &req, CallOptions::new().parent(&ctx))
+                    .await
+                    .map_err(|e| e.status())?;
+                let passed_on = child.initial_metadata().get("x-echo-tag").unwrap_or("").to_string();
+                Ok(EchoResponse { message: format!("{seen_by_handler}|{passed_on}"), seq: req.seq, payload: vec![] })
+            }
+        })
+        .build()
+        .intercept(tagger.clone());
+    let server = ServerBuilder::new(&env).register_service(front).bind("127.0.0.1:0").build().unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let reply = channel
+        .unary(&UNARY, &request("x", 1), CallOptions::new().metadata(md(&[("x-tag", "t-42")])).timeout(Duration::from_secs(20)))
+        .wait()
+        .unwrap();
+    assert_eq!(reply.message().message, "t-42|t-42", "the handler and the child call saw the tag");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tagger.ended_with.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(*tagger.ended_with.lock().unwrap(), vec![Some(RequestTag("t-42".into()))]);
+}
+
+/// Waits on another thread before it lets a call through (an interceptor that really awaits:
+/// the chain leaves the queue thread's dispatch and resumes in a task).
+struct Waits;
+
+impl ServerInterceptor for Waits {
+    async fn on_start(&self, call: &mut ServerCallInfo) -> Result<(), Status> {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            let _ = tx.send(());
+        });
+        rx.await.map_err(|_| Status::internal("the waiting thread went away"))?;
+        call.metadata_mut().append("x-echo-waited", "yes").unwrap();
+        Ok(())
+    }
+}
+
+#[test]
+fn an_interceptor_that_waits_resumes_every_kind() {
+    let env = Environment::new(1);
+    let server = ServerBuilder::new(&env).intercept(Waits).register_service(echo_service()).bind("127.0.0.1:0").build().unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let reply = channel.unary(&UNARY, &request("w", 1), CallOptions::new().timeout(Duration::from_secs(20))).wait().unwrap();
+    assert_eq!(reply.initial_metadata().get("x-echo-waited"), Some("yes"));
+    let seen = futures::executor::block_on(async {
+        let calls = (0..20).map(|i| {
+            let channel = channel.clone();
+            async move { channel.unary(&UNARY, &request("w", i), CallOptions::new().timeout(Duration::from_secs(20))).await.unwrap().message().seq }
+        });
+        futures::future::join_all(calls).await
+    });
+    assert_eq!(seen, (0..20).collect::<Vec<i64>>());
+    let mut stream = channel.server_streaming(&SERVER_STREAM, &request("s", 3), CallOptions::new().timeout(Duration::from_secs(20)));
+    let n = futures::executor::block_on(async {
+        let mut n = 0;
+        while let Some(item) = stream.next().await {
+            item.unwrap();
+            n += 1;
+        }
+        n
+    });
+    assert_eq!(n, 3);
+}

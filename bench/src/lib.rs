@@ -107,3 +107,11 @@ pub fn benchmark_service() -> Service {
         })
         .build()
 }
+
+/// An interceptor that does nothing, on both sides: installed by `--interceptors K` to price
+/// the interceptor seam itself (an observer per call, the start hooks, the end report).
+pub struct NoopInterceptor;
+
+impl grpcore::ServerInterceptor for NoopInterceptor {}
+
+impl grpcore::ClientInterceptor for NoopInterceptor {}

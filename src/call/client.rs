@@ -109,6 +109,10 @@ impl CallOptions {
         self
     }
 
+    pub(crate) fn parent_link(&self) -> Option<&ParentCall> {
+        self.parent.as_ref()
+    }
+
     pub(crate) fn parent_call(&self) -> Option<&Call> {
         self.parent.as_ref().map(ParentCall::call)
     }

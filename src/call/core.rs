@@ -58,6 +58,10 @@ pub(crate) trait CallObserver: Send + Sync + 'static {
     fn cancelled(&self);
     /// The call is over: report it (only the first of these does anything).
     fn end(&self);
+    /// Lends the values the interceptors attached to the call.
+    fn extension(&self, read: &mut dyn FnMut(&crate::interceptor::Extensions));
+    /// Keeps the values the start hooks attached.
+    fn set_extensions(&self, extensions: crate::interceptor::Extensions);
 }
 
 /// One call: the core's call and its state word.
@@ -360,6 +364,10 @@ impl ParentCall {
     pub(crate) fn call(&self) -> &Call {
         &self.0.core.call
     }
+
+    pub(crate) fn server(&self) -> &Arc<ServerCallCore> {
+        &self.0
+    }
 }
 
 /// The metadata a handler chooses for its response.
@@ -507,6 +515,15 @@ impl ServerCallCore {
     /// before its handler, for interceptors).
     pub(crate) fn add_senders(&self, senders: u32) {
         self.core.state.add_senders(senders);
+    }
+
+    /// A copy of the value of type `T` the interceptors attached to this call.
+    pub(crate) fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        let mut found = None;
+        if let Some(o) = self.core.observer() {
+            o.extension(&mut |ext| found = ext.get::<T>().cloned());
+        }
+        found
     }
 
     /// The request metadata, copied out of the core's array on first use.

@@ -14,7 +14,7 @@ use grpcore_sys as ffi;
 
 use super::client::{unary_batch, CallOptions, ResponseState, StatusState, UnaryCall};
 use super::core::{CallCore, CallObserver};
-use crate::interceptor::{run_client_chain, ChainObserver, ClientCallInfo};
+use crate::interceptor::{run_client_chain, ChainObserver, ClientCallInfo, Extensions};
 use super::raw::{op, OpList, RecvMetadata, SendMetadata};
 use super::streaming::{ClientStreamingCall, RequestSink, ResponseStream};
 use super::{Batch, Call, OnComplete};
@@ -126,10 +126,13 @@ impl Channel {
             target: self.inner.target.clone(),
             deadline,
             metadata: opts.take_metadata(),
+            extensions: Extensions::default(),
+            parent: opts.parent_link().map(|p| p.server().clone()),
         };
         let observer = ChainObserver::client(chain.clone(), info.method.clone(), kind, deadline);
         let result = run_client_chain(chain, &mut info);
         opts.set_metadata(info.metadata);
+        observer.set_extensions(info.extensions);
         match result {
             Ok(()) => Ok(Some(Box::new(observer))),
             Err(status) => {

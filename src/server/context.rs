@@ -70,6 +70,13 @@ impl ServerContext {
         self.deadline().map(|d| d.saturating_duration_since(Instant::now()))
     }
 
+    /// A copy of the value of type `T` that an interceptor attached to this call
+    /// ([`ServerCallInfo::extensions_mut`](crate::ServerCallInfo::extensions_mut)); `None`
+    /// when there is none (or the method has no interceptors).
+    pub fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.server.extension::<T>()
+    }
+
     /// The request metadata (headers) the client sent.
     pub fn request_metadata(&self) -> &Metadata {
         self.server.request_metadata()

@@ -230,7 +230,6 @@ pub(crate) fn serve_intercepted(
             o.message_received();
         }
     }
-    server.watch_close();
     let mut info = ServerCallInfo::new(server.clone(), incoming.method.clone(), kind, deadline);
     let incoming = IncomingCall {
         arrived: Arrived::Core(server.clone()),
@@ -238,14 +237,27 @@ pub(crate) fn serve_intercepted(
     };
     let chain = chain.clone();
     let later = spawn.clone();
-    spawn.as_spawn().spawn(async move {
-        match run_server_chain(&chain, &mut info).await {
+    let mut run = Box::pin(async move {
+        let outcome = run_server_chain(&chain, &mut info).await;
+        let (metadata, extensions) = info.into_parts();
+        if let Some(o) = server.core.observer() {
+            o.set_extensions(extensions);
+        }
+        match outcome {
             Ok(()) => {
-                server.set_request_metadata(info.into_metadata());
+                if let Some(metadata) = metadata {
+                    server.set_request_metadata(metadata);
+                }
                 drop(server);
                 handler.handle(incoming, later.as_spawn());
             }
             Err(status) => server.send_final(None, &status),
         }
     });
+    // Most chains finish without waiting: run them here, and spawn a task only for one that
+    // waits (the task's first poll then registers its real waker).
+    let waker = futures_util::task::noop_waker();
+    if run.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending() {
+        spawn.as_spawn().spawn(run);
+    }
 }

@@ -3,8 +3,10 @@
 //! ```text
 //! bench_client --target 127.0.0.1:PORT [--rpc unary|streaming|server-streaming]
 //!              [--channels C] [--outstanding M] [--req-size B] [--resp-size B]
-//!              [--warmup-secs S] [--secs S | --count N] [--threads T]
+//!              [--warmup-secs S] [--secs S | --count N] [--threads T] [--interceptors K]
 //! ```
+//!
+//! `--interceptors K` installs K client interceptors that do nothing (to price the seam).
 //!
 //! C channels (each its own connection) with M calls or streams in flight on each; every
 //! call is a task on grpcore's completion-queue executor (T threads). Prints one JSON line
@@ -22,6 +24,7 @@ use grpcore_bench::{payload_len, request, STREAMING_CALL, STREAMING_FROM_SERVER,
 fn main() {
     let mut flags = Flags::from_env();
     let cfg = ClientConfig::from_flags(&mut flags);
+    let interceptors: usize = flags.get("interceptors", 0);
     flags.finish();
 
     let env = Environment::new(cfg.threads);
@@ -29,8 +32,11 @@ fn main() {
         .map(|_| {
             // A local subchannel pool gives every channel its own connection (channels
             // with equal arguments would share one otherwise).
-            ChannelBuilder::new(&env)
-                .raw_int_arg("grpc.use_local_subchannel_pool", 1)
+            let mut builder = ChannelBuilder::new(&env).raw_int_arg("grpc.use_local_subchannel_pool", 1);
+            for _ in 0..interceptors {
+                builder = builder.intercept(grpcore_bench::NoopInterceptor);
+            }
+            builder
                 .connect(&cfg.target)
                 .unwrap_or_else(|e| {
                     eprintln!(

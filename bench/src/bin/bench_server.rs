@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! bench_server [--port N] [--cq-threads K] [--slots S] [--host 127.0.0.1] [--lean true]
+//!              [--interceptors K]
 //! ```
 //!
 //! `--port 0` (the default) picks a free port. Prints `listening on PORT` once it serves,
 //! then serves until SIGTERM or SIGINT: it then stops taking calls, lets those in flight
 //! finish for up to 5 seconds, and exits 0. `--slots` sets `request_slots_per_method` (grpcore's default
-//! when absent); `--lean true` serves in lean mode (`ServerBuilder::lean`).
+//! when absent); `--lean true` serves in lean mode (`ServerBuilder::lean`); `--interceptors K`
+//! installs K server interceptors that do nothing (to price the seam).
 
 use std::time::Duration;
 
@@ -30,6 +32,7 @@ fn main() {
     let slots: Option<usize> = flags.opt("slots");
     let host: String = flags.get("host", "127.0.0.1".to_string());
     let lean: bool = flags.get("lean", false);
+    let interceptors: usize = flags.get("interceptors", 0);
     flags.finish();
 
     let env = Environment::new(cq_threads.max(1));
@@ -39,6 +42,9 @@ fn main() {
         .lean(lean);
     if let Some(slots) = slots {
         builder = builder.request_slots_per_method(slots);
+    }
+    for _ in 0..interceptors {
+        builder = builder.intercept(grpcore_bench::NoopInterceptor);
     }
     let server = match builder.build() {
         Ok(server) => server,
