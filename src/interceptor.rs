@@ -107,6 +107,14 @@ impl Extensions {
 /// A server-side interceptor. Implement either method, or both (see the [module
 /// docs](self)).
 pub trait ServerInterceptor: Send + Sync + 'static {
+    /// Runs once per method when the server is built, before any call: `index` is the
+    /// method's number in this server (the same as [`ServerCallInfo::method_index`] and
+    /// [`CallEnd::method_index`] of its calls), so per-method state (metric handles, label
+    /// sets, span names) is made here and found by index per call, not by name.
+    fn on_register(&self, index: usize, method: &str, kind: MethodKind) {
+        let _ = (index, method, kind);
+    }
+
     /// Runs before the handler (and before the request is decoded). `Err` refuses the call
     /// with that status.
     fn on_start(&self, call: &mut ServerCallInfo) -> impl Future<Output = Result<(), Status>> + Send {
@@ -143,6 +151,7 @@ pub trait ClientInterceptor: Send + Sync + 'static {
 pub struct ServerCallInfo {
     server: Arc<ServerCallCore>,
     method: Arc<str>,
+    index: usize,
     kind: MethodKind,
     deadline: Option<Instant>,
     /// Copied out of the core's array when an interceptor first looks.
@@ -165,6 +174,11 @@ impl ServerCallInfo {
     /// The full method path, `/package.Service/Method`.
     pub fn method(&self) -> &str {
         &self.method
+    }
+
+    /// The method's number in this server (see [`ServerInterceptor::on_register`]).
+    pub fn method_index(&self) -> usize {
+        self.index
     }
 
     /// The kind of the method.
@@ -285,6 +299,8 @@ impl ClientCallInfo {
 #[derive(Clone, Debug)]
 pub struct CallEnd {
     method: Arc<str>,
+    /// The method's number in its server (`usize::MAX` on a client).
+    index: usize,
     kind: MethodKind,
     code: Code,
     message: String,
@@ -299,6 +315,12 @@ impl CallEnd {
     /// The full method path.
     pub fn method(&self) -> &str {
         &self.method
+    }
+
+    /// On a server, the method's number in it (see [`ServerInterceptor::on_register`]);
+    /// `None` on a client.
+    pub fn method_index(&self) -> Option<usize> {
+        (self.index != usize::MAX).then_some(self.index)
     }
 
     /// The kind of the method.
@@ -341,11 +363,16 @@ impl CallEnd {
 
 /// A server interceptor behind a pointer: the boxed-future form of [`ServerInterceptor`].
 pub(crate) trait DynServerInterceptor: Send + Sync + 'static {
+    fn register(&self, index: usize, method: &str, kind: MethodKind);
     fn start<'a>(&'a self, call: &'a mut ServerCallInfo) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send + 'a>>;
     fn end(&self, end: &CallEnd);
 }
 
 impl<T: ServerInterceptor> DynServerInterceptor for T {
+    fn register(&self, index: usize, method: &str, kind: MethodKind) {
+        self.on_register(index, method, kind)
+    }
+
     fn start<'a>(&'a self, call: &'a mut ServerCallInfo) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send + 'a>> {
         Box::pin(self.on_start(call))
     }
@@ -370,6 +397,7 @@ enum Chain {
 pub(crate) struct ChainObserver {
     chain: Chain,
     method: Arc<str>,
+    index: usize,
     kind: MethodKind,
     started: Instant,
     deadline: Option<Instant>,
@@ -383,10 +411,11 @@ pub(crate) struct ChainObserver {
 }
 
 impl ChainObserver {
-    fn new(chain: Chain, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> ChainObserver {
+    fn new(chain: Chain, method: Arc<str>, index: usize, kind: MethodKind, deadline: Option<Instant>) -> ChainObserver {
         ChainObserver {
             chain,
             method,
+            index,
             kind,
             started: Instant::now(),
             deadline,
@@ -404,12 +433,18 @@ impl ChainObserver {
         *self.extensions.lock().unwrap_or_else(|e| e.into_inner()) = extensions;
     }
 
-    pub(crate) fn server(chain: ServerChain, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> ChainObserver {
-        ChainObserver::new(Chain::Server(chain), method, kind, deadline)
+    pub(crate) fn server(
+        chain: ServerChain,
+        method: Arc<str>,
+        index: usize,
+        kind: MethodKind,
+        deadline: Option<Instant>,
+    ) -> ChainObserver {
+        ChainObserver::new(Chain::Server(chain), method, index, kind, deadline)
     }
 
     pub(crate) fn client(chain: ClientChain, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> ChainObserver {
-        ChainObserver::new(Chain::Client(chain), method, kind, deadline)
+        ChainObserver::new(Chain::Client(chain), method, usize::MAX, kind, deadline)
     }
 
     /// The call's code and message as they stand.
@@ -463,6 +498,7 @@ impl CallObserver for ChainObserver {
         let (code, message) = self.outcome();
         let end = CallEnd {
             method: self.method.clone(),
+            index: self.index,
             kind: self.kind,
             code,
             message,
@@ -489,10 +525,11 @@ impl CallObserver for ChainObserver {
 }
 
 impl ServerCallInfo {
-    pub(crate) fn new(server: Arc<ServerCallCore>, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> Self {
+    pub(crate) fn new(server: Arc<ServerCallCore>, method: Arc<str>, index: usize, kind: MethodKind, deadline: Option<Instant>) -> Self {
         ServerCallInfo {
             server,
             method,
+            index,
             kind,
             deadline,
             metadata: OnceCell::new(),

@@ -24,6 +24,7 @@ type Start = (String, MethodKind, bool, String);
 /// refuses calls that carry `x-refuse`.
 #[derive(Clone, Default)]
 struct Recorder {
+    registered: Arc<Mutex<Vec<(usize, String, MethodKind)>>>,
     starts: Arc<Mutex<Vec<Start>>>,
     ends: Arc<Mutex<Vec<CallEnd>>>,
 }
@@ -44,6 +45,10 @@ impl Recorder {
 }
 
 impl ServerInterceptor for Recorder {
+    fn on_register(&self, index: usize, method: &str, kind: MethodKind) {
+        self.registered.lock().unwrap().push((index, method.to_string(), kind));
+    }
+
     async fn on_start(&self, call: &mut ServerCallInfo) -> Result<(), Status> {
         self.starts.lock().unwrap().push((call.method().to_string(), call.kind(), call.deadline().is_some(), call.peer()));
         if call.metadata().get("x-refuse").is_some() {
@@ -164,6 +169,9 @@ fn a_server_interceptor_sees_every_kind_and_changes_the_metadata_handlers_see() 
         ]
     );
     assert!(starts.iter().all(|s| s.2), "every call carried its deadline");
+    // Each method was registered once, before any call, and its calls carry its index.
+    let registered = recorder.registered.lock().unwrap().clone();
+    assert_eq!(registered.len(), 4, "{registered:?}");
     assert!(starts.iter().all(|s| s.3.contains("127.0.0.1")), "peers: {starts:?}");
 
     // Each end, with the messages that went each way (server streaming answers seq = 2
@@ -172,6 +180,9 @@ fn a_server_interceptor_sees_every_kind_and_changes_the_metadata_handlers_see() 
     let by_kind = |k: MethodKind| ends.iter().find(|e| e.kind() == k).unwrap();
     for e in &ends {
         assert_eq!(e.code(), Code::Ok, "{e:?}");
+        let index = e.method_index().expect("a server call has a method index");
+        assert_eq!(registered[index].1, e.method(), "{registered:?}");
+        assert_eq!(registered[index].2, e.kind());
     }
     assert_eq!((by_kind(MethodKind::Unary).messages_received(), by_kind(MethodKind::Unary).messages_sent()), (1, 1));
     assert_eq!(

@@ -214,6 +214,7 @@ impl OwnedSpawn {
 /// refused, the refusal is the call's status (the request is never decoded).
 pub(crate) fn serve_intercepted(
     chain: &ServerChain,
+    index: usize,
     kind: MethodKind,
     handler: Arc<dyn Handler>,
     incoming: IncomingCall,
@@ -223,14 +224,14 @@ pub(crate) fn serve_intercepted(
         return handler.handle(incoming, spawn.as_spawn());
     };
     let deadline = crate::time::to_instant(incoming.deadline);
-    let observer = ChainObserver::server(chain.clone(), incoming.method.clone(), kind, deadline);
+    let observer = ChainObserver::server(chain.clone(), incoming.method.clone(), index, kind, deadline);
     let server = ServerCallCore::new(call, metadata, 0, Some(Box::new(observer)));
     if incoming.payload.is_some() {
         if let Some(o) = server.core.observer() {
             o.message_received();
         }
     }
-    let mut info = ServerCallInfo::new(server.clone(), incoming.method.clone(), kind, deadline);
+    let mut info = ServerCallInfo::new(server.clone(), incoming.method.clone(), index, kind, deadline);
     let incoming = IncomingCall {
         arrived: Arrived::Core(server.clone()),
         ..incoming

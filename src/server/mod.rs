@@ -414,6 +414,13 @@ impl ServerBuilder {
             if handle.is_null() {
                 return Err(Error::Config(format!("the core refused to register method {}", entry.path)));
             }
+            if let Some(chain) = &interceptors {
+                // Per-method state (label sets, span names) is built here, once, and found by
+                // index per call.
+                for interceptor in chain.iter() {
+                    interceptor.register(methods.len(), &entry.path, entry.kind);
+                }
+            }
             methods.push(RegisteredMethod {
                 entry,
                 interceptors,
@@ -665,7 +672,7 @@ impl RequestSlot {
                 Some(spawner) => OwnedSpawn::User(spawner.clone()),
                 None => OwnedSpawn::Queue(cq.clone()),
             };
-            return handler::serve_intercepted(chain, m.entry.kind, m.entry.handler.clone(), incoming, spawn);
+            return handler::serve_intercepted(chain, method, m.entry.kind, m.entry.handler.clone(), incoming, spawn);
         }
         let spawn = match &server.spawner {
             Some(spawner) => Spawn::User(&**spawner),
