@@ -19,11 +19,11 @@ step() {
 step setup bash scripts/setup.sh
 # Lint first: it fails faster than the test build, and it keeps the test
 # runner's summary at the end of the output.
-step clippy cargo clippy --workspace --all-targets --features protobuf -- -D warnings
+step clippy cargo clippy --workspace --all-targets --features protobuf,tracing -- -D warnings
 # `cargo test --workspace` runs unit, integration and doc tests, builds the examples, and
 # runs the benchmarks once at smoke size (harness = false benches run their main()).
-step test cargo test --workspace --features protobuf --benches --tests --lib --examples
-step doctest cargo test --workspace --features protobuf --doc
+step test cargo test --workspace --features protobuf,tracing --benches --tests --lib --examples
+step doctest cargo test --workspace --features protobuf,tracing --doc
 # The gRPC interop cases both ways against grpcio and grpc-js, plaintext and TLS
 # (interop/README.md); prints the case x peer table and "N passed, M failed".
 step interop "${PYTHON:-python3}" interop/run-matrix.py

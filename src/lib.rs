@@ -44,6 +44,8 @@ mod settings;
 mod status;
 mod task;
 mod time;
+#[cfg(feature = "tracing")]
+pub mod trace;
 
 pub use grpcore_sys as ffi;
 

@@ -36,7 +36,8 @@ grpc_tools.protoc into a temporary directory, so nothing generated is kept.
 Semantics of every method (see the field comments in echo.proto):
   * Request metadata whose key starts with ``x-echo-`` is sent back in the
     initial metadata under the same key and in the trailing metadata with the
-    prefix replaced by ``x-trailer-`` (``-bin`` values stay bytes).
+    prefix replaced by ``x-trailer-`` (``-bin`` values stay bytes). A W3C
+    ``traceparent`` comes back in the initial metadata as ``x-seen-traceparent``.
   * sleep_ms: sleep in small steps before answering, stopping early once the
     RPC is no longer active (cancelled or past its deadline).
   * fail_code != 0: end the RPC with that status code and fail_message; if
@@ -98,12 +99,15 @@ def log(msg):
 
 
 def echo_metadata(context):
-    """(initial, trailing) metadata lists derived from x-echo-* request keys."""
+    """(initial, trailing) metadata lists derived from x-echo-* request keys, plus the
+    W3C ``traceparent`` the call arrived with, as ``x-seen-traceparent``."""
     initial, trailing = [], []
     for key, value in context.invocation_metadata():
         if key.startswith(ECHO_PREFIX):
             initial.append((key, value))
             trailing.append((TRAILER_PREFIX + key[len(ECHO_PREFIX):], value))
+        elif key == "traceparent":
+            initial.append(("x-seen-traceparent", value))
     return initial, trailing
 
 
