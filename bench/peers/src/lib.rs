@@ -5,6 +5,10 @@
 #[path = "../../src/common.rs"]
 pub mod common;
 
+/// grpcore-bench's own SIGTERM/SIGINT handling, so the peers stop as its servers do.
+#[path = "../../src/signals.rs"]
+pub mod signals;
+
 /// `grpc.testing` from ../proto/benchmark_service.proto (prost messages, tonic stubs).
 pub mod pb {
     #![allow(missing_docs, clippy::all)]

@@ -14,6 +14,8 @@ use grpcore_bench_peers::pb::SimpleRequest;
 use grpcore_bench_peers::response_for;
 
 fn main() {
+    // Before any thread starts, so that every thread inherits the blocked signals.
+    let signals = grpcore_bench_peers::signals::StopSignals::block().expect("block SIGTERM/SIGINT");
     let mut flags = Flags::from_env();
     let port: u16 = flags.get("port", 0);
     let cq_threads: usize = flags.get("cq-threads", 1);
@@ -67,7 +69,7 @@ fn main() {
         .expect("bind");
     server.start();
     announce_port(port);
-    loop {
-        std::thread::park();
-    }
+    let why = signals.wait().expect("wait for a signal");
+    eprintln!("grpcio_server: {why}: shutting down");
+    futures::executor::block_on(server.shutdown()).expect("shut down");
 }
