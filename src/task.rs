@@ -254,8 +254,7 @@ impl<F: Future<Output = ()> + Send + 'static> Runnable for Task<F> {
     fn cancel(&self) {
         self.state.finish();
         // SAFETY: we hold the task's only schedule entry, so nobody else touches `future`.
-        // Dropping it in place is fine for a pinned value.
-        unsafe { *self.future.get() = None };
+        drop_future(unsafe { &mut *self.future.get() });
     }
 
     /// Polls the future once. Only the holder of the schedule entry calls this, on the
@@ -273,7 +272,7 @@ impl<F: Future<Output = ()> + Send + 'static> Runnable for Task<F> {
             return;
         };
         // SAFETY: the future lives inline in the task's `Arc` allocation and is never moved:
-        // it is only ever dropped in place (`*slot = None`).
+        // it is only ever dropped in place (`drop_future`).
         let future = unsafe { Pin::new_unchecked(future) };
         match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
             Ok(Poll::Pending) => {
@@ -283,14 +282,40 @@ impl<F: Future<Output = ()> + Send + 'static> Runnable for Task<F> {
             }
             Ok(Poll::Ready(())) => {
                 self.state.finish();
-                *slot = None;
+                drop_future(slot);
             }
             Err(panic) => {
                 self.state.finish();
-                *slot = None;
+                drop_future(slot);
                 log::error!("a task spawned on the completion queue panicked: {}", panic_message(&*panic));
             }
         }
+    }
+}
+
+impl<F> Drop for Task<F> {
+    /// The last reference went away (a waker dropped anywhere, a released tag) while the
+    /// future was still pending: drop it here, never unwinding into whoever let go.
+    fn drop(&mut self) {
+        drop_future(self.future.get_mut());
+    }
+}
+
+/// Drops a task's future in place (it is pinned) inside `catch_unwind`. The drop can run on
+/// a queue thread (in its drain loop or at its shutdown), inside a waker called from any
+/// thread, or in the core's callbacks: a panicking `Drop` is logged, never propagated.
+fn drop_future<F>(slot: &mut Option<F>) {
+    if slot.is_none() {
+        return;
+    }
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| *slot = None)) {
+        // SAFETY: the old value's drop has run (and panicked); write `None` over whatever is
+        // left without dropping it again, so the slot is valid and its future never dropped twice.
+        unsafe { std::ptr::write(slot, None) };
+        log::error!(
+            "dropping a future spawned on the completion queue panicked: {}",
+            panic_message(&*panic)
+        );
     }
 }
 
