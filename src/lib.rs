@@ -41,6 +41,7 @@ mod quota;
 mod server;
 mod settings;
 mod status;
+mod sync;
 mod task;
 mod time;
 

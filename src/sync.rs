@@ -1,0 +1,13 @@
+//! The atomics of the executor's pure state machines ([`crate::task`]'s task state and
+//! [`crate::cq`]'s shutdown gate): std's normally, [loom](https://docs.rs/loom)'s under
+//! `--cfg loom`, where a model checker runs their tests under every interleaving.
+//!
+//! Only modules with no FFI in them use this facade, so a loom model never touches the
+//! core. Run the models with
+//! `RUSTFLAGS="--cfg loom -C debug-assertions" cargo test -p grpcore --lib --release loom`
+//! (scripts/test.sh does, in a target directory of its own).
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
