@@ -3,9 +3,9 @@
 //! `--cfg loom`, where a model checker runs their tests under every interleaving.
 //!
 //! Only modules with no FFI in them use this facade, so a loom model never touches the
-//! core. Run the models with
-//! `RUSTFLAGS="--cfg loom -C debug-assertions" cargo test -p grpcore --lib --release loom`
-//! (scripts/test.sh does, in a target directory of its own).
+//! core. Run the models with `LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom -C debug-assertions"
+//! cargo test -p grpcore --lib --release loom` (scripts/test.sh does, in a target directory
+//! of its own).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering};

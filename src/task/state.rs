@@ -40,19 +40,27 @@ impl TaskState {
     }
 
     /// A wake-up: true when the caller must schedule the task (it was idle).
+    ///
+    /// Every wake-up of a live task is a read-modify-write, even when the task is already
+    /// `SCHEDULED` or `NOTIFIED` and nothing changes: a plain load there could read a state
+    /// older than the `RUNNING` that [`start_run`](Self::start_run) has already swapped in,
+    /// and that poll, not ordered after the waker's writes, could miss them; the wake-up
+    /// would be lost (the loom models found this). RMWs of one atomic are totally ordered,
+    /// so the wake-up either comes before the swap (which then acquires it) or sees `RUNNING`.
     pub(crate) fn wake(&self) -> bool {
         let mut cur = self.0.load(Ordering::Acquire);
         loop {
             let next = match cur {
                 IDLE => SCHEDULED,
                 RUNNING => NOTIFIED,
-                _ => return false,
+                DONE => return false,
+                same => same, // SCHEDULED or NOTIFIED: written back unchanged
             };
             match self
                 .0
                 .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return next == SCHEDULED,
+                Ok(_) => return cur == IDLE,
                 Err(actual) => cur = actual,
             }
         }
@@ -73,7 +81,11 @@ impl TaskState {
         {
             Ok(_) => false,
             Err(_) => {
-                self.0.store(SCHEDULED, Ordering::Release);
+                // NOTIFIED: only wake-ups touch the state meanwhile, and they leave it
+                // NOTIFIED. A swap rather than a store: loom 0.7 can let a plain store slip
+                // between a concurrent wake-up's read and write (tokio-rs/loom#254), which
+                // no real execution does; the RMW costs the same here and keeps the model exact.
+                self.0.swap(SCHEDULED, Ordering::AcqRel);
                 true
             }
         }
