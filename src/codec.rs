@@ -3,8 +3,11 @@
 //! A codec is a marker type implementing [`Codec`] for the message types it handles.
 //! [`ProstCodec`] (feature `prost`, default), [`ProtobufCodec`] (feature `protobuf`,
 //! rust-protobuf 3.x) and [`BytesCodec`] (raw bytes) are provided.
+//!
+//! Encoding a message into the core's byte buffer ([`ByteBuffer::encode`], `refill`) lives
+//! here too, above `buffer.rs`, which knows bytes and never imports the codecs.
 
-use crate::buffer::MessageReader;
+use crate::buffer::{ByteBuffer, MessageReader};
 use crate::error::Error;
 
 /// Encodes and decodes messages of type `T`.
@@ -174,5 +177,153 @@ impl<T: protobuf::Message> Codec<T> for ProtobufCodec {
             return Err(Error::Codec(format!("encoding {}: the size computed differs from the bytes written", T::NAME)));
         }
         Ok(())
+    }
+}
+
+/// Encoding messages into the core's buffers (here rather than in `buffer.rs`, so that the
+/// buffer layer never depends on the codecs).
+impl ByteBuffer {
+    /// Encodes `msg` with codec `C`: straight into a slice the core allocates when the codec
+    /// knows the length up front (one allocation for the bytes, none up to 23 bytes), else
+    /// through a `Vec` that the core then adopts.
+    pub(crate) fn encode<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Error> {
+        let Some(len) = C::encoded_len(msg) else {
+            let mut buf = Vec::new();
+            C::encode(msg, &mut buf)?;
+            return Ok(ByteBuffer::from_vec(buf));
+        };
+        ByteBuffer::filled(len, |out| C::encode_to_slice(msg, out))
+    }
+
+    /// Encodes `msg` into this buffer, replacing what it holds: into a new core slice when
+    /// the codec knows the encoded length and the buffer is a plain (uncompressed) one,
+    /// otherwise by replacing the buffer with [`ByteBuffer::encode`]'s.
+    ///
+    /// # Safety
+    /// No operation may be using this buffer (any batch that sent it has completed).
+    pub(crate) unsafe fn refill<T, C: Codec<T>>(&mut self, msg: &T) -> Result<(), Error> {
+        match C::encoded_len(msg) {
+            // SAFETY: no operation uses the buffer (our caller's contract) and it is plain.
+            Some(len) if self.is_plain() => unsafe { self.refill_with(len, |out| C::encode_to_slice(msg, out)) },
+            _ => {
+                *self = ByteBuffer::encode::<T, C>(msg)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn encoding_into_a_core_slice_matches_the_vec_encoding() {
+        for len in [0usize, 1, 23, 24, 5_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let bb = ByteBuffer::encode::<Vec<u8>, BytesCodec>(&data).unwrap();
+            assert_eq!(bb.len(), len);
+            let mut out = Vec::new();
+            bb.reader().read_to_end(&mut out).unwrap();
+            assert_eq!(out, data, "len {len}");
+            let mut via_vec = Vec::new();
+            BytesCodec::encode(&data, &mut via_vec).unwrap();
+            assert_eq!(via_vec, data);
+        }
+    }
+
+    /// A codec whose `encoded_len` is wrong in either direction must fail cleanly.
+    struct Lying<const DELTA: isize>;
+
+    impl<const DELTA: isize> Codec<Vec<u8>> for Lying<DELTA> {
+        fn encode(msg: &Vec<u8>, buf: &mut Vec<u8>) -> Result<(), Error> {
+            buf.extend_from_slice(msg);
+            Ok(())
+        }
+        fn decode(_: &mut MessageReader<'_>) -> Result<Vec<u8>, Error> {
+            unreachable!("only encodes")
+        }
+        fn encoded_len(msg: &Vec<u8>) -> Option<usize> {
+            Some((msg.len() as isize + DELTA) as usize)
+        }
+    }
+
+    #[test]
+    fn a_wrong_encoded_len_is_an_error_not_a_panic() {
+        let msg = vec![1u8; 40];
+        for err in [
+            ByteBuffer::encode::<Vec<u8>, Lying<-3>>(&msg).err().unwrap(),
+            ByteBuffer::encode::<Vec<u8>, Lying<5>>(&msg).err().unwrap(),
+        ] {
+            assert!(err.to_string().contains("encoded_len"), "{err}");
+        }
+        assert_eq!(ByteBuffer::encode::<Vec<u8>, Lying<0>>(&msg).unwrap().len(), 40);
+    }
+
+    #[cfg(feature = "prost")]
+    #[test]
+    fn prost_encodes_into_the_slice_exactly_as_into_a_vec() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct M {
+            #[prost(string, tag = "1")]
+            s: String,
+            #[prost(bytes = "vec", tag = "2")]
+            b: Vec<u8>,
+            #[prost(int64, tag = "3")]
+            n: i64,
+        }
+        for size in [0usize, 10, 3_000] {
+            let m = M { s: "x".repeat(size / 3), b: vec![9; size], n: -(size as i64) };
+            let mut want = Vec::new();
+            ProstCodec::encode(&m, &mut want).unwrap();
+            let bb = ByteBuffer::encode::<M, ProstCodec>(&m).unwrap();
+            let mut got = Vec::new();
+            bb.reader().read_to_end(&mut got).unwrap();
+            assert_eq!(got, want, "size {size}");
+            let back: M = ProstCodec::decode(&mut bb.reader()).unwrap();
+            assert_eq!(back, m);
+        }
+    }
+
+    #[cfg(feature = "prost")]
+    #[test]
+    fn a_prost_message_longer_than_its_encoded_len_is_an_error() {
+        /// Writes 10 bytes but claims 4 (a broken hand-written `Message`).
+        #[derive(Debug, Default)]
+        struct Short;
+        impl prost::Message for Short {
+            fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
+                buf.put_slice(&[0x0a, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+            }
+            fn merge_field(
+                &mut self,
+                tag: u32,
+                wire_type: prost::encoding::WireType,
+                buf: &mut impl bytes::Buf,
+                ctx: prost::encoding::DecodeContext,
+            ) -> Result<(), prost::DecodeError> {
+                prost::encoding::skip_field(wire_type, tag, buf, ctx)
+            }
+            fn encoded_len(&self) -> usize {
+                4
+            }
+            fn clear(&mut self) {}
+        }
+        let err = ByteBuffer::encode::<Short, ProstCodec>(&Short).err().unwrap();
+        assert!(err.to_string().contains("encoded_len"), "{err}");
+    }
+
+    #[cfg(feature = "protobuf")]
+    #[test]
+    fn rust_protobuf_encodes_into_the_slice_exactly_as_into_a_vec() {
+        let mut m = protobuf::well_known_types::struct_::Value::new();
+        m.set_string_value("grpcore ".repeat(50));
+        let mut want = Vec::new();
+        ProtobufCodec::encode(&m, &mut want).unwrap();
+        let bb = ByteBuffer::encode::<_, ProtobufCodec>(&m).unwrap();
+        let mut got = Vec::new();
+        bb.reader().read_to_end(&mut got).unwrap();
+        assert_eq!(got, want);
     }
 }
