@@ -417,7 +417,7 @@ impl ByteBuffer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bytes::Buf;
     use std::io::Read;
@@ -458,6 +458,88 @@ mod tests {
             let mut out = Vec::new();
             bb.reader().read_to_end(&mut out).unwrap();
             assert_eq!(out, data, "len {len}");
+        }
+    }
+
+    pub(crate) mod props {
+        //! Property tests of the reader over multi-slice buffers, the way the core hands a
+        //! peer's message over. 256 cases each.
+        use super::*;
+        use proptest::prelude::*;
+        use std::io::BufRead;
+
+        /// Bytes cut into slices at arbitrary points (empty slices included).
+        pub(crate) fn split_bytes(max: usize) -> impl Strategy<Value = (Vec<u8>, Vec<Vec<u8>>)> {
+            (
+                proptest::collection::vec(any::<u8>(), 0..max),
+                proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+            )
+                .prop_map(|(data, cuts)| {
+                    let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
+                    at.sort_unstable();
+                    let mut parts = Vec::new();
+                    let mut start = 0;
+                    for end in at.into_iter().chain([data.len()]) {
+                        parts.push(data[start..end].to_vec());
+                        start = end;
+                    }
+                    (data, parts)
+                })
+        }
+
+        pub(crate) fn buffer_of(parts: &[Vec<u8>]) -> ByteBuffer {
+            let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            ByteBuffer::from_parts(&parts)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_mix_of_reads_walks_the_concatenation(
+                (data, parts) in split_bytes(300),
+                ops in proptest::collection::vec((0u8..5, 0usize..80), 0..40),
+            ) {
+                let bb = buffer_of(&parts);
+                prop_assert_eq!(bb.len(), data.len());
+                let mut r = bb.reader();
+                let mut at = 0;
+                for (op, n) in ops {
+                    prop_assert_eq!(bytes::Buf::remaining(&r), data.len() - at);
+                    let chunk = bytes::Buf::chunk(&r);
+                    prop_assert_eq!(chunk.is_empty(), at == data.len(), "an empty chunk only at the end");
+                    prop_assert_eq!(chunk, &data[at..at + chunk.len()]);
+                    let n = n.min(data.len() - at);
+                    match op {
+                        0 => bytes::Buf::advance(&mut r, n),
+                        1 => prop_assert_eq!(&bytes::Buf::copy_to_bytes(&mut r, n)[..], &data[at..at + n]),
+                        2 => {
+                            let mut buf = vec![0u8; n];
+                            let got = std::io::Read::read(&mut r, &mut buf).unwrap();
+                            prop_assert!(got <= n && (got > 0 || n == 0));
+                            prop_assert_eq!(&buf[..got], &data[at..at + got]);
+                            at += got;
+                            continue;
+                        }
+                        3 => {
+                            let len = r.fill_buf().unwrap().len();
+                            let step = n.min(len);
+                            BufRead::consume(&mut r, step);
+                            at += step;
+                            continue;
+                        }
+                        _ => {
+                            let mut rest = Vec::new();
+                            std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
+                            prop_assert_eq!(&rest[..], &data[at..]);
+                            at = data.len();
+                            continue;
+                        }
+                    }
+                    at += n;
+                }
+                prop_assert_eq!(r.len(), data.len() - at);
+            }
         }
     }
 }

@@ -326,4 +326,171 @@ mod tests {
         bb.reader().read_to_end(&mut got).unwrap();
         assert_eq!(got, want);
     }
+
+    mod props {
+        //! Property tests of every codec over multi-slice buffers, the way the core hands a
+        //! peer's message over: decoding through the in-place reader must equal decoding the
+        //! concatenated bytes, for valid and garbage input alike, and never panic. 256 cases
+        //! each.
+        use super::*;
+        use crate::buffer::tests::props::{buffer_of, split_bytes};
+        use proptest::prelude::*;
+
+        /// Splits `data` at the given points (as `split_bytes` does).
+        fn split_at(data: &[u8], cuts: &[proptest::sample::Index]) -> Vec<Vec<u8>> {
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
+            at.sort_unstable();
+            let mut parts = Vec::new();
+            let mut start = 0;
+            for end in at.into_iter().chain([data.len()]) {
+                parts.push(data[start..end].to_vec());
+                start = end;
+            }
+            parts
+        }
+
+        #[cfg(feature = "prost")]
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Child {
+            #[prost(fixed64, tag = "1")]
+            f: u64,
+            #[prost(string, repeated, tag = "2")]
+            names: Vec<String>,
+        }
+
+        /// Every wire type: varint (zigzag too), 64-bit, length-delimited, nested, packed.
+        #[cfg(feature = "prost")]
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Msg {
+            #[prost(string, tag = "1")]
+            s: String,
+            #[prost(bytes = "vec", tag = "2")]
+            b: Vec<u8>,
+            #[prost(sint64, tag = "3")]
+            n: i64,
+            #[prost(uint32, repeated, tag = "4")]
+            r: Vec<u32>,
+            #[prost(message, optional, tag = "5")]
+            child: Option<Child>,
+            #[prost(bool, tag = "6")]
+            flag: bool,
+        }
+
+        #[cfg(feature = "prost")]
+        fn msg() -> impl Strategy<Value = Msg> {
+            let child =
+                (any::<u64>(), proptest::collection::vec("\\PC{0,8}", 0..3)).prop_map(|(f, names)| Child { f, names });
+            (
+                "\\PC{0,40}",
+                proptest::collection::vec(any::<u8>(), 0..200),
+                any::<i64>(),
+                proptest::collection::vec(any::<u32>(), 0..20),
+                proptest::option::of(child),
+                any::<bool>(),
+            )
+                .prop_map(|(s, b, n, r, child, flag)| Msg {
+                    s,
+                    b,
+                    n,
+                    r,
+                    child,
+                    flag,
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn bytes_codecs_read_any_split_buffer((data, parts) in split_bytes(2_000)) {
+                let bb = buffer_of(&parts);
+                prop_assert_eq!(<BytesCodec as Codec<Vec<u8>>>::decode(&mut bb.reader()).unwrap(), data.clone());
+                prop_assert_eq!(&<BytesCodec as Codec<bytes::Bytes>>::decode(&mut bb.reader()).unwrap()[..], &data[..]);
+                let encoded = ByteBuffer::encode::<Vec<u8>, BytesCodec>(&data).unwrap();
+                prop_assert_eq!(<BytesCodec as Codec<Vec<u8>>>::decode(&mut encoded.reader()).unwrap(), data);
+            }
+
+            #[cfg(feature = "prost")]
+            #[test]
+            fn prost_on_garbage_split_buffers_matches_the_concatenation((data, parts) in split_bytes(300)) {
+                let got = <ProstCodec as Codec<Msg>>::decode(&mut buffer_of(&parts).reader());
+                let want = <Msg as prost::Message>::decode(&data[..]);
+                match (got, want) {
+                    (Ok(got), Ok(want)) => prop_assert_eq!(got, want),
+                    (Err(got), Err(_)) => prop_assert!(matches!(got, Error::Codec(_))),
+                    (got, want) => prop_assert!(false, "split buffer {:?}, concatenation {:?}", got, want),
+                }
+            }
+
+            #[cfg(feature = "prost")]
+            #[test]
+            fn prost_round_trips_through_split_buffers(
+                m in msg(),
+                cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+                other in msg(),
+            ) {
+                let mut encoded = Vec::new();
+                ProstCodec::encode(&m, &mut encoded).unwrap();
+                let bb = buffer_of(&split_at(&encoded, &cuts));
+                prop_assert_eq!(<ProstCodec as Codec<Msg>>::decode(&mut bb.reader()).unwrap(), m.clone());
+                // The send path: encoded into a core slice, then refilled with another message.
+                let mut bb = ByteBuffer::encode::<Msg, ProstCodec>(&m).unwrap();
+                prop_assert_eq!(<ProstCodec as Codec<Msg>>::decode(&mut bb.reader()).unwrap(), m);
+                // SAFETY: no operation uses this buffer.
+                unsafe { bb.refill::<Msg, ProstCodec>(&other) }.unwrap();
+                prop_assert_eq!(<ProstCodec as Codec<Msg>>::decode(&mut bb.reader()).unwrap(), other);
+            }
+
+            #[cfg(feature = "prost")]
+            #[test]
+            fn a_truncated_prost_message_is_an_error_not_a_panic(
+                s in "\\PC{1,40}",
+                cut in 1usize..=40,
+                cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+            ) {
+                let m = Msg { s, ..Msg::default() };
+                let mut encoded = Vec::new();
+                ProstCodec::encode(&m, &mut encoded).unwrap();
+                // The string is the last field: cutting into it leaves its length unmet.
+                let cut = cut.min(m.s.len());
+                encoded.truncate(encoded.len() - cut);
+                let got = <ProstCodec as Codec<Msg>>::decode(&mut buffer_of(&split_at(&encoded, &cuts)).reader());
+                prop_assert!(matches!(got, Err(Error::Codec(_))), "{:?}", got);
+            }
+
+            #[cfg(feature = "protobuf")]
+            #[test]
+            fn rust_protobuf_on_garbage_split_buffers_matches_the_concatenation((data, parts) in split_bytes(300)) {
+                use protobuf::well_known_types::struct_::Struct;
+                let got = <ProtobufCodec as Codec<Struct>>::decode(&mut buffer_of(&parts).reader());
+                let want = <Struct as protobuf::Message>::parse_from_bytes(&data);
+                match (got, want) {
+                    (Ok(got), Ok(want)) => prop_assert_eq!(got, want),
+                    (Err(got), Err(_)) => prop_assert!(matches!(got, Error::Codec(_))),
+                    (got, want) => prop_assert!(false, "split buffer {:?}, concatenation {:?}", got, want),
+                }
+            }
+
+            #[cfg(feature = "protobuf")]
+            #[test]
+            fn rust_protobuf_round_trips_through_split_buffers(
+                fields in proptest::collection::btree_map("\\PC{0,10}", "\\PC{0,30}", 0..6),
+                cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+            ) {
+                use protobuf::well_known_types::struct_::{Struct, Value};
+                let mut m = Struct::new();
+                for (k, v) in fields {
+                    let mut value = Value::new();
+                    value.set_string_value(v);
+                    m.fields.insert(k, value);
+                }
+                let mut encoded = Vec::new();
+                ProtobufCodec::encode(&m, &mut encoded).unwrap();
+                let bb = buffer_of(&split_at(&encoded, &cuts));
+                prop_assert_eq!(<ProtobufCodec as Codec<Struct>>::decode(&mut bb.reader()).unwrap(), m.clone());
+                let bb = ByteBuffer::encode::<Struct, ProtobufCodec>(&m).unwrap();
+                prop_assert_eq!(<ProtobufCodec as Codec<Struct>>::decode(&mut bb.reader()).unwrap(), m);
+            }
+        }
+    }
 }

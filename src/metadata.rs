@@ -237,4 +237,93 @@ mod tests {
         assert_eq!(md.remove("K"), 1);
         assert!(md.is_empty());
     }
+
+    mod props {
+        //! Property tests of metadata from a peer (`push_raw`, which the core's received
+        //! arrays go through) and of validation. 256 cases each.
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Keys mixing the legal alphabet, upper case, reserved prefixes and junk.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9._-]{1,12}",
+                "[a-zA-Z0-9._-]{1,12}(-bin|-BIN)?",
+                "(grpc-|GRPC-|:)?[a-z]{0,6}",
+                "\\PC{0,8}",
+                Just(String::new()),
+            ]
+        }
+
+        /// The rule, restated independently of `check_key`.
+        fn key_is_valid(key: &str) -> bool {
+            !key.is_empty()
+                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && !key.to_ascii_lowercase().starts_with("grpc-")
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn peer_entries_are_kept_byte_for_byte_in_order(
+                entries in proptest::collection::vec(
+                    (proptest::collection::vec(any::<u8>(), 0..20), proptest::collection::vec(any::<u8>(), 0..40)),
+                    0..12,
+                )
+            ) {
+                let mut md = Metadata::with_capacity(entries.len());
+                for (k, v) in &entries {
+                    md.push_raw(k, v);
+                }
+                prop_assert_eq!(md.len(), entries.len());
+                for ((k, v), (got_k, got_v)) in entries.iter().zip(md.iter()) {
+                    prop_assert_eq!(got_k, String::from_utf8_lossy(k));
+                    prop_assert_eq!(got_v, &v[..]);
+                }
+                let _ = format!("{md:?}"); // never panics, whatever the bytes
+                // Taking one key out (as the details trailer is) leaves the others in order.
+                if let Some((k, v)) = entries.first() {
+                    let k = String::from_utf8_lossy(k).into_owned();
+                    prop_assert_eq!(md.take_raw(&k), Some(v.clone()));
+                    // It removed the first match, entry 0; the others stay, in order.
+                    let want: Vec<_> = entries[1..]
+                        .iter()
+                        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.clone()))
+                        .collect();
+                    let got: Vec<_> = md.iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+
+            #[test]
+            fn append_accepts_exactly_the_documented_grammar(key in key(), value in "\\PC{0,16}|[ -~]{0,16}") {
+                let mut md = Metadata::new();
+                let valid = key_is_valid(&key)
+                    && (key.to_ascii_lowercase().ends_with("-bin") || value.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+                let result = md.try_append(&key, &value);
+                prop_assert_eq!(result.is_ok(), valid, "{:?}={:?}: {:?}", key, value, result);
+                if valid {
+                    let lower = key.to_ascii_lowercase();
+                    prop_assert_eq!(md.iter().next(), Some((lower.as_str(), value.as_bytes())));
+                    prop_assert_eq!(md.get_bin(&key), Some(value.as_bytes()));
+                    let mut again = Metadata::new();
+                    prop_assert!(again.try_insert(&key, &value).is_ok());
+                    prop_assert_eq!(again, md);
+                } else {
+                    prop_assert!(md.is_empty());
+                    prop_assert!(!result.unwrap_err().0.is_empty());
+                }
+            }
+
+            #[test]
+            fn binary_values_round_trip(key in "[a-z0-9._-]{0,10}", value in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let key = format!("x{key}-bin");
+                let mut md = Metadata::new();
+                md.try_append_bin(&key, value.clone()).unwrap();
+                prop_assert_eq!(md.get_bin(&key), Some(&value[..]));
+                prop_assert!(md.try_append_bin(key.trim_end_matches("-bin"), value).is_err());
+            }
+        }
+    }
 }
