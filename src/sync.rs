@@ -7,7 +7,9 @@
 //! cargo test -p grpcore --lib --release loom` (scripts/test.sh does, in a target directory
 //! of its own).
 
-#[cfg(loom)]
+// Only in this crate's own test build: loom is a dev-dependency, and a program that depends
+// on grpcore and runs its own loom tests with `--cfg loom` must still get std's atomics here.
+#[cfg(all(loom, test))]
 pub(crate) use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(all(loom, test)))]
 pub(crate) use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
