@@ -24,6 +24,12 @@ step clippy cargo clippy --workspace --all-targets --features protobuf,tracing -
 # runs the benchmarks once at smoke size (harness = false benches run their main()).
 step test cargo test --workspace --features protobuf,tracing --benches --tests --lib --examples
 step doctest cargo test --workspace --features protobuf,tracing --doc
+# The executor's state machines (src/task/state.rs, src/cq/gate.rs) and the call state word
+# (src/call/state.rs) model-checked with loom, bounded to 3 preemptions (they print their
+# interleaving counts). --cfg loom rebuilds every crate, hence a target directory of its own.
+step loom env LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom -C debug-assertions" \
+    CARGO_TARGET_DIR="${GRPCORE_LOOM_TARGET_DIR:-target-loom}" \
+    cargo test -p grpcore --lib --release loom -- --nocapture
 # The gRPC interop cases both ways against grpcio and grpc-js, plaintext and TLS
 # (interop/README.md); prints the case x peer table and "N passed, M failed".
 step interop "${PYTHON:-python3}" interop/run-matrix.py

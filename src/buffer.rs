@@ -3,6 +3,10 @@
 //!
 //! Sending hands the core an owned Rust buffer (no copy for messages larger than an inline
 //! slice); receiving decodes straight from the core's slices, never gathering them first.
+//!
+//! This module knows bytes, not messages: it never imports the codecs. Encoding a message
+//! into a buffer ([`ByteBuffer::encode`], `refill`) lives in `codec.rs`, on top of the
+//! primitives here ([`ByteBuffer::filled`], [`ByteBuffer::refill_with`]).
 
 use std::io;
 use std::marker::PhantomData;
@@ -10,9 +14,6 @@ use std::os::raw::c_void;
 use std::ptr;
 
 use grpcore_sys as ffi;
-
-use crate::codec::Codec;
-use crate::error::Error;
 
 /// Messages up to this size are copied into an inline slice (no allocation at all).
 const INLINE_MAX: usize = 23;
@@ -42,16 +43,11 @@ impl ByteBuffer {
         (!raw.is_null()).then_some(ByteBuffer { raw })
     }
 
-    /// Encodes `msg` with codec `C`: straight into a slice the core allocates when the codec
-    /// knows the length up front (one allocation for the bytes, none up to 23 bytes), else
-    /// through a `Vec` that the core then adopts.
-    pub(crate) fn encode<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Error> {
-        let Some(len) = C::encoded_len(msg) else {
-            let mut buf = Vec::new();
-            C::encode(msg, &mut buf)?;
-            return Ok(ByteBuffer::from_vec(buf));
-        };
-        let mut slice = encode_slice::<T, C>(msg, len)?;
+    /// A one-slice buffer of `len` bytes written by `fill`, straight into a slice the core
+    /// allocates (inline up to 23 bytes, else one allocation), with no copy.
+    #[inline]
+    pub(crate) fn filled<E>(len: usize, fill: impl FnOnce(&mut [u8]) -> Result<(), E>) -> Result<ByteBuffer, E> {
+        let mut slice = new_slice_filled(len, fill)?;
         // SAFETY: `slice` is valid and ours; the buffer takes its own reference, and ours is
         // released right after.
         unsafe {
@@ -61,9 +57,15 @@ impl ByteBuffer {
         }
     }
 
-    /// Encodes `msg` into this buffer, replacing what it holds: into a new core slice when
-    /// the codec knows the encoded length and the buffer is a plain (uncompressed) one,
-    /// otherwise by replacing the buffer with [`ByteBuffer::encode`]'s.
+    /// True for a plain (raw, uncompressed) buffer, the kind [`refill_with`](Self::refill_with)
+    /// can reuse.
+    pub(crate) fn is_plain(&self) -> bool {
+        // SAFETY: `raw` is a live byte buffer owned by `self`; reading its tag fields is plain.
+        unsafe { (*self.raw).type_ == ffi::GRPC_BB_RAW && (*self.raw).data.raw.compression == ffi::GRPC_COMPRESS_NONE }
+    }
+
+    /// Replaces what this plain buffer holds with one new slice of `len` bytes written by
+    /// `fill` (as in [`filled`](Self::filled)); on error the buffer is left as it was.
     ///
     /// The core is done with a send op's buffer when its batch completes (1.51 even moves the
     /// slices into the call when the batch starts), and the C API keeps the buffer valid until
@@ -71,20 +73,19 @@ impl ByteBuffer {
     /// destroying a buffer per message.
     ///
     /// # Safety
-    /// No operation may be using this buffer (any batch that sent it has completed).
-    pub(crate) unsafe fn refill<T, C: Codec<T>>(&mut self, msg: &T) -> Result<(), Error> {
-        // SAFETY: `raw` is a live byte buffer owned by `self`; reading its tag fields is plain.
-        let plain = unsafe { (*self.raw).type_ == ffi::GRPC_BB_RAW && (*self.raw).data.raw.compression == ffi::GRPC_COMPRESS_NONE };
-        let len = match C::encoded_len(msg) {
-            Some(len) if plain => len,
-            _ => {
-                *self = ByteBuffer::encode::<T, C>(msg)?;
-                return Ok(());
-            }
-        };
-        let slice = encode_slice::<T, C>(msg, len)?;
-        // SAFETY: no operation uses the buffer (the caller's contract), so its slice buffer is
-        // ours to empty and append to; the appended slice's one reference passes to it.
+    /// No operation may be using this buffer (any batch that sent it has completed), and it
+    /// must be plain ([`is_plain`](Self::is_plain)).
+    #[inline]
+    pub(crate) unsafe fn refill_with<E>(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        debug_assert!(self.is_plain());
+        let slice = new_slice_filled(len, fill)?;
+        // SAFETY: no operation uses the buffer and it is a raw one (the caller's contract), so
+        // its slice buffer is ours to empty and append to; the appended slice's one reference
+        // passes to it.
         unsafe {
             self.clear();
             ffi::grpc_slice_buffer_add(&mut (*self.raw).data.raw.slice_buffer, slice);
@@ -174,15 +175,15 @@ pub(crate) unsafe fn slice_bytes(slice: &ffi::grpc_slice) -> &[u8] {
     }
 }
 
-/// `msg` encoded into a new core slice of `len` bytes (inline up to 23 bytes, else one
+/// A new core slice of `len` bytes written by `fill` (inline up to 23 bytes, else one
 /// allocation); the caller owns its one reference.
 #[inline]
-fn encode_slice<T, C: Codec<T>>(msg: &T, len: usize) -> Result<ffi::grpc_slice, Error> {
+fn new_slice_filled<E>(len: usize, fill: impl FnOnce(&mut [u8]) -> Result<(), E>) -> Result<ffi::grpc_slice, E> {
     // SAFETY: `grpc_slice_malloc` returns a slice we own the one reference to, with `len`
     // writable bytes nobody else sees; on error that reference is released here.
     unsafe {
         let mut slice = ffi::grpc_slice_malloc(len);
-        if let Err(e) = C::encode_to_slice(msg, slice_bytes_mut(&mut slice)) {
+        if let Err(e) = fill(slice_bytes_mut(&mut slice)) {
             ffi::grpc_slice_unref(slice);
             return Err(e);
         }
@@ -395,12 +396,10 @@ impl io::BufRead for MessageReader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Buf;
-    use std::io::Read;
-
-    fn multi_slice(parts: &[&[u8]]) -> ByteBuffer {
+impl ByteBuffer {
+    /// A raw buffer of one slice per part (empty parts included), as a peer's message can
+    /// arrive: for tests of everything that reads buffers.
+    pub(crate) fn from_parts(parts: &[&[u8]]) -> ByteBuffer {
         let mut slices: Vec<ffi::grpc_slice> = parts
             .iter()
             // SAFETY: each part is a live byte slice; the copy is owned by the returned slice.
@@ -412,8 +411,19 @@ mod tests {
             for s in slices {
                 ffi::grpc_slice_unref(s);
             }
-            ByteBuffer::from_raw(raw).unwrap()
+            ByteBuffer { raw }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use bytes::Buf;
+    use std::io::Read;
+
+    fn multi_slice(parts: &[&[u8]]) -> ByteBuffer {
+        ByteBuffer::from_parts(parts)
     }
 
     #[test]
@@ -441,119 +451,6 @@ mod tests {
     }
 
     #[test]
-    fn encoding_into_a_core_slice_matches_the_vec_encoding() {
-        use crate::codec::{BytesCodec, Codec};
-        for len in [0usize, 1, 23, 24, 5_000] {
-            let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let bb = ByteBuffer::encode::<Vec<u8>, BytesCodec>(&data).unwrap();
-            assert_eq!(bb.len(), len);
-            let mut out = Vec::new();
-            bb.reader().read_to_end(&mut out).unwrap();
-            assert_eq!(out, data, "len {len}");
-            let mut via_vec = Vec::new();
-            BytesCodec::encode(&data, &mut via_vec).unwrap();
-            assert_eq!(via_vec, data);
-        }
-    }
-
-    /// A codec whose `encoded_len` is wrong in either direction must fail cleanly.
-    struct Lying<const DELTA: isize>;
-
-    impl<const DELTA: isize> crate::codec::Codec<Vec<u8>> for Lying<DELTA> {
-        fn encode(msg: &Vec<u8>, buf: &mut Vec<u8>) -> Result<(), Error> {
-            buf.extend_from_slice(msg);
-            Ok(())
-        }
-        fn decode(_: &mut MessageReader<'_>) -> Result<Vec<u8>, Error> {
-            unreachable!("only encodes")
-        }
-        fn encoded_len(msg: &Vec<u8>) -> Option<usize> {
-            Some((msg.len() as isize + DELTA) as usize)
-        }
-    }
-
-    #[test]
-    fn a_wrong_encoded_len_is_an_error_not_a_panic() {
-        let msg = vec![1u8; 40];
-        for err in [
-            ByteBuffer::encode::<Vec<u8>, Lying<-3>>(&msg).err().unwrap(),
-            ByteBuffer::encode::<Vec<u8>, Lying<5>>(&msg).err().unwrap(),
-        ] {
-            assert!(err.to_string().contains("encoded_len"), "{err}");
-        }
-        assert_eq!(ByteBuffer::encode::<Vec<u8>, Lying<0>>(&msg).unwrap().len(), 40);
-    }
-
-    #[cfg(feature = "prost")]
-    #[test]
-    fn prost_encodes_into_the_slice_exactly_as_into_a_vec() {
-        use crate::codec::{Codec, ProstCodec};
-        #[derive(Clone, PartialEq, prost::Message)]
-        struct M {
-            #[prost(string, tag = "1")]
-            s: String,
-            #[prost(bytes = "vec", tag = "2")]
-            b: Vec<u8>,
-            #[prost(int64, tag = "3")]
-            n: i64,
-        }
-        for size in [0usize, 10, 3_000] {
-            let m = M { s: "x".repeat(size / 3), b: vec![9; size], n: -(size as i64) };
-            let mut want = Vec::new();
-            ProstCodec::encode(&m, &mut want).unwrap();
-            let bb = ByteBuffer::encode::<M, ProstCodec>(&m).unwrap();
-            let mut got = Vec::new();
-            bb.reader().read_to_end(&mut got).unwrap();
-            assert_eq!(got, want, "size {size}");
-            let back: M = ProstCodec::decode(&mut bb.reader()).unwrap();
-            assert_eq!(back, m);
-        }
-    }
-
-    #[cfg(feature = "prost")]
-    #[test]
-    fn a_prost_message_longer_than_its_encoded_len_is_an_error() {
-        use crate::codec::ProstCodec;
-        /// Writes 10 bytes but claims 4 (a broken hand-written `Message`).
-        #[derive(Debug, Default)]
-        struct Short;
-        impl prost::Message for Short {
-            fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
-                buf.put_slice(&[0x0a, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
-            }
-            fn merge_field(
-                &mut self,
-                tag: u32,
-                wire_type: prost::encoding::WireType,
-                buf: &mut impl bytes::Buf,
-                ctx: prost::encoding::DecodeContext,
-            ) -> Result<(), prost::DecodeError> {
-                prost::encoding::skip_field(wire_type, tag, buf, ctx)
-            }
-            fn encoded_len(&self) -> usize {
-                4
-            }
-            fn clear(&mut self) {}
-        }
-        let err = ByteBuffer::encode::<Short, ProstCodec>(&Short).err().unwrap();
-        assert!(err.to_string().contains("encoded_len"), "{err}");
-    }
-
-    #[cfg(feature = "protobuf")]
-    #[test]
-    fn rust_protobuf_encodes_into_the_slice_exactly_as_into_a_vec() {
-        use crate::codec::{Codec, ProtobufCodec};
-        let mut m = protobuf::well_known_types::struct_::Value::new();
-        m.set_string_value("grpcore ".repeat(50));
-        let mut want = Vec::new();
-        ProtobufCodec::encode(&m, &mut want).unwrap();
-        let bb = ByteBuffer::encode::<_, ProtobufCodec>(&m).unwrap();
-        let mut got = Vec::new();
-        bb.reader().read_to_end(&mut got).unwrap();
-        assert_eq!(got, want);
-    }
-
-    #[test]
     fn owned_vectors_round_trip() {
         for len in [0usize, 1, 23, 24, 100_000] {
             let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
@@ -561,6 +458,88 @@ mod tests {
             let mut out = Vec::new();
             bb.reader().read_to_end(&mut out).unwrap();
             assert_eq!(out, data, "len {len}");
+        }
+    }
+
+    pub(crate) mod props {
+        //! Property tests of the reader over multi-slice buffers, the way the core hands a
+        //! peer's message over. 256 cases each.
+        use super::*;
+        use proptest::prelude::*;
+        use std::io::BufRead;
+
+        /// Bytes cut into slices at arbitrary points (empty slices included).
+        pub(crate) fn split_bytes(max: usize) -> impl Strategy<Value = (Vec<u8>, Vec<Vec<u8>>)> {
+            (
+                proptest::collection::vec(any::<u8>(), 0..max),
+                proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+            )
+                .prop_map(|(data, cuts)| {
+                    let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
+                    at.sort_unstable();
+                    let mut parts = Vec::new();
+                    let mut start = 0;
+                    for end in at.into_iter().chain([data.len()]) {
+                        parts.push(data[start..end].to_vec());
+                        start = end;
+                    }
+                    (data, parts)
+                })
+        }
+
+        pub(crate) fn buffer_of(parts: &[Vec<u8>]) -> ByteBuffer {
+            let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            ByteBuffer::from_parts(&parts)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_mix_of_reads_walks_the_concatenation(
+                (data, parts) in split_bytes(300),
+                ops in proptest::collection::vec((0u8..5, 0usize..80), 0..40),
+            ) {
+                let bb = buffer_of(&parts);
+                prop_assert_eq!(bb.len(), data.len());
+                let mut r = bb.reader();
+                let mut at = 0;
+                for (op, n) in ops {
+                    prop_assert_eq!(bytes::Buf::remaining(&r), data.len() - at);
+                    let chunk = bytes::Buf::chunk(&r);
+                    prop_assert_eq!(chunk.is_empty(), at == data.len(), "an empty chunk only at the end");
+                    prop_assert_eq!(chunk, &data[at..at + chunk.len()]);
+                    let n = n.min(data.len() - at);
+                    match op {
+                        0 => bytes::Buf::advance(&mut r, n),
+                        1 => prop_assert_eq!(&bytes::Buf::copy_to_bytes(&mut r, n)[..], &data[at..at + n]),
+                        2 => {
+                            let mut buf = vec![0u8; n];
+                            let got = std::io::Read::read(&mut r, &mut buf).unwrap();
+                            prop_assert!(got <= n && (got > 0 || n == 0));
+                            prop_assert_eq!(&buf[..got], &data[at..at + got]);
+                            at += got;
+                            continue;
+                        }
+                        3 => {
+                            let len = r.fill_buf().unwrap().len();
+                            let step = n.min(len);
+                            BufRead::consume(&mut r, step);
+                            at += step;
+                            continue;
+                        }
+                        _ => {
+                            let mut rest = Vec::new();
+                            std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
+                            prop_assert_eq!(&rest[..], &data[at..]);
+                            at = data.len();
+                            continue;
+                        }
+                    }
+                    at += n;
+                }
+                prop_assert_eq!(r.len(), data.len() - at);
+            }
         }
     }
 }

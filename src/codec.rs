@@ -3,8 +3,11 @@
 //! A codec is a marker type implementing [`Codec`] for the message types it handles.
 //! [`ProstCodec`] (feature `prost`, default), [`ProtobufCodec`] (feature `protobuf`,
 //! rust-protobuf 3.x) and [`BytesCodec`] (raw bytes) are provided.
+//!
+//! Encoding a message into the core's byte buffer ([`ByteBuffer::encode`], `refill`) lives
+//! here too, above `buffer.rs`, which knows bytes and never imports the codecs.
 
-use crate::buffer::MessageReader;
+use crate::buffer::{ByteBuffer, MessageReader};
 use crate::error::Error;
 
 /// Encodes and decodes messages of type `T`.
@@ -174,5 +177,320 @@ impl<T: protobuf::Message> Codec<T> for ProtobufCodec {
             return Err(Error::Codec(format!("encoding {}: the size computed differs from the bytes written", T::NAME)));
         }
         Ok(())
+    }
+}
+
+/// Encoding messages into the core's buffers (here rather than in `buffer.rs`, so that the
+/// buffer layer never depends on the codecs).
+impl ByteBuffer {
+    /// Encodes `msg` with codec `C`: straight into a slice the core allocates when the codec
+    /// knows the length up front (one allocation for the bytes, none up to 23 bytes), else
+    /// through a `Vec` that the core then adopts.
+    pub(crate) fn encode<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Error> {
+        let Some(len) = C::encoded_len(msg) else {
+            let mut buf = Vec::new();
+            C::encode(msg, &mut buf)?;
+            return Ok(ByteBuffer::from_vec(buf));
+        };
+        ByteBuffer::filled(len, |out| C::encode_to_slice(msg, out))
+    }
+
+    /// Encodes `msg` into this buffer, replacing what it holds: into a new core slice when
+    /// the codec knows the encoded length and the buffer is a plain (uncompressed) one,
+    /// otherwise by replacing the buffer with [`ByteBuffer::encode`]'s.
+    ///
+    /// # Safety
+    /// No operation may be using this buffer (any batch that sent it has completed).
+    pub(crate) unsafe fn refill<T, C: Codec<T>>(&mut self, msg: &T) -> Result<(), Error> {
+        match C::encoded_len(msg) {
+            // SAFETY: no operation uses the buffer (our caller's contract) and it is plain.
+            Some(len) if self.is_plain() => unsafe { self.refill_with(len, |out| C::encode_to_slice(msg, out)) },
+            _ => {
+                *self = ByteBuffer::encode::<T, C>(msg)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn encoding_into_a_core_slice_matches_the_vec_encoding() {
+        for len in [0usize, 1, 23, 24, 5_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let bb = ByteBuffer::encode::<Vec<u8>, BytesCodec>(&data).unwrap();
+            assert_eq!(bb.len(), len);
+            let mut out = Vec::new();
+            bb.reader().read_to_end(&mut out).unwrap();
+            assert_eq!(out, data, "len {len}");
+            let mut via_vec = Vec::new();
+            BytesCodec::encode(&data, &mut via_vec).unwrap();
+            assert_eq!(via_vec, data);
+        }
+    }
+
+    /// A codec whose `encoded_len` is wrong in either direction must fail cleanly.
+    struct Lying<const DELTA: isize>;
+
+    impl<const DELTA: isize> Codec<Vec<u8>> for Lying<DELTA> {
+        fn encode(msg: &Vec<u8>, buf: &mut Vec<u8>) -> Result<(), Error> {
+            buf.extend_from_slice(msg);
+            Ok(())
+        }
+        fn decode(_: &mut MessageReader<'_>) -> Result<Vec<u8>, Error> {
+            unreachable!("only encodes")
+        }
+        fn encoded_len(msg: &Vec<u8>) -> Option<usize> {
+            Some((msg.len() as isize + DELTA) as usize)
+        }
+    }
+
+    #[test]
+    fn a_wrong_encoded_len_is_an_error_not_a_panic() {
+        let msg = vec![1u8; 40];
+        for err in [
+            ByteBuffer::encode::<Vec<u8>, Lying<-3>>(&msg).err().unwrap(),
+            ByteBuffer::encode::<Vec<u8>, Lying<5>>(&msg).err().unwrap(),
+        ] {
+            assert!(err.to_string().contains("encoded_len"), "{err}");
+        }
+        assert_eq!(ByteBuffer::encode::<Vec<u8>, Lying<0>>(&msg).unwrap().len(), 40);
+    }
+
+    #[cfg(feature = "prost")]
+    #[test]
+    fn prost_encodes_into_the_slice_exactly_as_into_a_vec() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct M {
+            #[prost(string, tag = "1")]
+            s: String,
+            #[prost(bytes = "vec", tag = "2")]
+            b: Vec<u8>,
+            #[prost(int64, tag = "3")]
+            n: i64,
+        }
+        for size in [0usize, 10, 3_000] {
+            let m = M { s: "x".repeat(size / 3), b: vec![9; size], n: -(size as i64) };
+            let mut want = Vec::new();
+            ProstCodec::encode(&m, &mut want).unwrap();
+            let bb = ByteBuffer::encode::<M, ProstCodec>(&m).unwrap();
+            let mut got = Vec::new();
+            bb.reader().read_to_end(&mut got).unwrap();
+            assert_eq!(got, want, "size {size}");
+            let back: M = ProstCodec::decode(&mut bb.reader()).unwrap();
+            assert_eq!(back, m);
+        }
+    }
+
+    #[cfg(feature = "prost")]
+    #[test]
+    fn a_prost_message_longer_than_its_encoded_len_is_an_error() {
+        /// Writes 10 bytes but claims 4 (a broken hand-written `Message`).
+        #[derive(Debug, Default)]
+        struct Short;
+        impl prost::Message for Short {
+            fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
+                buf.put_slice(&[0x0a, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+            }
+            fn merge_field(
+                &mut self,
+                tag: u32,
+                wire_type: prost::encoding::WireType,
+                buf: &mut impl bytes::Buf,
+                ctx: prost::encoding::DecodeContext,
+            ) -> Result<(), prost::DecodeError> {
+                prost::encoding::skip_field(wire_type, tag, buf, ctx)
+            }
+            fn encoded_len(&self) -> usize {
+                4
+            }
+            fn clear(&mut self) {}
+        }
+        let err = ByteBuffer::encode::<Short, ProstCodec>(&Short).err().unwrap();
+        assert!(err.to_string().contains("encoded_len"), "{err}");
+    }
+
+    #[cfg(feature = "protobuf")]
+    #[test]
+    fn rust_protobuf_encodes_into_the_slice_exactly_as_into_a_vec() {
+        let mut m = protobuf::well_known_types::struct_::Value::new();
+        m.set_string_value("grpcore ".repeat(50));
+        let mut want = Vec::new();
+        ProtobufCodec::encode(&m, &mut want).unwrap();
+        let bb = ByteBuffer::encode::<_, ProtobufCodec>(&m).unwrap();
+        let mut got = Vec::new();
+        bb.reader().read_to_end(&mut got).unwrap();
+        assert_eq!(got, want);
+    }
+
+    mod props {
+        //! Property tests of every codec over multi-slice buffers, the way the core hands a
+        //! peer's message over: decoding through the in-place reader must equal decoding the
+        //! concatenated bytes, for valid and garbage input alike, and never panic. 256 cases
+        //! each.
+        use super::*;
+        use crate::buffer::tests::props::{buffer_of, split_bytes};
+        use proptest::prelude::*;
+
+        /// Splits `data` at the given points (as `split_bytes` does).
+        fn split_at(data: &[u8], cuts: &[proptest::sample::Index]) -> Vec<Vec<u8>> {
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
+            at.sort_unstable();
+            let mut parts = Vec::new();
+            let mut start = 0;
+            for end in at.into_iter().chain([data.len()]) {
+                parts.push(data[start..end].to_vec());
+                start = end;
+            }
+            parts
+        }
+
+        #[cfg(feature = "prost")]
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Child {
+            #[prost(fixed64, tag = "1")]
+            f: u64,
+            #[prost(string, repeated, tag = "2")]
+            names: Vec<String>,
+        }
+
+        /// Every wire type: varint (zigzag too), 64-bit, length-delimited, nested, packed.
+        #[cfg(feature = "prost")]
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Msg {
+            #[prost(string, tag = "1")]
+            s: String,
+            #[prost(bytes = "vec", tag = "2")]
+            b: Vec<u8>,
+            #[prost(sint64, tag = "3")]
+            n: i64,
+            #[prost(uint32, repeated, tag = "4")]
+            r: Vec<u32>,
+            #[prost(message, optional, tag = "5")]
+            child: Option<Child>,
+            #[prost(bool, tag = "6")]
+            flag: bool,
+        }
+
+        #[cfg(feature = "prost")]
+        fn msg() -> impl Strategy<Value = Msg> {
+            let child =
+                (any::<u64>(), proptest::collection::vec("\\PC{0,8}", 0..3)).prop_map(|(f, names)| Child { f, names });
+            (
+                "\\PC{0,40}",
+                proptest::collection::vec(any::<u8>(), 0..200),
+                any::<i64>(),
+                proptest::collection::vec(any::<u32>(), 0..20),
+                proptest::option::of(child),
+                any::<bool>(),
+            )
+                .prop_map(|(s, b, n, r, child, flag)| Msg {
+                    s,
+                    b,
+                    n,
+                    r,
+                    child,
+                    flag,
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn bytes_codecs_read_any_split_buffer((data, parts) in split_bytes(2_000)) {
+                let bb = buffer_of(&parts);
+                prop_assert_eq!(<BytesCodec as Codec<Vec<u8>>>::decode(&mut bb.reader()).unwrap(), data.clone());
+                prop_assert_eq!(&<BytesCodec as Codec<bytes::Bytes>>::decode(&mut bb.reader()).unwrap()[..], &data[..]);
+                let encoded = ByteBuffer::encode::<Vec<u8>, BytesCodec>(&data).unwrap();
+                prop_assert_eq!(<BytesCodec as Codec<Vec<u8>>>::decode(&mut encoded.reader()).unwrap(), data);
+            }
+
+            #[cfg(feature = "prost")]
+            #[test]
+            fn prost_on_garbage_split_buffers_matches_the_concatenation((data, parts) in split_bytes(300)) {
+                let got = <ProstCodec as Codec<Msg>>::decode(&mut buffer_of(&parts).reader());
+                let want = <Msg as prost::Message>::decode(&data[..]);
+                match (got, want) {
+                    (Ok(got), Ok(want)) => prop_assert_eq!(got, want),
+                    (Err(got), Err(_)) => prop_assert!(matches!(got, Error::Codec(_))),
+                    (got, want) => prop_assert!(false, "split buffer {:?}, concatenation {:?}", got, want),
+                }
+            }
+
+            #[cfg(feature = "prost")]
+            #[test]
+            fn prost_round_trips_through_split_buffers(
+                m in msg(),
+                cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+                other in msg(),
+            ) {
+                let mut encoded = Vec::new();
+                ProstCodec::encode(&m, &mut encoded).unwrap();
+                let bb = buffer_of(&split_at(&encoded, &cuts));
+                prop_assert_eq!(<ProstCodec as Codec<Msg>>::decode(&mut bb.reader()).unwrap(), m.clone());
+                // The send path: encoded into a core slice, then refilled with another message.
+                let mut bb = ByteBuffer::encode::<Msg, ProstCodec>(&m).unwrap();
+                prop_assert_eq!(<ProstCodec as Codec<Msg>>::decode(&mut bb.reader()).unwrap(), m);
+                // SAFETY: no operation uses this buffer.
+                unsafe { bb.refill::<Msg, ProstCodec>(&other) }.unwrap();
+                prop_assert_eq!(<ProstCodec as Codec<Msg>>::decode(&mut bb.reader()).unwrap(), other);
+            }
+
+            #[cfg(feature = "prost")]
+            #[test]
+            fn a_truncated_prost_message_is_an_error_not_a_panic(
+                s in "\\PC{1,40}",
+                cut in 1usize..=40,
+                cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+            ) {
+                let m = Msg { s, ..Msg::default() };
+                let mut encoded = Vec::new();
+                ProstCodec::encode(&m, &mut encoded).unwrap();
+                // The string is the last field: cutting into it leaves its length unmet.
+                let cut = cut.min(m.s.len());
+                encoded.truncate(encoded.len() - cut);
+                let got = <ProstCodec as Codec<Msg>>::decode(&mut buffer_of(&split_at(&encoded, &cuts)).reader());
+                prop_assert!(matches!(got, Err(Error::Codec(_))), "{:?}", got);
+            }
+
+            #[cfg(feature = "protobuf")]
+            #[test]
+            fn rust_protobuf_on_garbage_split_buffers_matches_the_concatenation((data, parts) in split_bytes(300)) {
+                use protobuf::well_known_types::struct_::Struct;
+                let got = <ProtobufCodec as Codec<Struct>>::decode(&mut buffer_of(&parts).reader());
+                let want = <Struct as protobuf::Message>::parse_from_bytes(&data);
+                match (got, want) {
+                    (Ok(got), Ok(want)) => prop_assert_eq!(got, want),
+                    (Err(got), Err(_)) => prop_assert!(matches!(got, Error::Codec(_))),
+                    (got, want) => prop_assert!(false, "split buffer {:?}, concatenation {:?}", got, want),
+                }
+            }
+
+            #[cfg(feature = "protobuf")]
+            #[test]
+            fn rust_protobuf_round_trips_through_split_buffers(
+                fields in proptest::collection::btree_map("\\PC{0,10}", "\\PC{0,30}", 0..6),
+                cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+            ) {
+                use protobuf::well_known_types::struct_::{Struct, Value};
+                let mut m = Struct::new();
+                for (k, v) in fields {
+                    let mut value = Value::new();
+                    value.set_string_value(v);
+                    m.fields.insert(k, value);
+                }
+                let mut encoded = Vec::new();
+                ProtobufCodec::encode(&m, &mut encoded).unwrap();
+                let bb = buffer_of(&split_at(&encoded, &cuts));
+                prop_assert_eq!(<ProtobufCodec as Codec<Struct>>::decode(&mut bb.reader()).unwrap(), m.clone());
+                let bb = ByteBuffer::encode::<Struct, ProtobufCodec>(&m).unwrap();
+                prop_assert_eq!(<ProtobufCodec as Codec<Struct>>::decode(&mut bb.reader()).unwrap(), m);
+            }
+        }
     }
 }

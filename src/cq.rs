@@ -22,15 +22,19 @@
 //! so every start first *borrows* the queue ([`CompletionQueue::borrow`]): a counter with a
 //! shutdown bit. After [`CompletionQueue::begin_shutdown`] no new borrow succeeds, and the
 //! core's `grpc_completion_queue_shutdown` is called exactly once, by whoever releases the
-//! last borrow (or by `begin_shutdown` itself if there is none).
+//! last borrow (or by `begin_shutdown` itself if there is none). The counter is pure logic
+//! in `gate.rs` ([`ShutdownGate`]), with no FFI: its loom model checks this.
 
 use std::ffi::CString;
 use std::os::raw::c_void;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use grpcore_sys as ffi;
+
+mod gate;
+
+use gate::ShutdownGate;
 
 /// What to do with a tag object: run its completion, or just release it.
 pub(crate) struct TagVTable {
@@ -178,13 +182,11 @@ impl Drop for Tag {
     }
 }
 
-const SHUTDOWN: usize = 1 << (usize::BITS - 1);
-
 /// One core completion queue (NEXT type), plus the dummy call used to post wake-ups.
 pub(crate) struct CompletionQueue {
     raw: *mut ffi::grpc_completion_queue,
-    /// Borrow count, with [`SHUTDOWN`] set once shutdown has begun.
-    state: AtomicUsize,
+    /// Borrow count, with a shutdown bit.
+    gate: ShutdownGate,
     /// A never-connecting channel that owns `kick_call`.
     kick_channel: *mut ffi::grpc_channel,
     /// A call bound to this queue that is never started: an empty batch on it posts its tag
@@ -216,7 +218,7 @@ impl CqBorrow<'_> {
 
 impl Drop for CqBorrow<'_> {
     fn drop(&mut self) {
-        if self.cq.state.fetch_sub(1, Ordering::AcqRel) == SHUTDOWN | 1 {
+        if self.cq.gate.release() {
             self.cq.shutdown_now();
         }
     }
@@ -248,7 +250,7 @@ impl CompletionQueue {
             );
             CompletionQueue {
                 raw,
-                state: AtomicUsize::new(0),
+                gate: ShutdownGate::new(),
                 kick_channel,
                 kick_call,
                 index,
@@ -258,24 +260,12 @@ impl CompletionQueue {
 
     /// Borrows the queue for starting an operation; `None` once shutdown has begun.
     pub(crate) fn borrow(&self) -> Option<CqBorrow<'_>> {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            if cur & SHUTDOWN != 0 {
-                return None;
-            }
-            match self
-                .state
-                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Some(CqBorrow { cq: self }),
-                Err(actual) => cur = actual,
-            }
-        }
+        self.gate.try_borrow().then_some(CqBorrow { cq: self })
     }
 
     /// Stops new operations; the core queue shuts down when the last borrow ends.
     pub(crate) fn begin_shutdown(&self) {
-        if self.state.fetch_or(SHUTDOWN, Ordering::AcqRel) == 0 {
+        if self.gate.begin_shutdown() {
             self.shutdown_now();
         }
     }

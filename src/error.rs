@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::metadata::{InvalidMetadata, Metadata};
 use crate::status::{Code, Status};
 
 /// Everything that can go wrong in grpcore.
@@ -82,5 +83,55 @@ impl From<Error> for Status {
     }
 }
 
+impl From<InvalidMetadata> for Error {
+    fn from(e: InvalidMetadata) -> Error {
+        Error::InvalidMetadata(e.0)
+    }
+}
+
+/// The validating methods of [`Metadata`]. They return the crate's [`Error`], so they live
+/// here, above `metadata.rs`, which fails with its own `InvalidMetadata` and so imports
+/// neither this module nor `status.rs`.
+impl Metadata {
+    /// Appends an entry. For a `-bin` key the string's bytes are the value.
+    pub fn append(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        Ok(self.try_append(key, value)?)
+    }
+
+    /// Appends a binary entry; the key must end in `-bin`.
+    pub fn append_bin(&mut self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), Error> {
+        Ok(self.try_append_bin(key, value)?)
+    }
+
+    /// Replaces every entry of `key` with one ASCII value.
+    pub fn insert(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        Ok(self.try_insert(key, value)?)
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_metadata_is_an_internal_error_naming_the_input() {
+        let mut md = Metadata::new();
+        for bad in ["", "sp ace", "grpc-timeout"] {
+            let err = md.append(bad, "v").unwrap_err();
+            assert!(matches!(err, Error::InvalidMetadata(_)), "{bad:?}: {err}");
+            assert_eq!(err.code(), Code::Internal);
+        }
+        let err = md.insert("x-a", "line\nbreak").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid metadata: value of metadata key \"x-a\""),
+            "{err}"
+        );
+        assert!(md.append_bin("x-a", vec![0u8]).is_err());
+        md.append_bin("x-a-bin", vec![0u8]).unwrap();
+        assert_eq!(md.len(), 1);
+    }
+}

@@ -42,6 +42,7 @@ mod quota;
 mod server;
 mod settings;
 mod status;
+mod sync;
 mod task;
 mod time;
 #[cfg(feature = "tracing")]

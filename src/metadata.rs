@@ -1,18 +1,33 @@
 //! Request and response metadata: validated keys, ASCII and binary (`-bin`) values.
 //!
 //! Owns validation and the Rust-side representation; the conversion to and from the core's
-//! `grpc_metadata` arrays lives in `call::raw_metadata`.
+//! `grpc_metadata` arrays lives in `call::raw`.
+//!
+//! This module sits below `status.rs` and `error.rs` and imports neither: validation fails
+//! with [`InvalidMetadata`], and the public validating methods ([`Metadata::append`],
+//! [`Metadata::append_bin`], [`Metadata::insert`]), which return the crate's
+//! [`Error`](crate::Error), are defined in `error.rs` on top of the `try_` methods here.
 
 use std::fmt;
 
-use crate::error::Error;
+/// Why a metadata key or value was refused; becomes
+/// [`Error::InvalidMetadata`](crate::Error::InvalidMetadata) with this text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InvalidMetadata(pub(crate) String);
+
+impl fmt::Display for InvalidMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// An ordered multimap of metadata entries (HTTP/2 headers or trailers).
 ///
 /// Keys are lower-case ASCII (`0-9 a-z - _ .`); upper-case input is folded to lower case.
 /// Keys ending in `-bin` carry arbitrary bytes (the core base64-encodes them on the wire);
 /// other values must be printable ASCII. Keys starting with `grpc-` are reserved for the
-/// protocol and rejected. Invalid input is an [`Error::InvalidMetadata`], never a panic.
+/// protocol and rejected. Invalid input is an [`Error::InvalidMetadata`](crate::Error::InvalidMetadata),
+/// never a panic.
 ///
 /// ```
 /// let mut md = grpcore::Metadata::new();
@@ -30,30 +45,30 @@ fn is_binary_key(key: &str) -> bool {
     key.ends_with("-bin")
 }
 
-fn check_key(key: &str) -> Result<String, Error> {
+fn check_key(key: &str) -> Result<String, InvalidMetadata> {
     if key.is_empty() {
-        return Err(Error::InvalidMetadata("empty metadata key".into()));
+        return Err(InvalidMetadata("empty metadata key".into()));
     }
     let lower = key.to_ascii_lowercase();
     if let Some(bad) = lower
         .chars()
         .find(|c| !(c.is_ascii_digit() || c.is_ascii_lowercase() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(Error::InvalidMetadata(format!(
+        return Err(InvalidMetadata(format!(
             "metadata key {key:?} contains {bad:?}; keys may only contain 0-9 a-z - _ ."
         )));
     }
     if lower.starts_with("grpc-") {
-        return Err(Error::InvalidMetadata(format!(
+        return Err(InvalidMetadata(format!(
             "metadata key {key:?} is reserved: keys starting with \"grpc-\" belong to the protocol"
         )));
     }
     Ok(lower)
 }
 
-fn check_ascii_value(key: &str, value: &[u8]) -> Result<(), Error> {
+fn check_ascii_value(key: &str, value: &[u8]) -> Result<(), InvalidMetadata> {
     if let Some(pos) = value.iter().position(|b| !(0x20..=0x7e).contains(b)) {
-        return Err(Error::InvalidMetadata(format!(
+        return Err(InvalidMetadata(format!(
             "value of metadata key {key:?} has byte {:#04x} at offset {pos}; ASCII values must be \
              printable (0x20-0x7e): use a key ending in \"-bin\" for binary data",
             value[pos]
@@ -68,8 +83,8 @@ impl Metadata {
         Metadata { entries: Vec::new() }
     }
 
-    /// Appends an entry. For a `-bin` key the string's bytes are the value.
-    pub fn append(&mut self, key: &str, value: &str) -> Result<(), Error> {
+    /// [`append`](Self::append), failing with [`InvalidMetadata`].
+    pub(crate) fn try_append(&mut self, key: &str, value: &str) -> Result<(), InvalidMetadata> {
         let key = check_key(key)?;
         if !is_binary_key(&key) {
             check_ascii_value(&key, value.as_bytes())?;
@@ -78,11 +93,11 @@ impl Metadata {
         Ok(())
     }
 
-    /// Appends a binary entry; the key must end in `-bin`.
-    pub fn append_bin(&mut self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), Error> {
+    /// [`append_bin`](Self::append_bin), failing with [`InvalidMetadata`].
+    pub(crate) fn try_append_bin(&mut self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), InvalidMetadata> {
         let key = check_key(key)?;
         if !is_binary_key(&key) {
-            return Err(Error::InvalidMetadata(format!(
+            return Err(InvalidMetadata(format!(
                 "binary metadata needs a key ending in \"-bin\", got {key:?}"
             )));
         }
@@ -90,8 +105,8 @@ impl Metadata {
         Ok(())
     }
 
-    /// Replaces every entry of `key` with one ASCII value.
-    pub fn insert(&mut self, key: &str, value: &str) -> Result<(), Error> {
+    /// [`insert`](Self::insert), failing with [`InvalidMetadata`].
+    pub(crate) fn try_insert(&mut self, key: &str, value: &str) -> Result<(), InvalidMetadata> {
         let lower = check_key(key)?;
         if !is_binary_key(&lower) {
             check_ascii_value(&lower, value.as_bytes())?;
@@ -192,34 +207,123 @@ mod tests {
     #[test]
     fn keys_are_validated_and_folded() {
         let mut md = Metadata::new();
-        md.append("X-User", "a").unwrap();
+        md.try_append("X-User", "a").unwrap();
         assert_eq!(md.get("x-user"), Some("a"));
         for bad in ["", "sp ace", "colon:", "ünï", "grpc-timeout", ":path"] {
-            let err = md.append(bad, "v").unwrap_err();
-            assert!(matches!(err, Error::InvalidMetadata(_)), "{bad:?}: {err}");
+            let err = md.try_append(bad, "v").unwrap_err();
+            assert!(err.0.contains("key"), "{bad:?}: {err}");
         }
     }
 
     #[test]
     fn values_are_validated() {
         let mut md = Metadata::new();
-        let err = md.append("x-a", "line\nbreak").unwrap_err();
+        let err = md.try_append("x-a", "line\nbreak").unwrap_err();
         assert!(err.to_string().contains("-bin"), "{err}");
-        assert!(md.append_bin("x-a", vec![0u8]).is_err());
-        md.append_bin("x-a-bin", vec![0u8, 255]).unwrap();
-        md.append("x-b-bin", "text as bytes").unwrap();
+        assert!(md.try_append_bin("x-a", vec![0u8]).is_err());
+        md.try_append_bin("x-a-bin", vec![0u8, 255]).unwrap();
+        md.try_append("x-b-bin", "text as bytes").unwrap();
         assert_eq!(md.get_bin("x-a-bin"), Some(&[0u8, 255][..]));
     }
 
     #[test]
     fn insert_replaces_and_remove_counts() {
         let mut md = Metadata::new();
-        md.append("k", "1").unwrap();
-        md.append("k", "2").unwrap();
+        md.try_append("k", "1").unwrap();
+        md.try_append("k", "2").unwrap();
         assert_eq!(md.get_all("k").count(), 2);
-        md.insert("k", "3").unwrap();
+        md.try_insert("k", "3").unwrap();
         assert_eq!(md.get_all("k").collect::<Vec<_>>(), vec![b"3"]);
         assert_eq!(md.remove("K"), 1);
         assert!(md.is_empty());
+    }
+
+    mod props {
+        //! Property tests of metadata from a peer (`push_raw`, which the core's received
+        //! arrays go through) and of validation. 256 cases each.
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Keys mixing the legal alphabet, upper case, reserved prefixes and junk.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9._-]{1,12}",
+                "[a-zA-Z0-9._-]{1,12}(-bin|-BIN)?",
+                "(grpc-|GRPC-|:)?[a-z]{0,6}",
+                "\\PC{0,8}",
+                Just(String::new()),
+            ]
+        }
+
+        /// The rule, restated independently of `check_key`.
+        fn key_is_valid(key: &str) -> bool {
+            !key.is_empty()
+                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && !key.to_ascii_lowercase().starts_with("grpc-")
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn peer_entries_are_kept_byte_for_byte_in_order(
+                entries in proptest::collection::vec(
+                    (proptest::collection::vec(any::<u8>(), 0..20), proptest::collection::vec(any::<u8>(), 0..40)),
+                    0..12,
+                )
+            ) {
+                let mut md = Metadata::with_capacity(entries.len());
+                for (k, v) in &entries {
+                    md.push_raw(k, v);
+                }
+                prop_assert_eq!(md.len(), entries.len());
+                for ((k, v), (got_k, got_v)) in entries.iter().zip(md.iter()) {
+                    prop_assert_eq!(got_k, String::from_utf8_lossy(k));
+                    prop_assert_eq!(got_v, &v[..]);
+                }
+                let _ = format!("{md:?}"); // never panics, whatever the bytes
+                // Taking one key out (as the details trailer is) leaves the others in order.
+                if let Some((k, v)) = entries.first() {
+                    let k = String::from_utf8_lossy(k).into_owned();
+                    prop_assert_eq!(md.take_raw(&k), Some(v.clone()));
+                    // It removed the first match, entry 0; the others stay, in order.
+                    let want: Vec<_> = entries[1..]
+                        .iter()
+                        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.clone()))
+                        .collect();
+                    let got: Vec<_> = md.iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+
+            #[test]
+            fn append_accepts_exactly_the_documented_grammar(key in key(), value in "\\PC{0,16}|[ -~]{0,16}") {
+                let mut md = Metadata::new();
+                let valid = key_is_valid(&key)
+                    && (key.to_ascii_lowercase().ends_with("-bin") || value.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+                let result = md.try_append(&key, &value);
+                prop_assert_eq!(result.is_ok(), valid, "{:?}={:?}: {:?}", key, value, result);
+                if valid {
+                    let lower = key.to_ascii_lowercase();
+                    prop_assert_eq!(md.iter().next(), Some((lower.as_str(), value.as_bytes())));
+                    prop_assert_eq!(md.get_bin(&key), Some(value.as_bytes()));
+                    let mut again = Metadata::new();
+                    prop_assert!(again.try_insert(&key, &value).is_ok());
+                    prop_assert_eq!(again, md);
+                } else {
+                    prop_assert!(md.is_empty());
+                    prop_assert!(!result.unwrap_err().0.is_empty());
+                }
+            }
+
+            #[test]
+            fn binary_values_round_trip(key in "[a-z0-9._-]{0,10}", value in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let key = format!("x{key}-bin");
+                let mut md = Metadata::new();
+                md.try_append_bin(&key, value.clone()).unwrap();
+                prop_assert_eq!(md.get_bin(&key), Some(&value[..]));
+                prop_assert!(md.try_append_bin(key.trim_end_matches("-bin"), value).is_err());
+            }
+        }
     }
 }

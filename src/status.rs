@@ -240,4 +240,46 @@ mod tests {
         assert_eq!(s.to_string(), "status NOT_FOUND: no such user");
         assert_eq!(s.details(), b"\x01");
     }
+
+    mod props {
+        //! Property tests of what a peer's status becomes: any integer code, any message and
+        //! details. (`grpc-message` percent-decoding is done by the core; the details trailer
+        //! is taken out of the trailers with `Metadata::take_raw`, tested in metadata.rs.)
+        //! 256 cases each.
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_integer_is_a_code(v in any::<i32>()) {
+                let code = Code::from_i32(v);
+                if (0..=16).contains(&v) {
+                    prop_assert_eq!(code.as_i32(), v);
+                } else {
+                    prop_assert_eq!(code, Code::Unknown);
+                }
+                prop_assert!(!code.name().is_empty());
+                prop_assert_eq!(code.to_string(), code.name());
+            }
+
+            #[test]
+            fn any_message_and_details_are_kept(
+                v in -3i32..20,
+                message in "\\PC{0,60}|[\\x00-\\x7f%]{0,60}",
+                details in proptest::collection::vec(any::<u8>(), 0..100),
+            ) {
+                let code = Code::from_i32(v);
+                let status = Status::with_details(code, message.clone(), details.clone());
+                prop_assert_eq!(status.code(), code);
+                prop_assert_eq!(status.message(), &message[..]);
+                prop_assert_eq!(status.details(), &details[..]);
+                let shown = status.to_string();
+                prop_assert!(shown.contains(code.name()));
+                prop_assert!(shown.ends_with(&message[..]));
+                let _ = format!("{status:?}");
+            }
+        }
+    }
 }

@@ -13,7 +13,8 @@
 //!                                      |  \--wake--> NOTIFIED --Pending--> SCHEDULED
 //!                                      \--Ready/panic--> DONE
 //! ```
-//! The pure state logic is in [`TaskState`], testable without the core.
+//! The pure state logic is in `state.rs` ([`TaskState`]), with no FFI: its loom models
+//! check these guarantees under every interleaving.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
@@ -21,7 +22,6 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -29,63 +29,9 @@ use futures_util::task::{waker_ref, ArcWake};
 
 use crate::cq::{ArcTag, CompletionQueue, Tag, TagHeader};
 
+mod state;
 
-const IDLE: u8 = 0;
-const SCHEDULED: u8 = 1;
-const RUNNING: u8 = 2;
-const NOTIFIED: u8 = 3;
-const DONE: u8 = 4;
-
-/// The lock-free scheduling state of a task.
-pub(crate) struct TaskState(AtomicU8);
-
-impl TaskState {
-    pub(crate) fn new(initial_scheduled: bool) -> TaskState {
-        TaskState(AtomicU8::new(if initial_scheduled { SCHEDULED } else { IDLE }))
-    }
-
-    /// A wake-up: true when the caller must schedule the task (it was idle).
-    pub(crate) fn wake(&self) -> bool {
-        let mut cur = self.0.load(Ordering::Acquire);
-        loop {
-            let next = match cur {
-                IDLE => SCHEDULED,
-                RUNNING => NOTIFIED,
-                _ => return false,
-            };
-            match self.0.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return next == SCHEDULED,
-                Err(actual) => cur = actual,
-            }
-        }
-    }
-
-    /// The scheduled task is about to be polled.
-    pub(crate) fn start_run(&self) {
-        let prev = self.0.swap(RUNNING, Ordering::AcqRel);
-        debug_assert_eq!(prev, SCHEDULED);
-    }
-
-    /// The poll returned `Pending`: true when the task was woken meanwhile and must be
-    /// scheduled again (the state is then `SCHEDULED`).
-    pub(crate) fn end_run_pending(&self) -> bool {
-        match self
-            .0
-            .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => false,
-            Err(_) => {
-                self.0.store(SCHEDULED, Ordering::Release);
-                true
-            }
-        }
-    }
-
-    /// The future finished (or panicked); later wake-ups are ignored.
-    pub(crate) fn finish(&self) {
-        self.0.store(DONE, Ordering::Release);
-    }
-}
+use state::TaskState;
 
 /// A future bound to one completion queue, stored inline (one allocation per task). It is
 /// its own kick tag.
@@ -254,8 +200,7 @@ impl<F: Future<Output = ()> + Send + 'static> Runnable for Task<F> {
     fn cancel(&self) {
         self.state.finish();
         // SAFETY: we hold the task's only schedule entry, so nobody else touches `future`.
-        // Dropping it in place is fine for a pinned value.
-        unsafe { *self.future.get() = None };
+        drop_future(unsafe { &mut *self.future.get() });
     }
 
     /// Polls the future once. Only the holder of the schedule entry calls this, on the
@@ -273,7 +218,7 @@ impl<F: Future<Output = ()> + Send + 'static> Runnable for Task<F> {
             return;
         };
         // SAFETY: the future lives inline in the task's `Arc` allocation and is never moved:
-        // it is only ever dropped in place (`*slot = None`).
+        // it is only ever dropped in place (`drop_future`).
         let future = unsafe { Pin::new_unchecked(future) };
         match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
             Ok(Poll::Pending) => {
@@ -283,14 +228,40 @@ impl<F: Future<Output = ()> + Send + 'static> Runnable for Task<F> {
             }
             Ok(Poll::Ready(())) => {
                 self.state.finish();
-                *slot = None;
+                drop_future(slot);
             }
             Err(panic) => {
                 self.state.finish();
-                *slot = None;
+                drop_future(slot);
                 log::error!("a task spawned on the completion queue panicked: {}", panic_message(&*panic));
             }
         }
+    }
+}
+
+impl<F> Drop for Task<F> {
+    /// The last reference went away (a waker dropped anywhere, a released tag) while the
+    /// future was still pending: drop it here, never unwinding into whoever let go.
+    fn drop(&mut self) {
+        drop_future(self.future.get_mut());
+    }
+}
+
+/// Drops a task's future in place (it is pinned) inside `catch_unwind`. The drop can run on
+/// a queue thread (in its drain loop or at its shutdown), inside a waker called from any
+/// thread, or in the core's callbacks: a panicking `Drop` is logged, never propagated.
+fn drop_future<F>(slot: &mut Option<F>) {
+    if slot.is_none() {
+        return;
+    }
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| *slot = None)) {
+        // SAFETY: the old value's drop has run (and panicked); write `None` over whatever is
+        // left without dropping it again, so the slot is valid and its future never dropped twice.
+        unsafe { std::ptr::write(slot, None) };
+        log::error!(
+            "dropping a future spawned on the completion queue panicked: {}",
+            panic_message(&*panic)
+        );
     }
 }
 
@@ -323,51 +294,5 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wake_while_running_reschedules_once() {
-        let s = TaskState::new(true);
-        s.start_run();
-        assert!(!s.wake(), "a running task is not scheduled twice");
-        assert!(!s.wake());
-        assert!(s.end_run_pending(), "woken while running: run again");
-        assert!(!s.wake(), "already scheduled");
-        s.start_run();
-        assert!(!s.end_run_pending());
-        assert!(s.wake(), "idle task gets scheduled");
-        s.start_run();
-        s.finish();
-        assert!(!s.wake(), "finished task ignores wake-ups");
-    }
-
-    #[test]
-    fn concurrent_wakes_schedule_exactly_once_per_idle_period() {
-        use std::sync::atomic::AtomicUsize;
-        for _ in 0..200 {
-            let s = Arc::new(TaskState::new(false));
-            let scheduled = Arc::new(AtomicUsize::new(0));
-            let threads: Vec<_> = (0..4)
-                .map(|_| {
-                    let (s, n) = (s.clone(), scheduled.clone());
-                    std::thread::spawn(move || {
-                        for _ in 0..50 {
-                            if s.wake() {
-                                n.fetch_add(1, Ordering::SeqCst);
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for t in threads {
-                t.join().unwrap();
-            }
-            assert_eq!(scheduled.load(Ordering::SeqCst), 1);
-        }
     }
 }

@@ -25,13 +25,10 @@
 //! A client's final op, RECV_STATUS_ON_CLIENT, is a receive that starts with the call, once
 //! (`call/start.rs`); it does not close the send side, so it has no bit here.
 //!
-//! This file has no FFI, so `loom` can check it under every interleaving (`cargo test
-//! --lib --release` with `RUSTFLAGS="--cfg loom"`).
+//! This file has no FFI, so `loom` can check it under every interleaving (its atomics come
+//! from `crate::sync`; `scripts/test.sh` runs the models).
 
-#[cfg(loom)]
-use loom::sync::atomic::{AtomicU32, Ordering};
-#[cfg(not(loom))]
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, Ordering};
 
 const SEND_BUSY: u32 = 1 << 0;
 const RECV_BUSY: u32 = 1 << 1;
