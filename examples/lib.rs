@@ -13,6 +13,9 @@ pub mod proto {
 }
 
 pub mod route_guide_db;
+/// Stopping the server binaries gracefully on SIGTERM/SIGINT: one file, shared with
+/// grpcore-bench (and the benchmark peers).
+#[path = "../bench/src/signals.rs"]
 pub mod signals;
 
 use std::error::Error;

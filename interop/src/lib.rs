@@ -13,6 +13,9 @@
 pub mod client;
 pub mod flags;
 pub mod server;
+/// Stopping the server binaries gracefully on SIGTERM/SIGINT: one file, shared with
+/// grpcore-bench (and the benchmark peers).
+#[path = "../../bench/src/signals.rs"]
 pub mod signals;
 pub mod tls;
 pub mod wire;
