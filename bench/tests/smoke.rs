@@ -3,56 +3,30 @@
 //! timing is asserted; every call must succeed and the report must be complete.
 //! Also checks that the hand-written messages encode exactly as protoc encodes them.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prost::Message;
 
-struct Server {
-    child: Child,
-    port: u16,
-}
+#[path = "../../tests/support/server_process.rs"]
+mod server_process;
+use server_process::ServerProcess;
 
-impl Server {
-    fn start() -> Server {
-        Server::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bench_server"))
-            .args(["--port", "0", "--cq-threads", "1", "--slots", "16"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn bench_server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the server's port line");
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from bench_server: {line:?}"));
-        Server { child, port }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// bench_server on a free port, one completion-queue thread, 16 slots, and `extra` flags.
+fn start_server(extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["--port", "0", "--cq-threads", "1", "--slots", "16"];
+    args.extend_from_slice(extra);
+    ServerProcess::start(env!("CARGO_BIN_EXE_bench_server"), &args, "listening on ")
 }
 
 /// Runs bench_client with `args` against `server`; returns its JSON report line.
-fn client(server: &Server, args: &[&str]) -> String {
+fn client(server: &ServerProcess, args: &[&str]) -> String {
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_bench_client"))
         .args([
             "--target",
-            &format!("127.0.0.1:{}", server.port),
+            &server.target(),
             "--warmup-secs",
             "0",
         ])
@@ -92,7 +66,7 @@ fn calls(json: &str) -> u64 {
 
 #[test]
 fn every_scenario_once_at_tiny_size() {
-    let server = Server::start();
+    let server = start_server(&[]);
     // unary 100 B, many streams in flight on several channels (1,000 in the full run)
     let json = client(
         &server,
@@ -146,7 +120,7 @@ fn every_scenario_once_at_tiny_size() {
 
 #[test]
 fn lean_server_once_at_tiny_size() {
-    let server = Server::start_with(&["--lean", "true"]);
+    let server = start_server(&["--lean", "true"]);
     let json = client(&server, &["--rpc", "unary", "--channels", "2", "--outstanding", "8", "--count", "200"]);
     assert!(calls(&json) >= 200, "{json}");
     let json = client(&server, &["--rpc", "streaming", "--count", "20"]);
