@@ -475,16 +475,23 @@ pub(crate) mod tests {
                 proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
             )
                 .prop_map(|(data, cuts)| {
-                    let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
-                    at.sort_unstable();
-                    let mut parts = Vec::new();
-                    let mut start = 0;
-                    for end in at.into_iter().chain([data.len()]) {
-                        parts.push(data[start..end].to_vec());
-                        start = end;
-                    }
+                    let parts = split_at(&data, &cuts);
                     (data, parts)
                 })
+        }
+
+        /// `data` cut at the given points (each an index into `0..=data.len()`, in any
+        /// order): slices, empty ones included, that concatenate back to `data`.
+        pub(crate) fn split_at(data: &[u8], cuts: &[proptest::sample::Index]) -> Vec<Vec<u8>> {
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
+            at.sort_unstable();
+            let mut parts = Vec::new();
+            let mut start = 0;
+            for end in at.into_iter().chain([data.len()]) {
+                parts.push(data[start..end].to_vec());
+                start = end;
+            }
+            parts
         }
 
         pub(crate) fn buffer_of(parts: &[Vec<u8>]) -> ByteBuffer {

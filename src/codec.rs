@@ -333,21 +333,8 @@ mod tests {
         //! concatenated bytes, for valid and garbage input alike, and never panic. 256 cases
         //! each.
         use super::*;
-        use crate::buffer::tests::props::{buffer_of, split_bytes};
+        use crate::buffer::tests::props::{buffer_of, split_at, split_bytes};
         use proptest::prelude::*;
-
-        /// Splits `data` at the given points (as `split_bytes` does).
-        fn split_at(data: &[u8], cuts: &[proptest::sample::Index]) -> Vec<Vec<u8>> {
-            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
-            at.sort_unstable();
-            let mut parts = Vec::new();
-            let mut start = 0;
-            for end in at.into_iter().chain([data.len()]) {
-                parts.push(data[start..end].to_vec());
-                start = end;
-            }
-            parts
-        }
 
         #[cfg(feature = "prost")]
         #[derive(Clone, PartialEq, prost::Message)]
