@@ -1,6 +1,7 @@
 //! What grpcore's examples share: the code `build.rs` generates from
 //! `helloworld/helloworld.proto`, `route_guide/route_guide.proto` and `metrics/echo.proto`
-//! (messages by prost, clients and servers by grpcore-compiler), and the route guide's feature database.
+//! (messages by prost, clients and servers by grpcore-compiler), and the route guide's
+//! feature database.
 //!
 //! The programs are the binaries `helloworld_server`, `helloworld_client`,
 //! `route_guide_server`, `route_guide_client` and `metrics_server`:
