@@ -22,7 +22,7 @@ step setup bash scripts/setup.sh
 step clippy cargo clippy --workspace --all-targets --features protobuf -- -D warnings
 # `cargo test --workspace` runs unit, integration and doc tests, builds the examples, and
 # runs the benchmarks once at smoke size (harness = false benches run their main()).
-step test cargo test --workspace --features protobuf --benches --tests --lib --examples
+step test cargo test --workspace --features protobuf,metrics --benches --tests --lib --examples
 step doctest cargo test --workspace --features protobuf --doc
 # The gRPC interop cases both ways against grpcio and grpc-js, plaintext and TLS
 # (interop/README.md); prints the case x peer table and "N passed, M failed".
