@@ -4,7 +4,8 @@ fn main() -> Result<(), grpcore_compiler::Error> {
         &[
             "helloworld/helloworld.proto",
             "route_guide/route_guide.proto",
+            "metrics/echo.proto",
         ],
-        &["helloworld", "route_guide"],
+        &["helloworld", "route_guide", "metrics"],
     )
 }

@@ -1,13 +1,14 @@
 //! What grpcore's examples share: the code `build.rs` generates from
-//! `helloworld/helloworld.proto` and `route_guide/route_guide.proto` (messages by prost,
-//! clients and servers by grpcore-compiler), and the route guide's feature database.
+//! `helloworld/helloworld.proto`, `route_guide/route_guide.proto` and `metrics/echo.proto`
+//! (messages by prost, clients and servers by grpcore-compiler), and the route guide's
+//! feature database.
 //!
 //! The programs are the binaries `helloworld_server`, `helloworld_client`,
-//! `route_guide_server` and `route_guide_client`:
+//! `route_guide_server`, `route_guide_client` and `metrics_server`:
 //! `cargo run -p grpcore-examples --bin helloworld_server`.
 #![deny(missing_docs)]
 
-/// The generated modules: `proto::helloworld` and `proto::routeguide`.
+/// The generated modules: `proto::helloworld`, `proto::routeguide` and `proto::echo`.
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/mod.rs"));
 }

@@ -36,6 +36,8 @@ mod error;
 pub mod interceptor;
 mod log_bridge;
 mod metadata;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod method;
 mod request;
 mod quota;

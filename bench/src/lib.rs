@@ -115,3 +115,27 @@ pub struct NoopInterceptor;
 impl grpcore::ServerInterceptor for NoopInterceptor {}
 
 impl grpcore::ClientInterceptor for NoopInterceptor {}
+
+/// Installs `metrics-exporter-prometheus`'s recorder (no HTTP listener) for `--metrics true`,
+/// with an upkeep thread folding histogram samples in every 5 seconds as a scraped server's
+/// would, so the price measured is that of a real recorder. With `recorder == false` none
+/// is installed: the `metrics` facade's no-op handles, to price the interceptor alone.
+pub fn install_metrics_recorder(recorder: bool) {
+    if !recorder {
+        return;
+    }
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            grpcore::metrics::HANDLING_SECONDS_BUCKETS,
+        )
+        .and_then(|b| b.install_recorder())
+        .unwrap_or_else(|e| {
+            eprintln!("cannot install the Prometheus recorder: {e}");
+            std::process::exit(1)
+        });
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        handle.run_upkeep();
+    });
+}

@@ -4,9 +4,12 @@
 //! bench_client --target 127.0.0.1:PORT [--rpc unary|streaming|server-streaming]
 //!              [--channels C] [--outstanding M] [--req-size B] [--resp-size B]
 //!              [--warmup-secs S] [--secs S | --count N] [--threads T] [--interceptors K]
+//!              [--metrics true] [--metrics-recorder false]
 //! ```
 //!
-//! `--interceptors K` installs K client interceptors that do nothing (to price the seam).
+//! `--interceptors K` installs K client interceptors that do nothing (to price the seam);
+//! `--metrics true` installs `grpcore::metrics::ClientMetrics` (one, shared by the channels)
+//! over `metrics-exporter-prometheus`'s recorder (`--metrics-recorder false`: no recorder).
 //!
 //! C channels (each its own connection) with M calls or streams in flight on each; every
 //! call is a task on grpcore's completion-queue executor (T threads). Prints one JSON line
@@ -25,7 +28,13 @@ fn main() {
     let mut flags = Flags::from_env();
     let cfg = ClientConfig::from_flags(&mut flags);
     let interceptors: usize = flags.get("interceptors", 0);
+    let metrics: bool = flags.get("metrics", false);
+    let recorder: bool = flags.get("metrics-recorder", true);
     flags.finish();
+    if metrics {
+        grpcore_bench::install_metrics_recorder(recorder);
+    }
+    let client_metrics = metrics.then(grpcore::metrics::ClientMetrics::new);
 
     let env = Environment::new(cfg.threads);
     let channels: Vec<Channel> = (0..cfg.channels)
@@ -35,6 +44,9 @@ fn main() {
             let mut builder = ChannelBuilder::new(&env).raw_int_arg("grpc.use_local_subchannel_pool", 1);
             for _ in 0..interceptors {
                 builder = builder.intercept(grpcore_bench::NoopInterceptor);
+            }
+            if let Some(m) = &client_metrics {
+                builder = builder.intercept(m.clone());
             }
             builder
                 .connect(&cfg.target)

@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! bench_server [--port N] [--cq-threads K] [--slots S] [--host 127.0.0.1] [--lean true]
-//!              [--interceptors K]
+//!              [--interceptors K] [--metrics true] [--metrics-recorder false]
 //! ```
 //!
 //! `--port 0` (the default) picks a free port. Prints `listening on PORT` once it serves,
 //! then serves until SIGTERM or SIGINT: it then stops taking calls, lets those in flight
 //! finish for up to 5 seconds, and exits 0. `--slots` sets `request_slots_per_method` (grpcore's default
 //! when absent); `--lean true` serves in lean mode (`ServerBuilder::lean`); `--interceptors K`
-//! installs K server interceptors that do nothing (to price the seam).
+//! installs K server interceptors that do nothing (to price the seam); `--metrics true`
+//! installs `grpcore::metrics::ServerMetrics` over `metrics-exporter-prometheus`'s recorder
+//! (`--metrics-recorder false`: no recorder, the facade's no-op handles).
 
 use std::time::Duration;
 
@@ -33,6 +35,8 @@ fn main() {
     let host: String = flags.get("host", "127.0.0.1".to_string());
     let lean: bool = flags.get("lean", false);
     let interceptors: usize = flags.get("interceptors", 0);
+    let metrics: bool = flags.get("metrics", false);
+    let recorder: bool = flags.get("metrics-recorder", true);
     flags.finish();
 
     let env = Environment::new(cq_threads.max(1));
@@ -45,6 +49,11 @@ fn main() {
     }
     for _ in 0..interceptors {
         builder = builder.intercept(grpcore_bench::NoopInterceptor);
+    }
+    if metrics {
+        // The recorder first: ServerMetrics makes its handles when the server is built.
+        grpcore_bench::install_metrics_recorder(recorder);
+        builder = builder.intercept(grpcore::metrics::ServerMetrics::new());
     }
     let server = match builder.build() {
         Ok(server) => server,
