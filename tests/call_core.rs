@@ -162,7 +162,11 @@ fn dropping_an_unclosed_request_sink_cancels_the_upload() {
     drop(sink); // an error path of the sender: the upload is incomplete
     let err = response.wait().expect_err("an incomplete upload must not succeed");
     assert_eq!(err.code(), Code::Cancelled, "{err}");
-    assert_eq!(outcomes.recv_timeout(Duration::from_secs(10)).unwrap(), "2 then Cancelled");
+    // The server may read 0, 1 or 2 messages before the cancellation reaches it (a send
+    // completes when the core took the message, not when the server read it); what matters
+    // is that its stream ends cancelled, never as a complete upload.
+    let outcome = outcomes.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(outcome.ends_with("then Cancelled"), "{outcome}");
 
     // An explicit close still half-closes.
     let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, opts());
