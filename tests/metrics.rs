@@ -93,6 +93,10 @@ impl Recorder for TestRecorder {
     }
 }
 
+/// One test at a time, each starting from an empty recorder: the recorder is global and
+/// both tests serve `grpcore.test.Echo`, so they would add to each other's totals.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The process's recorder (installed once, before any server is built).
 fn recorder() -> &'static TestRecorder {
     static RECORDER: OnceLock<&'static TestRecorder> = OnceLock::new();
@@ -104,6 +108,13 @@ fn recorder() -> &'static TestRecorder {
 }
 
 impl TestRecorder {
+    /// Forgets every series (a test's servers, built after this, register fresh ones).
+    fn reset(&self) {
+        self.counters.lock().unwrap().clear();
+        self.gauges.lock().unwrap().clear();
+        self.histograms.lock().unwrap().clear();
+    }
+
     fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
         self.counters
             .lock()
@@ -197,7 +208,9 @@ fn with<'a>(
 
 #[test]
 fn server_and_client_count_every_kind_of_call_exactly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rec = recorder();
+    rec.reset();
     let env = Environment::new(1);
     let server = ServerBuilder::new(&env)
         .intercept(Refuser)
@@ -353,7 +366,9 @@ fn server_and_client_count_every_kind_of_call_exactly() {
 
 #[test]
 fn the_identity_label_is_the_verified_client_certificates_spiffe_id() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rec = recorder();
+    rec.reset();
     let env = Environment::new(1);
     let server = ServerBuilder::new(&env)
         .intercept(ServerMetrics::new().peer_identity(ClientCertificateMode::RequestAndVerify, 10))
