@@ -330,7 +330,8 @@ impl CallEnd {
 
     /// The call's status code: the one sent (server) or received (client); `CANCELLED` for
     /// a call cancelled by the peer or dropped unfinished, `DEADLINE_EXCEEDED` for one whose
-    /// deadline expired first.
+    /// deadline expired first (on a server, a cancellation arriving within 10 ms of the
+    /// deadline counts as its expiry: a client whose deadline fires cancels at that moment).
     pub fn code(&self) -> Code {
         self.code
     }
@@ -401,6 +402,8 @@ pub(crate) struct ChainObserver {
     kind: MethodKind,
     started: Instant,
     deadline: Option<Instant>,
+    /// A server call's deadline as the core gave it: expiry is judged on the core's clock.
+    core_deadline: Option<grpcore_sys::gpr_timespec>,
     sent: AtomicU64,
     received: AtomicU64,
     status: Mutex<Option<(Code, String)>>,
@@ -419,6 +422,7 @@ impl ChainObserver {
             kind,
             started: Instant::now(),
             deadline,
+            core_deadline: None,
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             status: Mutex::new(None),
@@ -439,8 +443,12 @@ impl ChainObserver {
         index: usize,
         kind: MethodKind,
         deadline: Option<Instant>,
+        core_deadline: grpcore_sys::gpr_timespec,
     ) -> ChainObserver {
-        ChainObserver::new(Chain::Server(chain), method, index, kind, deadline)
+        ChainObserver {
+            core_deadline: Some(core_deadline),
+            ..ChainObserver::new(Chain::Server(chain), method, index, kind, deadline)
+        }
     }
 
     pub(crate) fn client(chain: ClientChain, method: Arc<str>, kind: MethodKind, deadline: Option<Instant>) -> ChainObserver {
@@ -450,7 +458,15 @@ impl ChainObserver {
     /// The call's code and message as they stand.
     fn outcome(&self) -> (Code, String) {
         if self.cancelled.load(Ordering::Acquire) {
-            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            // A client whose own deadline fired cancels the call (RST_STREAM) at about the
+            // moment the server's deadline does; a cancellation that close to the deadline
+            // is reported as its expiry.
+            const SLACK: Duration = Duration::from_millis(10);
+            let expired = match self.core_deadline {
+                Some(raw) => crate::time::has_passed(raw, SLACK),
+                None => self.deadline.is_some_and(|d| Instant::now() >= d),
+            };
+            if expired {
                 return (Code::DeadlineExceeded, "the deadline expired".into());
             }
             return (Code::Cancelled, "the call was cancelled".into());

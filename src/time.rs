@@ -32,6 +32,20 @@ pub(crate) fn from_instant(instant: Instant) -> ffi::gpr_timespec {
     from_timeout(instant.saturating_duration_since(Instant::now()))
 }
 
+/// True once the core's clock is within `slack` of `deadline` or past it (compared on the
+/// core's own clock, so no conversion to `Instant` can shift it); false for "never".
+pub(crate) fn has_passed(deadline: ffi::gpr_timespec, slack: Duration) -> bool {
+    if deadline.tv_sec == i64::MAX {
+        return false;
+    }
+    // SAFETY: pure functions over plain values.
+    unsafe {
+        let deadline = ffi::gpr_convert_clock_type(deadline, ffi::GPR_CLOCK_MONOTONIC);
+        let soon = ffi::gpr_time_add(ffi::gpr_now(ffi::GPR_CLOCK_MONOTONIC), from_timeout(slack));
+        ffi::gpr_time_cmp(soon, deadline) >= 0
+    }
+}
+
 /// The `Instant` of a deadline from the core; `None` for "never".
 pub(crate) fn to_instant(ts: ffi::gpr_timespec) -> Option<Instant> {
     if ts.tv_sec == i64::MAX {

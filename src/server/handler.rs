@@ -224,7 +224,7 @@ pub(crate) fn serve_intercepted(
         return handler.handle(incoming, spawn.as_spawn());
     };
     let deadline = crate::time::to_instant(incoming.deadline);
-    let observer = ChainObserver::server(chain.clone(), incoming.method.clone(), index, kind, deadline);
+    let observer = ChainObserver::server(chain.clone(), incoming.method.clone(), index, kind, deadline, incoming.deadline);
     let server = ServerCallCore::new(call, metadata, 0, Some(Box::new(observer)));
     if incoming.payload.is_some() {
         if let Some(o) = server.core.observer() {
