@@ -23,7 +23,7 @@
 //! ```
 
 use std::collections::hash_map::RandomState;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
@@ -143,11 +143,20 @@ impl fmt::Display for TraceContext {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+    Hex(bytes).to_string()
+}
+
+/// Bytes shown as lowercase hex without an allocation (span fields are recorded through
+/// `Display`).
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
     }
-    s
 }
 
 /// `N` bytes from exactly `2N` lowercase hex digits (the specification forbids upper case).
@@ -238,9 +247,9 @@ impl ServerInterceptor for ServerTracing {
                 rpc.system = "grpc",
                 rpc.service = service,
                 rpc.method = method,
-                trace_id = %context.trace_id(),
-                span_id = %context.span_id(),
-                parent_span_id = context.parent_span_id().as_deref().unwrap_or(""),
+                trace_id = %Hex(&context.trace_id),
+                span_id = %Hex(&context.span_id),
+                parent_span_id = %Hex(context.parent_span_id.as_ref().map_or(&[][..], |id| &id[..])),
                 rpc.grpc.status_code = Empty,
             )
         };
@@ -292,9 +301,9 @@ impl ClientInterceptor for ClientTracing {
             rpc.system = "grpc",
             rpc.service = service.as_str(),
             rpc.method = method.as_str(),
-            trace_id = %context.trace_id(),
-            span_id = %context.span_id(),
-            parent_span_id = context.parent_span_id().as_deref().unwrap_or(""),
+            trace_id = %Hex(&context.trace_id),
+            span_id = %Hex(&context.span_id),
+            parent_span_id = %Hex(context.parent_span_id.as_ref().map_or(&[][..], |id| &id[..])),
             rpc.grpc.status_code = Empty,
         );
         call.extensions_mut().insert(CallSpan(span));

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bench_server [--port N] [--cq-threads K] [--slots S] [--host 127.0.0.1] [--lean true]
-//!              [--interceptors K] [--metrics true] [--metrics-recorder false]
+//!              [--interceptors K] [--metrics true] [--metrics-recorder false] [--tracing true]
 //! ```
 //!
 //! `--port 0` (the default) picks a free port. Prints `listening on PORT` once it serves,
@@ -11,7 +11,9 @@
 //! when absent); `--lean true` serves in lean mode (`ServerBuilder::lean`); `--interceptors K`
 //! installs K server interceptors that do nothing (to price the seam); `--metrics true`
 //! installs `grpcore::metrics::ServerMetrics` over `metrics-exporter-prometheus`'s recorder
-//! (`--metrics-recorder false`: no recorder, the facade's no-op handles).
+//! (`--metrics-recorder false`: no recorder, the facade's no-op handles); `--tracing true`
+//! installs `grpcore::trace::ServerTracing` with `tracing-subscriber`'s registry as the
+//! subscriber (every span is created and kept until it closes; nothing is printed).
 
 use std::time::Duration;
 
@@ -37,6 +39,7 @@ fn main() {
     let interceptors: usize = flags.get("interceptors", 0);
     let metrics: bool = flags.get("metrics", false);
     let recorder: bool = flags.get("metrics-recorder", true);
+    let tracing: bool = flags.get("tracing", false);
     flags.finish();
 
     let env = Environment::new(cq_threads.max(1));
@@ -54,6 +57,15 @@ fn main() {
         // The recorder first: ServerMetrics makes its handles when the server is built.
         grpcore_bench::install_metrics_recorder(recorder);
         builder = builder.intercept(grpcore::metrics::ServerMetrics::new());
+    }
+    if tracing {
+        use tracing_subscriber::layer::SubscriberExt;
+        let registry = tracing_subscriber::registry().with(tracing_subscriber::layer::Identity::new());
+        if tracing_subscriber::util::SubscriberInitExt::try_init(registry).is_err() {
+            eprintln!("bench_server: a tracing subscriber is already installed");
+            std::process::exit(1);
+        }
+        builder = builder.intercept(grpcore::trace::ServerTracing::new());
     }
     let server = match builder.build() {
         Ok(server) => server,
