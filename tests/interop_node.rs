@@ -37,7 +37,8 @@ fn grpc_js_client_against_grpcore_server() {
     let (ok, output) = node_client_with(&[], &format!("127.0.0.1:{}", server.port()), &[]);
     println!("{output}");
     assert!(ok, "the grpc-js client reported failures:\n{output}");
-    assert!(output.contains(" 0 failed"), "{output}");
+    // Every case of the client ran and passed: "0 passed, 0 failed" (no case run) is a failure.
+    assert!(output.contains("\n12 passed, 0 failed"), "{output}");
 }
 
 #[test]
@@ -72,6 +73,7 @@ fn compression_interoperates_with_grpc_js_both_ways() {
                 &["compressed_unary", "compressed_stream"],
             );
             assert!(ok, "{output}");
+            assert!(output.contains("\n2 passed, 0 failed"), "{output}");
         });
         assert!(up < 20 * 1024 && down < 20 * 1024, "grpc-js {flag} with grpcore: up {up} down {down}");
     }
