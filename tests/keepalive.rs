@@ -121,11 +121,19 @@ fn without_permit_without_calls_the_server_strikes_pings_on_an_idle_connection()
         .http2_max_ping_strikes(1)
         .build()
         .unwrap();
-    let channel = eager_pinger(&env, server.port());
+    // Through a proxy that keeps what the server sent, to see why the connection ended.
+    let proxy = ByteProxy::start(server.port());
+    let channel = eager_pinger(&env, proxy.port);
     channel.unary(&UNARY, &request("connect", 1), CallOptions::new()).wait().unwrap();
-    let watch = channel.state_changed(grpcore::ConnectivityState::Ready, Instant::now() + Duration::from_secs(8));
+    let watch = channel.state_changed(grpcore::ConnectivityState::Ready, Instant::now() + Duration::from_secs(15));
     let next = futures::executor::block_on(watch).expect("the idle connection was closed for pinging");
     assert_ne!(next, grpcore::ConnectivityState::Ready);
+    // Not any drop: the server's GOAWAY with ENHANCE_YOUR_CALM (0xb), "too_many_pings".
+    let goaways: Vec<Vec<u8>> = proxy.frames_down(0).into_iter().filter(|(kind, _)| *kind == 7).map(|(_, p)| p).collect();
+    assert!(
+        goaways.iter().any(|p| p.len() >= 8 && p[4..8] == [0, 0, 0, 0xb] && p[8..] == *b"too_many_pings"),
+        "no GOAWAY(ENHANCE_YOUR_CALM, too_many_pings) from the server; GOAWAY payloads: {goaways:?}"
+    );
 }
 
 /// A TCP proxy to `target` that can stop forwarding (keeping both sockets open): to the

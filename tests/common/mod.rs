@@ -557,6 +557,29 @@ impl ByteProxy {
         ByteProxy { port, up, down, captured, seen: Default::default() }
     }
 
+    /// How many TCP connections the proxy has accepted and forwarded so far.
+    pub fn connections(&self) -> usize {
+        self.captured.lock().unwrap().len()
+    }
+
+    /// The HTTP/2 frames (type, payload) the server sent on connection `conn` so far
+    /// (plaintext only), e.g. to find a GOAWAY.
+    pub fn frames_down(&self, conn: usize) -> Vec<(u8, Vec<u8>)> {
+        let captured = self.captured.lock().unwrap();
+        let bytes = &captured[conn].1;
+        let mut frames = Vec::new();
+        let mut pos = 0;
+        while pos + 9 <= bytes.len() {
+            let len = (usize::from(bytes[pos]) << 16) | (usize::from(bytes[pos + 1]) << 8) | usize::from(bytes[pos + 2]);
+            if pos + 9 + len > bytes.len() {
+                break;
+            }
+            frames.push((bytes[pos + 3], bytes[pos + 9..pos + 9 + len].to_vec()));
+            pos += 9 + len;
+        }
+        frames
+    }
+
     /// The gRPC messages that crossed since the last call (all of them the first time),
     /// client → server and server → client, for plaintext connections: what was really
     /// sent, with its compressed flag and its bytes as compressed.
