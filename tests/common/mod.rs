@@ -628,6 +628,15 @@ pub fn assert_wire_format(messages: &[WireMessage], format: &str, what: &str) {
     assert!(relevant.iter().all(|(f, _)| *f == format), "{what}: want {format}, on the wire (format, bytes): {formats:?}");
 }
 
+/// A unix socket address no one listens on yet, private to this process and `name`: for a
+/// server that comes up later. (A TCP port found free and released could be taken by any
+/// other process on a busy machine before the server binds it again.)
+pub fn fresh_unix_address(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("grpcore-{name}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    format!("unix:{}", path.display())
+}
+
 /// A highly compressible request of `n` bytes of payload.
 pub fn compressible(n: usize) -> EchoRequest {
     EchoRequest {
