@@ -34,15 +34,18 @@ fn per_call_request_compression_shrinks_the_wire_and_opt_out_does_not() {
     let mut req = compressible(PAYLOAD);
     req.response_size = 1;
     channel.unary(&UNARY, &request("warm", 0), opts()).wait().unwrap();
+    proxy.new_messages();
     let (plain_up, _) = proxy.measure(|| {
         channel.unary(&UNARY, &req, opts()).wait().unwrap();
     });
     assert_plain(plain_up, "no compression");
+    assert_wire_format(&proxy.new_messages().0, "identity", "no compression");
     for algo in [Compression::Gzip, Compression::Deflate] {
         let (up, _) = proxy.measure(|| {
             channel.unary(&UNARY, &req, opts().compression(algo)).wait().unwrap();
         });
         assert_compressed(up, algo.name());
+        assert_wire_format(&proxy.new_messages().0, algo.name(), algo.name());
     }
     // Per-message opt-out on a compressed stream: the message goes plain.
     let (up, _) = proxy.measure(|| {
@@ -55,6 +58,7 @@ fn per_call_request_compression_shrinks_the_wire_and_opt_out_does_not() {
         })
     });
     assert_plain(up, "no_compress write");
+    assert_wire_format(&proxy.new_messages().0, "identity", "no_compress write");
 }
 
 #[test]
@@ -70,10 +74,12 @@ fn channel_default_compression_applies_to_every_call() {
         let mut req = compressible(PAYLOAD);
         req.response_size = 1;
         channel.unary(&UNARY, &request("warm", 0), opts()).wait().unwrap();
+        proxy.new_messages();
         let (up, _) = proxy.measure(|| {
             channel.unary(&UNARY, &req, opts()).wait().unwrap();
         });
         assert_compressed(up, algo.name());
+        assert_wire_format(&proxy.new_messages().0, algo.name(), algo.name());
     }
 }
 
@@ -92,10 +98,12 @@ fn server_default_and_per_call_response_compression() {
     let mut req = request("big reply", 1);
     req.response_size = PAYLOAD as i32;
     channel.unary(&UNARY, &request("warm", 0), opts()).wait().unwrap();
+    proxy.new_messages();
     let (_, down) = proxy.measure(|| {
         assert_eq!(channel.unary(&UNARY, &req, opts()).wait().unwrap().message().payload.len(), PAYLOAD);
     });
     assert_compressed(down, "server default gzip");
+    assert_wire_format(&proxy.new_messages().1, "gzip", "server default gzip");
 
     // Per-call choice in the handler, on a server without a default.
     let service = ServiceBuilder::new(SERVICE)
@@ -118,15 +126,18 @@ fn server_default_and_per_call_response_compression() {
     let proxy = ByteProxy::start(server.port());
     let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", proxy.port)).unwrap();
     channel.unary(&UNARY, &request("plain", 0), opts()).wait().unwrap();
+    proxy.new_messages();
     let (_, down) = proxy.measure(|| {
         channel.unary(&UNARY, &request("plain", 0), opts()).wait().unwrap();
     });
     assert_plain(down, "handler chose nothing");
+    assert_wire_format(&proxy.new_messages().1, "identity", "handler chose nothing");
     for name in ["gzip", "deflate"] {
         let (_, down) = proxy.measure(|| {
             channel.unary(&UNARY, &request(name, 0), opts()).wait().unwrap();
         });
         assert_compressed(down, name);
+        assert_wire_format(&proxy.new_messages().1, name, name);
     }
     let (_, down) = proxy.measure(|| {
         let n = channel
@@ -137,6 +148,7 @@ fn server_default_and_per_call_response_compression() {
         assert_eq!(n, 5 * PAYLOAD);
     });
     assert_compressed(down, "streamed gzip responses");
+    assert_wire_format(&proxy.new_messages().1, "gzip", "streamed gzip responses");
 }
 
 #[test]
@@ -148,6 +160,7 @@ fn compression_interoperates_with_grpcio_both_ways() {
         let proxy = ByteProxy::start(peer.port);
         let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", proxy.port)).unwrap();
         channel.unary(&UNARY, &request("warm", 0), opts()).wait().unwrap();
+        proxy.new_messages();
         let req = compressible(PAYLOAD);
         let (up, down) = proxy.measure(|| {
             let reply = channel.unary(&UNARY, &req, opts().compression(algo)).wait().unwrap();
@@ -155,6 +168,9 @@ fn compression_interoperates_with_grpcio_both_ways() {
         });
         assert_compressed(up, &format!("grpcore → grpcio {flag}"));
         assert_compressed(down, &format!("grpcio → grpcore {flag}"));
+        let (up, down) = proxy.new_messages();
+        assert_wire_format(&up, flag, &format!("grpcore → grpcio {flag}"));
+        assert_wire_format(&down, flag, &format!("grpcio → grpcore {flag}"));
     }
     // grpcio client compressing requests to a grpcore server compressing responses.
     for flag in ["gzip", "deflate"] {
@@ -176,5 +192,8 @@ fn compression_interoperates_with_grpcio_both_ways() {
         });
         // Two calls, 100 KiB each way each: far less when both directions compress.
         assert!(up < 20 * 1024 && down < 20 * 1024, "grpcio {flag}: up {up} down {down}");
+        let (up, down) = proxy.new_messages();
+        assert_wire_format(&up, flag, &format!("grpcio client {flag}"));
+        assert_wire_format(&down, flag, &format!("grpcore server {flag}"));
     }
 }

@@ -80,15 +80,15 @@ fn closed_port_reaches_transient_failure_and_wait_for_connected_times_out() {
 #[test]
 fn wait_for_connected_sees_a_server_that_comes_up_late() {
     let env = Environment::new(1);
-    // Reserve a port, start the server on it a little later.
-    let port = closed_port();
-    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{port}")).unwrap();
+    // An address nothing listens on yet; the server starts on it a little later.
+    let address = fresh_unix_address("late-connect");
+    let channel = ChannelBuilder::new(&env).connect(&address).unwrap();
     let server_env = env.clone();
     let late = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         grpcore::ServerBuilder::new(&server_env)
             .register_service(echo_service())
-            .bind(format!("127.0.0.1:{port}"))
+            .bind(address)
             .build()
             .unwrap()
     });

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -45,7 +46,8 @@ fn a_future_woken_from_a_plain_thread_is_polled_again_on_its_cq_thread() {
         .name("plain-thread".into())
         .spawn(move || {
             let mut woken = 0;
-            while woken < 50 {
+            // Also stop once the task has finished (51 polls), whatever the wakes.
+            while woken < 50 && p.lock().unwrap().len() <= 50 {
                 let seen = p.lock().unwrap().len();
                 if seen > woken {
                     // The task parked again after poll number `seen`: wake it from here.
@@ -58,7 +60,11 @@ fn a_future_woken_from_a_plain_thread_is_polled_again_on_its_cq_thread() {
             }
         })
         .unwrap();
-    let total = futures::executor::block_on(handle).unwrap();
+    let seen = polls.clone();
+    let total = wait_bounded(handle, Duration::from_secs(60), move || {
+        format!("a lost wake-up after {} polls", seen.lock().unwrap().len())
+    })
+    .unwrap();
     kicker.join().unwrap();
     assert_eq!(total, 51);
     let polls = polls.lock().unwrap();
@@ -67,31 +73,95 @@ fn a_future_woken_from_a_plain_thread_is_polled_again_on_its_cq_thread() {
     assert!(polls.iter().all(|t| t == first), "every poll ran on the task's own CQ thread: {polls:?}");
 }
 
+/// What [`Counted`] and the threads that wake it share.
+#[derive(Default)]
+struct Shared {
+    /// The waker of the latest `Pending` poll, until one thread takes it to wake it.
+    slot: Mutex<Option<Waker>>,
+    /// Set (before the wake) by the thread that took the waker, cleared by the next poll.
+    woken: AtomicBool,
+    wakes: AtomicUsize,
+    polls: AtomicUsize,
+    /// Polls that no wake asked for (a duplicate poll).
+    unasked: AtomicUsize,
+}
+
+/// A future that parks until woken `target` times, each wake taken by exactly one thread.
+struct Counted {
+    shared: Arc<Shared>,
+    target: usize,
+}
+
+impl Future for Counted {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let s = &self.shared;
+        let n = s.polls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n > 1 && !s.woken.swap(false, Ordering::SeqCst) {
+            s.unasked.fetch_add(1, Ordering::SeqCst);
+        }
+        if s.wakes.load(Ordering::SeqCst) >= self.target {
+            return Poll::Ready(());
+        }
+        *s.slot.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Waits for `handle`, failing (instead of hanging) when it has not finished within `limit`.
+fn wait_bounded<T: Send + 'static>(
+    handle: impl Future<Output = T> + Send + 'static,
+    limit: Duration,
+    what: impl FnOnce() -> String,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(futures::executor::block_on(handle));
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("not finished after {limit:?}: {}", what()))
+}
+
 #[test]
 fn wakes_from_many_threads_at_once_neither_lose_nor_duplicate_polls() {
-    // Each wake-up after the future parks must lead to exactly one more poll.
+    // Four plain threads race to take the parked task's waker; whichever takes it wakes
+    // it (a kick). Each wake must lead to exactly one more poll: a lost wake-up leaves
+    // the task parked (caught by the time bound), a duplicate shows as a poll no wake
+    // asked for.
+    const WAKES: usize = 10_000;
     let env = Environment::new(2);
-    let (tx, rx) = futures::channel::mpsc::unbounded::<u32>();
-    let handle = env.spawn(async move {
-        use futures::StreamExt;
-        rx.fold(0u64, |acc, x| async move { acc + x as u64 }).await
-    });
+    let shared = Arc::new(Shared::default());
+    let handle = env.spawn(Counted { shared: shared.clone(), target: WAKES });
     let threads: Vec<_> = (0..4)
         .map(|_| {
-            let tx = tx.clone();
+            let s = shared.clone();
             std::thread::spawn(move || {
-                for i in 0..2_500u32 {
-                    tx.unbounded_send(i).unwrap();
+                while s.wakes.load(Ordering::SeqCst) < WAKES {
+                    let taken = s.slot.lock().unwrap().take();
+                    match taken {
+                        Some(waker) => {
+                            s.woken.store(true, Ordering::SeqCst);
+                            s.wakes.fetch_add(1, Ordering::SeqCst);
+                            waker.wake();
+                        }
+                        None => std::thread::yield_now(),
+                    }
                 }
             })
         })
         .collect();
+    let s = shared.clone();
+    let counts = move || {
+        format!("{} wakes, {} polls", s.wakes.load(Ordering::SeqCst), s.polls.load(Ordering::SeqCst))
+    };
+    let c = counts.clone();
+    wait_bounded(handle, Duration::from_secs(60), move || format!("a lost wake-up: {}", c()))
+        .unwrap_or_else(|e| panic!("the task ended unfinished (lost wake-up?): {e}; {}", counts()));
     for t in threads {
         t.join().unwrap();
     }
-    drop(tx);
-    let sum = futures::executor::block_on(handle).unwrap();
-    assert_eq!(sum, 4 * (0..2_500u64).sum::<u64>());
+    assert_eq!(shared.wakes.load(Ordering::SeqCst), WAKES);
+    assert_eq!(shared.unasked.load(Ordering::SeqCst), 0, "polls that no wake asked for");
+    assert_eq!(shared.polls.load(Ordering::SeqCst), WAKES + 1, "one poll per wake, plus the first");
 }
 
 #[test]

@@ -37,7 +37,8 @@ fn grpc_js_client_against_grpcore_server() {
     let (ok, output) = node_client_with(&[], &format!("127.0.0.1:{}", server.port()), &[]);
     println!("{output}");
     assert!(ok, "the grpc-js client reported failures:\n{output}");
-    assert!(output.contains(" 0 failed"), "{output}");
+    // Every case of the client ran and passed: "0 passed, 0 failed" (no case run) is a failure.
+    assert!(output.contains("\n12 passed, 0 failed"), "{output}");
 }
 
 #[test]
@@ -49,6 +50,7 @@ fn compression_interoperates_with_grpc_js_both_ways() {
         let proxy = ByteProxy::start(peer.port);
         let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", proxy.port)).unwrap();
         channel.unary(&UNARY, &request("warm", 0), opts()).wait().unwrap();
+        proxy.new_messages();
         let req = compressible(100 * 1024);
         let (up, down) = proxy.measure(|| {
             let reply = channel.unary(&UNARY, &req, opts().compression(algo)).wait().unwrap();
@@ -56,6 +58,9 @@ fn compression_interoperates_with_grpc_js_both_ways() {
         });
         assert!(up < 10 * 1024, "grpcore → grpc-js {flag}: {up} bytes up");
         assert!(down < 10 * 1024, "grpc-js → grpcore {flag}: {down} bytes down");
+        let (up, down) = proxy.new_messages();
+        assert_wire_format(&up, flag, &format!("grpcore → grpc-js {flag}"));
+        assert_wire_format(&down, flag, &format!("grpc-js → grpcore {flag}"));
 
         // grpc-js client → grpcore server compressing by default.
         let server = ServerBuilder::new(&env)
@@ -72,7 +77,11 @@ fn compression_interoperates_with_grpc_js_both_ways() {
                 &["compressed_unary", "compressed_stream"],
             );
             assert!(ok, "{output}");
+            assert!(output.contains("\n2 passed, 0 failed"), "{output}");
         });
         assert!(up < 20 * 1024 && down < 20 * 1024, "grpc-js {flag} with grpcore: up {up} down {down}");
+        let (up, down) = proxy.new_messages();
+        assert_wire_format(&up, flag, &format!("grpc-js client {flag}"));
+        assert_wire_format(&down, flag, &format!("grpcore server {flag}"));
     }
 }

@@ -113,9 +113,11 @@ fn grpcore_server_enforces_its_receive_limit_for_grpcio() {
         .bind("127.0.0.1:0")
         .build()
         .unwrap();
-    // The Python client's `oversized` case sends > 4 MiB and expects RESOURCE_EXHAUSTED.
-    let (ok, output) = python_client(&format!("127.0.0.1:{}", server.port()), &["oversized"]);
+    // 2 KiB is far under every default limit: only the 1,024-byte limit refuses it
+    // (RESOURCE_EXHAUSTED), while 500 bytes still get through.
+    let (ok, output) = python_client(&format!("127.0.0.1:{}", server.port()), &["over_1k", "under_1k"]);
     assert!(ok, "{output}");
+    assert!(output.contains("2 passed, 0 failed"), "{output}");
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use grpcore::{
-    CallOptions, ChannelBuilder, Compression, ConnectivityState, Environment, Error, ResourceQuota, ServerBuilder,
+    CallOptions, ChannelBuilder, Code, Compression, ConnectivityState, Environment, Error, ResourceQuota, ServerBuilder,
+    ServerContext, ServiceBuilder, Status,
 };
 
 fn config_error(r: Result<impl std::fmt::Debug, Error>) -> String {
@@ -117,8 +118,20 @@ fn every_setting_together_still_serves_calls() {
     let env = Environment::new(2);
     let quota = ResourceQuota::new("settings-test");
     quota.resize(256 << 20);
+    // The handler reports the user agent that reached it and replies `response_size` bytes;
+    // a request with sleep_ms set waits until the call ends (its deadline) instead.
+    let service = ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, |req: EchoRequest, ctx: ServerContext| async move {
+            if req.sleep_ms > 0 {
+                ctx.cancelled().await;
+                return Err(Status::new(Code::Cancelled, "ended while waiting"));
+            }
+            let agent = ctx.request_metadata().get("user-agent").unwrap_or("").to_string();
+            Ok::<_, Status>(EchoResponse { message: agent, payload: vec![b'x'; req.response_size as usize], ..Default::default() })
+        })
+        .build();
     let server = ServerBuilder::new(&env)
-        .register_service(echo_service())
+        .register_service(service)
         .bind("127.0.0.1:0")
         .keepalive_time(Duration::from_secs(60))
         .keepalive_timeout(Duration::from_secs(5))
@@ -136,6 +149,7 @@ fn every_setting_together_still_serves_calls() {
         .max_receive_message_len(8 << 20)
         .build()
         .unwrap();
+    let proxy = ByteProxy::start(server.port());
     let channel = ChannelBuilder::new(&env)
         .keepalive_time(Duration::from_secs(30))
         .keepalive_timeout(Duration::from_secs(5))
@@ -151,12 +165,37 @@ fn every_setting_together_still_serves_calls() {
         .default_compression(Compression::Gzip)
         .resource_quota(&quota)
         .user_agent("settings-test/1")
-        .connect(&format!("127.0.0.1:{}", server.port()))
+        .connect(&format!("127.0.0.1:{}", proxy.port))
         .unwrap();
+    // 5 MiB is over the 4 MiB default receive limit and under the server's 8 MiB one;
+    // pseudo-random bytes, so compression cannot shrink it under the default.
+    let noise = |n: usize| (0..n as u64).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8).collect::<Vec<u8>>();
     let mut req = request("all", 3);
-    req.payload = vec![7; 3 << 20];
+    req.payload = noise(5 << 20);
+    req.response_size = 1;
     let reply = channel.unary(&UNARY, &req, CallOptions::new()).wait().unwrap();
-    assert_eq!((reply.message().seq, reply.message().payload.len()), (3, 3 << 20));
+    assert_eq!(reply.message().payload.len(), 1);
+    assert!(reply.message().message.starts_with("settings-test/1"), "user-agent {:?}", reply.message().message);
+    // The service config's 10 s timeout ends a call that sets none (1.51 ends service-config
+    // timeouts 1-2 s early; a loaded machine may add a few).
+    let mut slow = request("slow", 1);
+    slow.sleep_ms = 60_000;
+    let start = Instant::now();
+    let err = channel.unary(&UNARY, &slow, CallOptions::new().timeout(Duration::from_secs(40))).wait().unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+    assert!((Duration::from_secs(7)..Duration::from_secs(30)).contains(&start.elapsed()), "took {:?}", start.elapsed());
+    // 9 MiB is over the server's 8 MiB limit.
+    req.payload = noise(9 << 20);
+    let err = channel.unary(&UNARY, &req, CallOptions::new()).wait().unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    // Requests go gzip (the channel's default), responses deflate (the server's).
+    proxy.new_messages();
+    let mut req = compressible(100_000);
+    req.response_size = 100_000;
+    channel.unary(&UNARY, &req, CallOptions::new()).wait().unwrap();
+    let (up, down) = proxy.new_messages();
+    assert_wire_format(&up, "gzip", "request with the channel's default compression");
+    assert_wire_format(&down, "deflate", "response with the server's default compression");
 }
 
 #[test]
@@ -218,6 +257,8 @@ fn default_compression_on_each_builder_shrinks_the_wire() {
     });
     assert!(plain_up > 100_000, "uncompressed request: {plain_up} bytes");
     assert!(gzip_up < 10_000, "gzip request: {gzip_up} bytes");
+    let (up, _) = proxy.new_messages();
+    assert_eq!(up.iter().map(|m| m.format()).collect::<Vec<_>>(), ["identity", "gzip"], "plain, then gzip");
 
     let server = ServerBuilder::new(&env)
         .register_service(echo_service())
@@ -234,6 +275,7 @@ fn default_compression_on_each_builder_shrinks_the_wire() {
         assert_eq!(reply.message().payload.len(), 100_000);
     });
     assert!(down < 10_000, "gzip response: {down} bytes");
+    assert_wire_format(&proxy.new_messages().1, "gzip", "the server's default compression");
 }
 
 #[test]

@@ -192,6 +192,9 @@ fn explicit_cancel_ends_each_half_with_cancelled() {
         let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, CallOptions::new());
         sink.send(request("a", 1)).await.unwrap();
         response.cancel();
+        // The sending half ends too: a send after the cancel fails (the response carries
+        // the status, CANCELLED).
+        sink.send(request("b", 2)).await.expect_err("a send after cancel must fail");
         assert_eq!(response.await.unwrap_err().code(), Code::Cancelled);
         let mut stream = channel.server_streaming(&SERVER_STREAM, &request("s", 1000), CallOptions::new());
         assert_eq!(stream.next().await.unwrap().unwrap().seq, 0);
@@ -206,5 +209,10 @@ fn explicit_cancel_ends_each_half_with_cancelled() {
         let (sink, mut stream) = channel.duplex(&BIDI, CallOptions::new());
         sink.cancel();
         assert_eq!(stream.next().await.unwrap().unwrap_err().code(), Code::Cancelled);
+        // Cancelling the receiving half of a duplex call ends its sending half.
+        let (mut sink, stream) = channel.duplex(&BIDI, CallOptions::new());
+        sink.send(request("d", 1)).await.unwrap();
+        stream.cancel();
+        sink.send(request("d", 2)).await.expect_err("a send after cancel must fail");
     });
 }

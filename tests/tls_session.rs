@@ -15,15 +15,19 @@ use grpcore::{CallOptions, ChannelBuilder, ClientCertificateMode, Environment, S
 fn sessions(cache: Option<&SslSessionCache>, connections: usize) -> Vec<(Option<bool>, Option<String>)> {
     let env = Environment::new(1);
     let (server, seen) = recording_server(&env, &server_credentials(ClientCertificateMode::RequireAndVerify));
+    // Through a proxy that counts TCP connections: each channel must have made its own
+    // (channels may share a subchannel, and then a connection, unless kept apart).
+    let proxy = ByteProxy::start(server.port());
     for i in 0..connections {
         let channel = ChannelBuilder::new(&env)
-            .connect_with_credentials(&target(&server), &client_tls(true, cache))
+            .connect_with_credentials(&format!("127.0.0.1:{}", proxy.port), &client_tls(true, cache))
             .unwrap();
         let reply = channel
             .unary(&UNARY, &request("again", i as i64), CallOptions::new().timeout(Duration::from_secs(20)).wait_for_ready(true))
             .wait()
             .unwrap();
         assert_eq!(reply.message().seq, i as i64);
+        assert_eq!(proxy.connections(), i + 1, "channel {i} did not open a connection of its own");
     }
     let seen = seen.lock().unwrap();
     seen.iter()

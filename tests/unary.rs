@@ -223,11 +223,10 @@ fn handler_context_sees_peer_deadline_and_method() {
 #[test]
 fn wait_for_ready_waits_for_a_server_that_starts_later() {
     let env = Environment::new(1);
-    // Find a free port, then release it.
-    let first = start_echo_server(&env);
-    let port = first.port();
-    first.shutdown(Duration::ZERO).wait().unwrap();
-    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{port}")).unwrap();
+    // An address nothing listens on yet (a unix socket: a released TCP port could be taken
+    // by another process before the server binds it again).
+    let address = fresh_unix_address("wait-for-ready");
+    let channel = ChannelBuilder::new(&env).connect(&address).unwrap();
     // Fail-fast: nothing listens, so the call fails at once with UNAVAILABLE.
     let err = channel
         .unary(&UNARY, &request("fast", 1), CallOptions::new().timeout(Duration::from_secs(5)))
@@ -243,7 +242,7 @@ fn wait_for_ready_waits_for_a_server_that_starts_later() {
     std::thread::sleep(Duration::from_millis(300));
     let _server = grpcore::ServerBuilder::new(&env)
         .register_service(echo_service())
-        .bind(format!("127.0.0.1:{port}"))
+        .bind(address)
         .build()
         .unwrap();
     assert_eq!(call.wait().unwrap().message().seq, 2);

@@ -160,12 +160,25 @@ fn a_client_pointed_at_no_socket_fails_with_the_reason() {
 #[test]
 fn local_tcp_credentials_on_loopback() {
     let env = Environment::new(1);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let service = grpcore::ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, move |req: EchoRequest, ctx: grpcore::ServerContext| {
+            let token = ctx.request_metadata().get("authorization").map(str::to_string);
+            record.lock().unwrap().push((ctx.auth_context(), token));
+            unary_echo(req, ctx)
+        })
+        .build();
     let server = ServerBuilder::new(&env)
-        .register_service(echo_service())
+        .register_service(service)
         .bind_with_credentials("127.0.0.1:0", &ServerCredentials::local(LocalConnect::Tcp))
         .build()
         .unwrap();
     let creds = ChannelCredentials::local(LocalConnect::Tcp).with_call_credentials(CallCredentials::bearer_token("loopback").unwrap());
     let channel = ChannelBuilder::new(&env).connect_with_credentials(&target(&server), &creds).unwrap();
     assert_eq!(channel.unary(&UNARY, &request("loopback", 6), ready()).wait().unwrap().message().seq, 6);
+    // The server saw a local (not insecure) connection, and the token.
+    let (auth, token) = seen.lock().unwrap().pop().expect("the handler ran");
+    assert_eq!(auth.transport_security_type(), Some("local"));
+    assert_eq!(token.as_deref(), Some("Bearer loopback"));
 }

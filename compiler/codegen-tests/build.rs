@@ -1,6 +1,6 @@
 //! The tricky proto set (compiler/tests/protos/tricky) through both codecs: prost into
 //! OUT_DIR/prost, rust-protobuf into OUT_DIR/protobuf. Extra attributes go on a message
-//! and on a client and a server (tests/run.rs checks they arrived).
+//! and on a client and a server (tests/run.rs checks they reached their items, and only those).
 use std::path::PathBuf;
 
 use grpcore_compiler::Codec;

@@ -68,7 +68,9 @@ fn via_build(builder: Builder, protos: &[&str], include: &Path) -> BTreeMap<Stri
     read_dir(dir.path())
 }
 
-fn same(option: &str, builder: Builder, protos: &[&str], include: &str) {
+/// Checks that the plugin (with `option`) and the build API (`builder`) write the same files,
+/// and returns them.
+fn same(option: &str, builder: Builder, protos: &[&str], include: &str) -> BTreeMap<String, String> {
     let include = here(include);
     let plugin = via_plugin(option, protos, &include);
     let build = via_build(builder, protos, &include);
@@ -87,6 +89,12 @@ fn same(option: &str, builder: Builder, protos: &[&str], include: &str) {
         plugin.values().any(|c| c.contains("_grpc {")),
         "a service module was generated"
     );
+    plugin
+}
+
+/// All the generated code of `files`, for checking what an option did.
+fn all_code(files: &BTreeMap<String, String>) -> String {
+    files.values().cloned().collect::<Vec<_>>().join("\n")
 }
 
 const TRICKY: &[&str] = &[
@@ -96,7 +104,7 @@ const TRICKY: &[&str] = &[
 
 #[test]
 fn prost_tricky_set() {
-    same(
+    let _ = same(
         "",
         grpcore_compiler::configure(),
         TRICKY,
@@ -106,7 +114,7 @@ fn prost_tricky_set() {
 
 #[test]
 fn prost_golden_with_options() {
-    same(
+    let files = same(
         "server=false,server:golden.v1.Greeter=true,client:golden=false,include_file=protos.rs",
         grpcore_compiler::configure()
             .build_server(false)
@@ -116,12 +124,20 @@ fn prost_golden_with_options() {
         &["greeter.proto"],
         "tests/protos/golden",
     );
+    // Each option had its effect (not merely the same one on both paths): the per-service
+    // server switch beats server=false, the package-wide client switch removes the client,
+    // and the include file is written.
+    let code = all_code(&files);
+    assert!(code.contains("pub trait Greeter:"), "server:golden.v1.Greeter=true: no server trait");
+    assert!(code.contains("pub fn service<I: Greeter>"), "server:golden.v1.Greeter=true: no service()");
+    assert!(!code.contains("GreeterClient"), "client:golden=false: a client was generated");
+    assert!(files.contains_key("protos.rs"), "include_file=protos.rs: files {:?}", files.keys());
 }
 
 #[cfg(feature = "protobuf")]
 #[test]
 fn rust_protobuf_tricky_set() {
-    same(
+    let _ = same(
         "codec=protobuf",
         grpcore_compiler::configure().codec(Codec::Protobuf),
         TRICKY,
@@ -132,7 +148,7 @@ fn rust_protobuf_tricky_set() {
 #[cfg(feature = "protobuf")]
 #[test]
 fn rust_protobuf_golden_with_options() {
-    same(
+    let files = same(
         "codec=protobuf,client=false,grpcore_path=::grpcore",
         grpcore_compiler::configure()
             .codec(Codec::Protobuf)
@@ -140,6 +156,10 @@ fn rust_protobuf_golden_with_options() {
         &["greeter.proto"],
         "tests/protos/golden",
     );
+    let code = all_code(&files);
+    assert!(!code.contains("GreeterClient"), "client=false: a client was generated");
+    assert!(code.contains("pub trait Greeter:"), "the server is still generated");
+    assert!(code.contains("::protobuf::"), "codec=protobuf: no rust-protobuf code");
 }
 
 #[test]

@@ -437,6 +437,75 @@ pub struct ByteProxy {
     pub port: u16,
     up: std::sync::Arc<std::sync::atomic::AtomicU64>,
     down: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// What each connection carried, client → server and server → client.
+    captured: Captured,
+    /// How many gRPC messages each direction of each connection had when last read.
+    seen: std::sync::Mutex<Vec<(usize, usize)>>,
+}
+
+type Captured = std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
+
+/// One gRPC message as it crossed the wire (plaintext HTTP/2, DATA frames).
+#[derive(Debug)]
+pub struct WireMessage {
+    /// The message's compressed flag (the first byte of its 5-byte prefix).
+    pub compressed: bool,
+    /// Its bytes as sent, compressed or not.
+    pub body: Vec<u8>,
+}
+
+impl WireMessage {
+    /// The format of the body: "gzip" (RFC 1952 magic), "deflate" (a zlib header, what gRPC's
+    /// "deflate" sends), "identity" when the flag says uncompressed, else "unknown".
+    pub fn format(&self) -> &'static str {
+        let b = &self.body;
+        if !self.compressed {
+            "identity"
+        } else if b.len() >= 3 && b[..3] == [0x1f, 0x8b, 8] {
+            "gzip"
+        } else if b.len() >= 2 && b[0] & 0x0f == 8 && (u16::from(b[0]) << 8 | u16::from(b[1])) % 31 == 0 {
+            "deflate"
+        } else {
+            "unknown"
+        }
+    }
+}
+
+/// The gRPC messages in one direction of a plaintext HTTP/2 connection, in the order they
+/// completed (DATA frames of every stream, reassembled per stream).
+fn grpc_messages(bytes: &[u8], from_client: bool) -> Vec<WireMessage> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut pos = if from_client && bytes.starts_with(PREFACE) { PREFACE.len() } else { 0 };
+    let mut streams: std::collections::HashMap<u32, Vec<u8>> = Default::default();
+    let mut out = Vec::new();
+    while pos + 9 <= bytes.len() {
+        let len = (usize::from(bytes[pos]) << 16) | (usize::from(bytes[pos + 1]) << 8) | usize::from(bytes[pos + 2]);
+        let (kind, flags) = (bytes[pos + 3], bytes[pos + 4]);
+        let stream = u32::from_be_bytes(bytes[pos + 5..pos + 9].try_into().unwrap()) & 0x7fff_ffff;
+        if pos + 9 + len > bytes.len() {
+            break; // a frame still on its way
+        }
+        let mut payload = &bytes[pos + 9..pos + 9 + len];
+        pos += 9 + len;
+        if kind != 0 {
+            continue; // not DATA
+        }
+        if flags & 0x8 != 0 && !payload.is_empty() {
+            let pad = usize::from(payload[0]);
+            payload = &payload[1..payload.len().saturating_sub(pad)];
+        }
+        let buf = streams.entry(stream).or_default();
+        buf.extend_from_slice(payload);
+        while buf.len() >= 5 {
+            let n = u32::from_be_bytes(buf[1..5].try_into().unwrap()) as usize;
+            if buf.len() < 5 + n {
+                break;
+            }
+            out.push(WireMessage { compressed: buf[0] == 1, body: buf[5..5 + n].to_vec() });
+            buf.drain(..5 + n);
+        }
+    }
+    out
 }
 
 impl ByteProxy {
@@ -447,17 +516,30 @@ impl ByteProxy {
         let port = listener.local_addr().unwrap().port();
         let (up, down) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (u, d) = (up.clone(), down.clone());
+        let captured: Captured = Default::default();
+        let cap = captured.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
                 let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target_port)) else { continue };
-                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream, count: Arc<AtomicU64>| {
+                let conn = {
+                    let mut c = cap.lock().unwrap();
+                    c.push((Vec::new(), Vec::new()));
+                    c.len() - 1
+                };
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream, count: Arc<AtomicU64>, up: bool| {
+                    let cap = cap.clone();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16384];
                         loop {
                             match std::io::Read::read(&mut from, &mut buf) {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => {
+                                    {
+                                        let mut c = cap.lock().unwrap();
+                                        let dir = if up { &mut c[conn].0 } else { &mut c[conn].1 };
+                                        dir.extend_from_slice(&buf[..n]);
+                                    }
                                     count.fetch_add(n as u64, Ordering::SeqCst);
                                     if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
                                         break;
@@ -468,11 +550,54 @@ impl ByteProxy {
                         let _ = to.shutdown(std::net::Shutdown::Write);
                     });
                 };
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), u.clone());
-                pipe(server, client, d.clone());
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), u.clone(), true);
+                pipe(server, client, d.clone(), false);
             }
         });
-        ByteProxy { port, up, down }
+        ByteProxy { port, up, down, captured, seen: Default::default() }
+    }
+
+    /// How many TCP connections the proxy has accepted and forwarded so far.
+    pub fn connections(&self) -> usize {
+        self.captured.lock().unwrap().len()
+    }
+
+    /// The HTTP/2 frames (type, payload) the server sent on connection `conn` so far
+    /// (plaintext only), e.g. to find a GOAWAY.
+    pub fn frames_down(&self, conn: usize) -> Vec<(u8, Vec<u8>)> {
+        let captured = self.captured.lock().unwrap();
+        let bytes = &captured[conn].1;
+        let mut frames = Vec::new();
+        let mut pos = 0;
+        while pos + 9 <= bytes.len() {
+            let len = (usize::from(bytes[pos]) << 16) | (usize::from(bytes[pos + 1]) << 8) | usize::from(bytes[pos + 2]);
+            if pos + 9 + len > bytes.len() {
+                break;
+            }
+            frames.push((bytes[pos + 3], bytes[pos + 9..pos + 9 + len].to_vec()));
+            pos += 9 + len;
+        }
+        frames
+    }
+
+    /// The gRPC messages that crossed since the last call (all of them the first time),
+    /// client → server and server → client, for plaintext connections: what was really
+    /// sent, with its compressed flag and its bytes as compressed.
+    pub fn new_messages(&self) -> (Vec<WireMessage>, Vec<WireMessage>) {
+        let captured = self.captured.lock().unwrap();
+        let mut seen = self.seen.lock().unwrap();
+        seen.resize(captured.len(), (0, 0));
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        for ((c_up, c_down), (s_up, s_down)) in captured.iter().zip(seen.iter_mut()) {
+            let u = grpc_messages(c_up, true);
+            let d = grpc_messages(c_down, false);
+            let (nu, nd) = (u.len(), d.len());
+            up.extend(u.into_iter().skip(*s_up));
+            down.extend(d.into_iter().skip(*s_down));
+            *s_up = nu;
+            *s_down = nd;
+        }
+        (up, down)
     }
 
     /// Bytes forwarded client → server and server → client so far.
@@ -489,6 +614,27 @@ impl ByteProxy {
         let (u1, d1) = self.counts();
         (u1 - u0, d1 - d0)
     }
+}
+
+/// Asserts that `messages` (one direction of a [`ByteProxy::new_messages`]) hold at least
+/// one message and that each message of more than 64 bytes on the wire, or each compressed
+/// one, went as `format` ("gzip", "deflate" or "identity"): what was actually sent, not
+/// just how many bytes.
+pub fn assert_wire_format(messages: &[WireMessage], format: &str, what: &str) {
+    let formats: Vec<(&str, usize)> = messages.iter().map(|m| (m.format(), m.body.len())).collect();
+    assert!(!messages.is_empty(), "{what}: no gRPC message seen on the wire");
+    let relevant: Vec<_> = formats.iter().filter(|(f, n)| *n > 64 || *f != "identity").collect();
+    assert!(!relevant.is_empty(), "{what}: no message of more than 64 bytes: {formats:?}");
+    assert!(relevant.iter().all(|(f, _)| *f == format), "{what}: want {format}, on the wire (format, bytes): {formats:?}");
+}
+
+/// A unix socket address no one listens on yet, private to this process and `name`: for a
+/// server that comes up later. (A TCP port found free and released could be taken by any
+/// other process on a busy machine before the server binds it again.)
+pub fn fresh_unix_address(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("grpcore-{name}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    format!("unix:{}", path.display())
 }
 
 /// A highly compressible request of `n` bytes of payload.

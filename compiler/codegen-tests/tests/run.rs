@@ -460,3 +460,40 @@ mod protobuf_side {
         server.shutdown(Duration::from_secs(1)).wait().unwrap();
     }
 }
+
+/// The line just before the first line of `text` that starts with `item` (both trimmed).
+fn line_before<'a>(text: &'a str, item: &str) -> &'a str {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with(item))
+        .unwrap_or_else(|| panic!("no `{item}` in the generated code"));
+    lines[at - 1]
+}
+
+/// build.rs puts `#[cfg(all())]` on the `grpcore.tricky.async.Result` client and
+/// `#[doc(alias = "Stepper")]` on its server: each reaches exactly its own items (the
+/// client struct and impl; the server trait and `service` function), and no other
+/// service's.
+#[test]
+fn client_and_server_attributes_reach_their_items_only() {
+    let outputs = [
+        ("prost", include_str!(concat!(env!("OUT_DIR"), "/prost/grpcore.tricky.r#async.rs"))),
+        ("protobuf", include_str!(concat!(env!("OUT_DIR"), "/protobuf/services.grpcore.rs"))),
+    ];
+    let (client, server) = ("#[cfg(all())]", "#[doc(alias = \"Stepper\")]");
+    for (codec, text) in outputs {
+        // The client struct's derive sits between the attribute and the struct.
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        let at = lines.iter().position(|l| l.starts_with("pub struct ResultClient")).expect("ResultClient");
+        assert_eq!(lines[at - 2], client, "{codec}: client attribute on the client struct");
+        assert_eq!(line_before(text, "impl ResultClient"), client, "{codec}: client attribute on its impl");
+        assert_eq!(line_before(text, "pub trait Result:"), server, "{codec}: server attribute on the trait");
+        assert_eq!(line_before(text, "pub fn service<I: Result>"), server, "{codec}: server attribute on service()");
+        assert_eq!(text.matches(client).count(), 2, "{codec}: the client attribute elsewhere too");
+        for other in ["pub trait Type:", "pub fn service<I: Type>", "impl TypeClient"] {
+            let before = line_before(text, other);
+            assert!(before != client && before != server, "{codec}: `{other}` got an attribute: {before}");
+        }
+    }
+}

@@ -47,12 +47,14 @@ const DETAILS_KEY = 'grpc-status-details-bin';
 const TIMEOUT_MS = 20000; // bound for every call that is not about deadlines
 const MIB = 1024 * 1024;
 const COMPRESSIBLE = Buffer.alloc(102400, 'x'); // the compressed_* cases' 100 KiB payload
-// sleep_ms of the requests in the streams that end with an error status.
 // grpc-js delivers a non-OK status at once and drops the messages still
-// queued behind it (grpc/grpc-node#2764, open); responses come in paced so
-// that each one is through grpc-js before the next and the status arrive.
-// Without it, compressed responses (inflated asynchronously) lose messages.
-const PACE_MS = 50;
+// queued behind it (grpc/grpc-node#2764, open); without a gap, compressed
+// responses (inflated asynchronously) lose messages.  The bidi case waits for
+// each echo before sending the next request (an event, bidiStepwise), so its
+// status can only follow echoes already received.  A server stream gives the
+// client nothing to wait on, so the server paces its responses (sleep_ms): a
+// generous gap, as a loaded 2-core machine can take tens of ms per message.
+const PACE_MS = 250;
 // grpc.default_compression_algorithm values; "none" leaves the option unset.
 const COMPRESSION = { none: null, deflate: 1, gzip: 2 };
 
@@ -236,6 +238,28 @@ class Echo {
     const done = outcome(call, { streaming: true });
     for (const r of reqs) call.write(r);
     call.end();
+    return done;
+  }
+
+  /**
+   * A Bidi call that sends each of the first `echoed` requests only once the
+   * echo of the one before it arrived, then the rest at once and half-closes.
+   */
+  bidiStepwise(reqs, echoed, { md = [], options = deadline() } = {}) {
+    const call = this.client.Bidi(toMetadata(md), options);
+    const done = outcome(call, { streaming: true });
+    let next = 0;
+    const sendNext = () => {
+      if (next < echoed) {
+        call.write(reqs[next++]);
+        return;
+      }
+      if (next === reqs.length) return;
+      while (next < reqs.length) call.write(reqs[next++]);
+      call.end();
+    };
+    call.on('data', sendNext);
+    sendNext();
     return done;
   }
 }
@@ -466,13 +490,13 @@ function makeCases(echo) {
       // Echoes of the requests before the failing one, then its status.
       md = echoMd('bidi-fail');
       const details = Buffer.from([3, 0x62, 0x64]);
-      r = await echo.bidi([
-        req({ message: 'm1', seq: '1', payload: Buffer.from('1'), sleep_ms: PACE_MS }),
-        req({ message: 'm2', seq: '2', payload: Buffer.from('2'), sleep_ms: PACE_MS }),
-        req({ message: 'bad', seq: '3', sleep_ms: PACE_MS, fail_code: grpc.status.DATA_LOSS,
+      r = await echo.bidiStepwise([
+        req({ message: 'm1', seq: '1', payload: Buffer.from('1') }),
+        req({ message: 'm2', seq: '2', payload: Buffer.from('2') }),
+        req({ message: 'bad', seq: '3', fail_code: grpc.status.DATA_LOSS,
           fail_message: 'mid-stream', fail_details: details }),
         req({ message: 'never', seq: '4' }),
-      ], { md });
+      ], 2, { md });
       const err = failed(r);
       checkStatus('fail', err, grpc.status.DATA_LOSS, 'mid-stream', details);
       checkEchoed('fail', md, r.initial, err.metadata);

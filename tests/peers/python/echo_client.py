@@ -19,11 +19,13 @@ CA certificates in that file and name the target's host (or NAME, with
 ``compression=``; default none).
 CASE is one or more case names (no CASE, or "all", runs every case):
     unary metadata status deadline unimplemented undecodable oversized
-    client_stream server_stream bidi compressed_unary compressed_stream
+    over_1k under_1k client_stream server_stream bidi compressed_unary compressed_stream
 
 The streaming cases check every message's content and order (by seq), the
 echoed metadata (initial x-echo-*, trailing x-trailer-*) and a status that
 ends a stream part-way (code, message, grpc-status-details-bin, trailers).
+over_1k (a 2 KiB request, RESOURCE_EXHAUSTED expected) and under_1k (500 bytes,
+echoed) are for a server whose receive limit is about 1 KiB; "all" leaves them out.
 compressed_unary and compressed_stream send highly compressible 100 KiB
 payloads (b'x' * 102400); whether they travel compressed is up to
 --compression (check it on the wire, e.g. with ../byte_proxy.py).
@@ -219,6 +221,25 @@ class Cases:
         check(err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED,
               f"code {code_name(err)}, want RESOURCE_EXHAUSTED")
 
+    def over_1k(self):
+        """A 2 KiB request: refused only by a server whose receive limit is ~1 KiB.
+
+        Far under every default limit, so it fails when the server's own limit is
+        not applied (unlike oversized, which any default refuses)."""
+        err = expect_rpc_error(self.stub.Unary,
+                               self.pb2.EchoRequest(message="2k", payload=b"\x5a" * 2048),
+                               timeout=TIMEOUT_S)
+        check(err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED,
+              f"code {code_name(err)}, want RESOURCE_EXHAUSTED")
+
+    def under_1k(self):
+        """A 500-byte payload: within a ~1 KiB receive limit, so echoed in full."""
+        payload = bytes(range(250)) * 2
+        resp = self.stub.Unary(self.pb2.EchoRequest(message="500", payload=payload),
+                               timeout=TIMEOUT_S)
+        check(resp.payload == payload,
+              f"payload differs ({len(resp.payload)} vs {len(payload)} bytes)")
+
     def client_stream(self):
         req = self.pb2.EchoRequest
         # 50 requests: the joined messages and concatenated payloads prove order.
@@ -353,8 +374,11 @@ class Cases:
 
 
 CASE_NAMES = ["unary", "metadata", "status", "deadline", "unimplemented",
-              "undecodable", "oversized", "client_stream", "server_stream", "bidi",
+              "undecodable", "oversized", "over_1k", "under_1k", "client_stream", "server_stream", "bidi",
               "compressed_unary", "compressed_stream"]
+
+# Cases that only pass against a server with a ~1 KiB receive limit.
+SMALL_LIMIT_CASES = ["over_1k", "under_1k"]
 
 
 def note(msg):
@@ -390,7 +414,7 @@ def main(argv=None):
 
     names = args.cases or ["all"]
     if "all" in names:
-        names = CASE_NAMES
+        names = [n for n in CASE_NAMES if n not in SMALL_LIMIT_CASES]
 
     pb2, pb2_grpc = load_stubs(args.proto)
     passed = failed = 0
