@@ -1,6 +1,7 @@
 //! Metrics server: the `echo.Echo` service (one method of each kind, failures on demand)
-//! with [`ServerMetrics`] installed, and its metrics in the Prometheus text format on a
-//! port of its own.
+//! with [`ServerMetrics`] and [`ServerTracing`] installed, its metrics in the Prometheus text
+//! format on a port of its own, and a `tracing` subscriber that prints one line on stderr
+//! per finished call (its span: method, trace and span ids, status code, time).
 //!
 //! ```text
 //! cargo run -p grpcore-examples --bin metrics_server -- [--port N] [--metrics-port M]
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use grpcore::metrics::{ServerMetrics, HANDLING_SECONDS_BUCKETS};
+use grpcore::trace::ServerTracing;
 use grpcore::{
     Environment, ProstCodec, RequestStream, ServerBuilder, ServerContext, ServerSink, Status,
 };
@@ -176,9 +178,16 @@ fn run() -> Result<(), Box<dyn Error>> {
     let listener = TcpListener::bind(("127.0.0.1", metrics_port))?;
     let metrics_port = listener.local_addr()?.port();
 
+    // A call's span is printed when it closes, with its fields and how long it was open.
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .init();
+
     let env = Environment::new(1);
     let server = ServerBuilder::new(&env)
         .intercept(ServerMetrics::new())
+        .intercept(ServerTracing::new())
         .register_service(echo_grpc::service(Echoes))
         .bind(format!("127.0.0.1:{port}"))
         .build()?;

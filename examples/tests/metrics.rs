@@ -2,12 +2,13 @@
 //! failures, then `/metrics` parsed with Python `prometheus_client`'s parser
 //! (`text_string_to_metric_families`, scripts/setup.sh installs it) and checked for exact
 //! counts: started, handled by code, histogram counts, messages each way, nothing left in
-//! flight (issue #13).
+//! flight (issue #13); and its tracing subscriber's line for every finished call.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
@@ -21,6 +22,8 @@ struct Server {
     child: Child,
     target: String,
     metrics: String,
+    /// What the server printed on stderr (its tracing subscriber writes there).
+    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -35,8 +38,13 @@ fn start() -> Server {
         .args(["--port", "0", "--metrics-port", "0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn metrics_server");
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let kept = stderr.clone();
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| kept.lock().unwrap().push(l)));
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = |prefix: &str, suffix: &str| {
         let mut line = String::new();
@@ -53,6 +61,7 @@ fn start() -> Server {
         child,
         target,
         metrics,
+        stderr,
     }
 }
 
@@ -354,4 +363,19 @@ fn the_example_serves_exact_counts_that_prometheus_client_parses() {
             "{method}: in flight"
         );
     }
+
+    // One span line per finished call, with its method and status code (the subscriber
+    // prints a span when it closes; the last ones may lag the metrics by a moment).
+    let calls: usize = EXPECTED.iter().map(|(_, _, codes, ..)| codes.iter().map(|(_, n)| *n as usize).sum::<usize>()).sum();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        let spans: Vec<String> = server.stderr.lock().unwrap().iter().filter(|l| l.contains("grpc.server{")).cloned().collect();
+        if spans.len() >= calls || Instant::now() > deadline {
+            break spans;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(spans.len(), calls, "{spans:#?}");
+    assert!(spans.iter().any(|l| l.contains("rpc.method=\"Say\"") && l.contains("rpc.grpc.status_code=3")), "{spans:#?}");
+    assert!(spans.iter().all(|l| l.contains("trace_id=") && l.contains("rpc.system=\"grpc\"")), "{spans:#?}");
 }
