@@ -198,6 +198,30 @@ fn service_and_method(path: &str) -> (String, String) {
 /// What a tracing interceptor keeps for one call: its span and its place in the trace.
 struct CallSpan(Span);
 
+/// A call's span: `tracing` needs the name and the fields spelled out at the call site.
+macro_rules! call_span {
+    ($name:literal, $kind:literal, $service:expr, $method:expr, $context:expr) => {
+        tracing::info_span!(
+            $name,
+            otel.kind = $kind,
+            rpc.system = "grpc",
+            rpc.service = $service,
+            rpc.method = $method,
+            trace_id = %Hex(&$context.trace_id),
+            span_id = %Hex(&$context.span_id),
+            parent_span_id = %Hex($context.parent_span_id.as_ref().map_or(&[][..], |id| &id[..])),
+            rpc.grpc.status_code = Empty,
+        )
+    };
+}
+
+/// Records the status a call ended with on its span.
+fn record_status(end: &CallEnd) {
+    if let Some(CallSpan(span)) = end.extensions().get::<CallSpan>() {
+        span.record("rpc.grpc.status_code", end.code() as i32);
+    }
+}
+
 /// Opens a `grpc.server` span per call, continuing the caller's trace (see the [module
 /// docs](self)).
 #[derive(Debug, Default)]
@@ -241,17 +265,7 @@ impl ServerInterceptor for ServerTracing {
                     (fallback.0.as_str(), fallback.1.as_str())
                 }
             };
-            tracing::info_span!(
-                "grpc.server",
-                otel.kind = "server",
-                rpc.system = "grpc",
-                rpc.service = service,
-                rpc.method = method,
-                trace_id = %Hex(&context.trace_id),
-                span_id = %Hex(&context.span_id),
-                parent_span_id = %Hex(context.parent_span_id.as_ref().map_or(&[][..], |id| &id[..])),
-                rpc.grpc.status_code = Empty,
-            )
+            call_span!("grpc.server", "server", service, method, context)
         };
         call.extensions_mut().insert(CallSpan(span));
         call.extensions_mut().insert(context);
@@ -259,9 +273,7 @@ impl ServerInterceptor for ServerTracing {
     }
 
     fn on_end(&self, end: &CallEnd) {
-        if let Some(CallSpan(span)) = end.extensions().get::<CallSpan>() {
-            span.record("rpc.grpc.status_code", end.code() as i32);
-        }
+        record_status(end);
     }
 }
 
@@ -295,26 +307,14 @@ impl ClientInterceptor for ClientTracing {
             let _ = call.metadata_mut().insert(TRACESTATE, state);
         }
         let (service, method) = service_and_method(call.method());
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.service = service.as_str(),
-            rpc.method = method.as_str(),
-            trace_id = %Hex(&context.trace_id),
-            span_id = %Hex(&context.span_id),
-            parent_span_id = %Hex(context.parent_span_id.as_ref().map_or(&[][..], |id| &id[..])),
-            rpc.grpc.status_code = Empty,
-        );
+        let span = call_span!("grpc.client", "client", service.as_str(), method.as_str(), context);
         call.extensions_mut().insert(CallSpan(span));
         call.extensions_mut().insert(context);
         Ok(())
     }
 
     fn on_end(&self, end: &CallEnd) {
-        if let Some(CallSpan(span)) = end.extensions().get::<CallSpan>() {
-            span.record("rpc.grpc.status_code", end.code() as i32);
-        }
+        record_status(end);
     }
 }
 
