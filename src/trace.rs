@@ -63,8 +63,7 @@ impl TraceContext {
         if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
             return None;
         }
-        let version = u8::from_str_radix(version, 16).ok()?;
-        let _ = version;
+        u8::from_str_radix(version, 16).ok()?;
         let trace_id: [u8; 16] = hex_bytes(trace)?;
         let span_id: [u8; 8] = hex_bytes(span)?;
         let [flags] = hex_bytes::<1>(flags)?;

@@ -36,7 +36,7 @@ use std::task::{Context, Poll, Waker};
 use grpcore_sys as ffi;
 
 use super::raw::{op, OpList, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
-use super::state::{CallState, FinalGrant, SendGrant, SendRefused};
+use super::state::{CallState, FinalGrant, SendRefused};
 use super::write::{Compression, WriteFlags, ENCODING_REQUEST_KEY};
 use super::{Batch, Call, OnComplete};
 use crate::buffer::ByteBuffer;
@@ -206,41 +206,33 @@ impl SendSlot {
 
     /// Starts one send batch on a client call.
     pub(crate) fn start_client(&mut self, core: &Arc<CallCore>, kind: SendKind) -> Result<(), SendError> {
-        let grant = match kind {
+        // A client's headers went out with its opening batch: the grant only lets the send start.
+        let _grant = match kind {
             SendKind::Close => core.state.begin_close(),
             _ => core.state.begin_send(),
         }?;
-        let is_message = matches!(kind, SendKind::Message(..));
-        let owner = SendOwner::Client(core.clone());
-        self.start(&core.call, owner, grant, None, kind)?;
-        if let (true, Some(o)) = (is_message, core.observer()) {
-            o.message_sent();
-        }
-        Ok(())
+        self.start(&core.call, core.observer(), SendOwner::Client(core.clone()), None, kind)
     }
 
     /// Starts one send batch on a server call; the first carries the response headers.
     pub(crate) fn start_server(&mut self, server: &Arc<ServerCallCore>, kind: SendKind) -> Result<(), SendError> {
         let grant = server.core.state.begin_send()?;
         let initial = grant.carries_headers.then(|| server.initial_send_metadata());
-        let is_message = matches!(kind, SendKind::Message(..));
         let owner = SendOwner::Server(server.clone());
-        self.start(&server.core.call, owner, grant, initial, kind)?;
-        if let (true, Some(o)) = (is_message, server.core.observer()) {
-            o.message_sent();
-        }
-        Ok(())
+        self.start(&server.core.call, server.core.observer(), owner, initial, kind)
     }
 
+    /// Starts the batch the state word granted; a message counts as sent for `observer`.
     fn start(
         &mut self,
         call: &Call,
+        observer: Option<&dyn CallObserver>,
         owner: SendOwner,
-        _grant: SendGrant,
         initial: Option<SendMetadata>,
         kind: SendKind,
     ) -> Result<(), SendError> {
         debug_assert!(self.in_flight.is_none());
+        let message_sent = matches!(kind, SendKind::Message(..));
         let (message, flags, close) = match kind {
             SendKind::Message(m, flags) => (Some(m), flags.bits(), false),
             SendKind::Headers => (None, 0, false),
@@ -268,6 +260,9 @@ impl SendSlot {
         match started {
             Ok(()) => {
                 self.in_flight = Some(batch);
+                if let (Some(o), true) = (observer, message_sent) {
+                    o.message_sent();
+                }
                 Ok(())
             }
             Err(e) => {

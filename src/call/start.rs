@@ -229,8 +229,7 @@ impl Channel {
             Err(e) => return Err(ended_before_start(observer, e)),
         };
         let core = Arc::new(CallCore::client(call, observer));
-        let request_sent = request.is_some();
-        if let (true, Some(o)) = (request_sent, core.observer()) {
+        if let (true, Some(o)) = (request.is_some(), core.observer()) {
             o.message_sent();
         }
         let batch = Batch::new(HeadersState {
@@ -238,11 +237,6 @@ impl Channel {
             message: request,
             recv_initial: RecvMetadata::new(),
         });
-        if request_sent {
-            // The opening batch half-closes: no send may follow it.
-            let _ = core.state.begin_close();
-            core.state.end_send();
-        }
         // SAFETY: the batch has not started; the ops point into its state, kept alive by the tag.
         unsafe {
             let s = &mut *batch.state_ptr();

@@ -302,8 +302,6 @@ struct StreamState {
     messages_ended: bool,
     /// The stream has yielded its last item.
     done: bool,
-    /// The status has been received (no cancel on drop after that).
-    finished: bool,
 }
 
 impl<Resp, C> Unpin for ResponseStream<Resp, C> {}
@@ -321,7 +319,6 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
                     trailing_metadata: None,
                     messages_ended: false,
                     done: false,
-                    finished: false,
                 }),
                 Err(e) => Err(Some(e)),
             },
@@ -427,7 +424,6 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
             return Poll::Pending;
         }
         s.done = true;
-        s.finished = true;
         // SAFETY: done; only reader; the call is alive.
         let (status, trailers) = unsafe { s.status.state_mut().finish() };
         s.trailing_metadata = Some(trailers);
@@ -440,7 +436,8 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
 impl<Resp, C> Drop for ResponseStream<Resp, C> {
     fn drop(&mut self) {
         if let Ok(s) = &self.state {
-            if !s.finished && !s.status.is_done() {
+            // Once the status has arrived the call is over: nothing to cancel.
+            if !s.status.is_done() {
                 s.core.call.cancel();
             }
         }
