@@ -63,12 +63,12 @@ fn round_trip_on_an_abstract_name() {
     assert!(err.to_string().contains("Address already in use"), "{err}");
 }
 
-#[test]
-fn local_credentials_on_a_unix_socket_carry_call_credentials() {
-    let env = Environment::new(1);
-    let path = socket_dir("local").join("local.sock");
-    let addr = format!("unix:{}", path.display());
-    let seen = Arc::new(Mutex::new(Vec::new()));
+/// What the server saw of each call: its auth context and its `authorization` token.
+type Seen = Arc<Mutex<Vec<(grpcore::AuthContext, Option<String>)>>>;
+
+/// The echo service's unary method, recording what the server saw of each call.
+fn recording_echo() -> (grpcore::Service, Seen) {
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     let service = grpcore::ServiceBuilder::new(SERVICE)
         .add_unary(&UNARY, move |req: EchoRequest, ctx: grpcore::ServerContext| {
@@ -77,6 +77,15 @@ fn local_credentials_on_a_unix_socket_carry_call_credentials() {
             unary_echo(req, ctx)
         })
         .build();
+    (service, seen)
+}
+
+#[test]
+fn local_credentials_on_a_unix_socket_carry_call_credentials() {
+    let env = Environment::new(1);
+    let path = socket_dir("local").join("local.sock");
+    let addr = format!("unix:{}", path.display());
+    let (service, seen) = recording_echo();
     let server = ServerBuilder::new(&env)
         .register_service(service)
         .bind_with_credentials(&addr, &ServerCredentials::local(LocalConnect::Unix))
@@ -160,15 +169,7 @@ fn a_client_pointed_at_no_socket_fails_with_the_reason() {
 #[test]
 fn local_tcp_credentials_on_loopback() {
     let env = Environment::new(1);
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let service = grpcore::ServiceBuilder::new(SERVICE)
-        .add_unary(&UNARY, move |req: EchoRequest, ctx: grpcore::ServerContext| {
-            let token = ctx.request_metadata().get("authorization").map(str::to_string);
-            record.lock().unwrap().push((ctx.auth_context(), token));
-            unary_echo(req, ctx)
-        })
-        .build();
+    let (service, seen) = recording_echo();
     let server = ServerBuilder::new(&env)
         .register_service(service)
         .bind_with_credentials("127.0.0.1:0", &ServerCredentials::local(LocalConnect::Tcp))
