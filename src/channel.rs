@@ -13,7 +13,7 @@ use crate::call::write::Compression;
 use crate::env::Environment;
 use crate::credentials::ChannelCredentials;
 use crate::error::Error;
-use crate::interceptor::{ClientChain, ClientInterceptor};
+use crate::interceptor::{ClientChain, ClientInterceptor, DynClientInterceptor};
 use crate::quota::ResourceQuota;
 use crate::settings::{self, keys, Zero};
 
@@ -38,7 +38,7 @@ pub struct ChannelBuilder {
 
 /// A channel's client interceptors, outermost first.
 #[derive(Clone, Default)]
-struct Interceptors(Vec<Arc<dyn ClientInterceptor>>);
+struct Interceptors(Vec<Arc<dyn DynClientInterceptor>>);
 
 impl std::fmt::Debug for Interceptors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -130,15 +130,41 @@ pub trait ServerInterceptor: Send + Sync + 'static {
 
 /// A client-side interceptor. Implement either method, or both.
 ///
-/// A client call starts when it is created (see [`Channel`](crate::Channel)), so the start
-/// hook is synchronous; metadata that must be fetched asynchronously (tokens) belongs in
-/// [`CallCredentials::from_async`](crate::CallCredentials::from_async).
+/// The start hook is asynchronous, like the server's: it may await a token, a rate
+/// limiter or a lookup before the call goes out. The hooks run when the call is made, in
+/// the thread that makes it. When they all finish without waiting (the usual case) the
+/// call starts there and then; when one waits, the rest of the chain, and then the call's
+/// start, run when the call's handle (the [`UnaryCall`](crate::UnaryCall) future, the sink
+/// or the stream of a streaming call) is polled, in the task that polls it: a hook may
+/// await whatever that task's runtime offers (make the call inside that runtime, so the
+/// hook's first steps run there too). Dropping or cancelling the call while a hook waits
+/// drops the hook's future and sends nothing. The call's deadline counts from when the
+/// call was made, not from when the hooks finished.
+///
+/// ```
+/// use grpcore::{ClientCallInfo, ClientInterceptor, Status};
+///
+/// /// Adds a bearer token, fetched (here: made up) before each call.
+/// struct Bearer;
+///
+/// impl ClientInterceptor for Bearer {
+///     async fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+///         let token = async { "secret".to_string() }.await;
+///         call.metadata_mut()
+///             .insert("authorization", &format!("Bearer {token}"))
+///             .map_err(|e| Status::internal(e.to_string()))?;
+///         Ok(())
+///     }
+/// }
+/// # let env = grpcore::Environment::new(1);
+/// let channel = grpcore::ChannelBuilder::new(&env).intercept(Bearer).connect("127.0.0.1:50051");
+/// ```
 pub trait ClientInterceptor: Send + Sync + 'static {
     /// Runs before the call is sent. `Err` fails the call with that status without sending
     /// anything.
-    fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+    fn on_start(&self, call: &mut ClientCallInfo) -> impl Future<Output = Result<(), Status>> + Send {
         let _ = call;
-        Ok(())
+        std::future::ready(Ok(()))
     }
 
     /// Runs once when the call has ended, however it ended.
@@ -383,10 +409,26 @@ impl<T: ServerInterceptor> DynServerInterceptor for T {
     }
 }
 
+/// A client interceptor behind a pointer: the boxed-future form of [`ClientInterceptor`].
+pub(crate) trait DynClientInterceptor: Send + Sync + 'static {
+    fn start<'a>(&'a self, call: &'a mut ClientCallInfo) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send + 'a>>;
+    fn end(&self, end: &CallEnd);
+}
+
+impl<T: ClientInterceptor> DynClientInterceptor for T {
+    fn start<'a>(&'a self, call: &'a mut ClientCallInfo) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send + 'a>> {
+        Box::pin(self.on_start(call))
+    }
+
+    fn end(&self, end: &CallEnd) {
+        self.on_end(end)
+    }
+}
+
 /// The interceptors of one server method, outermost first.
 pub(crate) type ServerChain = Arc<[Arc<dyn DynServerInterceptor>]>;
 /// The interceptors of one channel, outermost first.
-pub(crate) type ClientChain = Arc<[Arc<dyn ClientInterceptor>]>;
+pub(crate) type ClientChain = Arc<[Arc<dyn DynClientInterceptor>]>;
 
 /// Whose `on_end` an observer calls.
 enum Chain {
@@ -535,7 +577,7 @@ impl CallObserver for ChainObserver {
         };
         match &self.chain {
             Chain::Server(chain) => chain.iter().rev().for_each(|i| run(&|| i.end(&end))),
-            Chain::Client(chain) => chain.iter().rev().for_each(|i| run(&|| i.on_end(&end))),
+            Chain::Client(chain) => chain.iter().rev().for_each(|i| run(&|| i.end(&end))),
         }
     }
 }
@@ -560,17 +602,22 @@ impl ServerCallInfo {
     }
 }
 
-/// Runs a server chain's start hooks in order; the first refusal stops it. A panicking
-/// interceptor refuses with `INTERNAL`.
-pub(crate) async fn run_server_chain(chain: &ServerChain, info: &mut ServerCallInfo) -> Result<(), Status> {
+/// Runs a chain's start hooks in order, each behind `catch_unwind`; the first refusal stops
+/// it. A panicking interceptor refuses with `INTERNAL`.
+async fn run_chain<'a, I: ?Sized + 'a, S: 'a>(
+    chain: impl Iterator<Item = &'a Arc<I>>,
+    side: &str,
+    call: &mut S,
+    start: impl for<'b> Fn(&'b I, &'b mut S) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send + 'b>>,
+) -> Result<(), Status> {
     use futures_util::FutureExt;
-    for interceptor in chain.iter() {
-        match std::panic::AssertUnwindSafe(interceptor.start(info)).catch_unwind().await {
+    for interceptor in chain {
+        match std::panic::AssertUnwindSafe(start(interceptor, &mut *call)).catch_unwind().await {
             Ok(Ok(())) => {}
             Ok(Err(status)) => return Err(status),
             Err(panic) => {
                 let msg = crate::task::panic_message(&*panic);
-                log::error!("a server interceptor panicked: {msg}");
+                log::error!("a {side} interceptor panicked: {msg}");
                 return Err(Status::internal(format!("an interceptor panicked: {msg}")));
             }
         }
@@ -578,18 +625,14 @@ pub(crate) async fn run_server_chain(chain: &ServerChain, info: &mut ServerCallI
     Ok(())
 }
 
-/// Runs a client chain's start hooks in order; the first refusal stops it.
-pub(crate) fn run_client_chain(chain: &ClientChain, info: &mut ClientCallInfo) -> Result<(), Status> {
-    for interceptor in chain.iter() {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| interceptor.on_start(info))) {
-            Ok(Ok(())) => {}
-            Ok(Err(status)) => return Err(status),
-            Err(panic) => {
-                let msg = crate::task::panic_message(&*panic);
-                log::error!("a client interceptor panicked: {msg}");
-                return Err(Status::internal(format!("an interceptor panicked: {msg}")));
-            }
-        }
-    }
-    Ok(())
+/// Runs a server chain's start hooks (see [`run_chain`]).
+pub(crate) async fn run_server_chain(chain: &ServerChain, info: &mut ServerCallInfo) -> Result<(), Status> {
+    run_chain(chain.iter(), "server", info, |i, call| i.start(call)).await
+}
+
+/// Runs a client chain's start hooks (see [`run_chain`]); the future owns what it needs, so
+/// a call whose hooks wait can keep it until its handle is polled.
+pub(crate) async fn run_client_chain(chain: ClientChain, mut info: ClientCallInfo) -> (ClientCallInfo, Result<(), Status>) {
+    let result = run_chain(chain.iter(), "client", &mut info, |i, call| i.start(call)).await;
+    (info, result)
 }

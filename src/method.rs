@@ -77,12 +77,9 @@ impl<Req, Resp, C> Method<Req, Resp, C> {
         &self.path
     }
 
-    /// The path as a `'static` string when it is one (avoids a copy per call).
-    pub(crate) fn static_path(&self) -> Option<&'static str> {
-        match self.path {
-            Cow::Borrowed(p) => Some(p),
-            Cow::Owned(_) => None,
-        }
+    /// The path, borrowed when it is `'static` (a copy otherwise).
+    pub(crate) fn path_cow(&self) -> Cow<'static, str> {
+        self.path.clone()
     }
 
     /// The method's kind.

@@ -524,11 +524,11 @@ impl ClientMetrics {
 }
 
 impl ClientInterceptor for ClientMetrics {
-    fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+    fn on_start(&self, call: &mut ClientCallInfo) -> impl std::future::Future<Output = Result<(), Status>> + Send {
         let handles = self.handles(call.method(), call.kind());
         handles.start();
         call.extensions_mut().insert(Started(handles));
-        Ok(())
+        std::future::ready(Ok(()))
     }
 
     fn on_end(&self, end: &CallEnd) {

@@ -289,10 +289,9 @@ impl ClientTracing {
     pub fn new() -> ClientTracing {
         ClientTracing::default()
     }
-}
 
-impl ClientInterceptor for ClientTracing {
-    fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+    /// The start hook's work, which never waits.
+    fn start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
         let context = match call.parent_extension::<TraceContext>() {
             Some(parent) => parent.child(),
             None => TraceContext::new_root(),
@@ -310,6 +309,12 @@ impl ClientInterceptor for ClientTracing {
         call.extensions_mut().insert(CallSpan(span));
         call.extensions_mut().insert(context);
         Ok(())
+    }
+}
+
+impl ClientInterceptor for ClientTracing {
+    fn on_start(&self, call: &mut ClientCallInfo) -> impl std::future::Future<Output = Result<(), Status>> + Send {
+        std::future::ready(self.start(call))
     }
 
     fn on_end(&self, end: &CallEnd) {

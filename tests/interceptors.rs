@@ -64,7 +64,7 @@ impl ServerInterceptor for Recorder {
 }
 
 impl ClientInterceptor for Recorder {
-    fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+    async fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
         self.starts.lock().unwrap().push((call.method().to_string(), call.kind(), call.deadline().is_some(), call.target().to_string()));
         if call.metadata().get("x-refuse").is_some() {
             return Err(Status::new(Code::PermissionDenied, "refused on the client"));
@@ -418,7 +418,7 @@ impl ServerInterceptor for Tagger {
 struct PassTag;
 
 impl ClientInterceptor for PassTag {
-    fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+    async fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
         if let Some(RequestTag(tag)) = call.parent_extension::<RequestTag>() {
             call.metadata_mut().append("x-echo-tag", &tag).unwrap();
         }
@@ -504,4 +504,175 @@ fn an_interceptor_that_waits_resumes_every_kind() {
         n
     });
     assert_eq!(n, 3);
+}
+
+/// A client interceptor that really waits before it lets a call out, the way one fetching a
+/// token does: on a tokio timer, which panics unless the hook runs in the caller's tokio
+/// runtime. Waits `x-wait-ms` (default 20 ms), never finishes with `x-hang`, refuses with
+/// `x-refuse`, and adds `x-echo-intercepted: waited` (the echo handlers send it back).
+#[derive(Clone, Default)]
+struct WaitsToStart {
+    finished: Arc<AtomicUsize>,
+    ends: Arc<Mutex<Vec<CallEnd>>>,
+}
+
+impl ClientInterceptor for WaitsToStart {
+    async fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+        if call.metadata().get("x-hang").is_some() {
+            std::future::pending::<()>().await;
+        }
+        let ms = call.metadata().get("x-wait-ms").map_or(20, |v| v.parse().unwrap());
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        if call.metadata().get("x-refuse").is_some() {
+            return Err(Status::new(Code::PermissionDenied, "refused after waiting"));
+        }
+        call.metadata_mut().append("x-echo-intercepted", "waited").unwrap();
+        Ok(())
+    }
+
+    fn on_end(&self, end: &CallEnd) {
+        self.ends.lock().unwrap().push(end.clone());
+    }
+}
+
+impl WaitsToStart {
+    fn ends(&self, n: usize) -> Vec<CallEnd> {
+        Recorder { ends: self.ends.clone(), ..Recorder::default() }.ends(n)
+    }
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
+}
+
+#[test]
+fn a_client_interceptor_that_waits_starts_every_kind_in_the_callers_runtime() {
+    let env = Environment::new(1);
+    let server_side = Recorder::default();
+    let (server, runs) = counted_echo_server(&env, server_side);
+    let waits = WaitsToStart::default();
+    let channel = ChannelBuilder::new(&env).intercept(waits.clone()).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let rt = tokio_runtime();
+    let seen = rt.block_on(one_of_each(&channel, CallOptions::new().timeout(Duration::from_secs(20))));
+    // The server's interceptor adds its own entry after the client's: both arrive.
+    assert_eq!(seen, vec![Some("waited".to_string()); 4], "every handler saw the waiting interceptor's entry");
+    assert_eq!(waits.finished.load(Ordering::SeqCst), 4);
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+    let ends = waits.ends(4);
+    assert!(ends.iter().all(|e| e.code() == Code::Ok), "{ends:?}");
+    let server_streaming = ends.iter().find(|e| e.kind() == MethodKind::ServerStreaming).unwrap();
+    assert_eq!((server_streaming.messages_sent(), server_streaming.messages_received()), (1, 2));
+
+    // A refusal after the wait: every kind fails with the interceptor's status, and nothing
+    // reaches the server.
+    let refused = CallOptions::new().metadata(md(&[("x-refuse", "1")]));
+    let codes = rt.block_on(async {
+        let unary = channel.unary(&UNARY, &request("x", 1), refused.clone()).await.unwrap_err().code();
+        let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, refused.clone());
+        let sent = sink.send(request("x", 1)).await.unwrap_err().code();
+        let response = response.await.unwrap_err().code();
+        let mut stream = channel.server_streaming(&SERVER_STREAM, &request("x", 1), refused.clone());
+        let streamed = stream.next().await.unwrap().unwrap_err().code();
+        assert!(stream.next().await.is_none());
+        let (_sink, mut stream) = channel.duplex(&BIDI, refused);
+        let duplex = stream.initial_metadata().await.unwrap_err().code();
+        vec![unary, sent, response, streamed, duplex]
+    });
+    assert_eq!(codes, vec![Code::PermissionDenied; 5]);
+    let refusals = waits.ends(8).iter().filter(|e| e.code() == Code::PermissionDenied).count();
+    assert_eq!(refusals, 4);
+    assert_eq!(runs.load(Ordering::SeqCst), 4, "no refused call reached a handler");
+}
+
+#[test]
+fn a_call_dropped_or_cancelled_while_its_interceptor_waits_is_never_sent() {
+    let env = Environment::new(1);
+    let server_side = Recorder::default();
+    let (server, runs) = counted_echo_server(&env, server_side.clone());
+    let waits = WaitsToStart::default();
+    let channel = ChannelBuilder::new(&env).intercept(waits.clone()).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let hang = CallOptions::new().metadata(md(&[("x-hang", "1")]));
+    futures::executor::block_on(async {
+        // Polled once (the hook runs and waits), then dropped.
+        let mut call = channel.unary(&UNARY, &request("u", 1), hang.clone());
+        assert!(futures::poll!(&mut call).is_pending());
+        drop(call);
+        // Dropped without being polled.
+        drop(channel.client_streaming(&CLIENT_STREAM, hang.clone()));
+        // Cancelled through the stream.
+        let mut stream = channel.server_streaming(&SERVER_STREAM, &request("s", 1), hang.clone());
+        assert!(futures::poll!(stream.next()).is_pending());
+        stream.cancel();
+        assert_eq!(stream.next().await.unwrap().unwrap_err().code(), Code::Cancelled);
+        assert!(stream.next().await.is_none());
+        // The sink dropped unclosed while the stream waits: the stream ends cancelled.
+        let (sink, mut stream) = channel.duplex(&BIDI, hang);
+        assert!(futures::poll!(stream.next()).is_pending());
+        drop(sink);
+        assert_eq!(stream.next().await.unwrap().unwrap_err().code(), Code::Cancelled);
+    });
+    let ends = waits.ends(4);
+    assert!(ends.iter().all(|e| e.code() == Code::Cancelled), "{ends:?}");
+    assert!(ends.iter().all(|e| e.messages_sent() == 0), "{ends:?}");
+    assert_eq!(waits.finished.load(Ordering::SeqCst), 0);
+    // A hook that panics (tokio's timer outside a tokio runtime) refuses with INTERNAL.
+    let err = channel.unary(&UNARY, &request("no runtime", 1), CallOptions::new()).wait().unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err}");
+    // A call that does start, on the same connection, is the first the server sees.
+    tokio_runtime().block_on(async { channel.unary(&UNARY, &request("after", 1), CallOptions::new()).await }).unwrap();
+    assert_eq!(server_side.starts.lock().unwrap().len(), 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_calls_deadline_counts_from_when_it_was_made_not_from_when_its_interceptor_finished() {
+    let env = Environment::new(1);
+    let server = start_echo_server(&env);
+    let waits = WaitsToStart::default();
+    let channel = ChannelBuilder::new(&env).intercept(waits.clone()).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let rt = tokio_runtime();
+    let slow_start = CallOptions::new().metadata(md(&[("x-wait-ms", "300")])).timeout(Duration::from_millis(100));
+    let (unary, duplex) = rt.block_on(async {
+        let unary = channel.unary(&UNARY, &request("late", 1), slow_start.clone()).await.unwrap_err();
+        let (_sink, mut stream) = channel.duplex(&BIDI, slow_start);
+        (unary, stream.next().await.unwrap().unwrap_err())
+    });
+    assert_eq!(unary.code(), Code::DeadlineExceeded, "{unary}");
+    assert_eq!(duplex.code(), Code::DeadlineExceeded, "{duplex}");
+    let ends = waits.ends(2);
+    assert!(ends.iter().all(|e| e.code() == Code::DeadlineExceeded), "{ends:?}");
+}
+
+/// Waits for a plain thread before it lets a call out (no runtime at all).
+struct WaitsForAThread;
+
+impl ClientInterceptor for WaitsForAThread {
+    async fn on_start(&self, call: &mut ClientCallInfo) -> Result<(), Status> {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            let _ = tx.send("thread");
+        });
+        let from = rx.await.map_err(|_| Status::internal("the thread went away"))?;
+        call.metadata_mut().append("x-echo-intercepted", from).unwrap();
+        Ok(())
+    }
+}
+
+#[test]
+fn blocking_calls_drive_a_waiting_client_interceptor() {
+    let env = Environment::new(1);
+    let server = start_echo_server(&env);
+    let channel = ChannelBuilder::new(&env).intercept(WaitsForAThread).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let opts = || CallOptions::new().timeout(Duration::from_secs(20));
+    let reply = channel.unary(&UNARY, &request("b", 1), opts()).wait().unwrap();
+    assert_eq!(reply.initial_metadata().get("x-echo-intercepted"), Some("thread"));
+    let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, opts());
+    sink.send_blocking(request("c", 1)).unwrap();
+    sink.close_blocking().unwrap();
+    assert_eq!(response.wait().unwrap().initial_metadata().get("x-echo-intercepted"), Some("thread"));
+    let items: Vec<_> = channel.server_streaming(&SERVER_STREAM, &request("s", 3), opts()).into_blocking_iter().collect();
+    assert_eq!(items.len(), 3);
+    assert!(items.into_iter().all(|i| i.is_ok()));
 }

@@ -72,6 +72,29 @@ fn deadline_exceeded_against_slow_handler() {
 }
 
 #[test]
+fn a_deadline_already_passed_fails_every_kind_at_once() {
+    let (_env, server, channel) = setup();
+    let past = || CallOptions::new().deadline(Instant::now() - Duration::from_millis(1));
+    let zero = || CallOptions::new().timeout(Duration::ZERO);
+    for _ in 0..20 {
+        let err = channel.unary(&UNARY, &request("late", 1), past()).wait().unwrap_err();
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+        let err = channel.unary(&UNARY, &request("late", 1), zero()).wait().unwrap_err();
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+    }
+    let (_sink, response) = channel.client_streaming(&CLIENT_STREAM, past());
+    assert_eq!(response.wait().unwrap_err().code(), Code::DeadlineExceeded);
+    let mut items = channel.server_streaming(&SERVER_STREAM, &request("late", 2), past()).into_blocking_iter();
+    assert_eq!(items.next().unwrap().unwrap_err().code(), Code::DeadlineExceeded);
+    assert!(items.next().is_none());
+    let (_sink, stream) = channel.duplex(&BIDI, zero());
+    assert_eq!(stream.into_blocking_iter().next().unwrap().unwrap_err().code(), Code::DeadlineExceeded);
+    // The channel is still fine, and a call with time left passes.
+    channel.unary(&UNARY, &request("in time", 1), CallOptions::new().timeout(Duration::from_secs(20))).wait().unwrap();
+    drop(server);
+}
+
+#[test]
 fn unknown_method_is_unimplemented() {
     let (_env, _server, channel) = setup();
     let missing: grpcore::Method<Vec<u8>, Vec<u8>, grpcore::BytesCodec> = grpcore::Method::unary("/grpcore.test.Echo/Nope");

@@ -13,6 +13,7 @@ use grpcore_sys as ffi;
 use super::raw::{op, ErrorString, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
 use super::write::{Compression, ENCODING_REQUEST_KEY};
 use super::core::{CallCore, ParentCall};
+use super::pending::{OwnedStart, StartFuture};
 use super::{Batch, Call, OnComplete};
 use crate::buffer::ByteBuffer;
 use crate::codec::Codec;
@@ -132,6 +133,12 @@ impl CallOptions {
         }
     }
 
+    /// Fixes a relative deadline to the instant it stands for now (a call whose start waits
+    /// for its interceptors counts its timeout from when it was made).
+    pub(crate) fn set_deadline_at(&mut self, deadline: Instant) {
+        self.deadline = Deadline::At(deadline);
+    }
+
     /// Takes the request metadata out (for interceptors, which give it back changed).
     pub(crate) fn take_metadata(&mut self) -> Metadata {
         std::mem::take(&mut self.metadata)
@@ -140,6 +147,16 @@ impl CallOptions {
     /// Sets the request metadata.
     pub(crate) fn set_metadata(&mut self, metadata: Metadata) {
         self.metadata = metadata;
+    }
+
+    /// True when the deadline has already passed: such a call is not sent (the core would
+    /// race its deadline timer against a fast reply).
+    pub(crate) fn expired(&self) -> bool {
+        match self.deadline {
+            Deadline::Never => false,
+            Deadline::After(d) => d.is_zero(),
+            Deadline::At(i) => Instant::now() >= i,
+        }
     }
 
     pub(crate) fn raw_deadline(&self) -> ffi::gpr_timespec {
@@ -381,7 +398,7 @@ pub(crate) struct UnaryClientState {
 
 impl OnComplete for UnaryClientState {}
 
-type UnaryBatch = Arc<Batch<UnaryClientState>>;
+pub(crate) type UnaryBatch = Arc<Batch<UnaryClientState>>;
 
 /// How many finished unary batches a thread keeps for its next calls.
 const SPARE_MAX: usize = 16;
@@ -474,22 +491,17 @@ pub struct UnaryCall<Resp, C> {
     _types: PhantomData<fn() -> (Resp, C)>,
 }
 
-enum UnaryState {
+pub(crate) enum UnaryState {
     Failed(Option<Error>),
+    /// Waiting for the channel's interceptors (see `call/pending.rs`).
+    Starting(OwnedStart<UnaryState>),
     Running { core: CallCore, batch: Arc<Batch<UnaryClientState>> },
     Finished,
 }
 
-impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
-    pub(crate) fn failed(err: Error) -> Self {
-        UnaryCall {
-            state: UnaryState::Failed(Some(err)),
-            _types: PhantomData,
-        }
-    }
-
+impl UnaryState {
     /// Starts the one batch of a unary call on `call`, with a batch from [`unary_batch`].
-    pub(crate) fn start(core: CallCore, opts: &CallOptions, batch: UnaryBatch) -> Self {
+    pub(crate) fn start(core: CallCore, opts: &CallOptions, batch: UnaryBatch) -> UnaryState {
         // SAFETY: the batch has not started, so we are the only user of its state; the ops
         // point into that state (or into the request buffer it owns), which the tag keeps
         // alive until the event.
@@ -511,12 +523,27 @@ impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
             o.message_sent();
         }
         match result {
-            Ok(()) => UnaryCall {
-                state: UnaryState::Running { core, batch },
-                _types: PhantomData,
-            },
-            Err(e) => Self::failed(e),
+            Ok(()) => UnaryState::Running { core, batch },
+            Err(e) => UnaryState::Failed(Some(e)),
         }
+    }
+}
+
+impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
+    pub(crate) fn from_state(state: UnaryState) -> Self {
+        UnaryCall {
+            state,
+            _types: PhantomData,
+        }
+    }
+
+    pub(crate) fn failed(err: Error) -> Self {
+        Self::from_state(UnaryState::Failed(Some(err)))
+    }
+
+    /// A call that starts when `start` (the rest of its interceptors) resolves.
+    pub(crate) fn starting(start: StartFuture<UnaryState>) -> Self {
+        Self::from_state(UnaryState::Starting(OwnedStart::new(start)))
     }
 
     /// Blocks the calling thread until the call finishes.
@@ -541,7 +568,14 @@ impl<Resp, C: Codec<Resp>> Future for UnaryCall<Resp, C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if let UnaryState::Starting(start) = &mut this.state {
+            match start.poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(state) => this.state = state,
+            }
+        }
         let result = match &mut this.state {
+            UnaryState::Starting(_) => unreachable!("a start resolves to a started or failed call"),
             UnaryState::Failed(e) => Err(e.take().unwrap_or_else(|| Error::Internal("polled after completion".into()))),
             UnaryState::Finished => Err(Error::Internal("unary call polled after completion".into())),
             UnaryState::Running { batch, .. } => {

@@ -7,6 +7,7 @@
 
 pub(crate) mod client;
 pub(crate) mod core;
+mod pending;
 pub(crate) mod raw;
 mod start;
 pub(crate) mod state;

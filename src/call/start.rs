@@ -7,13 +7,17 @@
 //! waits for the end from the start. Each message then costs one batch in its direction.
 //! Client streaming receives headers, response and status in one batch.
 
+use std::borrow::Cow;
+use std::future::Future;
 use std::ptr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use grpcore_sys as ffi;
 
-use super::client::{unary_batch, CallOptions, ResponseState, StatusState, UnaryCall};
+use super::client::{unary_batch, CallOptions, ResponseState, StatusState, UnaryBatch, UnaryCall, UnaryState};
 use super::core::{CallCore, CallObserver};
+use super::pending::{SharedStart, StartFuture};
 use crate::interceptor::{run_client_chain, ChainObserver, ClientCallInfo, Extensions};
 use super::raw::{op, OpList, RecvMetadata, SendMetadata};
 use super::streaming::{ClientStreamingCall, RequestSink, ResponseStream};
@@ -23,6 +27,7 @@ use crate::channel::Channel;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::method::{Method, MethodKind};
+use crate::status::{Code, Status};
 
 /// A started streaming call: its core, opening batch and status batch.
 pub(crate) type StartedStream = (Arc<CallCore>, Arc<Batch<HeadersState>>, Arc<Batch<StatusState>>);
@@ -40,6 +45,9 @@ impl Channel {
     /// Creates a call to `path` bound to one of the environment's queues. The call keeps
     /// this channel alive.
     pub(crate) fn create_call(&self, path: &str, static_path: Option<&'static str>, opts: &CallOptions) -> Result<Call, Error> {
+        if opts.expired() {
+            return Err(Error::Rpc(Status::new(Code::DeadlineExceeded, "the deadline had passed before the call started")));
+        }
         let registered = static_path.and_then(|p| self.registered(p));
         let cq = self.inner.env.pick_cq().clone();
         let Some(borrow) = cq.borrow() else {
@@ -86,8 +94,9 @@ impl Channel {
 
     /// Starts a unary call. The returned future resolves to the response.
     ///
-    /// The request is encoded and the call started right away; the future only waits.
-    /// Use [`UnaryCall::wait`] to block instead of awaiting.
+    /// The request is encoded and the call started right away (or, when one of the
+    /// channel's interceptors waits, when the future is first polled); the future only
+    /// waits. Use [`UnaryCall::wait`] to block instead of awaiting.
     pub fn unary<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, request: &Req, mut opts: CallOptions) -> UnaryCall<Resp, C>
     where
         C: Codec<Req> + Codec<Resp>,
@@ -96,31 +105,49 @@ impl Channel {
             return UnaryCall::failed(e);
         }
         let observer = match self.intercept(method.path(), MethodKind::Unary, &mut opts) {
-            Ok(observer) => observer,
+            Ok(Intercepted::Now(observer)) => observer,
+            Ok(Intercepted::Later(chain)) => {
+                let batch = unary_batch::<Req, C>(request).map_err(|e| encode_error(method.path(), e));
+                let (channel, path) = (self.clone(), Path(method.path_cow()));
+                return UnaryCall::starting(Box::pin(async move {
+                    match chain.await {
+                        Ok((opts, observer)) => channel.start_unary(&path, &opts, Some(observer), batch),
+                        Err(e) => UnaryState::Failed(Some(e)),
+                    }
+                }));
+            }
             Err(e) => return UnaryCall::failed(e),
         };
-        let batch = match unary_batch::<Req, C>(request) {
-            Ok(batch) => batch,
-            Err(e) => {
-                let e = Error::Codec(format!("failed to encode the request to {}: {e}", method.path()));
-                return UnaryCall::failed(ended_before_start(observer, e));
-            }
-        };
-        match self.create_call(method.path(), method.static_path(), &opts) {
-            Ok(call) => UnaryCall::start(CallCore::client(call, observer), &opts, batch),
-            Err(e) => UnaryCall::failed(ended_before_start(observer, e)),
+        let batch = unary_batch::<Req, C>(request).map_err(|e| encode_error(method.path(), e));
+        UnaryCall::from_state(self.start_unary(&Path(method.path_cow()), &opts, observer, batch))
+    }
+
+    /// Creates a unary call and starts its one batch.
+    fn start_unary(
+        &self,
+        path: &Path,
+        opts: &CallOptions,
+        observer: Option<Box<dyn CallObserver>>,
+        batch: Result<UnaryBatch, Error>,
+    ) -> UnaryState {
+        let started = batch.and_then(|batch| Ok((self.create_call(path, path.static_str(), opts)?, batch)));
+        match started {
+            Ok((call, batch)) => UnaryState::start(CallCore::client(call, observer), opts, batch),
+            Err(e) => UnaryState::Failed(Some(ended_before_start(&observer, e))),
         }
     }
 
-    /// Runs the channel's interceptors, if any, on a call about to start: `opts` gets the
-    /// metadata as they left it, and the call the observer that reports its end to them.
-    /// A refusal fails the call with the interceptor's status, before anything is sent.
-    fn intercept(&self, path: &str, kind: MethodKind, opts: &mut CallOptions) -> Result<Option<Box<dyn CallObserver>>, Error> {
+    /// Runs the channel's interceptors, if any, on a call about to start. When they finish
+    /// at once, `opts` gets the metadata as they left it, and the call the observer that
+    /// reports its end to them; when one of them waits, the options move into the future
+    /// that finishes the chain. A refusal fails the call with the interceptor's status,
+    /// before anything is sent.
+    fn intercept(&self, path: &str, kind: MethodKind, opts: &mut CallOptions) -> Result<Intercepted, Error> {
         let Some(chain) = &self.inner.interceptors else {
-            return Ok(None);
+            return Ok(Intercepted::Now(None));
         };
         let deadline = opts.deadline_instant();
-        let mut info = ClientCallInfo {
+        let info = ClientCallInfo {
             method: path.into(),
             kind,
             target: self.inner.target.clone(),
@@ -130,17 +157,22 @@ impl Channel {
             parent: opts.parent_link().map(|p| p.server().clone()),
         };
         let observer = ChainObserver::client(chain.clone(), info.method.clone(), kind, deadline);
-        let result = run_client_chain(chain, &mut info);
-        opts.set_metadata(info.metadata);
-        observer.set_extensions(info.extensions);
-        match result {
-            Ok(()) => Ok(Some(Box::new(observer))),
-            Err(status) => {
-                observer.status(status.code(), status.message());
-                observer.end();
-                Err(Error::Rpc(status))
-            }
+        let mut run = Box::pin(run_client_chain(chain.clone(), info));
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        if let Poll::Ready((info, result)) = run.as_mut().poll(&mut cx) {
+            return chain_done(opts, observer, info, result).map(|o| Intercepted::Now(Some(o)));
         }
+        // An interceptor waits. The deadline still counts from now.
+        if let Some(deadline) = deadline {
+            opts.set_deadline_at(deadline);
+        }
+        let mut opts = std::mem::take(opts);
+        let mut observer = Unstarted(Some(observer));
+        Ok(Intercepted::Later(Box::pin(async move {
+            let (info, result) = run.await;
+            let observer = observer.0.take().expect("the observer is taken once");
+            chain_done(&mut opts, observer, info, result).map(|o| (opts, o))
+        })))
     }
 
     /// Starts a client-streaming call: send requests into the [`RequestSink`], then await
@@ -148,13 +180,13 @@ impl Channel {
     pub fn client_streaming<Req, Resp, C>(
         &self,
         method: &Method<Req, Resp, C>,
-        opts: CallOptions,
+        mut opts: CallOptions,
     ) -> (RequestSink<Req, C>, ClientStreamingCall<Resp, C>)
     where
         C: Codec<Req> + Codec<Resp>,
     {
-        let started = check_kind(method, MethodKind::ClientStreaming).and_then(|()| {
-            let (core, _headers) = self.start_stream(method, &opts, None, false)?;
+        let start = |channel: &Channel, path: &Path, opts: &CallOptions, observer| {
+            let (core, _headers) = channel.start_stream(path, opts, observer, None, false)?;
             let response = Batch::new(ResponseState::new());
             // The response batch carries the final op (RECV_STATUS_ON_CLIENT).
             // SAFETY: the batch has not started; the ops point into its state.
@@ -162,11 +194,15 @@ impl Channel {
                 let ops = (*response.state_ptr()).ops();
                 core.call.start_batch(&ops, response.tag())?;
             }
-            Ok((core, response))
-        });
-        match started {
-            Ok((core, response)) => (RequestSink::new(Ok(core.clone())), ClientStreamingCall::new(Ok((core, response)))),
-            Err(e) => (RequestSink::new(Err(e.clone())), ClientStreamingCall::new(Err(e))),
+            Ok(Started::Response(core, response))
+        };
+        match self.start_with(method, MethodKind::ClientStreaming, &mut opts, start) {
+            Begin::Now(Ok(Started::Response(core, response))) => {
+                (RequestSink::new(Ok(core.clone())), ClientStreamingCall::new(Ok((core, response))))
+            }
+            Begin::Now(Ok(Started::Stream(..))) => unreachable!("a client-streaming start gives a response batch"),
+            Begin::Now(Err(e)) => (RequestSink::new(Err(e.clone())), ClientStreamingCall::new(Err(e))),
+            Begin::Later(start) => (RequestSink::starting(start.clone()), ClientStreamingCall::starting(start)),
         }
     }
 
@@ -175,59 +211,78 @@ impl Channel {
         &self,
         method: &Method<Req, Resp, C>,
         request: &Req,
-        opts: CallOptions,
+        mut opts: CallOptions,
     ) -> ResponseStream<Resp, C>
     where
         C: Codec<Req> + Codec<Resp>,
     {
-        let started = check_kind(method, MethodKind::ServerStreaming).and_then(|()| {
-            let buf = ByteBuffer::encode::<Req, C>(request)
-                .map_err(|e| Error::Codec(format!("failed to encode the request to {}: {e}", method.path())))?;
-            let (core, headers) = self.start_stream(method, &opts, Some(buf), true)?;
+        let buf = ByteBuffer::encode::<Req, C>(request).map_err(|e| encode_error(method.path(), e));
+        let mut buf = Some(buf);
+        let start = move |channel: &Channel, path: &Path, opts: &CallOptions, observer| {
+            let buf = buf.take().expect("a call starts once");
+            let buf = buf.map_err(|e| ended_before_start(&observer, e))?;
+            let (core, headers) = channel.start_stream(path, opts, observer, Some(buf), true)?;
             let status = start_status(&core)?;
-            Ok((core, headers, status))
-        });
-        ResponseStream::new(started)
+            Ok(Started::Stream(core, headers, status))
+        };
+        match self.start_with(method, MethodKind::ServerStreaming, &mut opts, start) {
+            Begin::Now(started) => ResponseStream::new(started.map(Started::into_stream)),
+            Begin::Later(start) => ResponseStream::starting(start),
+        }
     }
 
     /// Starts a bidirectional-streaming call: requests go into the [`RequestSink`],
     /// responses come out of the [`ResponseStream`], independently.
-    pub fn duplex<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, opts: CallOptions) -> (RequestSink<Req, C>, ResponseStream<Resp, C>)
+    pub fn duplex<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, mut opts: CallOptions) -> (RequestSink<Req, C>, ResponseStream<Resp, C>)
     where
         C: Codec<Req> + Codec<Resp>,
     {
-        let started = check_kind(method, MethodKind::Duplex).and_then(|()| {
-            let (core, headers) = self.start_stream(method, &opts, None, true)?;
+        let start = |channel: &Channel, path: &Path, opts: &CallOptions, observer| {
+            let (core, headers) = channel.start_stream(path, opts, observer, None, true)?;
             let status = start_status(&core)?;
-            Ok((core, headers, status))
-        });
-        let sink = RequestSink::new(started.as_ref().map(|(c, _, _)| c.clone()).map_err(Clone::clone));
-        (sink, ResponseStream::new(started))
+            Ok(Started::Stream(core, headers, status))
+        };
+        match self.start_with(method, MethodKind::Duplex, &mut opts, start) {
+            Begin::Now(started) => {
+                let started = started.map(Started::into_stream);
+                let sink = RequestSink::new(started.as_ref().map(|(c, _, _)| c.clone()).map_err(Clone::clone));
+                (sink, ResponseStream::new(started))
+            }
+            Begin::Later(start) => (RequestSink::starting(start.clone()), ResponseStream::starting(start)),
+        }
+    }
+
+    /// Checks the kind, runs the interceptors and then `start`: at once, or, when an
+    /// interceptor waits, in a start shared by the call's handles.
+    fn start_with<A, B, C, F>(&self, method: &Method<A, B, C>, kind: MethodKind, opts: &mut CallOptions, mut start: F) -> Begin
+    where
+        F: FnMut(&Channel, &Path, &CallOptions, Option<Box<dyn CallObserver>>) -> Result<Started, Error> + Send + 'static,
+    {
+        let intercepted = check_kind(method, kind).and_then(|()| self.intercept(method.path(), kind, opts));
+        match intercepted {
+            Err(e) => Begin::Now(Err(e)),
+            Ok(Intercepted::Now(observer)) => Begin::Now(start(self, &Path(method.path_cow()), opts, observer)),
+            Ok(Intercepted::Later(chain)) => {
+                let (channel, path) = (self.clone(), Path(method.path_cow()));
+                Begin::Later(SharedStart::new(Box::pin(async move {
+                    let (opts, observer) = chain.await?;
+                    start(&channel, &path, &opts, Some(observer))
+                })))
+            }
+        }
     }
 
     /// Creates a streaming call and starts its opening batch: send headers (+ message +
     /// half-close), receive headers.
-    fn start_stream<A, B, C>(
+    fn start_stream(
         &self,
-        method: &Method<A, B, C>,
+        path: &Path,
         opts: &CallOptions,
+        observer: Option<Box<dyn CallObserver>>,
         request: Option<ByteBuffer>,
         recv_headers: bool,
     ) -> Result<(Arc<CallCore>, Arc<Batch<HeadersState>>), Error> {
-        // Interceptors may change the metadata: only then are the options copied.
-        let mut intercepted;
-        let (opts, observer) = match self.inner.interceptors {
-            None => (opts, None),
-            Some(_) => {
-                intercepted = opts.clone();
-                let observer = self.intercept(method.path(), method.kind(), &mut intercepted)?;
-                (&intercepted, observer)
-            }
-        };
-        let call = match self.create_call(method.path(), method.static_path(), opts) {
-            Ok(call) => call,
-            Err(e) => return Err(ended_before_start(observer, e)),
-        };
+        let call = self.create_call(path, path.static_str(), opts).map_err(|e| ended_before_start(&observer, e))?;
         let core = Arc::new(CallCore::client(call, observer));
         if let (true, Some(o)) = (request.is_some(), core.observer()) {
             o.message_sent();
@@ -255,6 +310,132 @@ impl Channel {
     }
 }
 
+/// What a channel's interceptors made of a call about to start.
+enum Intercepted {
+    /// They finished (or there are none): start now, with this observer.
+    Now(Option<Box<dyn CallObserver>>),
+    /// One of them waits: this finishes the chain and gives the options and observer to
+    /// start with.
+    Later(StartFuture<Proceed>),
+}
+
+/// What a finished chain gives the call to start with: the options as the hooks left them
+/// and the observer; or the refusal.
+type Proceed = Result<(CallOptions, Box<dyn CallObserver>), Error>;
+
+/// A streaming call, started (or failed) now or later.
+enum Begin {
+    Now(Result<Started, Error>),
+    Later(Arc<PendingStream>),
+}
+
+/// A streaming call whose interceptors have not yet let it start.
+pub(crate) type PendingStream = SharedStart<Result<Started, Error>>;
+
+/// A started streaming call, as its handles take it.
+#[derive(Clone)]
+pub(crate) enum Started {
+    /// Server streaming or duplex: the opening batch and the status batch.
+    Stream(Arc<CallCore>, Arc<Batch<HeadersState>>, Arc<Batch<StatusState>>),
+    /// Client streaming: the one batch receiving the response and the status.
+    Response(Arc<CallCore>, Arc<Batch<ResponseState>>),
+}
+
+impl Started {
+    pub(crate) fn core(&self) -> &Arc<CallCore> {
+        match self {
+            Started::Stream(core, ..) | Started::Response(core, _) => core,
+        }
+    }
+
+    pub(crate) fn into_stream(self) -> StartedStream {
+        match self {
+            Started::Stream(core, headers, status) => (core, headers, status),
+            Started::Response(..) => unreachable!("only streaming responses are asked for their stream"),
+        }
+    }
+
+    pub(crate) fn into_response(self) -> (Arc<CallCore>, Arc<Batch<ResponseState>>) {
+        match self {
+            Started::Response(core, response) => (core, response),
+            Started::Stream(..) => unreachable!("only client-streaming calls are asked for their response"),
+        }
+    }
+}
+
+impl PendingStream {
+    /// Cancels a streaming call whose start may still be waiting: if it is, it never
+    /// starts, and its handles end with `CANCELLED`; if it has started, the call is
+    /// cancelled as a started one is.
+    pub(crate) fn cancel_call(&self) {
+        let cancelled = Err(Error::Rpc(Status::new(Code::Cancelled, "the call was cancelled before it started")));
+        self.cancel(cancelled, |started| {
+            if let Ok(started) = started {
+                started.core().call.cancel();
+            }
+        });
+    }
+}
+
+/// The observer of a call whose start waits on its interceptors: when the start is dropped
+/// first (its handles dropped or cancelled), the interceptors see the call end as
+/// `CANCELLED`.
+struct Unstarted(Option<ChainObserver>);
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        if let Some(observer) = self.0.take() {
+            observer.status(Code::Cancelled, "the call was cancelled before it started");
+            observer.end();
+        }
+    }
+}
+
+/// Hands what the start hooks left to the call: `opts` gets the metadata, the observer the
+/// extensions. A refusal ends the call there.
+fn chain_done(
+    opts: &mut CallOptions,
+    observer: ChainObserver,
+    info: ClientCallInfo,
+    result: Result<(), Status>,
+) -> Result<Box<dyn CallObserver>, Error> {
+    opts.set_metadata(info.metadata);
+    observer.set_extensions(info.extensions);
+    match result {
+        Ok(()) => Ok(Box::new(observer)),
+        Err(status) => {
+            observer.status(status.code(), status.message());
+            observer.end();
+            Err(Error::Rpc(status))
+        }
+    }
+}
+
+/// A method's path as a call takes it: borrowed when it is `'static`.
+struct Path(Cow<'static, str>);
+
+impl Path {
+    /// The path as a `'static` string when it is one (a registered method needs no copy).
+    fn static_str(&self) -> Option<&'static str> {
+        match self.0 {
+            Cow::Borrowed(p) => Some(p),
+            Cow::Owned(_) => None,
+        }
+    }
+}
+
+impl std::ops::Deref for Path {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+fn encode_error(path: &str, e: Error) -> Error {
+    Error::Codec(format!("failed to encode the request to {path}: {e}"))
+}
+
 /// Starts a streaming call's final op: RECV_STATUS_ON_CLIENT.
 ///
 /// On a client the final op is a receive that starts with the call, once, here (or in the
@@ -270,7 +451,7 @@ fn start_status(core: &CallCore) -> Result<Arc<Batch<StatusState>>, Error> {
 }
 
 /// A call that failed before it started: its observer (if any) sees it end with `e`.
-fn ended_before_start(observer: Option<Box<dyn CallObserver>>, e: Error) -> Error {
+fn ended_before_start(observer: &Option<Box<dyn CallObserver>>, e: Error) -> Error {
     if let Some(o) = observer {
         let status = e.status();
         o.status(status.code(), status.message());

@@ -13,7 +13,7 @@ use futures_sink::Sink;
 
 use super::client::{Response, ResponseState, StatusState};
 use super::core::{CallCore, RecvSlot, SendError, SendKind, SendSlot};
-use super::start::{HeadersState, StartedStream};
+use super::start::{HeadersState, PendingStream, Started, StartedStream};
 use super::state::SendRefused;
 use super::write::WriteFlags;
 use super::Batch;
@@ -35,6 +35,8 @@ use crate::status::{Code, Status};
 #[must_use = "a request sink does nothing unless messages are sent into it"]
 pub struct RequestSink<Req, C> {
     core: Result<Arc<CallCore>, Option<Error>>,
+    /// The call's start, while the channel's interceptors have not let it start.
+    starting: Option<Arc<PendingStream>>,
     slot: SendSlot,
     flags: WriteFlags,
     /// The half-close has been started (it is in `slot` until done).
@@ -47,6 +49,7 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
     pub(crate) fn new(core: Result<Arc<CallCore>, Error>) -> Self {
         RequestSink {
             core: core.map_err(Some),
+            starting: None,
             slot: SendSlot::default(),
             flags: WriteFlags::default(),
             closing: false,
@@ -55,17 +58,26 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
         }
     }
 
+    /// A sink whose call starts when `start` resolves.
+    pub(crate) fn starting(start: Arc<PendingStream>) -> Self {
+        let mut sink = Self::new(Err(Error::Internal("the call has not started".into())));
+        sink.starting = Some(start);
+        sink
+    }
+
+    /// Waits for a call whose start waits for its interceptors.
+    fn poll_start(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(start) = &self.starting {
+            let started = std::task::ready!(start.poll(cx));
+            self.core = started.map(|s| s.core().clone()).map_err(Some);
+            self.starting = None;
+        }
+        Poll::Ready(())
+    }
+
     /// Flags used for the following messages (until changed).
     pub fn set_write_flags(&mut self, flags: WriteFlags) {
         self.flags = flags;
-    }
-
-    /// Cancels the whole call: the server sees `CANCELLED`, and the response half ends
-    /// with `CANCELLED`.
-    pub fn cancel(&self) {
-        if let Ok(core) = &self.core {
-            core.call.cancel();
-        }
     }
 
     /// The server's address as the core names it, e.g. `ipv4:127.0.0.1:50051`; empty before
@@ -84,6 +96,7 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
     }
 
     fn poll_writer(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        std::task::ready!(self.poll_start(cx));
         let ready = self.slot.poll_ready(cx);
         let core = self.core()?;
         ready.map(|r| r.map_err(|()| core.ended_error()))
@@ -92,6 +105,9 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
     fn write(&mut self, item: &Req, flags: WriteFlags) -> Result<(), Error> {
         if self.closed || self.closing {
             return Err(Error::Internal("send after the request stream was closed".into()));
+        }
+        if self.starting.is_some() {
+            return Err(Error::Internal("a message was sent before the sink was ready".into()));
         }
         let core = self.core()?.clone();
         let buf = ByteBuffer::encode::<Req, C>(item).map_err(|e| Error::Codec(format!("failed to encode a request: {e}")))?;
@@ -139,6 +155,18 @@ fn send_error(core: &CallCore, e: SendError) -> Error {
 }
 
 impl<Req, C> Unpin for RequestSink<Req, C> {}
+
+impl<Req, C> RequestSink<Req, C> {
+    /// Cancels the whole call: the server sees `CANCELLED`, and the response half ends
+    /// with `CANCELLED`.
+    pub fn cancel(&self) {
+        match (&self.starting, &self.core) {
+            (Some(start), _) => start.cancel_call(),
+            (None, Ok(core)) => core.call.cancel(),
+            (None, Err(_)) => {}
+        }
+    }
+}
 
 impl<Req, C: Codec<Req>> Sink<Req> for RequestSink<Req, C> {
     type Error = Error;
@@ -192,11 +220,9 @@ impl<Req, C> Drop for RequestSink<Req, C> {
         if self.closed || self.closing {
             return;
         }
-        if let Ok(core) = &self.core {
-            // Not closed: whatever the sender meant to send is incomplete, so the call must
-            // not end as if it were (a half-close here would commit a truncated upload).
-            core.call.cancel();
-        }
+        // Not closed: whatever the sender meant to send is incomplete, so the call must not
+        // end as if it were (a half-close here would commit a truncated upload).
+        self.cancel();
     }
 }
 
@@ -207,6 +233,8 @@ type ResponseHalf = (Arc<CallCore>, Arc<Batch<ResponseState>>);
 #[must_use = "a client-streaming call is cancelled when its response future is dropped"]
 pub struct ClientStreamingCall<Resp, C> {
     state: Result<ResponseHalf, Option<Error>>,
+    /// The call's start, while the channel's interceptors have not let it start.
+    starting: Option<Arc<PendingStream>>,
     _types: PhantomData<fn() -> (Resp, C)>,
 }
 
@@ -216,14 +244,24 @@ impl<Resp, C: Codec<Resp>> ClientStreamingCall<Resp, C> {
     pub(crate) fn new(state: Result<ResponseHalf, Error>) -> Self {
         ClientStreamingCall {
             state: state.map_err(Some),
+            starting: None,
             _types: PhantomData,
         }
     }
 
+    /// A response whose call starts when `start` resolves.
+    pub(crate) fn starting(start: Arc<PendingStream>) -> Self {
+        let mut call = Self::new(Err(Error::Internal("the call has not started".into())));
+        call.starting = Some(start);
+        call
+    }
+
     /// Cancels the call; awaiting it then gives `CANCELLED` (unless it had already ended).
     pub fn cancel(&self) {
-        if let Ok((core, _)) = &self.state {
-            core.call.cancel();
+        match (&self.starting, &self.state) {
+            (Some(start), _) => start.cancel_call(),
+            (None, Ok((core, _))) => core.call.cancel(),
+            (None, Err(_)) => {}
         }
     }
 
@@ -244,6 +282,11 @@ impl<Resp, C: Codec<Resp>> Future for ClientStreamingCall<Resp, C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if let Some(start) = &this.starting {
+            let started = std::task::ready!(start.poll(cx));
+            this.state = started.map(Started::into_response).map_err(Some);
+            this.starting = None;
+        }
         match &mut this.state {
             Err(e) => Poll::Ready(Err(e
                 .take()
@@ -272,7 +315,9 @@ impl<Resp, C: Codec<Resp>> Future for ClientStreamingCall<Resp, C> {
 
 impl<Resp, C> Drop for ClientStreamingCall<Resp, C> {
     fn drop(&mut self) {
-        if let Ok((core, batch)) = &self.state {
+        if let Some(start) = &self.starting {
+            start.cancel_call();
+        } else if let Ok((core, batch)) = &self.state {
             if !batch.is_done() {
                 core.call.cancel();
             }
@@ -288,6 +333,8 @@ impl<Resp, C> Drop for ClientStreamingCall<Resp, C> {
 #[must_use = "streams do nothing unless polled"]
 pub struct ResponseStream<Resp, C> {
     state: Result<StreamState, Option<Error>>,
+    /// The call's start, while the channel's interceptors have not let it start.
+    starting: Option<Arc<PendingStream>>,
     _types: PhantomData<fn() -> (Resp, C)>,
 }
 
@@ -306,28 +353,52 @@ struct StreamState {
 
 impl<Resp, C> Unpin for ResponseStream<Resp, C> {}
 
+/// A stream's state for a started (or failed) call.
+fn stream_state(started: Result<StartedStream, Error>) -> Result<StreamState, Option<Error>> {
+    match started {
+        Ok((core, headers, status)) => Ok(StreamState {
+            core,
+            headers,
+            status,
+            recv: RecvSlot::default(),
+            initial_metadata: None,
+            trailing_metadata: None,
+            messages_ended: false,
+            done: false,
+        }),
+        Err(e) => Err(Some(e)),
+    }
+}
+
 impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
     pub(crate) fn new(started: Result<StartedStream, Error>) -> Self {
         ResponseStream {
-            state: match started {
-                Ok((core, headers, status)) => Ok(StreamState {
-                    core,
-                    headers,
-                    status,
-                    recv: RecvSlot::default(),
-                    initial_metadata: None,
-                    trailing_metadata: None,
-                    messages_ended: false,
-                    done: false,
-                }),
-                Err(e) => Err(Some(e)),
-            },
+            state: stream_state(started),
+            starting: None,
             _types: PhantomData,
         }
     }
 
+    /// A stream whose call starts when `start` resolves.
+    pub(crate) fn starting(start: Arc<PendingStream>) -> Self {
+        let mut stream = Self::new(Err(Error::Internal("the call has not started".into())));
+        stream.starting = Some(start);
+        stream
+    }
+
+    /// Waits for a call whose start waits for its interceptors.
+    fn poll_start(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(start) = &self.starting {
+            let started = std::task::ready!(start.poll(cx));
+            self.state = stream_state(started.map(Started::into_stream));
+            self.starting = None;
+        }
+        Poll::Ready(())
+    }
+
     /// The server's initial metadata (response headers), waiting for them if needed.
     pub async fn initial_metadata(&mut self) -> Result<&Metadata, Error> {
+        std::future::poll_fn(|cx| self.poll_start(cx)).await;
         let s = match &mut self.state {
             Ok(s) => s,
             Err(e) => {
@@ -356,8 +427,10 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
     /// Cancels the call; the stream then ends with `CANCELLED` (unless it had already
     /// ended), and the server sees the cancellation.
     pub fn cancel(&self) {
-        if let Ok(s) = &self.state {
-            s.core.call.cancel();
+        match (&self.starting, &self.state) {
+            (Some(start), _) => start.cancel_call(),
+            (None, Ok(s)) => s.core.call.cancel(),
+            (None, Err(_)) => {}
         }
     }
 
@@ -385,6 +458,7 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        std::task::ready!(this.poll_start(cx));
         let s = match &mut this.state {
             Ok(s) => s,
             Err(e) => return Poll::Ready(e.take().map(Err)),
@@ -435,7 +509,9 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
 
 impl<Resp, C> Drop for ResponseStream<Resp, C> {
     fn drop(&mut self) {
-        if let Ok(s) = &self.state {
+        if let Some(start) = &self.starting {
+            start.cancel_call();
+        } else if let Ok(s) = &self.state {
             // Once the status has arrived the call is over: nothing to cancel.
             if !s.status.is_done() {
                 s.core.call.cancel();
