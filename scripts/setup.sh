@@ -18,9 +18,11 @@ APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
 # checked together on CPython 3.11 (manylinux wheels exist for all three).
 # h2 (pure Python HTTP/2) drives calls that a gRPC client library would cancel
 # itself (tests/peers/python/h2_unary_no_cancel.py). prometheus-client parses
-# the metrics example's /metrics text (examples/tests/metrics.rs).
+# the metrics example's /metrics text (examples/tests/metrics.rs). grpcio-channelz
+# (no 1.85.1 release; 1.85.0 needs grpcio>=1.85.0) reads grpcore's channelz service
+# (tests/channelz.rs).
 PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2 h2==4.1.0
-              prometheus-client==0.26.0)
+              prometheus-client==0.26.0 grpcio-channelz==1.85.0)
 
 PYTHON="${PYTHON:-python3}"
 

@@ -224,10 +224,13 @@ impl Drop for CqBorrow<'_> {
     }
 }
 
+/// The target of each queue's wake-up channel (channelz leaves these channels out).
+pub(crate) const KICK_TARGET: &str = "grpcore.kick";
+
 impl CompletionQueue {
     /// Creates a queue and its wake-up call. Needs `grpc_init` to have run.
     pub(crate) fn new(index: usize) -> CompletionQueue {
-        let target = CString::new("grpcore.kick").unwrap();
+        let target = CString::new(KICK_TARGET).unwrap();
         let msg = CString::new("grpcore wake-up channel").unwrap();
         // SAFETY: plain constructors; the method slice is static and copied by the core.
         unsafe {

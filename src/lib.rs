@@ -33,6 +33,7 @@ mod cq;
 mod credentials;
 mod env;
 mod error;
+pub mod channelz;
 pub mod interceptor;
 mod log_bridge;
 mod metadata;
