@@ -20,9 +20,11 @@ APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
 # itself (tests/peers/python/h2_unary_no_cancel.py). prometheus-client parses
 # the metrics example's /metrics text (examples/tests/metrics.rs). grpcio-channelz
 # (no 1.85.1 release; 1.85.0 needs grpcio>=1.85.0) reads grpcore's channelz service
-# (tests/channelz.rs).
+# (tests/channelz.rs). grpcio-status and googleapis-common-protos read and write rich
+# error details (tests/rich_status.rs).
 PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2 h2==4.1.0
-              prometheus-client==0.26.0 grpcio-channelz==1.85.0)
+              prometheus-client==0.26.0 grpcio-channelz==1.85.0 grpcio-status==1.85.1
+              googleapis-common-protos==1.76.0)
 
 PYTHON="${PYTHON:-python3}"
 

@@ -33,6 +33,8 @@ mod cq;
 mod credentials;
 mod env;
 mod error;
+#[cfg(feature = "prost")]
+pub mod error_details;
 pub mod channelz;
 pub mod interceptor;
 mod log_bridge;

@@ -242,6 +242,12 @@ pub fn python_server(extra_args: &[&str]) -> Peer {
     peer_server(&python(), "tests/peers/python/echo_server.py", extra_args)
 }
 
+/// Starts another Python peer server (`tests/peers/python/<script>`) that announces
+/// `PORT <n>`, and waits (bounded) for its port.
+pub fn python_peer_server(script: &str, args: &[&str]) -> Peer {
+    peer_server(&python(), &format!("tests/peers/python/{script}"), args)
+}
+
 /// Starts the Node @grpc/grpc-js Echo server and waits (bounded) for its port.
 pub fn node_server(extra_args: &[&str]) -> Peer {
     peer_server("node", "tests/peers/node/echo_server.js", extra_args)
