@@ -41,6 +41,8 @@ pub mod metrics;
 mod method;
 mod request;
 mod quota;
+#[cfg(feature = "reflection")]
+pub mod reflection;
 mod server;
 mod settings;
 mod status;
