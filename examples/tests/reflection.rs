@@ -53,6 +53,14 @@ fn grpcurl_lists_and_describes_route_guide() {
         point,
         "routeguide.Point is a message:\nmessage Point {\nint32 latitude = 1;\nint32 longitude = 2;\n}"
     );
+    // The reflection services describe themselves: the same messages under two packages.
+    for version in ["v1", "v1alpha"] {
+        let described = grpcurl::describe(server.port(), &format!("grpc.reflection.{version}.ServerReflection"));
+        let line = format!(
+            "rpc ServerReflectionInfo ( stream .grpc.reflection.{version}.ServerReflectionRequest ) returns ( stream .grpc.reflection.{version}.ServerReflectionResponse );"
+        );
+        assert!(described.lines().any(|l| l == line), "no {line:?} in:\n{described}");
+    }
     // A method by its full name, too.
     let method = grpcurl::describe(server.port(), "routeguide.RouteGuide.GetFeature");
     assert!(method.contains("rpc GetFeature ( .routeguide.Point ) returns ( .routeguide.Feature );"), "{method}");
