@@ -21,8 +21,8 @@
 //! descriptors of their proto file and of everything it imports (their module's
 //! `FILE_DESCRIPTORS`), and [`ServerBuilder::add_reflection`] serves those of every
 //! service of the server, whenever it was registered. A service built by hand with
-//! [`ServiceBuilder`](crate::ServiceBuilder) is listed but has no descriptors unless given
-//! some with [`ServiceBuilder::file_descriptors`](crate::ServiceBuilder::file_descriptors).
+//! [`ServiceBuilder`] is listed but has no descriptors unless given
+//! some with [`ServiceBuilder::file_descriptors`].
 //!
 //! Answers, on one bidirectional stream per client, one per question: the list of
 //! services (the reflection services included); a file by name, by a symbol it declares
