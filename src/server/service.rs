@@ -27,6 +27,9 @@ pub struct Service {
     /// The service's interceptors, outermost first (after the server's).
     pub(crate) interceptors: Vec<Arc<dyn DynServerInterceptor>>,
     pub(crate) error: Option<Error>,
+    /// Serialized `FileDescriptorProto`s describing the service (generated services carry
+    /// them; reflection serves them).
+    pub(crate) file_descriptors: Vec<bytes::Bytes>,
 }
 
 impl Service {
@@ -70,6 +73,7 @@ impl ServiceBuilder {
                 methods: Vec::new(),
                 interceptors: Vec::new(),
                 error: None,
+                file_descriptors: Vec::new(),
             },
         }
     }
@@ -183,6 +187,15 @@ impl ServiceBuilder {
     /// Adds an interceptor for every call of this service (see [`Service::intercept`]).
     pub fn intercept(mut self, interceptor: impl ServerInterceptor) -> ServiceBuilder {
         self.service = self.service.intercept(interceptor);
+        self
+    }
+
+    /// The serialized `FileDescriptorProto`s that describe the service: the file declaring
+    /// it and every file that one imports (server reflection serves them). Generated
+    /// services call this with their module's `FILE_DESCRIPTORS`; a service built by hand
+    /// has none unless given here. Calling it again adds to the list.
+    pub fn file_descriptors(mut self, files: &'static [&'static [u8]]) -> ServiceBuilder {
+        self.service.file_descriptors.extend(files.iter().map(|f| bytes::Bytes::from_static(f)));
         self
     }
 

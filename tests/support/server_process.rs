@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Included by bench/tests/{graceful_stop,compressed_flag,smoke}.rs,
-//! examples/tests/{graceful_stop,compressed_flag}.rs and
+//! examples/tests/{graceful_stop,compressed_flag,reflection}.rs and
 //! interop/tests/{graceful_stop,compressed_flag}.rs. Paths are taken from the including
 //! crate's `CARGO_MANIFEST_DIR`, one directory below the repository root for all of them.
 #![allow(dead_code)]

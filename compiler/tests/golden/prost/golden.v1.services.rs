@@ -5,6 +5,12 @@
 pub mod greeter_grpc {
     /// The service's full name, `golden.v1.Greeter`.
     pub const SERVICE_NAME: &str = "golden.v1.Greeter";
+    /// The serialized `FileDescriptorProto`s of `greeter.proto`, which declares the service, and of
+    /// every file it imports, directly or not (its own first, without source info): what server
+    /// reflection needs to describe the service; [`service`] hands them to the server.
+    pub const FILE_DESCRIPTORS: &[&[u8]] = &[
+        b"\n\rgreeter.proto\x12\tgolden.v1\"\"\n\x0cHelloRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"&\n\nHelloReply\x12\x18\n\x07message\x18\x01 \x01(\tR\x07message2\x85\x02\n\x07Greeter\x12:\n\x08SayHello\x12\x17.golden.v1.HelloRequest\x1a\x15.golden.v1.HelloReply\x12<\n\x08GreetAll\x12\x17.golden.v1.HelloRequest\x1a\x15.golden.v1.HelloReply(\x01\x12@\n\x0cKeepGreeting\x12\x17.golden.v1.HelloRequest\x1a\x15.golden.v1.HelloReply0\x01\x12>\n\x08Converse\x12\x17.golden.v1.HelloRequest\x1a\x15.golden.v1.HelloReply(\x010\x01b\x06proto3",
+    ];
     /// Descriptors of the methods of `golden.v1.Greeter`, for calls and services built by hand
     /// (`Channel::unary` and the like, `ServiceBuilder`).
     pub mod methods {
@@ -245,7 +251,8 @@ pub mod greeter_grpc {
     pub fn service_from_arc<I: Greeter>(
         implementation: ::std::sync::Arc<I>,
     ) -> ::grpcore::Service {
-        let builder = ::grpcore::ServiceBuilder::new(SERVICE_NAME);
+        let builder = ::grpcore::ServiceBuilder::new(SERVICE_NAME)
+            .file_descriptors(FILE_DESCRIPTORS);
         let builder = {
             let this = ::std::sync::Arc::clone(&implementation);
             builder
