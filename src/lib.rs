@@ -35,6 +35,7 @@ mod env;
 mod error;
 #[cfg(feature = "prost")]
 pub mod error_details;
+#[cfg(feature = "channelz")]
 pub mod channelz;
 pub mod interceptor;
 mod log_bridge;

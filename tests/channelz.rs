@@ -6,6 +6,8 @@
 //! and channels would change its counts.
 
 mod common;
+#[path = "support/grpcurl.rs"]
+mod grpcurl;
 
 use std::process::Command;
 use std::time::Duration;
@@ -25,7 +27,12 @@ fn channelz_reports_the_calls_made_on_a_server_a_channel_and_their_sockets() {
     let served = ServerBuilder::new(&env).register_service(echo_service()).bind("127.0.0.1:0").build().unwrap();
     // The channelz service on a port of its own (an admin port), so reading it does not
     // add calls to the server being read.
-    let admin = ServerBuilder::new(&env).register_service(grpcore::channelz::service()).bind("127.0.0.1:0").build().unwrap();
+    let admin = ServerBuilder::new(&env)
+        .register_service(grpcore::channelz::service())
+        .add_reflection()
+        .bind("127.0.0.1:0")
+        .build()
+        .unwrap();
     let target = format!("127.0.0.1:{}", served.port());
     let channel = ChannelBuilder::new(&env).connect(&target).unwrap();
     let opts = || CallOptions::new().timeout(Duration::from_secs(20));
@@ -108,4 +115,13 @@ fn channelz_reports_the_calls_made_on_a_server_a_channel_and_their_sockets() {
         assert_eq!(not_found[method], "NOT_FOUND", "{method}: {not_found}");
     }
     assert_eq!(not_found["GetChannel(-1)"], "INVALID_ARGUMENT");
+
+    // The service carries its descriptors: grpcurl describes it and calls it with JSON
+    // through reflection alone.
+    let described = grpcurl::run(admin.port(), None, &["describe", "grpc.channelz.v1.Channelz"]).expect_ok("describe");
+    assert!(described.contains("rpc GetServerSockets ( .grpc.channelz.v1.GetServerSocketsRequest )"), "{described}");
+    grpcurl::run(admin.port(), None, &["describe"]).expect_ok("describe every service");
+    let servers = grpcurl::run(admin.port(), Some("{}"), &["grpc.channelz.v1.Channelz/GetServers"]).expect_ok("GetServers");
+    let servers: Value = serde_json::from_str(&servers).unwrap();
+    assert_eq!(count(&servers["server"][0]["data"], "callsStarted"), 6, "{servers:#}");
 }

@@ -1,6 +1,6 @@
 //! Code that grpcore commits from this compiler's output stays what the compiler writes
-//! today: the reflection protocol's messages and service (src/reflection/generated/, from
-//! src/reflection/proto/). After a change to the compiler or to the proto, rewrite them with
+//! today: the reflection and channelz protocols' messages and services
+//! (src/reflection/generated/ and src/channelz/generated/, from the proto/ beside each). After a change to the compiler or to the proto, rewrite them with
 //! `GRPCORE_BLESS=1 cargo test -p grpcore-compiler --test committed` and review the diff.
 //!
 //! grpcore cannot run the compiler from a build script of its own (every user would need
@@ -25,20 +25,31 @@ fn read_dir(dir: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn reflection_code_is_up_to_date() {
-    let include = repo("src/reflection/proto");
-    let committed = repo("src/reflection/generated");
-    let dir = tempfile::tempdir().unwrap();
+    // The descriptors a server sends are `Bytes` shared with the generated code's statics.
+    check("src/reflection", "grpc/reflection/v1/reflection.proto", |config| {
+        config.bytes(["."]);
+    });
+}
+
+#[test]
+fn channelz_code_is_up_to_date() {
+    check("src/channelz", "grpc/channelz/v1/channelz.proto", |_| {});
+}
+
+/// Compiles `<dir>/proto/<proto>` as grpcore compiles its own protocols and compares the
+/// output with `<dir>/generated/` (or rewrites it, with `GRPCORE_BLESS=1`).
+fn check(dir: &str, proto: &str, prost: impl Fn(&mut prost_build::Config) + 'static) {
+    let include = repo(&format!("{dir}/proto"));
+    let committed = repo(&format!("{dir}/generated"));
+    let out = tempfile::tempdir().unwrap();
     grpcore_compiler::configure()
         .grpcore_path("crate")
-        // The descriptors a server sends are `Bytes` shared with the generated code's statics.
-        .configure_prost(|config| {
-            config.bytes(["."]);
-        })
-        .out_dir(dir.path())
+        .configure_prost(prost)
+        .out_dir(out.path())
         .emit_rerun_if_changed(false)
-        .compile(&[include.join("grpc/reflection/v1/reflection.proto")], &[&include])
+        .compile(&[include.join(proto)], &[&include])
         .unwrap();
-    let fresh = read_dir(dir.path());
+    let fresh = read_dir(out.path());
     if std::env::var_os("GRPCORE_BLESS").is_some() {
         let _ = std::fs::remove_dir_all(&committed);
         std::fs::create_dir_all(&committed).unwrap();

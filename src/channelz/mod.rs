@@ -6,7 +6,9 @@
 //! The data is the core's own: its counters of calls started, succeeded and failed per
 //! channel, subchannel and server, streams and messages per socket, connectivity states and
 //! trace events, read through the core's JSON getters and re-encoded as the channelz
-//! messages (`wire.rs`, `schema.rs`). Channelz is on by default in the core; a server built
+//! messages (`wire.rs`, `schema.rs`); the service carries the descriptors of grpcore's
+//! statement of the protocol (`proto/`), so reflection can describe it and grpcurl can call
+//! it, and [`v1`] is a typed client for Rust programs. Channelz is on by default in the core; a server built
 //! with [`ServerBuilder::lean`](crate::ServerBuilder::lean), or a channel or server given
 //! `grpc.enable_channelz = 0`, is not tracked.
 //!
@@ -22,6 +24,10 @@
 mod schema;
 mod wire;
 
+mod generated {
+    include!("generated/mod.rs");
+}
+
 use std::ffi::CStr;
 use std::os::raw::c_char;
 
@@ -33,76 +39,69 @@ use crate::server::service::{Service, ServiceBuilder};
 use crate::status::{Code, Status};
 use wire::Field;
 
+/// The protocol's messages (`grpc.channelz.v1`) and its typed client
+/// (`channelz_grpc::ChannelzClient`), as grpcore-compiler generates them.
+pub use self::generated::grpc::channelz::v1;
+use self::v1::channelz_grpc::{self, methods};
+
 /// The service's full name.
-pub const SERVICE_NAME: &str = "grpc.channelz.v1.Channelz";
+pub const SERVICE_NAME: &str = channelz_grpc::SERVICE_NAME;
 
 type Raw = Method<Vec<u8>, Vec<u8>, BytesCodec>;
 
-const GET_TOP_CHANNELS: Raw = Method::unary("/grpc.channelz.v1.Channelz/GetTopChannels");
-const GET_SERVERS: Raw = Method::unary("/grpc.channelz.v1.Channelz/GetServers");
-const GET_SERVER: Raw = Method::unary("/grpc.channelz.v1.Channelz/GetServer");
-const GET_SERVER_SOCKETS: Raw = Method::unary("/grpc.channelz.v1.Channelz/GetServerSockets");
-const GET_CHANNEL: Raw = Method::unary("/grpc.channelz.v1.Channelz/GetChannel");
-const GET_SUBCHANNEL: Raw = Method::unary("/grpc.channelz.v1.Channelz/GetSubchannel");
-const GET_SOCKET: Raw = Method::unary("/grpc.channelz.v1.Channelz/GetSocket");
+/// The methods with raw bytes each way: the answers are encoded here from the core's JSON,
+/// not through the generated messages.
+fn raw<A, B, C>(typed: &Method<A, B, C>) -> Raw {
+    Method::with_path(typed.kind(), typed.path())
+}
 
 /// The `grpc.channelz.v1.Channelz` service, to register on a server. It reports on every
 /// channel and server of the process, not only the one it is registered on.
 pub fn service() -> Service {
     ServiceBuilder::new(SERVICE_NAME)
-        .add_unary(&GET_TOP_CHANNELS, |req, _| async move { top_channels(&req) })
-        .add_unary(&GET_SERVERS, |req, _| async move { servers(&req) })
-        .add_unary(&GET_SERVER, |req, _| async move {
-            let id = id_field(&req, 1)?;
-            one(|| core_json(|| unsafe_getters::server(id)), schema::GET_SERVER_RESPONSE, "server", id)
+        .file_descriptors(channelz_grpc::FILE_DESCRIPTORS)
+        .add_unary(&raw(&methods::GET_TOP_CHANNELS), |req, _| async move { top_channels(&req) })
+        .add_unary(&raw(&methods::GET_SERVERS), |req, _| async move { servers(&req) })
+        .add_unary(&raw(&methods::GET_SERVER), |req, _| async move {
+            let id = non_negative("server_id", decode::<v1::GetServerRequest>(&req)?.server_id)?;
+            one(core_json(|| unsafe_getters::server(id))?, schema::GET_SERVER_RESPONSE, "server", id)
         })
-        .add_unary(&GET_SERVER_SOCKETS, |req, _| async move {
-            let fields = Request::parse(&req)?;
-            let (server, start, max) = (fields.id(1)?, fields.id(2)?, fields.id(3)?);
-            one(|| core_json(|| unsafe_getters::server_sockets(server, start, max)), schema::GET_SERVER_SOCKETS_RESPONSE, "server", server)
+        .add_unary(&raw(&methods::GET_SERVER_SOCKETS), |req, _| async move {
+            let req = decode::<v1::GetServerSocketsRequest>(&req)?;
+            let server = non_negative("server_id", req.server_id)?;
+            let (start, max) = (non_negative("start_socket_id", req.start_socket_id)?, non_negative("max_results", req.max_results)?);
+            one(core_json(|| unsafe_getters::server_sockets(server, start, max))?, schema::GET_SERVER_SOCKETS_RESPONSE, "server", server)
         })
-        .add_unary(&GET_CHANNEL, |req, _| async move {
-            let id = id_field(&req, 1)?;
-            one(|| core_json(|| unsafe_getters::channel(id)), schema::GET_CHANNEL_RESPONSE, "channel", id)
+        .add_unary(&raw(&methods::GET_CHANNEL), |req, _| async move {
+            let id = non_negative("channel_id", decode::<v1::GetChannelRequest>(&req)?.channel_id)?;
+            one(core_json(|| unsafe_getters::channel(id))?, schema::GET_CHANNEL_RESPONSE, "channel", id)
         })
-        .add_unary(&GET_SUBCHANNEL, |req, _| async move {
-            let id = id_field(&req, 1)?;
-            one(|| core_json(|| unsafe_getters::subchannel(id)), schema::GET_SUBCHANNEL_RESPONSE, "subchannel", id)
+        .add_unary(&raw(&methods::GET_SUBCHANNEL), |req, _| async move {
+            let id = non_negative("subchannel_id", decode::<v1::GetSubchannelRequest>(&req)?.subchannel_id)?;
+            one(core_json(|| unsafe_getters::subchannel(id))?, schema::GET_SUBCHANNEL_RESPONSE, "subchannel", id)
         })
-        .add_unary(&GET_SOCKET, |req, _| async move {
-            let id = id_field(&req, 1)?;
-            one(|| core_json(|| unsafe_getters::socket(id)), schema::GET_SOCKET_RESPONSE, "socket", id)
+        .add_unary(&raw(&methods::GET_SOCKET), |req, _| async move {
+            let id = non_negative("socket_id", decode::<v1::GetSocketRequest>(&req)?.socket_id)?;
+            one(core_json(|| unsafe_getters::socket(id))?, schema::GET_SOCKET_RESPONSE, "socket", id)
         })
         .build()
 }
 
-/// A request's integer fields.
-struct Request(Vec<(u32, u64)>);
-
-impl Request {
-    fn parse(bytes: &[u8]) -> Result<Request, Status> {
-        wire::varint_fields(bytes)
-            .map(Request)
-            .map_err(|e| Status::invalid_argument(format!("cannot decode the request: {e}")))
-    }
-
-    /// Field `number` as a non-negative id or count (0 when absent; the last one wins).
-    fn id(&self, number: u32) -> Result<isize, Status> {
-        let raw = self.0.iter().rev().find(|(n, _)| *n == number).map_or(0, |(_, v)| *v);
-        isize::try_from(raw as i64)
-            .ok()
-            .filter(|v| *v >= 0)
-            .ok_or_else(|| Status::invalid_argument(format!("field {number} must be a non-negative int64, not {}", raw as i64)))
-    }
+fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, Status> {
+    M::decode(bytes).map_err(|e| Status::invalid_argument(format!("cannot decode the request: {e}")))
 }
 
-fn id_field(bytes: &[u8], number: u32) -> Result<isize, Status> {
-    Request::parse(bytes)?.id(number)
+/// An id or count from a request: never negative.
+fn non_negative(field: &str, value: i64) -> Result<isize, Status> {
+    isize::try_from(value)
+        .ok()
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| Status::invalid_argument(format!("{field} must be a non-negative int64, not {value}")))
 }
 
 /// One entity's response, or `NOT_FOUND` when the core has no such entity.
-fn one(get: impl FnOnce() -> Result<Option<Value>, Status>, table: &[Field], what: &str, id: isize) -> Result<Vec<u8>, Status> {
-    match get()? {
+fn one(json: Option<Value>, table: &[Field], what: &str, id: isize) -> Result<Vec<u8>, Status> {
+    match json {
         Some(json) => encode(table, &json),
         None => Err(Status::new(Code::NotFound, format!("no {what} with id {id}"))),
     }
@@ -115,8 +114,8 @@ fn encode(table: &[Field], json: &Value) -> Result<Vec<u8>, Status> {
 /// `GetTopChannels`: the channels the application made (grpcore's internal wake-up channels
 /// left out), a page at a time.
 fn top_channels(req: &[u8]) -> Result<Vec<u8>, Status> {
-    let fields = Request::parse(req)?;
-    let (start, max) = (fields.id(1)?, fields.id(2)?);
+    let req = decode::<v1::GetTopChannelsRequest>(req)?;
+    let (start, max) = (non_negative("start_channel_id", req.start_channel_id)?, non_negative("max_results", req.max_results)?);
     let page = paged(start, max, "channel", "channelId", |from| core_json(|| unsafe_getters::top_channels(from)), |channel| {
         channel.pointer("/data/target").and_then(Value::as_str) == Some(crate::cq::KICK_TARGET)
     })?;
@@ -125,8 +124,8 @@ fn top_channels(req: &[u8]) -> Result<Vec<u8>, Status> {
 
 /// `GetServers`, a page at a time.
 fn servers(req: &[u8]) -> Result<Vec<u8>, Status> {
-    let fields = Request::parse(req)?;
-    let (start, max) = (fields.id(1)?, fields.id(2)?);
+    let req = decode::<v1::GetServersRequest>(req)?;
+    let (start, max) = (non_negative("start_server_id", req.start_server_id)?, non_negative("max_results", req.max_results)?);
     let page = paged(start, max, "server", "serverId", |from| core_json(|| unsafe_getters::servers(from)), |_| false)?;
     encode(schema::GET_SERVERS_RESPONSE, &page)
 }
@@ -260,10 +259,10 @@ mod tests {
 
     #[test]
     fn requests_take_non_negative_ids() {
-        assert_eq!(Request::parse(&[0x08, 0x05]).unwrap().id(1).unwrap(), 5);
-        assert_eq!(Request::parse(&[]).unwrap().id(1).unwrap(), 0);
-        let negative = [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        assert_eq!(Request::parse(&negative).unwrap().id(1).unwrap_err().code(), Code::InvalidArgument);
-        assert_eq!(Request::parse(&[0x08]).err().map(|s| s.code()), Some(Code::InvalidArgument));
+        assert_eq!(non_negative("x", 5).unwrap(), 5);
+        assert_eq!(non_negative("x", -1).unwrap_err().code(), Code::InvalidArgument);
+        let garbled = decode::<v1::GetChannelRequest>(&[0x08]).unwrap_err();
+        assert_eq!(garbled.code(), Code::InvalidArgument);
+        assert_eq!(decode::<v1::GetChannelRequest>(&[0x08, 0x05]).unwrap().channel_id, 5);
     }
 }

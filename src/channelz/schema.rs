@@ -132,3 +132,75 @@ pub(super) static GET_SERVER_SOCKETS_RESPONSE: &[Field] = &[list("socket_ref", 1
 pub(super) static GET_CHANNEL_RESPONSE: &[Field] = &[f("channel", 1, Kind::Message(CHANNEL))];
 pub(super) static GET_SUBCHANNEL_RESPONSE: &[Field] = &[f("subchannel", 1, Kind::Message(SUBCHANNEL))];
 pub(super) static GET_SOCKET_RESPONSE: &[Field] = &[f("socket", 1, Kind::Message(SOCKET))];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+    use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::{DescriptorProto, FileDescriptorProto};
+
+    /// Every message of the file, by fully qualified name (nested ones included).
+    fn messages(file: &FileDescriptorProto) -> std::collections::HashMap<String, DescriptorProto> {
+        fn add(prefix: &str, list: &[DescriptorProto], out: &mut std::collections::HashMap<String, DescriptorProto>) {
+            for m in list {
+                let name = format!("{prefix}.{}", m.name());
+                add(&name, &m.nested_type, out);
+                out.insert(name, m.clone());
+            }
+        }
+        let mut out = std::collections::HashMap::new();
+        add(&format!(".{}", file.package()), &file.message_type, &mut out);
+        out
+    }
+
+    /// The tables say what grpcore's statement of the protocol (proto/, whose descriptors
+    /// the service carries) says: every field's number, type and repetition, down through
+    /// every message a table points to.
+    #[test]
+    fn tables_match_the_proto() {
+        let file = FileDescriptorProto::decode(super::super::channelz_grpc::FILE_DESCRIPTORS[0]).unwrap();
+        let all = messages(&file);
+        let mut todo: Vec<(&[Field], String)> = vec![
+            (GET_TOP_CHANNELS_RESPONSE, ".grpc.channelz.v1.GetTopChannelsResponse".into()),
+            (GET_SERVERS_RESPONSE, ".grpc.channelz.v1.GetServersResponse".into()),
+            (GET_SERVER_RESPONSE, ".grpc.channelz.v1.GetServerResponse".into()),
+            (GET_SERVER_SOCKETS_RESPONSE, ".grpc.channelz.v1.GetServerSocketsResponse".into()),
+            (GET_CHANNEL_RESPONSE, ".grpc.channelz.v1.GetChannelResponse".into()),
+            (GET_SUBCHANNEL_RESPONSE, ".grpc.channelz.v1.GetSubchannelResponse".into()),
+            (GET_SOCKET_RESPONSE, ".grpc.channelz.v1.GetSocketResponse".into()),
+        ];
+        let mut checked = 0;
+        while let Some((table, name)) = todo.pop() {
+            let message = &all[&name];
+            for field in table {
+                let proto = message.field.iter().find(|f| f.name() == field.name).unwrap_or_else(|| panic!("{name} has no {}", field.name));
+                assert_eq!(proto.number(), field.number as i32, "{name}.{}", field.name);
+                assert_eq!(proto.label() == Label::Repeated, field.repeated, "{name}.{}", field.name);
+                let expected = match &field.kind {
+                    Kind::Int64 => Type::Int64,
+                    Kind::Int32 => Type::Int32,
+                    Kind::Bool => Type::Bool,
+                    Kind::String => Type::String,
+                    Kind::Bytes => Type::Bytes,
+                    Kind::Enum(_) => Type::Enum,
+                    Kind::Message(inner) => {
+                        todo.push((inner, proto.type_name().to_string()));
+                        Type::Message
+                    }
+                    Kind::Timestamp => {
+                        assert_eq!(proto.type_name(), ".google.protobuf.Timestamp");
+                        Type::Message
+                    }
+                    Kind::Int64Value => {
+                        assert_eq!(proto.type_name(), ".google.protobuf.Int64Value");
+                        Type::Message
+                    }
+                };
+                assert_eq!(proto.r#type(), expected, "{name}.{}", field.name);
+                checked += 1;
+            }
+        }
+        assert!(checked > 80, "{checked} fields checked");
+    }
+}

@@ -1,6 +1,6 @@
 //! Proto3 JSON to protobuf wire format, driven by a message table ([`Field`]s): how the
 //! core's channelz JSON becomes the `grpc.channelz.v1` messages a channelz client decodes,
-//! with no generated code. Also the few reads the requests need.
+//! without building the generated messages first.
 //!
 //! Covers what proto3's JSON mapping gives the types channelz uses: 64-bit integers as
 //! strings or numbers, enums by name or number, bytes as base64, `Timestamp` as RFC 3339,
@@ -155,7 +155,7 @@ fn seconds_and_nanos(seconds: i64, nanos: i32) -> Vec<u8> {
     body
 }
 
-pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -163,12 +163,12 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-pub(super) fn put_varint_field(out: &mut Vec<u8>, number: u32, v: u64) {
+fn put_varint_field(out: &mut Vec<u8>, number: u32, v: u64) {
     put_varint(out, u64::from(number) << 3);
     put_varint(out, v);
 }
 
-pub(super) fn put_bytes_field(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+fn put_bytes_field(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
     put_varint(out, (u64::from(number) << 3) | 2);
     put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
@@ -252,44 +252,6 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// The varint fields of a request (every channelz request is integers and a bool), by
-/// number; anything else in it is skipped.
-pub(super) fn varint_fields(mut bytes: &[u8]) -> Result<Vec<(u32, u64)>, Mismatch> {
-    let mut fields = Vec::new();
-    while !bytes.is_empty() {
-        let key = take_varint(&mut bytes)?;
-        let number = u32::try_from(key >> 3).map_err(|_| Mismatch("a field number out of range".into()))?;
-        match key & 7 {
-            0 => fields.push((number, take_varint(&mut bytes)?)),
-            1 => bytes = bytes.get(8..).ok_or_else(truncated)?,
-            2 => {
-                let len = usize::try_from(take_varint(&mut bytes)?).map_err(|_| truncated())?;
-                bytes = bytes.get(len..).ok_or_else(truncated)?;
-            }
-            5 => bytes = bytes.get(4..).ok_or_else(truncated)?,
-            wire => return Err(Mismatch(format!("wire type {wire} is not valid here"))),
-        }
-    }
-    Ok(fields)
-}
-
-fn truncated() -> Mismatch {
-    Mismatch("the request is truncated".into())
-}
-
-fn take_varint(bytes: &mut &[u8]) -> Result<u64, Mismatch> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes.split_first().ok_or_else(truncated)?;
-        *bytes = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err(Mismatch("a varint longer than ten bytes".into()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,14 +303,5 @@ mod tests {
         assert!(encode(OUTER, &serde_json::json!({"state": "GONE"})).is_err());
         assert!(encode(OUTER, &serde_json::json!({"tags": "a"})).is_err());
         assert!(encode(OUTER, &serde_json::json!([1])).is_err());
-    }
-
-    #[test]
-    fn reads_request_fields() {
-        assert_eq!(varint_fields(&[0x08, 0xac, 0x02, 0x10, 0x05]).unwrap(), vec![(1, 300), (2, 5)]);
-        assert_eq!(varint_fields(&[0x12, 0x01, 0x00, 0x08, 0x01]).unwrap(), vec![(1, 1)]);
-        assert!(varint_fields(&[0x08]).is_err());
-        assert!(varint_fields(&[0x12, 0x05, 0x00]).is_err());
-        assert!(varint_fields(&[0x0f]).is_err());
     }
 }
