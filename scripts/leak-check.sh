@@ -25,11 +25,11 @@ if [ "${1:-}" = "--all" ]; then
 elif [ "$#" -gt 0 ]; then
     tests=("$@")
 fi
-# A destructor preloaded into each binary waits at exit for environment teardowns still
-# running on their own thread, so that an exit race does not look like a leak
-# (scripts/leak-exit-wait.c says why).
+# A destructor preloaded into each binary waits at exit until the gRPC core has finished
+# shutting down (grpc_is_initialized() is 0), so valgrind sees the heap after the teardown
+# and a binary gets the same verdict every run (scripts/leak-exit-wait.c says why).
 exit_wait=$(mktemp -d)/leak-exit-wait.so
-cc -O2 -shared -fPIC -o "$exit_wait" scripts/leak-exit-wait.c
+cc -O2 -shared -fPIC -o "$exit_wait" scripts/leak-exit-wait.c -ldl
 for test in "${tests[@]}"; do
     bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null \
         | python3 -c 'import json,sys
@@ -38,39 +38,19 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
         print(m["executable"])' "$test")
     echo "valgrind: $test ($bin)"
-    # One run; a run whose only findings are "possibly lost" records gets one more try. The
-    # core's shutdown in 1.51 finishes asynchronously, and what it holds through tagged or
-    # interior pointers at the moment of exit varies from run to run; a real leak (a channel,
-    # a call, a server) is there every time and fails both runs. Definite leaks, memory
-    # errors and failing tests fail at once.
-    for attempt in 1 2; do
-        log=$(mktemp)
-        rc=0
-        LD_PRELOAD=$exit_wait valgrind --quiet --error-exitcode=97 --leak-check=full --num-callers=40 \
-            --show-leak-kinds=definite,possible --errors-for-leak-kinds=definite,possible \
-            --suppressions=scripts/valgrind.supp --gen-suppressions=all \
-            "$bin" --test-threads=1 >"$log" 2>&1 || rc=$?
-        if [ "$rc" -eq 0 ]; then
-            break
-        fi
-        only_possible=no
-        if [ "$rc" -eq 97 ] && grep -q 'are possibly lost in loss record' "$log" \
-            && ! grep -qE 'are definitely lost in loss record|Invalid (read|write|free)|uninitialised|Mismatched free' "$log" \
-            && ! grep -qE '^test result: FAILED' "$log"; then
-            only_possible=yes
-        fi
-        if [ "$attempt" -eq 1 ] && [ "$only_possible" = yes ]; then
-            echo "valgrind: $test: only possibly-lost records at exit; running it once more" \
-                "(a leak that is really ours is there every time)"
-            rm -f "$log"
-            continue
-        fi
+    log=$(mktemp)
+    rc=0
+    LD_PRELOAD=$exit_wait valgrind --quiet --error-exitcode=97 --leak-check=full --num-callers=40 \
+        --show-leak-kinds=definite,possible --errors-for-leak-kinds=definite,possible \
+        --suppressions=scripts/valgrind.supp --gen-suppressions=all \
+        "$bin" --test-threads=1 >"$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
         cat "$log"
         echo "valgrind: $test failed (exit $rc): a definite or possible leak, a memory error," \
             "or a failing test (the log has a suppression stanza per leak; add one to" \
             "scripts/valgrind.supp only for memory the core keeps on purpose)" >&2
         exit 1
-    done
+    fi
     grep -E '^test result' "$log"
     rm -f "$log"
 done

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use grpcore::{CallOptions, ChannelBuilder, Code, ConnectivityState, Environment, Error};
 
-/// A local port nobody listens on (bound, then released).
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// An address nobody listens on, and nobody else can start listening on meanwhile: a unix
+/// socket path of our own that does not exist (a TCP port bound and released could be
+/// taken by another process's server before the channel dials it).
+fn closed_address(name: &str) -> String {
+    fresh_unix_address(&format!("closed-{name}"))
 }
 
 /// Follows state changes until `want` (or panics at `within`); returns the states seen.
@@ -47,7 +48,7 @@ fn channel_to_a_live_server_goes_from_idle_to_ready() {
 #[test]
 fn idle_channel_watch_times_out_with_none_at_its_deadline() {
     let env = Environment::new(1);
-    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", closed_port())).unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&closed_address("idle-watch")).unwrap();
     let start = Instant::now();
     let changed = futures::executor::block_on(channel.state_changed(ConnectivityState::Idle, start + Duration::from_millis(300)));
     let took = start.elapsed();
@@ -59,9 +60,9 @@ fn idle_channel_watch_times_out_with_none_at_its_deadline() {
 }
 
 #[test]
-fn closed_port_reaches_transient_failure_and_wait_for_connected_times_out() {
+fn closed_address_reaches_transient_failure_and_wait_for_connected_times_out() {
     let env = Environment::new(1);
-    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", closed_port())).unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&closed_address("transient-failure")).unwrap();
     let seen = wait_for_state(&channel, ConnectivityState::TransientFailure, Duration::from_secs(10));
     assert_eq!(seen[0], ConnectivityState::Idle, "{seen:?}");
     assert!(!seen.contains(&ConnectivityState::Ready), "{seen:?}");
@@ -113,7 +114,7 @@ fn server_going_away_takes_a_ready_channel_out_of_ready() {
 #[test]
 fn dropping_a_pending_watch_and_the_channel_is_safe() {
     let env = Environment::new(1);
-    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", closed_port())).unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&closed_address("dropped-watches")).unwrap();
     // Pending watches do not keep the channel alive; nothing waits for them.
     let watches: Vec<_> = (0..10)
         .map(|_| channel.state_changed(ConnectivityState::Idle, Instant::now() + Duration::from_millis(200)))
@@ -124,7 +125,7 @@ fn dropping_a_pending_watch_and_the_channel_is_safe() {
     // Another watch on a fresh environment after the old one wound down: dropping its
     // channel ends it at once with Shutdown, long before its deadline.
     let env = Environment::new(1);
-    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", closed_port())).unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&closed_address("dropped-watch")).unwrap();
     let watch = channel.state_changed(ConnectivityState::Idle, Instant::now() + Duration::from_secs(60));
     let start = Instant::now();
     drop(channel);

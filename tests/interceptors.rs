@@ -353,10 +353,15 @@ fn a_client_refusal_sends_nothing() {
     let (_sink, stream) = channel.duplex(&BIDI, refused);
     assert_eq!(stream.into_blocking_iter().next().unwrap().unwrap_err().code(), Code::PermissionDenied);
     assert_eq!(recorder.ends(4).iter().filter(|e| e.code() == Code::PermissionDenied).count(), 4);
-    // Nothing reached the server: no interceptor start there, no handler.
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(server_side.starts.lock().unwrap().is_empty());
-    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    // Nothing reached the server: no interceptor start there, no handler. Checked after an
+    // event, not a sleep: a call made after the refused ones, on the same connection and
+    // served by the same single queue thread, gets its reply, so a refused call that had
+    // reached the server would have been started there before it.
+    channel.unary(&UNARY, &request("allowed", 2), CallOptions::new()).wait().unwrap();
+    let starts = server_side.starts.lock().unwrap().clone();
+    assert_eq!(starts.len(), 1, "only the allowed call reached the server: {starts:?}");
+    assert_eq!(starts[0].0, "/grpcore.test.Echo/Unary");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
 #[test]

@@ -213,7 +213,8 @@ fn keepalive_timeout_detects_a_silent_peer_long_before_the_call_deadline() {
     let took = start.elapsed();
     assert_eq!(err.code(), Code::Unavailable, "{err}");
     // Next ping within ~1 s (the core's floor), unanswered for 0.5 s: the core says
-    // "keepalive watchdog timeout".
-    assert!(took < Duration::from_secs(5), "took {took:?}: {err}");
+    // "keepalive watchdog timeout". Bounded with room for a loaded machine, still far from
+    // the handler's 20 s and the deadline's 30 s.
+    assert!(took < Duration::from_secs(12), "took {took:?}: {err}");
     assert!(err.to_string().contains("keepalive"), "{err}");
 }

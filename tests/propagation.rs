@@ -62,9 +62,9 @@ fn middle(env: &Environment, backend_port: u16) -> grpcore::Server {
 }
 
 fn wait_for(flag: &AtomicBool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while !flag.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "{what} did not happen within 5 s");
+        assert!(Instant::now() < deadline, "{what} did not happen within 20 s");
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -81,7 +81,8 @@ fn the_client_deadline_reaches_the_backend_and_cancels_it() {
         .wait()
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    // Far under the backend's 10 s sleep, with room for a loaded machine.
+    assert!(start.elapsed() < Duration::from_secs(6), "{:?}", start.elapsed());
     wait_for(&backend.cancelled, "the backend call's cancellation");
     let seen = backend.deadline_seen.lock().unwrap().expect("the backend saw a deadline");
     assert!(seen <= Duration::from_millis(300), "the backend's deadline came from the client: {seen:?}");

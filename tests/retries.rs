@@ -218,7 +218,7 @@ fn service_config_timeouts_of_a_second_or_less_expire_at_once_on_this_core() {
     let env = Environment::new(1);
     let server = start_echo_server(&env);
     let channel = ChannelBuilder::new(&env)
-        .service_config(&timeout_config("Unary", "0.5s"))
+        .service_config(&timeout_config("Unary", "1s"))
         .connect(&format!("127.0.0.1:{}", server.port()))
         .unwrap();
     let mut slow = request("slow", 1);
@@ -227,7 +227,9 @@ fn service_config_timeouts_of_a_second_or_less_expire_at_once_on_this_core() {
     let err = channel.unary(&UNARY, &slow, CallOptions::new()).wait().unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
     let took = start.elapsed();
+    // "At once" against the full second a core without the offset would wait: 700 ms
+    // leaves a loaded machine room (a 0.5 s timeout with a 300 ms bound left it little).
     if grpcore::core_version().starts_with("29.") {
-        assert!(took < Duration::from_millis(300), "took {took:?}");
+        assert!(took < Duration::from_millis(700), "took {took:?}");
     }
 }

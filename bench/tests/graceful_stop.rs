@@ -32,7 +32,9 @@ fn sigterm_lets_a_stream_in_flight_finish_then_exits_0() {
     sink.send_blocking(request(10, 10)).unwrap();
     assert!(responses.next().unwrap().is_ok());
     server.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(200));
+    // Once the port refuses connections the server is surely stopping (a fixed sleep here
+    // said nothing on a loaded machine, where the signal may not have been handled yet).
+    server.stops_accepting_within(Duration::from_secs(10));
     // Still served: the grace period lets the stream go on.
     sink.send_blocking(request(10, 10)).unwrap();
     assert!(responses.next().unwrap().is_ok());

@@ -60,7 +60,10 @@ fn route_chat_in_flight_finishes_after_sigterm() {
             .expect("a note back");
         assert_eq!(echoed.message, "first");
         server.signal(libc::SIGTERM);
-        std::thread::sleep(Duration::from_millis(200));
+        // Once the port refuses connections the server is surely stopping (a fixed sleep
+        // here said nothing on a loaded machine, where the signal may not have been
+        // handled yet).
+        server.stops_accepting_within(Duration::from_secs(10));
         // Still served within the grace period: the earlier notes come back for this one.
         sink.send(note("third")).await.unwrap();
         sink.close().await.unwrap();

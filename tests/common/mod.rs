@@ -613,10 +613,14 @@ impl ByteProxy {
     }
 
     /// Runs `f` and returns the bytes it moved each way.
+    ///
+    /// No wait is needed once `f` returns: a copier counts each chunk before it forwards
+    /// it, so the request bytes were counted before the server could answer, and the
+    /// response bytes before the client could see them. Only small control frames that
+    /// follow a call (window updates, pings) may land in this or the next measurement.
     pub fn measure(&self, f: impl FnOnce()) -> (u64, u64) {
         let (u0, d0) = self.counts();
         f();
-        std::thread::sleep(Duration::from_millis(50)); // let the copier threads catch up
         let (u1, d1) = self.counts();
         (u1 - u0, d1 - d0)
     }

@@ -87,6 +87,28 @@ impl ServerProcess {
         );
     }
 
+    /// Waits up to `limit` until the server refuses new TCP connections on its port: the
+    /// sign that a stop has begun (a gRPC server closes its listeners when its shutdown
+    /// starts, before the grace period for calls in flight), to wait on after
+    /// [`signal`](Self::signal) instead of sleeping for a guessed while. Fails the test if
+    /// the port still accepts connections then.
+    pub fn stops_accepting_within(&self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            match std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+                _ => {}
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{} still accepts connections on port {} {limit:?} after the signal",
+                self.name,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits up to `limit` for the server to exit and returns how it ended; fails the test
     /// if it is still running then.
     pub fn exit_within(&mut self, limit: Duration) -> ExitStatus {

@@ -393,13 +393,15 @@ function makeCases(echo) {
     },
 
     async deadline() {
+      // The handler would answer after 10 s; 5 s leaves a loaded machine room and still
+      // tells the 200 ms deadline from the answer.
       const start = Date.now();
-      const err = failed(await echo.unary(req({ message: 'slow', sleep_ms: 2000 }),
+      const err = failed(await echo.unary(req({ message: 'slow', sleep_ms: 10000 }),
         { options: deadline(200) }));
       const elapsed = (Date.now() - start) / 1000;
       check(err.code === grpc.status.DEADLINE_EXCEEDED,
         `code ${codeName(err.code)}, want DEADLINE_EXCEEDED`);
-      check(elapsed < 1.5, `call took ${elapsed.toFixed(2)}s, want < 1.5s`);
+      check(elapsed < 5, `call took ${elapsed.toFixed(2)}s, want < 5s`);
     },
 
     async unimplemented() {

@@ -190,14 +190,16 @@ class Cases:
         check(got == details, f"trailing {DETAILS_KEY} = {got!r}, want {details!r}")
 
     def deadline(self):
+        # The handler would answer after 10 s; 5 s leaves a loaded machine room and still
+        # tells the 200 ms deadline from the answer.
         start = time.monotonic()
         err = expect_rpc_error(self.stub.Unary,
-                               self.pb2.EchoRequest(message="slow", sleep_ms=2000),
+                               self.pb2.EchoRequest(message="slow", sleep_ms=10000),
                                timeout=0.2)
         elapsed = time.monotonic() - start
         check(err.code() == grpc.StatusCode.DEADLINE_EXCEEDED,
               f"code {code_name(err)}, want DEADLINE_EXCEEDED")
-        check(elapsed < 1.5, f"call took {elapsed:.2f}s, want < 1.5s")
+        check(elapsed < 5, f"call took {elapsed:.2f}s, want < 5s")
 
     def unimplemented(self):
         for path in [f"{SERVICE}/NoSuchMethod", "/grpcore.test.NoSuchService/Unary"]:
