@@ -220,6 +220,37 @@ impl std::fmt::Debug for Environment {
 }
 
 impl Environment {
+    /// Turns the core's tracer `name` on or off, process-wide (`GRPC_TRACE`'s names:
+    /// `http`, `api`, `channel`, `round_robin`..., or `all`). Turning one on also lets the
+    /// core log at INFO, where trace lines are logged; they reach the [`log`] crate under
+    /// the target `grpc_core` (whose level still filters them). Fails with
+    /// [`Error::Config`] for a name the core does not know. A method of the environment
+    /// because the core reads `GRPC_TRACE` when it starts, which would undo a switch made
+    /// before.
+    ///
+    /// ```
+    /// let env = grpcore::Environment::new(1);
+    /// env.set_core_trace("http", true)?;
+    /// env.set_core_trace("http", false)?;
+    /// assert!(env.set_core_trace("no_such_tracer", true).is_err());
+    /// # Ok::<(), grpcore::Error>(())
+    /// ```
+    pub fn set_core_trace(&self, name: &str, enabled: bool) -> Result<(), Error> {
+        let c_name = std::ffi::CString::new(name).map_err(|_| Error::Config(format!("a tracer name has no NUL byte: {name:?}")))?;
+        // SAFETY: a NUL-terminated name that lives across the call; this environment keeps
+        // the core initialized.
+        let known = unsafe {
+            if enabled {
+                ffi::gpr_set_log_verbosity(ffi::GPR_LOG_SEVERITY_INFO);
+            }
+            ffi::grpc_tracer_set_enabled(c_name.as_ptr(), i32::from(enabled))
+        };
+        if known == 0 {
+            return Err(Error::Config(format!("the core has no tracer named {name:?}")));
+        }
+        Ok(())
+    }
+
     /// An environment with `cq_count` completion-queue threads.
     ///
     /// Panics if the linked gRPC C core is not the version grpcore was built for; use

@@ -35,6 +35,8 @@ mod env;
 mod error;
 #[cfg(feature = "prost")]
 pub mod error_details;
+#[cfg(feature = "admin")]
+pub mod admin;
 #[cfg(feature = "channelz")]
 pub mod channelz;
 pub mod interceptor;

@@ -95,6 +95,11 @@ impl std::fmt::Debug for ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// The environment the server will run on.
+    pub(crate) fn env(&self) -> &Environment {
+        &self.env
+    }
+
     /// A server whose calls run on `env`'s completion queues.
     pub fn new(env: &Environment) -> ServerBuilder {
         ServerBuilder {

@@ -1,0 +1,99 @@
+//! The admin services in one call: channelz, server reflection and, where wanted, a switch
+//! for the core's trace flags, either on the server that serves the application or on an
+//! address of their own (a port or a unix socket), as Dropbox's Courier keeps its debug
+//! endpoints apart from the traffic.
+//!
+//! ```no_run
+//! use grpcore::admin::Admin;
+//! # let env = grpcore::Environment::new(1);
+//! // On the application's server:
+//! let server = Admin::new()
+//!     .register(grpcore::ServerBuilder::new(&env))
+//!     .bind("0.0.0.0:50051")
+//!     .build()?;
+//! // Or apart, on a unix socket only local operators reach, with the trace switch:
+//! let admin = Admin::new().trace_switch(true).serve(&env, "unix:/run/myapp/admin.sock")?;
+//! # Ok::<(), grpcore::Error>(())
+//! ```
+//!
+//! Channelz reports on every channel and server of the process wherever it is served;
+//! reflection describes the services of the server it is on (on an admin server: the admin
+//! services themselves). The trace switch (`grpcore.admin.v1.CoreTrace/Set`) turns the
+//! core's tracers on and off at run time; their lines go to the [`log`] crate under the
+//! target `grpc_core`. Whoever reaches the admin address can use it: serve it where only
+//! operators do.
+
+mod generated {
+    include!("generated/mod.rs");
+}
+
+use crate::env::Environment;
+use crate::error::Error;
+use crate::server::{Server, ServerBuilder};
+use crate::server::service::Service;
+use crate::{ServerContext, Status};
+
+/// The trace switch's messages (`grpcore.admin.v1`) and its client
+/// (`core_trace_grpc::CoreTraceClient`).
+pub use self::generated::grpcore::admin::v1;
+use self::v1::core_trace_grpc::{self, CoreTrace};
+use self::v1::{SetTraceRequest, SetTraceResponse};
+
+/// Which admin services to serve (see the [module docs](self)).
+#[derive(Clone, Debug, Default)]
+pub struct Admin {
+    trace_switch: bool,
+}
+
+impl Admin {
+    /// Channelz and reflection; no trace switch.
+    pub fn new() -> Admin {
+        Admin::default()
+    }
+
+    /// Also serve `grpcore.admin.v1.CoreTrace`, the switch for the core's trace flags.
+    pub fn trace_switch(mut self, enable: bool) -> Admin {
+        self.trace_switch = enable;
+        self
+    }
+
+    /// The admin services as services to register on a server of `env` (reflection aside:
+    /// it is a setting of the server, see [`register`](Self::register)).
+    pub fn services(&self, env: &Environment) -> Vec<Service> {
+        let mut services = vec![crate::channelz::service()];
+        if self.trace_switch {
+            services.push(core_trace_grpc::service(Switch(env.clone())));
+        }
+        services
+    }
+
+    /// Adds the admin services to `builder`, the application's server, with reflection
+    /// for all of its services.
+    pub fn register(&self, builder: ServerBuilder) -> ServerBuilder {
+        let services = self.services(builder.env());
+        services.into_iter().fold(builder, ServerBuilder::register_service).add_reflection()
+    }
+
+    /// Serves the admin services on `address` (`host:port`, `unix:path`...) with a server
+    /// of their own on `env`. Keep the returned server: dropping it stops serving.
+    pub fn serve(&self, env: &Environment, address: &str) -> Result<Server, Error> {
+        self.register(ServerBuilder::new(env)).bind(address).build()
+    }
+}
+
+/// The trace switch service; holding the environment keeps the core up.
+struct Switch(Environment);
+
+impl CoreTrace for Switch {
+    async fn set(&self, request: SetTraceRequest, _ctx: ServerContext) -> Result<SetTraceResponse, Status> {
+        let mut unknown = Vec::new();
+        let switches = request.enable.into_iter().map(|n| (n, true)).chain(request.disable.into_iter().map(|n| (n, false)));
+        for (name, enabled) in switches {
+            match self.0.set_core_trace(&name, enabled) {
+                Ok(()) => log::info!("core tracer {name} turned {}", if enabled { "on" } else { "off" }),
+                Err(_) => unknown.push(name),
+            }
+        }
+        Ok(SetTraceResponse { unknown })
+    }
+}
