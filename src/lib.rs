@@ -35,6 +35,7 @@ mod env;
 mod error;
 #[cfg(feature = "prost")]
 pub mod error_details;
+pub mod access;
 #[cfg(feature = "admin")]
 pub mod admin;
 #[cfg(feature = "channelz")]

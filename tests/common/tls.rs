@@ -31,6 +31,9 @@ pub const SECOND_NAME: &str = "second.grpcore.test";
 pub const CLIENT_CN: &str = "grpcore-test-client";
 pub const CLIENT_DNS: &str = "client.grpcore.test";
 pub const CLIENT_URI: &str = "spiffe://grpcore.test/ns/test/sa/client";
+/// The second client identity's CN and URI SAN (access rules tell the two apart).
+pub const CLIENT_B_CN: &str = "grpcore-test-client-b";
+pub const CLIENT_B_URI: &str = "spiffe://grpcore.test/ns/test/sa/batch";
 
 /// A certificate and its key, in PEM and on disk.
 pub struct KeyCert {
@@ -72,6 +75,8 @@ pub struct Pki {
     /// A second identity for another name, `SECOND_NAME` (for SNI).
     pub server_second: KeyCert,
     pub client: KeyCert,
+    /// A second client identity signed by the test CA (`CLIENT_B_CN`, `CLIENT_B_URI`).
+    pub client_b: KeyCert,
     /// Another CA nobody trusts, and certificates it signed.
     pub other_ca: KeyCert,
     pub other_server: KeyCert,
@@ -195,6 +200,12 @@ pub fn pki() -> &'static Pki {
             Spec { cn: CLIENT_CN, ca: false, sans: &[San::Dns(CLIENT_DNS), San::Uri(CLIENT_URI)], validity: VALID },
             Some(&ca),
         );
+        let client_b = write(
+            &dir,
+            "client-b",
+            Spec { cn: CLIENT_B_CN, ca: false, sans: &[San::Uri(CLIENT_B_URI)], validity: VALID },
+            Some(&ca),
+        );
         let other_ca = write(&dir, "other-ca", Spec { cn: "some other CA", ca: true, sans: &[], validity: (-DAY, 365 * DAY) }, None);
         let other_server = write(
             &dir,
@@ -216,6 +227,7 @@ pub fn pki() -> &'static Pki {
             server_expired,
             server_second,
             client,
+            client_b,
             other_ca,
             other_server,
             other_client,
@@ -238,6 +250,17 @@ pub fn server_credentials(mode: ClientCertificateMode) -> ServerCredentials {
 /// certificate if `mtls`.
 pub fn client_credentials(mtls: bool) -> ChannelCredentials {
     client_tls(mtls, None)
+}
+
+/// Client credentials trusting the test CA and presenting `identity` (mutual TLS).
+pub fn client_credentials_as(identity: &KeyCert) -> ChannelCredentials {
+    let p = pki();
+    ChannelCredentials::tls()
+        .root_certificates(p.ca.certificate())
+        .server_name_override(SERVER_NAME)
+        .identity(identity.identity())
+        .build()
+        .unwrap()
 }
 
 pub fn client_tls(mtls: bool, cache: Option<&SslSessionCache>) -> ChannelCredentials {
