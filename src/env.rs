@@ -25,10 +25,24 @@ use crate::task::{self, panic_message};
 /// let env = grpcore::EnvBuilder::new().cq_count(2).name_prefix("rpc").build();
 /// assert_eq!(env.cq_count(), 2);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EnvBuilder {
     cq_count: usize,
     name_prefix: String,
+    around: Option<Around>,
+}
+
+/// Code each completion-queue thread runs its loop inside (see [`EnvBuilder::around_threads`]).
+type Around = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
+
+impl std::fmt::Debug for EnvBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvBuilder")
+            .field("cq_count", &self.cq_count)
+            .field("name_prefix", &self.name_prefix)
+            .field("around_threads", &self.around.is_some())
+            .finish()
+    }
 }
 
 impl Default for EnvBuilder {
@@ -44,6 +58,7 @@ impl EnvBuilder {
         EnvBuilder {
             cq_count: cores,
             name_prefix: "grpcore-cq".to_string(),
+            around: None,
         }
     }
 
@@ -56,6 +71,33 @@ impl EnvBuilder {
     /// Prefix of the threads' names; the queue index is appended (`prefix-0`, …).
     pub fn name_prefix(mut self, prefix: impl Into<String>) -> EnvBuilder {
         self.name_prefix = prefix.into();
+        self
+    }
+
+    /// Runs each completion-queue thread's loop inside `around`, which must call the `run`
+    /// it is given (and does nothing else useful after it returns: the environment is
+    /// shutting down). This is how handlers and tasks on the completion-queue executor see a
+    /// runtime's context, e.g. tokio's, so `tokio::time::sleep` or `tokio::spawn` work
+    /// there. An `around` that returns without calling `run` is logged and the loop runs
+    /// anyway.
+    ///
+    /// ```
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let handle = rt.handle().clone();
+    /// let env = grpcore::EnvBuilder::new()
+    ///     .cq_count(1)
+    ///     .around_threads(move |run| {
+    ///         let _entered = handle.enter();
+    ///         run()
+    ///     })
+    ///     .build();
+    /// let slept = futures_executor::block_on(env.spawn(async {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    /// }));
+    /// assert!(slept.is_ok());
+    /// ```
+    pub fn around_threads(mut self, around: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static) -> EnvBuilder {
+        self.around = Some(Arc::new(around));
         self
     }
 
@@ -79,9 +121,24 @@ impl EnvBuilder {
             .iter()
             .map(|cq| {
                 let cq = cq.clone();
+                let around = self.around.clone();
                 std::thread::Builder::new()
                     .name(format!("{}-{}", self.name_prefix, cq.index))
-                    .spawn(move || poll_queue(cq))
+                    .spawn(move || match around {
+                        None => poll_queue(cq),
+                        Some(around) => {
+                            let mut cq = Some(cq);
+                            around(&mut || {
+                                if let Some(cq) = cq.take() {
+                                    poll_queue(cq)
+                                }
+                            });
+                            if let Some(cq) = cq {
+                                log::error!("EnvBuilder::around_threads returned without running the queue's loop; running it");
+                                poll_queue(cq);
+                            }
+                        }
+                    })
                     .expect("failed to spawn a completion-queue thread")
             })
             .collect();

@@ -58,6 +58,7 @@ mod task;
 mod time;
 #[cfg(feature = "tracing")]
 pub mod trace;
+pub mod timer;
 
 pub use grpcore_sys as ffi;
 

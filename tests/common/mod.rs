@@ -54,18 +54,14 @@ pub const SERVER_STREAM: Method<EchoRequest, EchoResponse, ProstCodec> =
     Method::server_streaming("/grpcore.test.Echo/ServerStream");
 pub const BIDI: Method<EchoRequest, EchoResponse, ProstCodec> = Method::duplex("/grpcore.test.Echo/Bidi");
 
-/// Sleeps without depending on any runtime (a plain thread fires a oneshot); returns false
-/// if the call was cancelled first.
+/// Sleeps on grpcore's own timer (no runtime needed); returns false if the call was
+/// cancelled first.
 pub async fn sleep_unless_cancelled(ctx: &ServerContext, ms: i32) -> bool {
     if ms <= 0 {
         return true;
     }
-    let (tx, rx) = futures::channel::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(ms as u64));
-        let _ = tx.send(());
-    });
-    futures::future::select(rx, ctx.cancelled()).await;
+    let timer = grpcore::timer::sleep(Duration::from_millis(ms as u64));
+    futures::future::select(timer, std::pin::pin!(ctx.cancelled())).await;
     !ctx.is_cancelled()
 }
 
