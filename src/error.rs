@@ -107,6 +107,43 @@ impl Metadata {
     pub fn insert(&mut self, key: &str, value: &str) -> Result<(), Error> {
         Ok(self.try_insert(key, value)?)
     }
+
+    /// A map of `pairs`, in order, as [`append`](Self::append) would make it; fails on the
+    /// first invalid key or value.
+    ///
+    /// ```
+    /// let md = grpcore::Metadata::from_pairs([("x-user", "alice"), ("x-request-id", "42")])?;
+    /// assert_eq!(md.get("x-request-id"), Some("42"));
+    /// // Or with `try_into` where a `Metadata` is expected:
+    /// let md: grpcore::Metadata = [("x-user", "bob")].try_into()?;
+    /// assert!(grpcore::Metadata::from_pairs([("bad key", "v")]).is_err());
+    /// # Ok::<(), grpcore::Error>(())
+    /// ```
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Metadata, Error> {
+        let mut md = Metadata::new();
+        for (key, value) in pairs {
+            md.try_append(key.as_ref(), value.as_ref())?;
+        }
+        Ok(md)
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>, const N: usize> TryFrom<[(K, V); N]> for Metadata {
+    type Error = Error;
+
+    /// See [`Metadata::from_pairs`].
+    fn try_from(pairs: [(K, V); N]) -> Result<Metadata, Error> {
+        Metadata::from_pairs(pairs)
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> TryFrom<Vec<(K, V)>> for Metadata {
+    type Error = Error;
+
+    /// See [`Metadata::from_pairs`].
+    fn try_from(pairs: Vec<(K, V)>) -> Result<Metadata, Error> {
+        Metadata::from_pairs(pairs)
+    }
 }
 
 /// `Result` with [`Error`].

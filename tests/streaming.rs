@@ -67,6 +67,18 @@ fn blocking_equivalents_for_streams() {
 }
 
 #[test]
+fn a_blocking_iterator_keeps_the_headers_and_the_trailers() {
+    let (_env, _server, channel) = setup();
+    let md = grpcore::Metadata::from_pairs([("x-echo-kind", "blocking")]).unwrap();
+    let mut items = channel.server_streaming(&SERVER_STREAM, &request("s", 2), CallOptions::new().metadata(md)).into_blocking_iter();
+    assert_eq!(items.initial_metadata().unwrap().get("x-echo-kind"), Some("blocking"));
+    assert_eq!(items.trailing_metadata(), None, "no trailers before the end");
+    assert_eq!(items.by_ref().map(|r| r.unwrap().seq).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(items.trailing_metadata().and_then(|t| t.get("x-trailer-kind")), Some("blocking"));
+    assert!(items.next().is_none(), "still the end");
+}
+
+#[test]
 fn dropping_a_response_stream_cancels_the_server_handler() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;

@@ -449,7 +449,7 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
     ///
     /// Each `next` fails with an error item when called on a completion-queue thread.
     pub fn into_blocking_iter(self) -> BlockingIter<Resp, C> {
-        BlockingIter { stream: Some(self) }
+        BlockingIter { stream: self, done: false }
     }
 }
 
@@ -520,22 +520,36 @@ impl<Resp, C> Drop for ResponseStream<Resp, C> {
     }
 }
 
-/// Blocking iterator over a [`ResponseStream`].
+/// Blocking iterator over a [`ResponseStream`]. It keeps the stream after the last item, so
+/// its headers and trailers stay readable.
 pub struct BlockingIter<Resp, C> {
-    stream: Option<ResponseStream<Resp, C>>,
+    stream: ResponseStream<Resp, C>,
+    done: bool,
+}
+
+impl<Resp, C: Codec<Resp>> BlockingIter<Resp, C> {
+    /// The server's initial metadata (response headers), waiting for them if needed. Fails
+    /// on a completion-queue thread, like `next`.
+    pub fn initial_metadata(&mut self) -> Result<&Metadata, Error> {
+        crate::blocking::block_on(self.stream.initial_metadata())?
+    }
+
+    /// The trailing metadata, once the iterator has given its last item.
+    pub fn trailing_metadata(&self) -> Option<&Metadata> {
+        self.stream.trailing_metadata()
+    }
 }
 
 impl<Resp, C: Codec<Resp>> Iterator for BlockingIter<Resp, C> {
     type Item = Result<Resp, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let stream = self.stream.as_mut()?;
-        let next = crate::blocking::block_on(futures_util::StreamExt::next(stream));
-        match next {
+        if self.done {
+            return None;
+        }
+        match crate::blocking::block_on(futures_util::StreamExt::next(&mut self.stream)) {
             Ok(item) => {
-                if item.is_none() {
-                    self.stream = None;
-                }
+                self.done = item.is_none();
                 item
             }
             Err(e) => Some(Err(e)),

@@ -270,14 +270,16 @@ fn peer_server(program: &str, script: &str, extra_args: &[&str]) -> Peer {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
+    const SETUP: &str = "the test peers (grpcio and friends from PyPI, @grpc/grpc-js from npm) are \
+                         installed by `bash scripts/setup.sh`; its errors, if any, are above";
     let line = rx
         .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("{script} did not print its port within 60 s"));
+        .unwrap_or_else(|_| panic!("{script} did not print its port within 60 s ({SETUP})"));
     let port = line
         .trim()
         .strip_prefix("PORT ")
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line from {script}: {line:?}"));
+        .unwrap_or_else(|| panic!("unexpected first line from {script}: {line:?} ({SETUP})"));
     Peer { child, port }
 }
 
