@@ -33,6 +33,8 @@ mod cq;
 mod credentials;
 mod env;
 mod error;
+#[cfg(feature = "health")]
+pub mod health;
 pub mod interceptor;
 mod log_bridge;
 mod metadata;
