@@ -19,8 +19,10 @@ APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
 # h2 (pure Python HTTP/2) drives calls that a gRPC client library would cancel
 # itself (tests/peers/python/h2_unary_no_cancel.py). prometheus-client parses
 # the metrics example's /metrics text (examples/tests/metrics.rs).
+# grpcio-health-checking is grpcio's health service and stub (tests/health.rs),
+# released in step with grpcio.
 PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2 h2==4.1.0
-              prometheus-client==0.26.0)
+              prometheus-client==0.26.0 grpcio-health-checking==1.85.1)
 
 PYTHON="${PYTHON:-python3}"
 

@@ -242,6 +242,19 @@ pub fn python_server(extra_args: &[&str]) -> Peer {
     peer_server(&python(), "tests/peers/python/echo_server.py", extra_args)
 }
 
+/// Starts another Python peer server, `tests/peers/python/{script}`, that announces its
+/// port the same way (`PORT n`), and waits (bounded) for it.
+pub fn python_script_server(script: &str, extra_args: &[&str]) -> Peer {
+    peer_server(&python(), &format!("tests/peers/python/{script}"), extra_args)
+}
+
+/// A command running the Python peer `tests/peers/python/{script}`.
+pub fn python_script(script: &str) -> Command {
+    let mut command = Command::new(python());
+    command.arg(repo_path(&format!("tests/peers/python/{script}")));
+    command
+}
+
 /// Starts the Node @grpc/grpc-js Echo server and waits (bounded) for its port.
 pub fn node_server(extra_args: &[&str]) -> Peer {
     peer_server("node", "tests/peers/node/echo_server.js", extra_args)
