@@ -8,7 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -135,9 +136,28 @@ fn shutdown_tells_watchers_not_serving_before_the_listener_closes() {
     let env = Environment::new(2);
     let health = HealthReporter::new();
     health.set_status(SERVICE, ServingStatus::Serving);
-    let server = server_with(&env, &health, |b| b);
-    let port = server.port();
-    let client = health_client(&env, port);
+    // A probe service registered after the health service: its shutdown hook runs after
+    // health's, waits until the test's watchers have received NOT_SERVING, then checks that
+    // a new connection is still served (no lame-duck period is set: the listener closes
+    // right after the hooks).
+    let port = Arc::new(AtomicU16::new(0));
+    let (saw_tx, saw_rx) = mpsc::channel::<()>();
+    let (probe_tx, probe_rx) = mpsc::channel();
+    let probe = {
+        let (env, port) = (env.clone(), port.clone());
+        ServiceBuilder::new("grpcore.test.Probe")
+            .on_shutdown(move |_deadline| {
+                let seen = saw_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+                let target = format!("127.0.0.1:{}", port.load(Ordering::Relaxed));
+                let fresh = HealthClient::new(ChannelBuilder::new(&env).connect(&target).unwrap());
+                let answer = fresh.check(ask("")).timeout(Duration::from_secs(5)).wait().map(|r| r.status());
+                let _ = probe_tx.send((seen, answer));
+            })
+            .build()
+    };
+    let server = server_with(&env, &health, |b| b.register_service(probe));
+    port.store(server.port(), Ordering::Relaxed);
+    let client = health_client(&env, server.port());
     let mut watches: Vec<Watch> = ["", SERVICE].iter().map(|s| client.watch(ask(s)).start()).collect();
     for watch in &mut watches {
         assert_eq!(next_status(watch).unwrap(), ServingStatus::Serving);
@@ -146,9 +166,14 @@ fn shutdown_tells_watchers_not_serving_before_the_listener_closes() {
     let grace = Duration::from_secs(20);
     let (stopped, _) = shut_down(server, grace);
     for watch in &mut watches {
-        // NOT_SERVING comes first; the watch ends only once the server refuses calls (its
-        // listeners closed), with UNAVAILABLE.
         assert_eq!(next_status(watch).unwrap(), ServingStatus::NotServing);
+    }
+    saw_tx.send(()).unwrap();
+    let (seen, answer) = probe_rx.recv_timeout(WAIT).expect("the probe's hook ran");
+    assert!(seen, "the hook saw the watchers' NOT_SERVING");
+    assert_eq!(answer.unwrap(), ServingStatus::NotServing, "a new connection was served after the watchers saw NOT_SERVING");
+    for watch in &mut watches {
+        // The watch ends only once the server refuses calls (its listeners closed).
         let end = next_status(watch).unwrap_err();
         assert_eq!(end.code(), Code::Unavailable, "{end}");
     }
@@ -157,7 +182,7 @@ fn shutdown_tells_watchers_not_serving_before_the_listener_closes() {
     let took = stopped.recv_timeout(WAIT).expect("the server stopped");
     assert!(took < Duration::from_secs(5), "the shutdown took {took:?}");
     // And the listener is closed now: a fresh channel finds nobody.
-    let fresh = HealthClient::new(ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{port}")).unwrap());
+    let fresh = HealthClient::new(ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", port.load(Ordering::Relaxed))).unwrap());
     let err = fresh.check(ask("")).timeout(Duration::from_secs(5)).wait().unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err}");
 }
