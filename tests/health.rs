@@ -205,7 +205,6 @@ fn lame_duck_period_keeps_accepting_calls_while_reporting_not_serving() {
     assert_eq!(check(&fresh, "").unwrap(), ServingStatus::NotServing);
     let echo = fresh.channel().unary(&UNARY, &request("late", 1), CallOptions::new().timeout(WAIT)).wait().unwrap();
     assert_eq!(echo.message().message, "late");
-    assert!(start.elapsed() < period, "the checks ran within the lame-duck period ({:?})", start.elapsed());
     // Changes are ignored now.
     health.set_status("", ServingStatus::Serving);
     // After the period the server refuses calls and the watch ends.
