@@ -385,3 +385,20 @@ fn grpcore_health_client_against_grpcio_server() {
     whole.cancel();
     drop(stdin); // the peer stops
 }
+
+#[test]
+fn client_side_health_checking_takes_a_server_without_health_as_serving() {
+    // What ChannelBuilder::health_check documents of the core: the Watch answers
+    // UNIMPLEMENTED, and the backend is used as if it were serving.
+    let env = Environment::new(1);
+    let server = start_echo_server(&env);
+    let channel = ChannelBuilder::new(&env)
+        .health_check(SERVICE)
+        .connect(&format!("ipv4:127.0.0.1:{}", server.port()))
+        .unwrap();
+    let reply = channel
+        .unary(&UNARY, &request("no health here", 7), CallOptions::new().timeout(Duration::from_secs(10)).wait_for_ready(true))
+        .wait()
+        .unwrap();
+    assert_eq!(reply.message().seq, 7);
+}
