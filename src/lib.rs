@@ -40,6 +40,8 @@ pub mod access;
 pub mod admin;
 #[cfg(feature = "channelz")]
 pub mod channelz;
+#[cfg(feature = "health")]
+pub mod health;
 pub mod interceptor;
 mod log_bridge;
 mod metadata;

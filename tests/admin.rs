@@ -50,12 +50,27 @@ fn api_trace_lines(f: impl FnOnce()) -> usize {
 #[test]
 fn admin_services_on_the_applications_server() {
     let env = Environment::new(1);
-    let server = Admin::new().register(ServerBuilder::new(&env).register_service(echo_service())).bind("127.0.0.1:0").build().unwrap();
+    let health = grpcore::health::HealthReporter::new();
+    health.set_status(SERVICE, grpcore::health::ServingStatus::Serving);
+    let server = Admin::new()
+        .health(&health)
+        .register(ServerBuilder::new(&env).register_service(echo_service()))
+        .bind("127.0.0.1:0")
+        .build()
+        .unwrap();
     let listed = grpcurl::run(server.port(), None, &["list"]).expect_ok("list");
-    for service in ["grpc.channelz.v1.Channelz", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", SERVICE] {
+    for service in [
+        "grpc.channelz.v1.Channelz",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        SERVICE,
+    ] {
         assert!(listed.lines().any(|l| l == service), "{service} not in {listed}");
     }
     assert!(!listed.contains("grpcore.admin.v1.CoreTrace"), "the trace switch is off unless asked for: {listed}");
+    let check = grpcurl::run(server.port(), Some(&format!(r#"{{"service": "{SERVICE}"}}"#)), &["grpc.health.v1.Health/Check"]).expect_ok("Check");
+    assert!(check.contains("\"SERVING\""), "{check}");
     let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
     channel.unary(&UNARY, &request("x", 1), CallOptions::new().timeout(Duration::from_secs(20))).wait().unwrap();
     let servers = grpcurl::run(server.port(), Some("{}"), &["grpc.channelz.v1.Channelz/GetServers"]).expect_ok("GetServers");

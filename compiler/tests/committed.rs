@@ -1,6 +1,7 @@
 //! Code that grpcore commits from this compiler's output stays what the compiler writes
 //! today: the reflection and channelz protocols' messages and services
-//! (src/reflection/, src/channelz/ and src/admin/: generated/ from the proto/ beside it). After a change to the compiler or to the proto, rewrite them with
+//! (src/reflection/, src/channelz/, src/health/ and src/admin/: generated/ from the proto/
+//! beside it). After a change to the compiler or to the proto, rewrite them with
 //! `GRPCORE_BLESS=1 cargo test -p grpcore-compiler --test committed` and review the diff.
 //!
 //! grpcore cannot run the compiler from a build script of its own (every user would need
@@ -34,6 +35,11 @@ fn reflection_code_is_up_to_date() {
 #[test]
 fn channelz_code_is_up_to_date() {
     check("src/channelz", "grpc/channelz/v1/channelz.proto", |_| {});
+}
+
+#[test]
+fn health_code_is_up_to_date() {
+    check("src/health", "grpc/health/v1/health.proto", |_| {});
 }
 
 #[test]

@@ -11,6 +11,10 @@
 //! flight get 5 seconds to finish; it exits 0. A second Ctrl-C stops it at once. Call it with
 //! `cargo run -p grpcore-examples --bin helloworld_client`.
 //!
+//! It also serves the standard health service (`grpc.health.v1.Health`): `""` and
+//! `helloworld.Greeter` are `SERVING` while it runs and turn `NOT_SERVING` when it starts
+//! shutting down, before it stops accepting calls.
+//!
 //! The `Greeter` trait and `greeter_grpc::service` are generated from
 //! `helloworld/helloworld.proto` by `build.rs`.
 
@@ -19,6 +23,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use grpcore::health::{HealthReporter, ServingStatus};
 use grpcore::{Environment, ServerBuilder, ServerContext, Status};
 use grpcore_examples::proto::helloworld::greeter_grpc::{self, Greeter};
 use grpcore_examples::proto::helloworld::{HelloReply, HelloRequest};
@@ -60,7 +65,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         .parse()
         .map_err(|_| format!("--port {:?} is not a port number (0 to 65535)", args[0]))?;
     let env = Environment::new(1);
+    // Health: the server as a whole ("") starts SERVING; say so for the greeter too.
+    let health = HealthReporter::new();
+    health.set_status(greeter_grpc::SERVICE_NAME, ServingStatus::Serving);
     let server = ServerBuilder::new(&env)
+        .register_service(health.service())
         .register_service(greeter_grpc::service(Greetings))
         // grpcurl and other reflection clients can list and call it without the .proto.
         .add_reflection()

@@ -9,6 +9,9 @@
 //! prints `listening on 127.0.0.1:<port>`, and serves until SIGTERM or SIGINT arrives or its
 //! standard input ends; then it shuts down gracefully (calls in flight get 5 seconds) and
 //! exits 0.
+//! It also serves the standard health service (`grpc.health.v1.Health`): `""` and
+//! `routeguide.RouteGuide` are `SERVING` while it runs and turn `NOT_SERVING` when it starts
+//! shutting down, before it stops accepting calls.
 //! The `RouteGuide` trait it implements is generated from `route_guide.proto` by `build.rs`.
 
 use std::collections::HashMap;
@@ -18,6 +21,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use grpcore::health::{HealthReporter, ServingStatus};
 use grpcore::{
     Environment, ProstCodec, RequestStream, ServerBuilder, ServerContext, ServerSink, Status,
 };
@@ -140,7 +144,11 @@ fn run() -> Result<(), Box<dyn Error>> {
         notes: Mutex::default(),
     };
     let env = Environment::new(1);
+    // Health: the server as a whole ("") starts SERVING; say so for the route guide too.
+    let health = HealthReporter::new();
+    health.set_status(route_guide_grpc::SERVICE_NAME, ServingStatus::Serving);
     let server = ServerBuilder::new(&env)
+        .register_service(health.service())
         .register_service(route_guide_grpc::service(guide))
         // grpcurl and other reflection clients can list and call it without the .proto.
         .add_reflection()

@@ -1,12 +1,14 @@
 //! The example servers stop gracefully on SIGTERM and SIGINT: helloworld_server and
 //! route_guide_server exit with status 0, and a RouteChat stream in flight when SIGTERM
 //! arrives keeps working within the grace period and ends OK (issue #12: every server
-//! binary).
+//! binary). Both serve health, and a watcher sees `NOT_SERVING` when SIGTERM arrives
+//! (issue #14).
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use grpcore::{ChannelBuilder, Environment};
+use grpcore::health::{HealthCheckRequest, HealthClient, ServingStatus};
+use grpcore::{CallOptions, ChannelBuilder, Code, Environment};
 use grpcore_examples::proto::routeguide::route_guide_grpc::RouteGuideClient;
 use grpcore_examples::proto::routeguide::{Point, RouteNote};
 
@@ -75,4 +77,36 @@ fn route_chat_in_flight_finishes_after_sigterm() {
     });
     let status = server.exit_within(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn both_servers_serve_health_and_turn_not_serving_on_sigterm() {
+    let env = Environment::new(1);
+    for (binary, service) in [
+        (HELLOWORLD, "helloworld.Greeter"),
+        (ROUTE_GUIDE, "routeguide.RouteGuide"),
+    ] {
+        let mut server = start(binary);
+        let client = HealthClient::new(ChannelBuilder::new(&env).connect(&server.target()).unwrap())
+            .with_default_options(CallOptions::new().timeout(Duration::from_secs(20)));
+        let ask = |name: &str| HealthCheckRequest {
+            service: name.into(),
+        };
+        for name in ["", service] {
+            let reply = client.check(ask(name)).wait().unwrap();
+            assert_eq!(reply.status(), ServingStatus::Serving, "{binary}: {name:?}");
+        }
+        futures::executor::block_on(async {
+            let mut watch = client.watch(ask(service)).start();
+            let first = watch.next().await.expect("a status").expect("a status");
+            assert_eq!(first.status(), ServingStatus::Serving, "{binary}");
+            server.signal(libc::SIGTERM);
+            let next = watch.next().await.expect("a status").expect("a status");
+            assert_eq!(next.status(), ServingStatus::NotServing, "{binary}");
+            let end = watch.next().await.expect("the watch's end").unwrap_err();
+            assert_eq!(end.code(), Code::Unavailable, "{binary}: {end}");
+        });
+        let status = server.exit_within(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0), "{binary}: {status:?}");
+    }
 }

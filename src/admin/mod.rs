@@ -1,13 +1,15 @@
-//! The admin services in one call: channelz, server reflection and, where wanted, a switch
-//! for the core's trace flags, either on the server that serves the application or on an
+//! The admin services in one call: channelz, server reflection, health (with the reporter
+//! you give) and, where wanted, a switch for the core's trace flags, either on the server that serves the application or on an
 //! address of their own (a port or a unix socket), as Dropbox's Courier keeps its debug
 //! endpoints apart from the traffic.
 //!
 //! ```no_run
 //! use grpcore::admin::Admin;
 //! # let env = grpcore::Environment::new(1);
-//! // On the application's server:
+//! // On the application's server, with its health:
+//! let health = grpcore::health::HealthReporter::new();
 //! let server = Admin::new()
+//!     .health(&health)
 //!     .register(grpcore::ServerBuilder::new(&env))
 //!     .bind("0.0.0.0:50051")
 //!     .build()?;
@@ -28,6 +30,7 @@ mod generated {
 }
 
 use crate::env::Environment;
+use crate::health::HealthReporter;
 use crate::error::Error;
 use crate::server::{Server, ServerBuilder};
 use crate::server::service::Service;
@@ -43,12 +46,20 @@ use self::v1::{SetTraceRequest, SetTraceResponse};
 #[derive(Clone, Debug, Default)]
 pub struct Admin {
     trace_switch: bool,
+    health: Option<HealthReporter>,
 }
 
 impl Admin {
-    /// Channelz and reflection; no trace switch.
+    /// Channelz and reflection; no health service, no trace switch.
     pub fn new() -> Admin {
         Admin::default()
+    }
+
+    /// Also serve `grpc.health.v1.Health` from `reporter` (on an admin server of its own,
+    /// it answers for the application: probes then need not reach the traffic port).
+    pub fn health(mut self, reporter: &HealthReporter) -> Admin {
+        self.health = Some(reporter.clone());
+        self
     }
 
     /// Also serve `grpcore.admin.v1.CoreTrace`, the switch for the core's trace flags.
@@ -61,6 +72,9 @@ impl Admin {
     /// it is a setting of the server, see [`register`](Self::register)).
     pub fn services(&self, env: &Environment) -> Vec<Service> {
         let mut services = vec![crate::channelz::service()];
+        if let Some(health) = &self.health {
+            services.push(health.service());
+        }
         if self.trace_switch {
             services.push(core_trace_grpc::service(Switch(env.clone())));
         }

@@ -21,7 +21,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grpcore_sys as ffi;
 
@@ -42,7 +42,7 @@ use crate::status::Code;
 use self::limits::MessageLimits;
 use self::handler::{Arrived, BoxFuture, IncomingCall, OwnedSpawn, Spawn};
 use crate::interceptor::{DynServerInterceptor, ServerChain, ServerInterceptor};
-use self::service::{MethodEntry, Service};
+use self::service::{MethodEntry, RefusingHook, Service, ShutdownHook};
 
 /// Default request slots posted per method and per completion queue.
 const DEFAULT_SLOTS_PER_METHOD: usize = 32;
@@ -74,6 +74,8 @@ pub struct ServerBuilder {
     slots_per_method: usize,
     spawner: Option<Spawner>,
     lean: bool,
+    /// How long the server keeps accepting calls after its services' shutdown hooks ran.
+    lame_duck: Duration,
     /// The server's interceptors, outermost first.
     interceptors: Vec<Arc<dyn DynServerInterceptor>>,
     error: Option<Error>,
@@ -110,6 +112,7 @@ impl ServerBuilder {
             slots_per_method: DEFAULT_SLOTS_PER_METHOD,
             spawner: None,
             lean: false,
+            lame_duck: Duration::ZERO,
             interceptors: Vec::new(),
             error: None,
             reflection: false,
@@ -190,6 +193,18 @@ impl ServerBuilder {
         F: Fn(std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>) + Send + Sync + 'static,
     {
         self.spawner = Some(Arc::new(spawn));
+        self
+    }
+
+    /// How long [`Server::shutdown`] keeps the server accepting calls after its services'
+    /// [shutdown hooks](Service::on_shutdown) ran (the [health service](crate::health) then
+    /// reports every service `NOT_SERVING`), before it closes its listeners and refuses new
+    /// calls: time for load balancers that poll health (a Kubernetes readiness probe, an
+    /// LB's periodic `Check`) to see the change and route calls elsewhere. Counted from the
+    /// start of the shutdown, so hooks that took longer leave less of it. Default: zero
+    /// (watchers of the health service have still been sent `NOT_SERVING` first).
+    pub fn lame_duck_period(mut self, period: Duration) -> ServerBuilder {
+        self.lame_duck = period;
         self
     }
 
@@ -377,10 +392,13 @@ impl ServerBuilder {
             self.services.extend(reflection);
         }
         let mut entries: Vec<(MethodEntry, Option<ServerChain>)> = Vec::new();
+        let mut hooks = ShutdownHooks::default();
         for service in std::mem::take(&mut self.services) {
             if let Some(e) = service.error {
                 return Err(e);
             }
+            hooks.before.extend(service.shutdown_hooks);
+            hooks.refusing.extend(service.refusing_hooks);
             // Each method's chain is resolved once, here: the server's interceptors, then
             // the service's; `None` keeps the uninterrupted path.
             let chain: Vec<_> = self.interceptors.iter().chain(&service.interceptors).cloned().collect();
@@ -463,6 +481,8 @@ impl ServerBuilder {
             shutting_down: AtomicBool::new(false),
             spawner: self.spawner.clone(),
             limits,
+            hooks: Mutex::new(hooks),
+            lame_duck: self.lame_duck,
         });
         for cq in self.env.cqs() {
             for i in 0..inner.methods.len() {
@@ -553,6 +573,52 @@ pub(crate) struct ServerInner {
     spawner: Option<Spawner>,
     /// The message sizes grpcore checks itself (lean mode only).
     limits: MessageLimits,
+    /// The services' shutdown hooks, each taken (and run) once.
+    hooks: Mutex<ShutdownHooks>,
+    /// See [`ServerBuilder::lame_duck_period`].
+    lame_duck: Duration,
+}
+
+/// The hooks of the services of a server (`Service::on_shutdown`, `on_refusing_calls`).
+#[derive(Default)]
+struct ShutdownHooks {
+    before: Vec<ShutdownHook>,
+    refusing: Vec<RefusingHook>,
+}
+
+/// Runs `hook`, logging its panic instead of passing it on.
+fn run_hook(hook: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)) {
+        log::error!("a service's shutdown hook panicked: {}", crate::task::panic_message(&*panic));
+    }
+}
+
+impl ServerInner {
+    fn hooks(&self) -> std::sync::MutexGuard<'_, ShutdownHooks> {
+        self.hooks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the services' lame-duck hooks (once; later calls find none), each given
+    /// `deadline`.
+    fn run_shutdown_hooks(&self, deadline: Instant) {
+        let hooks = std::mem::take(&mut self.hooks().before);
+        for hook in hooks {
+            run_hook(|| hook(deadline));
+        }
+    }
+
+    /// Runs the services' hooks for a server that refuses calls (once).
+    fn run_refusing_hooks(&self) {
+        let hooks = std::mem::take(&mut self.hooks().refusing);
+        for hook in hooks {
+            run_hook(hook);
+        }
+    }
+
+    /// Whether a shutdown has work to do before the listeners close.
+    fn has_lame_duck_phase(&self) -> bool {
+        !self.lame_duck.is_zero() || !self.hooks().before.is_empty()
+    }
 }
 
 // SAFETY: the core's server is thread-safe; method handles are immutable after start.
@@ -799,6 +865,14 @@ pub(crate) struct ShutdownSignal {
 }
 
 impl ShutdownSignal {
+    fn new() -> Arc<ShutdownSignal> {
+        Arc::new(ShutdownSignal {
+            done: Mutex::new(false),
+            cond: Condvar::new(),
+            batch: Batch::new(()),
+        })
+    }
+
     fn finish(&self) {
         *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.cond.notify_all();
@@ -816,14 +890,9 @@ impl ShutdownSignal {
     }
 }
 
-/// Starts the core's shutdown: no new calls; the signal fires when in-flight calls are done.
-fn begin_shutdown(inner: &Arc<ServerInner>) -> Arc<ShutdownSignal> {
+/// Starts the core's shutdown: no new calls; `signal` fires when in-flight calls are done.
+fn begin_shutdown(inner: &Arc<ServerInner>, signal: &Arc<ShutdownSignal>) {
     inner.shutting_down.store(true, Ordering::Release);
-    let signal = Arc::new(ShutdownSignal {
-        done: Mutex::new(false),
-        cond: Condvar::new(),
-        batch: Batch::new(()),
-    });
     let cq = &inner.env.cqs()[0];
     match cq.borrow() {
         Some(borrow) => {
@@ -839,7 +908,6 @@ fn begin_shutdown(inner: &Arc<ServerInner>) -> Arc<ShutdownSignal> {
         }
         None => signal.finish(),
     }
-    signal
 }
 
 /// A running server. Dropping it stops it without waiting: in-flight calls are cancelled.
@@ -875,21 +943,53 @@ impl Server {
 
     /// Stops accepting calls, lets in-flight calls finish for up to `grace`, then cancels
     /// the rest. The future resolves when the server has fully stopped.
+    ///
+    /// First comes the lame-duck phase, when there is one: the
+    /// [shutdown hooks](Service::on_shutdown) of the server's services run (a registered
+    /// [health service](crate::health) turns every status `NOT_SERVING` and waits, at most
+    /// `grace`, until its watchers have been sent that), and the server keeps accepting
+    /// calls until the [lame-duck period](ServerBuilder::lame_duck_period) has passed. This
+    /// runs on a thread of its own, so `shutdown` returns at once; the listeners close after
+    /// it. A server with neither hooks nor a lame-duck period stops accepting calls before
+    /// `shutdown` returns. Once it refuses calls, the services'
+    /// [`on_refusing_calls`](Service::on_refusing_calls) hooks run (the health service ends
+    /// its `Watch` calls there, so they do not hold the shutdown for the whole grace).
     pub fn shutdown(mut self, grace: Duration) -> ShutdownFuture {
-        let signal = begin_shutdown(&self.inner);
+        let signal = ShutdownSignal::new();
         self.shutdown = Some(signal.clone());
+        let lame_duck = self.inner.has_lame_duck_phase();
+        if !lame_duck {
+            begin_shutdown(&self.inner, &signal);
+            self.inner.run_refusing_hooks();
+        }
         let inner = self.inner.clone();
-        let timer_signal = signal.clone();
+        let thread_signal = signal.clone();
         let spawned = std::thread::Builder::new()
             .name("grpcore-shutdown".into())
             .spawn(move || {
-                if !timer_signal.wait(grace) {
+                if lame_duck {
+                    let start = Instant::now();
+                    inner.run_shutdown_hooks(start + grace);
+                    let rest = inner.lame_duck.saturating_sub(start.elapsed());
+                    if !rest.is_zero() {
+                        std::thread::sleep(rest);
+                    }
+                    begin_shutdown(&inner, &thread_signal);
+                    inner.run_refusing_hooks();
+                }
+                if !thread_signal.wait(grace) {
                     // SAFETY: shutdown_and_notify was called (begin_shutdown) and the server
                     // is alive (`inner`).
                     unsafe { ffi::grpc_server_cancel_all_calls(inner.raw) };
                 }
             });
         if spawned.is_err() {
+            // No thread to wait on: the hooks get no time, and the calls no grace.
+            if lame_duck {
+                self.inner.run_shutdown_hooks(Instant::now());
+                begin_shutdown(&self.inner, &signal);
+                self.inner.run_refusing_hooks();
+            }
             // SAFETY: as above.
             unsafe { ffi::grpc_server_cancel_all_calls(self.inner.raw) };
         }
@@ -900,7 +1000,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if self.shutdown.is_none() {
-            begin_shutdown(&self.inner);
+            // Dropped without a shutdown: the hooks still run, but get no time.
+            self.inner.run_shutdown_hooks(Instant::now());
+            begin_shutdown(&self.inner, &ShutdownSignal::new());
+            self.inner.run_refusing_hooks();
             // SAFETY: shutdown_and_notify has been called; the server is alive.
             unsafe { ffi::grpc_server_cancel_all_calls(self.inner.raw) };
         }

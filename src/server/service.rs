@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::context::ServerContext;
 use super::handler::{Handler, UnaryHandler};
@@ -30,7 +31,18 @@ pub struct Service {
     /// Serialized `FileDescriptorProto`s describing the service (generated services carry
     /// them; reflection serves them).
     pub(crate) file_descriptors: Vec<bytes::Bytes>,
+    /// Run when a server serving this service starts to shut down (see [`Service::on_shutdown`]).
+    pub(crate) shutdown_hooks: Vec<ShutdownHook>,
+    /// Run once its server refuses new calls (see [`Service::on_refusing_calls`]).
+    pub(crate) refusing_hooks: Vec<RefusingHook>,
 }
+
+/// A hook of [`Service::on_shutdown`]; its argument is the time by which the server stops
+/// waiting for it.
+pub(crate) type ShutdownHook = Box<dyn FnOnce(Instant) + Send>;
+
+/// A hook of [`Service::on_refusing_calls`].
+pub(crate) type RefusingHook = Box<dyn FnOnce() + Send>;
 
 impl Service {
     /// Adds an interceptor that sees every call of this service, after the server's
@@ -38,6 +50,34 @@ impl Service {
     /// Works on generated services too: `greeter_grpc::service(imp).intercept(..)`.
     pub fn intercept(mut self, interceptor: impl ServerInterceptor) -> Service {
         self.interceptors.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Runs `hook` once, when a server serving this service begins to shut down, before it
+    /// stops accepting calls: the lame-duck phase, in which a service can tell the world it
+    /// is going away while its server still answers (the [health service](crate::health)
+    /// turns every status `NOT_SERVING` here).
+    ///
+    /// On [`Server::shutdown`](crate::Server::shutdown) the hooks of every service run one
+    /// after another on the server's shutdown thread, never on a completion-queue thread,
+    /// so a hook may block; each gets the instant by which the server stops waiting for
+    /// the hooks (the shutdown's grace period from its start) and should return by then.
+    /// When a [`Server`](crate::Server) is dropped without `shutdown`, the hooks run on the
+    /// dropping thread with a deadline already past: they should do their work and not
+    /// wait. A panicking hook is logged and the shutdown goes on.
+    pub fn on_shutdown(mut self, hook: impl FnOnce(Instant) + Send + 'static) -> Service {
+        self.shutdown_hooks.push(Box::new(hook));
+        self
+    }
+
+    /// Runs `hook` once, when a server serving this service has stopped accepting calls (its
+    /// listeners are closed, after the [lame-duck phase](Self::on_shutdown)) while its calls
+    /// in flight still have their grace period: a service whose calls never end by
+    /// themselves (subscriptions, the health service's `Watch`) ends them here, so that a
+    /// graceful shutdown need not wait its whole grace period for them. Runs on the
+    /// thread that shuts the server down; it must not block. A panicking hook is logged.
+    pub fn on_refusing_calls(mut self, hook: impl FnOnce() + Send + 'static) -> Service {
+        self.refusing_hooks.push(Box::new(hook));
         self
     }
 }
@@ -74,6 +114,8 @@ impl ServiceBuilder {
                 interceptors: Vec::new(),
                 error: None,
                 file_descriptors: Vec::new(),
+                shutdown_hooks: Vec::new(),
+                refusing_hooks: Vec::new(),
             },
         }
     }
@@ -196,6 +238,20 @@ impl ServiceBuilder {
     /// has none unless given here. Calling it again adds to the list.
     pub fn file_descriptors(mut self, files: &'static [&'static [u8]]) -> ServiceBuilder {
         self.service.file_descriptors.extend(files.iter().map(|f| bytes::Bytes::from_static(f)));
+        self
+    }
+
+    /// Runs `hook` when a server serving this service begins to shut down (see
+    /// [`Service::on_shutdown`]).
+    pub fn on_shutdown(mut self, hook: impl FnOnce(Instant) + Send + 'static) -> ServiceBuilder {
+        self.service = self.service.on_shutdown(hook);
+        self
+    }
+
+    /// Runs `hook` when a server serving this service has stopped accepting calls (see
+    /// [`Service::on_refusing_calls`]).
+    pub fn on_refusing_calls(mut self, hook: impl FnOnce() + Send + 'static) -> ServiceBuilder {
+        self.service = self.service.on_refusing_calls(hook);
         self
     }
 

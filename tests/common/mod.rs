@@ -244,6 +244,13 @@ pub fn python_peer_server(script: &str, args: &[&str]) -> Peer {
     peer_server(&python(), &format!("tests/peers/python/{script}"), args)
 }
 
+/// A command running the Python peer `tests/peers/python/{script}`.
+pub fn python_script(script: &str) -> Command {
+    let mut command = Command::new(python());
+    command.arg(repo_path(&format!("tests/peers/python/{script}")));
+    command
+}
+
 /// Starts the Node @grpc/grpc-js Echo server and waits (bounded) for its port.
 pub fn node_server(extra_args: &[&str]) -> Peer {
     peer_server("node", "tests/peers/node/echo_server.js", extra_args)
