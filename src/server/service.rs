@@ -8,6 +8,7 @@ use super::context::ServerContext;
 use super::handler::{Handler, UnaryHandler};
 use super::streaming::{ClientStreamingHandler, DuplexHandler, ServerStreamingHandler};
 use crate::codec::Codec;
+use crate::deadline::DeadlinePolicy;
 use crate::error::Error;
 use crate::interceptor::{DynServerInterceptor, ServerInterceptor};
 use crate::method::{Method, MethodKind};
@@ -18,6 +19,8 @@ pub(crate) struct MethodEntry {
     pub(crate) path: Arc<str>,
     pub(crate) kind: MethodKind,
     pub(crate) handler: Arc<dyn Handler>,
+    /// The policy of the method descriptor it was registered with.
+    pub(crate) deadline: Option<DeadlinePolicy>,
 }
 
 /// A set of method handlers, ready to add to a [`ServerBuilder`](crate::ServerBuilder).
@@ -30,9 +33,27 @@ pub struct Service {
     /// Serialized `FileDescriptorProto`s describing the service (generated services carry
     /// them; reflection serves them).
     pub(crate) file_descriptors: Vec<bytes::Bytes>,
+    /// The status that refuses a call without a deadline (`None`: `INVALID_ARGUMENT`).
+    pub(crate) missing_deadline: Option<Status>,
 }
 
 impl Service {
+    /// The status this service's methods refuse a call with when it comes without a
+    /// deadline and the method's [`DeadlinePolicy`] requires one (default:
+    /// `INVALID_ARGUMENT`, with a message naming the method). Works on generated services:
+    /// `greeter_grpc::service(imp).missing_deadline_status(..)`.
+    ///
+    /// ```
+    /// use grpcore::{Code, ServiceBuilder, Status};
+    /// let service = ServiceBuilder::new("demo.Echo")
+    ///     .build()
+    ///     .missing_deadline_status(Status::new(Code::FailedPrecondition, "set a timeout"));
+    /// ```
+    pub fn missing_deadline_status(mut self, status: Status) -> Service {
+        self.missing_deadline = Some(status);
+        self
+    }
+
     /// Adds an interceptor that sees every call of this service, after the server's
     /// interceptors and this service's earlier ones (see [`interceptor`](crate::interceptor)).
     /// Works on generated services too: `greeter_grpc::service(imp).intercept(..)`.
@@ -74,11 +95,15 @@ impl ServiceBuilder {
                 interceptors: Vec::new(),
                 error: None,
                 file_descriptors: Vec::new(),
+                missing_deadline: None,
             },
         }
     }
 
     /// Serves a unary method with an async handler.
+    ///
+    /// Here and in the other `add_` methods, a method descriptor with a [`DeadlinePolicy`]
+    /// makes the server check each call's deadline against it before the handler runs.
     ///
     /// The handler gets the decoded request and the call's [`ServerContext`] and returns the
     /// response or a [`Status`]. A handler that panics answers `INTERNAL`; the server keeps
@@ -165,10 +190,10 @@ impl ServiceBuilder {
             )));
             return self;
         }
-        self.add(method.path(), kind, handler)
+        self.add(method.path(), kind, handler, method.deadline_policy().copied())
     }
 
-    fn add(mut self, path: &str, kind: MethodKind, handler: Arc<dyn Handler>) -> ServiceBuilder {
+    fn add(mut self, path: &str, kind: MethodKind, handler: Arc<dyn Handler>, deadline: Option<DeadlinePolicy>) -> ServiceBuilder {
         let expected_prefix = format!("/{}/", self.service.name);
         if !path.starts_with(&expected_prefix) || path.len() == expected_prefix.len() {
             self.service.error.get_or_insert(Error::Config(format!(
@@ -180,6 +205,7 @@ impl ServiceBuilder {
             path: path.into(),
             kind,
             handler,
+            deadline,
         });
         self
     }
