@@ -6,8 +6,8 @@
 //! A policy acts at both ends of a call made with its method descriptor:
 //!
 //! - **client**: a call with no deadline of its own (no [`CallOptions::timeout`] or
-//!   [`deadline`](CallOptions::deadline), no parent deadline to inherit, no
-//!   [`default_timeout`](CallOptions::default_timeout) of the caller's) gets the policy's
+//!   [`deadline`](crate::CallOptions::deadline), no parent deadline to inherit, no
+//!   [`default_timeout`](crate::CallOptions::default_timeout) of the caller's) gets the policy's
 //!   default timeout;
 //! - **server**: a call that arrives without a deadline is refused (`INVALID_ARGUMENT`, or the
 //!   status given to [`Service::missing_deadline_status`](crate::Service::missing_deadline_status))

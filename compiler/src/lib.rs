@@ -52,6 +52,24 @@
 //! let feature = client.get_feature(point).timeout(Duration::from_secs(1)).await?;
 //! ```
 //!
+//! # grpcore's proto options
+//!
+//! `import "grpcore/options.proto";` ([`OPTIONS_PROTO`]) needs no include path of yours:
+//! [`Builder::compile`] adds the file's directory to protoc's; with the plugin, pass
+//! `-I "$(protoc-gen-grpcore --include-dir)"` to protoc. Its options:
+//!
+//! - `(grpcore.service_deadline)` on a service, `(grpcore.deadline)` on a method (which
+//!   overrides the service's field by field): `default_timeout_ms`, `max_timeout_ms`,
+//!   `no_deadline_needed`. The method's descriptor in `methods` gets the
+//!   `grpcore::DeadlinePolicy` through which generated clients give calls without a deadline
+//!   the default, and servers refuse calls without one and bring far deadlines in;
+//! - `(grpcore.code)` on the values of an enum: the enum gets `grpcore::ApplicationError`
+//!   and `From<Enum> for grpcore::Status` (the mapped code, an `ErrorInfo` naming the value).
+//!
+//! The options are read from protoc's serialized descriptors (prost's descriptor types drop
+//! them): [`Builder::generate`] does not see them, [`Builder::generate_from_descriptor_set`]
+//! does.
+//!
 //! # protoc
 //!
 //! protoc is found through the `PROTOC` variable, then on `PATH`, then (feature
