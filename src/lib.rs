@@ -23,6 +23,8 @@
 #![warn(unsafe_op_in_unsafe_fn)]
 
 mod args;
+#[cfg(feature = "prost")]
+mod app_error;
 mod blocking;
 mod buffer;
 mod call;
@@ -31,6 +33,7 @@ mod codec;
 mod connectivity;
 mod cq;
 mod credentials;
+pub mod deadline;
 mod env;
 mod error;
 #[cfg(feature = "prost")]
@@ -81,6 +84,9 @@ pub use credentials::{
 pub use codec::ProstCodec;
 #[cfg(feature = "protobuf")]
 pub use codec::ProtobufCodec;
+#[cfg(feature = "prost")]
+pub use app_error::ApplicationError;
+pub use deadline::DeadlinePolicy;
 pub use env::{EnvBuilder, Environment, JoinHandle};
 pub use error::{Error, Result};
 pub use interceptor::{CallEnd, ClientCallInfo, ClientInterceptor, Extensions, ServerCallInfo, ServerInterceptor};

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
+use crate::deadline::DeadlinePolicy;
+
 /// The four kinds of gRPC methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MethodKind {
@@ -30,6 +32,7 @@ pub enum MethodKind {
 pub struct Method<Req, Resp, C> {
     kind: MethodKind,
     path: Cow<'static, str>,
+    deadline: Option<DeadlinePolicy>,
     _types: PhantomData<fn(Req, C) -> Resp>,
 }
 
@@ -39,6 +42,7 @@ impl<Req, Resp, C> Method<Req, Resp, C> {
         Method {
             kind,
             path: Cow::Borrowed(path),
+            deadline: None,
             _types: PhantomData,
         }
     }
@@ -48,6 +52,7 @@ impl<Req, Resp, C> Method<Req, Resp, C> {
         Method {
             kind,
             path: Cow::Owned(path.into()),
+            deadline: None,
             _types: PhantomData,
         }
     }
@@ -86,6 +91,28 @@ impl<Req, Resp, C> Method<Req, Resp, C> {
     pub fn kind(&self) -> MethodKind {
         self.kind
     }
+
+    /// The same method with a [`DeadlinePolicy`]: calls made with this descriptor get its
+    /// default timeout when they have no deadline, and a service that registers it checks
+    /// arriving calls against it. grpcore-compiler sets it from the proto's
+    /// `(grpcore.deadline)` options.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use grpcore::{BytesCodec, DeadlinePolicy, Method};
+    /// const ECHO: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::unary("/demo.Echo/Echo")
+    ///     .with_deadline_policy(DeadlinePolicy::new().with_default_timeout(Duration::from_secs(1)));
+    /// assert_eq!(ECHO.deadline_policy().unwrap().default_timeout(), Some(Duration::from_secs(1)));
+    /// ```
+    pub const fn with_deadline_policy(mut self, policy: DeadlinePolicy) -> Self {
+        self.deadline = Some(policy);
+        self
+    }
+
+    /// The method's deadline policy, if it has one.
+    pub fn deadline_policy(&self) -> Option<&DeadlinePolicy> {
+        self.deadline.as_ref()
+    }
 }
 
 impl<Req, Resp, C> Clone for Method<Req, Resp, C> {
@@ -93,6 +120,7 @@ impl<Req, Resp, C> Clone for Method<Req, Resp, C> {
         Method {
             kind: self.kind,
             path: self.path.clone(),
+            deadline: self.deadline,
             _types: PhantomData,
         }
     }
@@ -103,6 +131,7 @@ impl<Req, Resp, C> fmt::Debug for Method<Req, Resp, C> {
         f.debug_struct("Method")
             .field("kind", &self.kind)
             .field("path", &self.path)
+            .field("deadline", &self.deadline)
             .finish()
     }
 }

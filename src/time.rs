@@ -46,6 +46,25 @@ pub(crate) fn has_passed(deadline: ffi::gpr_timespec, slack: Duration) -> bool {
     }
 }
 
+/// True for the core's "never" (a call without a deadline).
+pub(crate) fn is_infinite(deadline: ffi::gpr_timespec) -> bool {
+    deadline.tv_sec == i64::MAX
+}
+
+/// `deadline`, or `max` from now on the core's monotonic clock when that comes first
+/// ("never" included).
+pub(crate) fn clamp(deadline: ffi::gpr_timespec, max: Duration) -> ffi::gpr_timespec {
+    // SAFETY: pure functions over plain values.
+    unsafe {
+        let cap = ffi::gpr_time_add(ffi::gpr_now(ffi::GPR_CLOCK_MONOTONIC), from_timeout(max));
+        if is_infinite(deadline) || ffi::gpr_time_cmp(ffi::gpr_convert_clock_type(deadline, ffi::GPR_CLOCK_MONOTONIC), cap) > 0 {
+            cap
+        } else {
+            deadline
+        }
+    }
+}
+
 /// The `Instant` of a deadline from the core; `None` for "never".
 pub(crate) fn to_instant(ts: ffi::gpr_timespec) -> Option<Instant> {
     if ts.tv_sec == i64::MAX {

@@ -681,3 +681,33 @@ fn blocking_calls_drive_a_waiting_client_interceptor() {
     assert_eq!(items.len(), 3);
     assert!(items.into_iter().all(|i| i.is_ok()));
 }
+
+#[test]
+fn a_deadline_policy_refusal_is_an_end_the_interceptors_see_without_a_start() {
+    let env = Environment::new(1);
+    let recorder = Recorder::default();
+    let policy = grpcore::DeadlinePolicy::new().with_max_timeout(Duration::from_secs(2));
+    let strict = UNARY.with_deadline_policy(policy);
+    let service = ServiceBuilder::new(SERVICE).add_unary(&strict, unary_echo).build();
+    let server = ServerBuilder::new(&env)
+        .intercept(recorder.clone())
+        .register_service(service)
+        .bind("127.0.0.1:0")
+        .build()
+        .unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+
+    // No deadline (the bare descriptor carries no default): refused before the chain.
+    let err = channel.unary(&UNARY, &request("no deadline", 1), CallOptions::new()).wait().unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    let ends = recorder.ends(1);
+    assert_eq!((ends[0].code(), ends[0].method()), (Code::InvalidArgument, UNARY.path()));
+    assert!(recorder.starts.lock().unwrap().is_empty(), "a start hook ran for a refused call");
+
+    // A deadline beyond the maximum: admitted, through the chain.
+    channel.unary(&UNARY, &request("far", 2), CallOptions::new().timeout(Duration::from_secs(60))).wait().unwrap();
+    recorder.ends(2);
+    let starts = recorder.starts.lock().unwrap().clone();
+    assert_eq!(starts.len(), 1);
+    assert!(starts[0].2, "the start hook saw no deadline");
+}

@@ -1,5 +1,7 @@
 //! The tricky proto set (compiler/tests/protos/tricky) through both codecs: prost into
-//! OUT_DIR/prost, rust-protobuf into OUT_DIR/protobuf. Extra attributes go on a message
+//! OUT_DIR/prost, rust-protobuf into OUT_DIR/protobuf; the policy set (grpcore's own proto
+//! options, compiler/tests/protos/policy) likewise into OUT_DIR/policy-prost and
+//! OUT_DIR/policy-protobuf. Extra attributes go on a message
 //! and on a client and a server (tests/run.rs checks they reached their items, and only those).
 use std::path::PathBuf;
 
@@ -25,5 +27,12 @@ fn main() -> Result<(), grpcore_compiler::Error> {
         .compile(&protos, &includes)?;
     with_attributes(Codec::Protobuf, "#[derive(Eq)]")
         .out_dir(out.join("protobuf"))
-        .compile(&protos, &includes)
+        .compile(&protos, &includes)?;
+    // grpcore/options.proto is found without an include path of ours.
+    let policy = ["../tests/protos/policy/grpcore/policy/library.proto"];
+    let includes = ["../tests/protos/policy"];
+    for (codec, dir) in [(Codec::Prost, "policy-prost"), (Codec::Protobuf, "policy-protobuf")] {
+        grpcore_compiler::configure().codec(codec).out_dir(out.join(dir)).compile(&policy, &includes)?;
+    }
+    Ok(())
 }

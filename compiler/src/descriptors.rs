@@ -13,12 +13,16 @@ use std::fmt::Write as _;
 use prost::Message as _;
 use prost_types::FileDescriptorProto;
 
+use crate::options::{self, without_options_import};
 use crate::Error;
 
 /// The serialized descriptors of `file` (first) and of its transitive imports, found in
 /// `files` by name, each once, in the order a breadth-first walk of the imports meets them.
+///
+/// `grpcore/options.proto` is left out, and the imports of it dropped (see
+/// [`without_options_import`]).
 pub(crate) fn closure(file: &FileDescriptorProto, files: &[FileDescriptorProto]) -> Result<Vec<Vec<u8>>, Error> {
-    let mut seen: HashSet<&str> = HashSet::from([file.name()]);
+    let mut seen: HashSet<&str> = HashSet::from([file.name(), options::FILE_NAME]);
     let mut order = vec![file];
     let mut next = 0;
     while next < order.len() {
@@ -41,7 +45,7 @@ pub(crate) fn closure(file: &FileDescriptorProto, files: &[FileDescriptorProto])
     Ok(order
         .into_iter()
         .map(|f| {
-            let mut stripped = f.clone();
+            let mut stripped = without_options_import(f);
             stripped.source_code_info = None;
             stripped.encode_to_vec()
         })

@@ -52,6 +52,24 @@
 //! let feature = client.get_feature(point).timeout(Duration::from_secs(1)).await?;
 //! ```
 //!
+//! # grpcore's proto options
+//!
+//! `import "grpcore/options.proto";` ([`OPTIONS_PROTO`]) needs no include path of yours:
+//! [`Builder::compile`] adds the file's directory to protoc's; with the plugin, pass
+//! `-I "$(protoc-gen-grpcore --include-dir)"` to protoc. Its options:
+//!
+//! - `(grpcore.service_deadline)` on a service, `(grpcore.deadline)` on a method (which
+//!   overrides the service's field by field): `default_timeout_ms`, `max_timeout_ms`,
+//!   `no_deadline_needed`. The method's descriptor in `methods` gets the
+//!   `grpcore::DeadlinePolicy` through which generated clients give calls without a deadline
+//!   the default, and servers refuse calls without one and bring far deadlines in;
+//! - `(grpcore.code)` on the values of an enum: the enum gets `grpcore::ApplicationError`
+//!   and `From<Enum> for grpcore::Status` (the mapped code, an `ErrorInfo` naming the value).
+//!
+//! The options are read from protoc's serialized descriptors (prost's descriptor types drop
+//! them): [`Builder::generate`] does not see them, [`Builder::generate_from_descriptor_set`]
+//! does.
+//!
 //! # protoc
 //!
 //! protoc is found through the `PROTOC` variable, then on `PATH`, then (feature
@@ -65,6 +83,7 @@ mod comments;
 mod descriptors;
 mod layout;
 mod names;
+mod options;
 mod prost_gen;
 #[cfg(feature = "protobuf")]
 mod protobuf_gen;
@@ -76,8 +95,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use prost::Message as _;
 use prost_types::FileDescriptorProto;
 
+use options::ProtoOptions;
+pub use options::{write_options_proto, OPTIONS_PROTO};
 use service::{EmitOptions, MethodDef, ServiceDef};
 
 /// Which generator writes the messages, and so which grpcore codec the stubs use.
@@ -275,6 +297,7 @@ impl Settings {
 pub(crate) fn services_of(
     file: &FileDescriptorProto,
     files: &[FileDescriptorProto],
+    options: &ProtoOptions,
     resolve: impl Fn(&str, &str, &str) -> Result<(String, String), Error>,
 ) -> Result<Vec<ServiceDef>, Error> {
     let mut defs = Vec::new();
@@ -310,6 +333,7 @@ pub(crate) fn services_of(
                 server_streaming: m.server_streaming(),
                 docs: comments::doc_lines(file, &[6, si as i32, 2, mi as i32]),
                 deprecated: m.options.as_ref().is_some_and(|o| o.deprecated()),
+                deadline: options.deadline(&format!("{full}/{}", m.name())),
             });
         }
         defs.push(def);
@@ -525,7 +549,7 @@ impl Builder {
             }
             other => other,
         })?;
-        let set = protoc::descriptors(&protoc, &protos, &includes, &self.protoc_args)?;
+        let (set, encoded) = protoc::descriptors(&protoc, &protos, &includes, &self.protoc_args)?;
         if rerun {
             for file in &set.file {
                 if let Some(path) = protoc::locate(file.name(), &includes) {
@@ -533,7 +557,10 @@ impl Builder {
                 }
             }
         }
-        let files = self.generate(set.file)?;
+        let raw = options::RawFiles::decode(encoded.as_slice())
+            .map_err(|e| Error::Io(format!("protoc wrote descriptors that do not decode: {e}")))?;
+        let options = ProtoOptions::read(raw.file.iter().map(Vec::as_slice))?;
+        let files = self.generate_with(set.file, &options)?;
         std::fs::create_dir_all(&out_dir).map_err(|e| {
             Error::Io(format!(
                 "creating the output directory {}: {e}",
@@ -554,12 +581,32 @@ impl Builder {
 
     /// Generates the files for `files`: descriptors of the protos and of everything they
     /// import, dependencies first, as protoc gives them (`--include_imports`, or a plugin's
-    /// request). Files of the well-known types are left to the codec's runtime crate.
+    /// request). Files of the well-known types, and `grpcore/options.proto`, are left to
+    /// the runtime crates.
+    ///
+    /// prost's descriptor types drop custom options, so grpcore's own
+    /// (`grpcore/options.proto`: deadlines, error codes) are not seen here: use
+    /// [`generate_from_descriptor_set`](Self::generate_from_descriptor_set) to have them.
     pub fn generate(&self, files: Vec<FileDescriptorProto>) -> Result<Vec<GeneratedFile>, Error> {
+        self.generate_with(files, &ProtoOptions::default())
+    }
+
+    /// Like [`generate`](Self::generate), from a serialized `FileDescriptorSet` as protoc
+    /// writes it (`protoc --include_imports -o FILE`), reading grpcore's proto options
+    /// (`grpcore/options.proto`) too. The plugin uses it.
+    pub fn generate_from_descriptor_set(&self, encoded: &[u8]) -> Result<Vec<GeneratedFile>, Error> {
+        let bad = |e: prost::DecodeError| Error::Config(format!("the descriptor set does not decode: {e}"));
+        let set = prost_types::FileDescriptorSet::decode(encoded).map_err(bad)?;
+        let raw = options::RawFiles::decode(encoded).map_err(bad)?;
+        let options = ProtoOptions::read(raw.file.iter().map(Vec::as_slice))?;
+        self.generate_with(set.file, &options)
+    }
+
+    fn generate_with(&self, files: Vec<FileDescriptorProto>, options: &ProtoOptions) -> Result<Vec<GeneratedFile>, Error> {
         match self.settings.codec {
-            Codec::Prost => prost_gen::generate(&self.settings, &files, self.prost_hook.as_deref()),
+            Codec::Prost => prost_gen::generate(&self.settings, &files, options, self.prost_hook.as_deref()),
             #[cfg(feature = "protobuf")]
-            Codec::Protobuf => protobuf_gen::generate(&self.settings, &files),
+            Codec::Protobuf => protobuf_gen::generate(&self.settings, &files, options),
             #[cfg(not(feature = "protobuf"))]
             Codec::Protobuf => Err(Error::Config(
                 "Codec::Protobuf needs the `protobuf` feature of grpcore-compiler (in [build-dependencies])".into(),

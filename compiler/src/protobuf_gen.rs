@@ -15,12 +15,15 @@ use protobuf::reflect::{EnumDescriptor, MessageDescriptor};
 use protobuf::Message as _;
 use protobuf_codegen::{Customize, CustomizeCallback};
 
+use crate::options::{self, ProtoOptions};
+use crate::service::{self, EnumNumbers};
 use crate::{layout, Error, GeneratedFile, Settings};
 
 /// Files whose messages the `protobuf` crate already has.
 fn provided_by_runtime(name: &str) -> bool {
     matches!(
         name,
+        options::FILE_NAME |
         "google/protobuf/any.proto"
             | "google/protobuf/api.proto"
             | "google/protobuf/duration.proto"
@@ -35,6 +38,12 @@ fn provided_by_runtime(name: &str) -> bool {
             | "rustproto.proto"
     )
 }
+
+/// rust-protobuf enums implement `protobuf::Enum`.
+const PROTOBUF_NUMBERS: EnumNumbers = EnumNumbers {
+    to_number: "::protobuf::Enum::value(&self)",
+    from_number: "<Self as ::protobuf::Enum>::from_i32({n})",
+};
 
 /// rust-protobuf's escaping: keywords get a `_` suffix.
 fn escape(ident: &str) -> String {
@@ -155,10 +164,11 @@ impl CustomizeCallback for Attributes {
 pub(crate) fn generate(
     settings: &Settings,
     files: &[FileDescriptorProto],
+    options: &ProtoOptions,
 ) -> Result<Vec<GeneratedFile>, Error> {
     let converted = files
         .iter()
-        .map(|f| protobuf::descriptor::FileDescriptorProto::parse_from_bytes(&f.encode_to_vec()))
+        .map(|f| protobuf::descriptor::FileDescriptorProto::parse_from_bytes(&options::without_options_import(f).encode_to_vec()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
             Error::Generate(format!("re-reading the descriptors for rust-protobuf: {e}"))
@@ -202,10 +212,21 @@ pub(crate) fn generate(
         out.push(GeneratedFile { name, content });
         modules.push((module.clone(), file.name().to_string()));
 
-        let services = crate::services_of(file, files, |_, input, output| {
+        let services = crate::services_of(file, files, options, |_, input, output| {
             Ok((rust_path(&index, input)?, rust_path(&index, output)?))
         })?;
         let mut code = String::new();
+        let mut impls = String::new();
+        for e in options.error_enums(file.name()) {
+            let mut path = vec![module.clone()];
+            path.extend(e.parents.iter().map(|p| escape(&protobuf_parse::snake_case(p))));
+            path.push(escape(&capitalize(&e.name)));
+            impls.push_str(&service::emit_error_enum(e, &path.join("::"), &settings.grpcore_path, &PROTOBUF_NUMBERS));
+        }
+        if !impls.is_empty() {
+            code.push_str(&format!("// The application errors of `{}`.\n", file.name()));
+            code.push_str(&layout::format(&impls)?);
+        }
         for def in &services {
             if let Some(module_code) = settings.emit(def, "ProtobufCodec")? {
                 code.push_str(&format!("// The gRPC service `{}`.\n", def.full_name()));

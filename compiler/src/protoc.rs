@@ -78,13 +78,15 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// Runs protoc on `protos` with `includes` and returns the descriptors of the protos and
-/// everything they import, with source info (comments).
+/// everything they import, with source info (comments), decoded and as protoc wrote them
+/// (prost's types drop the custom options that [`crate::options`] reads from the bytes).
+/// `grpcore/options.proto` is found on an include path of its own, after the caller's.
 pub(crate) fn descriptors(
     protoc: &Protoc,
     protos: &[PathBuf],
     includes: &[PathBuf],
     extra_args: &[OsString],
-) -> Result<FileDescriptorSet, Error> {
+) -> Result<(FileDescriptorSet, Vec<u8>), Error> {
     if protos.is_empty() {
         return Err(Error::Config(
             "no .proto files to compile: pass at least one to compile()".into(),
@@ -112,6 +114,8 @@ pub(crate) fn descriptors(
     if let Some(include) = &protoc.include {
         cmd.arg("-I").arg(include);
     }
+    let shipped = crate::options::write_options_proto(dir.path().join("include"))?;
+    cmd.arg("-I").arg(shipped);
     cmd.args(extra_args);
     cmd.args(protos);
     let output = cmd.output().map_err(|e| {
@@ -130,8 +134,9 @@ pub(crate) fn descriptors(
     }
     let bytes = std::fs::read(&out)
         .map_err(|e| Error::Io(format!("reading protoc's output {}: {e}", out.display())))?;
-    FileDescriptorSet::decode(bytes.as_slice())
-        .map_err(|e| Error::Io(format!("protoc wrote descriptors that do not decode: {e}")))
+    let set = FileDescriptorSet::decode(bytes.as_slice())
+        .map_err(|e| Error::Io(format!("protoc wrote descriptors that do not decode: {e}")))?;
+    Ok((set, bytes))
 }
 
 /// What to do about a protoc error, from its message.

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use crate::descriptors;
 use crate::names;
+use crate::options::{code_variant, Deadline, ErrorEnum};
 use crate::Error;
 
 /// A service, with its message types already resolved to Rust paths.
@@ -50,6 +51,8 @@ pub(crate) struct MethodDef {
     pub(crate) docs: Vec<String>,
     /// `option deprecated = true`.
     pub(crate) deprecated: bool,
+    /// The deadline policy from grpcore's options (the service's and the method's).
+    pub(crate) deadline: Option<Deadline>,
 }
 
 impl ServiceDef {
@@ -263,23 +266,26 @@ pub(crate) fn emit(service: &ServiceDef, opts: &EmitOptions) -> Result<String, E
     out.push_str("pub mod methods {\n");
     for (m, c) in service.methods.iter().zip(&const_names) {
         let k = kind(m);
-        let lines = docs_with(
-            &[format!(
-                "`/{full}/{}`, {}: `{}` → `{}`.",
-                m.proto_name,
-                k.describe(),
-                m.input_proto.trim_start_matches('.'),
-                m.output_proto.trim_start_matches('.')
-            )],
-            &m.docs,
-        );
+        let mut first = vec![format!(
+            "`/{full}/{}`, {}: `{}` → `{}`.",
+            m.proto_name,
+            k.describe(),
+            m.input_proto.trim_start_matches('.'),
+            m.output_proto.trim_start_matches('.')
+        )];
+        if let Some(d) = &m.deadline {
+            first.push(String::new());
+            first.push(describe_deadline(d));
+        }
+        let lines = docs_with(&first, &m.docs);
         doc(&mut out, &lines);
         if m.deprecated {
             out.push_str("#[deprecated]\n");
         }
+        let policy = m.deadline.as_ref().map_or_else(String::new, |d| policy_expr(d, g));
         let _ = writeln!(
             out,
-            "pub const {c}: {g}::Method<{}, {}, {codec}> = {g}::Method::{}({:?});",
+            "pub const {c}: {g}::Method<{}, {}, {codec}> = {g}::Method::{}({:?}){policy};",
             rel(&m.input, 2),
             rel(&m.output, 2),
             k.constructor(),
@@ -549,6 +555,89 @@ fn emit_server(
         );
     }
     out.push_str("builder.build()\n}\n");
+}
+
+/// A sentence for a method's docs that says what its deadline policy does.
+fn describe_deadline(d: &Deadline) -> String {
+    let mut parts = Vec::new();
+    if let Some(ms) = d.default_ms {
+        parts.push(format!("calls without a deadline get {ms} ms from grpcore clients"));
+    }
+    parts.push(if d.not_needed {
+        "a grpcore server accepts calls without a deadline".to_string()
+    } else {
+        "a grpcore server refuses calls without a deadline".to_string()
+    });
+    if let Some(ms) = d.max_ms {
+        parts.push(format!("and gives handlers at most {ms} ms"));
+    }
+    format!("Deadline policy (`grpcore/options.proto`): {}.", parts.join(", "))
+}
+
+/// `.with_deadline_policy(...)` for a method descriptor with the policy `d`.
+fn policy_expr(d: &Deadline, g: &str) -> String {
+    let mut expr = format!("{g}::DeadlinePolicy::new()");
+    if let Some(ms) = d.default_ms {
+        let _ = write!(expr, ".with_default_timeout(::core::time::Duration::from_millis({ms}))");
+    }
+    if let Some(ms) = d.max_ms {
+        let _ = write!(expr, ".with_max_timeout(::core::time::Duration::from_millis({ms}))");
+    }
+    if d.not_needed {
+        expr.push_str(".with_deadline_required(false)");
+    }
+    format!(".with_deadline_policy({expr})")
+}
+
+/// How generated code turns an enum value into its number and back, per codec.
+pub(crate) struct EnumNumbers {
+    /// An expression of type `i32` for the value `self`.
+    pub(crate) to_number: &'static str,
+    /// An expression of type `Option<Self>` for the number `{n}`.
+    pub(crate) from_number: &'static str,
+}
+
+/// `ApplicationError` and `From<_> for Status` for the error enum `e`, named `path` where
+/// the code goes, as unformatted Rust source.
+pub(crate) fn emit_error_enum(e: &ErrorEnum, path: &str, g: &str, numbers: &EnumNumbers) -> String {
+    let mut code_arms = String::new();
+    let mut reason_arms = String::new();
+    let mut from_arms = String::new();
+    for (name, number, code) in &e.values {
+        if let Some(code) = code {
+            let _ = write!(code_arms, "{number} => {g}::Code::{},", code_variant(*code));
+        }
+        let _ = write!(reason_arms, "{number} => {name:?},");
+        let _ = write!(from_arms, "{name:?} => {},", numbers.from_number.replace("{n}", &number.to_string()));
+    }
+    let mut out = String::new();
+    doc(
+        &mut out,
+        &[
+            format!("`{}` is an application error: each value maps to the gRPC code its", e.full_name),
+            "`(grpcore.code)` option names (`UNKNOWN` without one).".to_string(),
+        ],
+    );
+    let _ = writeln!(
+        out,
+        "impl {g}::ApplicationError for {path} {{ \
+         const DOMAIN: &'static str = {:?}; \
+         fn code(self) -> {g}::Code {{ match {} {{ {code_arms} _ => {g}::Code::Unknown }} }} \
+         fn reason(self) -> &'static str {{ match {} {{ {reason_arms} _ => \"\" }} }} \
+         fn from_reason(reason: &str) -> ::core::option::Option<Self> {{ \
+         match reason {{ {from_arms} _ => ::core::option::Option::None }} }} }}",
+        e.full_name, numbers.to_number, numbers.to_number
+    );
+    doc(
+        &mut out,
+        &["The value's status: its code, its proto name as the message, and an `ErrorInfo` naming it.".to_string()],
+    );
+    let _ = writeln!(
+        out,
+        "impl ::core::convert::From<{path}> for {g}::Status {{ fn from(error: {path}) -> Self {{ \
+         {g}::ApplicationError::status(error, {g}::ApplicationError::reason(error)) }} }}"
+    );
+    out
 }
 
 #[cfg(test)]

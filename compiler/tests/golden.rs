@@ -1,5 +1,7 @@
 //! Golden tests: the service code generated for tests/protos/golden/greeter.proto (one
-//! service, one method of each kind) must match the files in tests/golden/ exactly. After
+//! service, one method of each kind) must match the files in tests/golden/ exactly; so must
+//! the code for tests/protos/policy (grpcore's proto options: deadline policies on method
+//! descriptors, application error enums). After
 //! an intended change, regenerate them with `GRPCORE_BLESS=1 cargo test -p
 //! grpcore-compiler --features protobuf --test golden` and review the diff.
 //!
@@ -17,15 +19,17 @@ fn here(rel: &str) -> PathBuf {
 
 /// The files the build API writes for greeter.proto with `codec`.
 fn generate(codec: Codec) -> BTreeMap<String, String> {
+    generate_set(codec, "tests/protos/golden/greeter.proto", "tests/protos/golden")
+}
+
+/// The files the build API writes for `proto` (under `include`) with `codec`.
+fn generate_set(codec: Codec, proto: &str, include: &str) -> BTreeMap<String, String> {
     let dir = tempfile::tempdir().unwrap();
     grpcore_compiler::configure()
         .codec(codec)
         .out_dir(dir.path())
         .emit_rerun_if_changed(false)
-        .compile(
-            &[here("tests/protos/golden/greeter.proto")],
-            &[here("tests/protos/golden")],
-        )
+        .compile(&[here(proto)], &[here(include)])
         .unwrap();
     std::fs::read_dir(dir.path())
         .unwrap()
@@ -98,4 +102,28 @@ fn rust_protobuf_output_matches_golden() {
     check("protobuf/mod.rs", &files["mod.rs"]);
     check("protobuf/greeter.grpcore.rs", &files["greeter.grpcore.rs"]);
     assert!(files["greeter.rs"].contains("pub struct HelloRequest"));
+}
+
+const POLICY: (&str, &str) = ("tests/protos/policy/grpcore/policy/library.proto", "tests/protos/policy");
+
+#[test]
+fn prost_policy_output_matches_golden() {
+    let files = generate_set(Codec::Prost, POLICY.0, POLICY.1);
+    // grpcore/options.proto's own messages are not generated (no `grpcore.rs`).
+    assert_eq!(files.keys().collect::<Vec<_>>(), ["grpcore.policy.rs", "mod.rs"]);
+    let package = &files["grpcore.policy.rs"];
+    let ours = package
+        .find("// Application errors of")
+        .expect("the error enum impls follow prost's messages");
+    check("prost/grpcore.policy.ours.rs", &package[ours..]);
+}
+
+#[cfg(feature = "protobuf")]
+#[test]
+fn rust_protobuf_policy_output_matches_golden() {
+    let files = generate_set(Codec::Protobuf, POLICY.0, POLICY.1);
+    assert_eq!(files.keys().collect::<Vec<_>>(), ["library.grpcore.rs", "library.rs", "mod.rs"]);
+    check("protobuf/library.grpcore.rs", &files["library.grpcore.rs"]);
+    // The embedded descriptor does not name grpcore/options.proto (not generated).
+    assert!(!files["library.rs"].contains("options::file_descriptor"), "{}", files["library.rs"]);
 }

@@ -32,8 +32,25 @@ fn protoc() -> PathBuf {
     std::env::var_os("PROTOC").map_or_else(|| PathBuf::from("protoc"), PathBuf::from)
 }
 
+/// What `protoc-gen-grpcore --include-dir DIR` prints: DIR, now with grpcore/options.proto.
+fn options_include(dir: &Path) -> PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_protoc-gen-grpcore"))
+        .arg("--include-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert_eq!(
+        std::fs::read_to_string(printed.join("grpcore/options.proto")).unwrap(),
+        grpcore_compiler::OPTIONS_PROTO
+    );
+    printed
+}
+
 fn via_plugin(option: &str, protos: &[&str], include: &Path) -> BTreeMap<String, String> {
     let dir = tempfile::tempdir().unwrap();
+    let shipped = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(protoc());
     cmd.arg(format!(
         "--plugin=protoc-gen-grpcore={}",
@@ -41,7 +58,9 @@ fn via_plugin(option: &str, protos: &[&str], include: &Path) -> BTreeMap<String,
     ))
     .arg(format!("--grpcore_out={}", dir.path().display()))
     .arg("-I")
-    .arg(include);
+    .arg(include)
+    .arg("-I")
+    .arg(options_include(shipped.path()));
     if !option.is_empty() {
         cmd.arg(format!("--grpcore_opt={option}"));
     }
@@ -160,6 +179,36 @@ fn rust_protobuf_golden_with_options() {
     assert!(!code.contains("GreeterClient"), "client=false: a client was generated");
     assert!(code.contains("pub trait Greeter:"), "the server is still generated");
     assert!(code.contains("::protobuf::"), "codec=protobuf: no rust-protobuf code");
+}
+
+/// The plugin reads grpcore's proto options from protoc's request (prost's descriptor types
+/// would drop them) and writes what the build API writes.
+fn check_policy(files: &BTreeMap<String, String>) {
+    let code = all_code(files);
+    assert!(code.contains(".with_max_timeout(::core::time::Duration::from_millis(2000))"), "no deadline policy:\n{code}");
+    assert!(code.contains(".with_deadline_required(false)"), "the method's own option was lost");
+    assert!(code.contains("::grpcore::ApplicationError for"), "no error enum impl");
+    assert!(code.contains("::grpcore::Code::FailedPrecondition"), "the nested enum's code is missing");
+    assert!(!code.contains("struct DeadlineOptions"), "grpcore/options.proto's own types were generated");
+}
+
+#[test]
+fn prost_policy_set() {
+    let files = same("", grpcore_compiler::configure(), &["grpcore/policy/library.proto"], "tests/protos/policy");
+    check_policy(&files);
+}
+
+#[cfg(feature = "protobuf")]
+#[test]
+fn rust_protobuf_policy_set() {
+    let files = same(
+        "codec=protobuf",
+        grpcore_compiler::configure().codec(Codec::Protobuf),
+        &["grpcore/policy/library.proto"],
+        "tests/protos/policy",
+    );
+    check_policy(&files);
+    assert!(!files.contains_key("options.rs"), "rust-protobuf generated grpcore/options.proto: {:?}", files.keys());
 }
 
 #[test]

@@ -44,6 +44,8 @@ enum Deadline {
 #[derive(Clone, Default)]
 pub struct CallOptions {
     deadline: Deadline,
+    /// The timeout for a call with no deadline of its own and none to inherit.
+    default_timeout: Option<Duration>,
     metadata: Metadata,
     wait_for_ready: bool,
     compression: Option<Compression>,
@@ -54,6 +56,7 @@ impl std::fmt::Debug for CallOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallOptions")
             .field("deadline", &self.deadline)
+            .field("default_timeout", &self.default_timeout)
             .field("metadata", &self.metadata)
             .field("wait_for_ready", &self.wait_for_ready)
             .field("compression", &self.compression)
@@ -110,6 +113,50 @@ impl CallOptions {
         self
     }
 
+    /// The timeout the call gets when it has no deadline: none set with
+    /// [`timeout`](Self::timeout) or [`deadline`](Self::deadline), and none inherited from a
+    /// [`parent`](Self::parent) that has one. Calls made with a method descriptor that
+    /// carries a [`DeadlinePolicy`](crate::DeadlinePolicy) default (generated clients, for
+    /// methods with a `(grpcore.deadline)` option) use that one when this is not set.
+    pub fn default_timeout(mut self, timeout: Duration) -> CallOptions {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether the call has a deadline of its own: one set with [`timeout`](Self::timeout)
+    /// or [`deadline`](Self::deadline), or one it inherits from a [`parent`](Self::parent)
+    /// call that has a deadline. A default timeout does not count: it applies only when
+    /// this is `false`.
+    pub fn has_deadline(&self) -> bool {
+        self.deadline != Deadline::Never || self.parent.as_ref().is_some_and(|p| p.deadline.is_some())
+    }
+
+    /// Gives the call `timeout` as its default unless the caller chose a default already
+    /// (a method's policy default).
+    pub(crate) fn default_timeout_if_unset(&mut self, timeout: Option<Duration>) {
+        if self.default_timeout.is_none() {
+            self.default_timeout = timeout;
+        }
+    }
+
+    /// The deadline the call goes out with: its own (or, with none and no parent deadline
+    /// to inherit, the default timeout), never later than the parent's deadline as its
+    /// handler sees it (which a server's maximum may have brought in; the core, which also
+    /// propagates the parent's deadline, only knows the client's).
+    fn resolved(&self) -> Deadline {
+        let parent = self.parent.as_ref().and_then(|p| p.deadline);
+        let own = match (self.deadline, parent, self.default_timeout) {
+            (Deadline::Never, None, Some(timeout)) => Deadline::After(timeout),
+            (own, _, _) => own,
+        };
+        let Some(parent) = parent else { return own };
+        match own {
+            Deadline::Never => Deadline::At(parent),
+            Deadline::At(at) => Deadline::At(at.min(parent)),
+            Deadline::After(timeout) => Deadline::At(Instant::now().checked_add(timeout).map_or(parent, |at| at.min(parent))),
+        }
+    }
+
     pub(crate) fn parent_link(&self) -> Option<&ParentCall> {
         self.parent.as_ref()
     }
@@ -126,7 +173,7 @@ impl CallOptions {
 
     /// The deadline as an instant (`None`: no deadline).
     pub(crate) fn deadline_instant(&self) -> Option<Instant> {
-        match self.deadline {
+        match self.resolved() {
             Deadline::Never => None,
             Deadline::After(d) => Instant::now().checked_add(d),
             Deadline::At(i) => Some(i),
@@ -152,7 +199,7 @@ impl CallOptions {
     /// True when the deadline has already passed: such a call is not sent (the core would
     /// race its deadline timer against a fast reply).
     pub(crate) fn expired(&self) -> bool {
-        match self.deadline {
+        match self.resolved() {
             Deadline::Never => false,
             Deadline::After(d) => d.is_zero(),
             Deadline::At(i) => Instant::now() >= i,
@@ -160,7 +207,7 @@ impl CallOptions {
     }
 
     pub(crate) fn raw_deadline(&self) -> ffi::gpr_timespec {
-        match self.deadline {
+        match self.resolved() {
             Deadline::Never => crate::time::infinite_future(),
             Deadline::After(d) => crate::time::from_timeout(d),
             Deadline::At(i) => crate::time::from_instant(i),

@@ -32,6 +32,7 @@ use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use grpcore_sys as ffi;
 
@@ -339,7 +340,12 @@ impl RecvSlot {
 /// A client call's parent, for deadline and cancellation propagation: a server call.
 /// Made from a handler's context (`CallOptions::parent(&ctx)`).
 #[derive(Clone)]
-pub struct ParentCall(pub(crate) Arc<ServerCallCore>);
+pub struct ParentCall {
+    server: Arc<ServerCallCore>,
+    /// The parent's deadline as its handler sees it (a server's maximum may have brought
+    /// it in from the client's).
+    pub(crate) deadline: Option<Instant>,
+}
 
 impl std::fmt::Debug for ParentCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -351,17 +357,17 @@ impl ParentCall {
     /// Links `server` as a parent: the core notices a client's cancellation only through a
     /// pending close op on the server call, so one is started (only then can it reach
     /// the child).
-    pub(crate) fn new(server: &Arc<ServerCallCore>) -> ParentCall {
+    pub(crate) fn new(server: &Arc<ServerCallCore>, deadline: Option<Instant>) -> ParentCall {
         server.watch_close();
-        ParentCall(server.clone())
+        ParentCall { server: server.clone(), deadline }
     }
 
     pub(crate) fn call(&self) -> &Call {
-        &self.0.core.call
+        &self.server.core.call
     }
 
     pub(crate) fn server(&self) -> &Arc<ServerCallCore> {
-        &self.0
+        &self.server
     }
 }
 

@@ -104,6 +104,9 @@ impl Channel {
         if let Err(e) = check_kind(method, MethodKind::Unary) {
             return UnaryCall::failed(e);
         }
+        if let Some(policy) = method.deadline_policy() {
+            opts.default_timeout_if_unset(policy.default_timeout());
+        }
         let observer = match self.intercept(method.path(), MethodKind::Unary, &mut opts) {
             Ok(Intercepted::Now(observer)) => observer,
             Ok(Intercepted::Later(chain)) => {
@@ -258,6 +261,9 @@ impl Channel {
     where
         F: FnMut(&Channel, &Path, &CallOptions, Option<Box<dyn CallObserver>>) -> Result<Started, Error> + Send + 'static,
     {
+        if let Some(policy) = method.deadline_policy() {
+            opts.default_timeout_if_unset(policy.default_timeout());
+        }
         let intercepted = check_kind(method, kind).and_then(|()| self.intercept(method.path(), kind, opts));
         match intercepted {
             Err(e) => Begin::Now(Err(e)),

@@ -60,7 +60,9 @@ impl ServerContext {
         AuthContext::of_call(&self.server.core.call)
     }
 
-    /// The call's deadline, if the client set one.
+    /// The call's deadline, if the client set one: the client's own, or, when the method's
+    /// [`DeadlinePolicy`](crate::DeadlinePolicy) has a maximum that comes first, that
+    /// maximum from the call's arrival.
     pub fn deadline(&self) -> Option<Instant> {
         *self.deadline.get_or_init(|| crate::time::to_instant(self.deadline_raw))
     }
@@ -143,6 +145,6 @@ impl Future for Cancelled {
 /// ([`CallOptions::parent`](crate::CallOptions::parent)).
 impl From<&ServerContext> for ParentCall {
     fn from(ctx: &ServerContext) -> ParentCall {
-        ParentCall::new(&ctx.server)
+        ParentCall::new(&ctx.server, ctx.deadline())
     }
 }

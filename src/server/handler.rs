@@ -208,6 +208,27 @@ impl OwnedSpawn {
     }
 }
 
+/// Answers an arrived call with `status` without running its handler: a refusal made
+/// before the interceptor chain (the deadline policy). The chain's start hooks do not run,
+/// but its end hooks see the call end with `status`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refuse(
+    chain: Option<&ServerChain>,
+    index: usize,
+    kind: MethodKind,
+    call: Call,
+    metadata: RecvMetadata,
+    method: &Arc<str>,
+    deadline: grpcore_sys::gpr_timespec,
+    status: &Status,
+) {
+    let observer = chain.map(|chain| {
+        let observer = ChainObserver::server(chain.clone(), method.clone(), index, kind, crate::time::to_instant(deadline), deadline);
+        Box::new(observer) as Box<dyn crate::call::core::CallObserver>
+    });
+    ServerCallCore::new(call, metadata, 0, observer).send_final(None, status);
+}
+
 /// Serves a call of a method with interceptors: the call's core is made first (with an
 /// observer that reports its end to the chain, and a watch that sees a cancellation
 /// whenever it comes), the chain's start hooks run, and then the handler, or, if one

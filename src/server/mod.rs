@@ -40,6 +40,7 @@ use crate::settings::{self, keys, Zero};
 use crate::status::Code;
 
 use self::limits::MessageLimits;
+use crate::deadline::ServerDeadline;
 use self::handler::{Arrived, BoxFuture, IncomingCall, OwnedSpawn, Spawn};
 use crate::interceptor::{DynServerInterceptor, ServerChain, ServerInterceptor};
 use self::service::{MethodEntry, RefusingHook, Service, ShutdownHook};
@@ -98,6 +99,7 @@ impl std::fmt::Debug for ServerBuilder {
 
 impl ServerBuilder {
     /// The environment the server will run on.
+    #[cfg(feature = "admin")]
     pub(crate) fn env(&self) -> &Environment {
         &self.env
     }
@@ -391,7 +393,7 @@ impl ServerBuilder {
             let reflection = crate::reflection::services(&self.services)?;
             self.services.extend(reflection);
         }
-        let mut entries: Vec<(MethodEntry, Option<ServerChain>)> = Vec::new();
+        let mut entries: Vec<(MethodEntry, Option<ServerChain>, Option<ServerDeadline>)> = Vec::new();
         let mut hooks = ShutdownHooks::default();
         for service in std::mem::take(&mut self.services) {
             if let Some(e) = service.error {
@@ -404,10 +406,13 @@ impl ServerBuilder {
             let chain: Vec<_> = self.interceptors.iter().chain(&service.interceptors).cloned().collect();
             let chain: Option<ServerChain> = (!chain.is_empty()).then(|| chain.into());
             for m in service.methods {
-                if entries.iter().any(|(e, _)| e.path == m.path) {
+                if entries.iter().any(|(e, _, _)| e.path == m.path) {
                     return Err(Error::Config(format!("method {} is registered twice", m.path)));
                 }
-                entries.push((m, chain.clone()));
+                // The deadline check is made here too, once per method; `None` (no policy,
+                // or one that asks nothing of a server) costs a call nothing.
+                let deadline = m.deadline.as_ref().and_then(|p| ServerDeadline::new(p, &m.path, service.missing_deadline.as_ref()));
+                entries.push((m, chain.clone(), deadline));
             }
         }
 
@@ -434,7 +439,7 @@ impl ServerBuilder {
         let raw = self.args.with_raw(|args| unsafe { ffi::grpc_server_create(args, ptr::null_mut()) });
         let guard = UnstartedServer(raw);
         let mut methods = Vec::with_capacity(entries.len());
-        for (entry, interceptors) in entries {
+        for (entry, interceptors, deadline) in entries {
             let path = CString::new(&*entry.path)
                 .map_err(|_| Error::Config(format!("method path {:?} contains a NUL byte", entry.path)))?;
             let payload = match entry.kind {
@@ -456,6 +461,7 @@ impl ServerBuilder {
             methods.push(RegisteredMethod {
                 entry,
                 interceptors,
+                deadline,
                 handle,
                 reads_payload: payload == ffi::GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
             });
@@ -561,6 +567,8 @@ struct RegisteredMethod {
     entry: MethodEntry,
     /// The method's interceptors, outermost first; `None` when it has none.
     interceptors: Option<ServerChain>,
+    /// What the method's deadline policy asks of arriving calls; `None` when nothing.
+    deadline: Option<ServerDeadline>,
     handle: *mut c_void,
     reads_payload: bool,
 }
@@ -735,11 +743,21 @@ impl RequestSlot {
         // The request metadata stays in the core's array until a handler asks for it.
         let metadata = std::mem::replace(&mut self.metadata, RecvMetadata::new());
         let payload = self.payload.take();
-        let deadline = std::mem::replace(&mut self.deadline, crate::time::infinite_future());
+        let mut deadline = std::mem::replace(&mut self.deadline, crate::time::infinite_future());
         post_slot(self);
         // SAFETY: on success the core gave us one reference to a call bound to `cq`.
         let call = unsafe { Call::from_raw(raw_call, cq.clone(), server.env.clone()) };
         let m = &server.methods[method];
+        // The deadline policy comes before the interceptors (it is the outer layer), but a
+        // refusal still reaches their end hooks, as a counted outcome.
+        if let Some(policy) = &m.deadline {
+            match policy.admit(deadline) {
+                Ok(admitted) => deadline = admitted,
+                Err(refusal) => {
+                    return handler::refuse(m.interceptors.as_ref(), method, m.entry.kind, call, metadata, &m.entry.path, deadline, refusal);
+                }
+            }
+        }
         let incoming = IncomingCall {
             arrived: Arrived::Call { call, metadata },
             method: m.entry.path.clone(),

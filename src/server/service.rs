@@ -9,6 +9,7 @@ use super::context::ServerContext;
 use super::handler::{Handler, UnaryHandler};
 use super::streaming::{ClientStreamingHandler, DuplexHandler, ServerStreamingHandler};
 use crate::codec::Codec;
+use crate::deadline::DeadlinePolicy;
 use crate::error::Error;
 use crate::interceptor::{DynServerInterceptor, ServerInterceptor};
 use crate::method::{Method, MethodKind};
@@ -19,6 +20,8 @@ pub(crate) struct MethodEntry {
     pub(crate) path: Arc<str>,
     pub(crate) kind: MethodKind,
     pub(crate) handler: Arc<dyn Handler>,
+    /// The policy of the method descriptor it was registered with.
+    pub(crate) deadline: Option<DeadlinePolicy>,
 }
 
 /// A set of method handlers, ready to add to a [`ServerBuilder`](crate::ServerBuilder).
@@ -35,6 +38,8 @@ pub struct Service {
     pub(crate) shutdown_hooks: Vec<ShutdownHook>,
     /// Run once its server refuses new calls (see [`Service::on_refusing_calls`]).
     pub(crate) refusing_hooks: Vec<RefusingHook>,
+    /// The status that refuses a call without a deadline (`None`: `INVALID_ARGUMENT`).
+    pub(crate) missing_deadline: Option<Status>,
 }
 
 /// A hook of [`Service::on_shutdown`]; its argument is the time by which the server stops
@@ -45,6 +50,22 @@ pub(crate) type ShutdownHook = Box<dyn FnOnce(Instant) + Send>;
 pub(crate) type RefusingHook = Box<dyn FnOnce() + Send>;
 
 impl Service {
+    /// The status this service's methods refuse a call with when it comes without a
+    /// deadline and the method's [`DeadlinePolicy`] requires one (default:
+    /// `INVALID_ARGUMENT`, with a message naming the method). Works on generated services:
+    /// `greeter_grpc::service(imp).missing_deadline_status(..)`.
+    ///
+    /// ```
+    /// use grpcore::{Code, ServiceBuilder, Status};
+    /// let service = ServiceBuilder::new("demo.Echo")
+    ///     .build()
+    ///     .missing_deadline_status(Status::new(Code::FailedPrecondition, "set a timeout"));
+    /// ```
+    pub fn missing_deadline_status(mut self, status: Status) -> Service {
+        self.missing_deadline = Some(status);
+        self
+    }
+
     /// Adds an interceptor that sees every call of this service, after the server's
     /// interceptors and this service's earlier ones (see [`interceptor`](crate::interceptor)).
     /// Works on generated services too: `greeter_grpc::service(imp).intercept(..)`.
@@ -116,11 +137,15 @@ impl ServiceBuilder {
                 file_descriptors: Vec::new(),
                 shutdown_hooks: Vec::new(),
                 refusing_hooks: Vec::new(),
+                missing_deadline: None,
             },
         }
     }
 
     /// Serves a unary method with an async handler.
+    ///
+    /// Here and in the other `add_` methods, a method descriptor with a [`DeadlinePolicy`]
+    /// makes the server check each call's deadline against it before the handler runs.
     ///
     /// The handler gets the decoded request and the call's [`ServerContext`] and returns the
     /// response or a [`Status`]. A handler that panics answers `INTERNAL`; the server keeps
@@ -207,10 +232,10 @@ impl ServiceBuilder {
             )));
             return self;
         }
-        self.add(method.path(), kind, handler)
+        self.add(method.path(), kind, handler, method.deadline_policy().copied())
     }
 
-    fn add(mut self, path: &str, kind: MethodKind, handler: Arc<dyn Handler>) -> ServiceBuilder {
+    fn add(mut self, path: &str, kind: MethodKind, handler: Arc<dyn Handler>, deadline: Option<DeadlinePolicy>) -> ServiceBuilder {
         let expected_prefix = format!("/{}/", self.service.name);
         if !path.starts_with(&expected_prefix) || path.len() == expected_prefix.len() {
             self.service.error.get_or_insert(Error::Config(format!(
@@ -222,6 +247,7 @@ impl ServiceBuilder {
             path: path.into(),
             kind,
             handler,
+            deadline,
         });
         self
     }
