@@ -282,11 +282,16 @@ impl Admission {
     fn status(&self, refused: Refused) -> Status {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let message = match refused.reason {
-            Refusal::QueueFull => format!(
-                "server overloaded: the admission queue is full ({} calls may wait); the call was not run \
-                 (it waited {:.1} ms)",
+            Refusal::QueueFull if refused.waited > Duration::ZERO => format!(
+                "server overloaded: the admission queue is full ({} calls may wait) and newer calls go first; \
+                 the call was not run (it waited {:.1} ms)",
                 self.inner.config.queue_len,
                 ms(refused.waited)
+            ),
+            Refusal::QueueFull => format!(
+                "server overloaded: the admission queue is full ({} calls may wait, {} run at once); \
+                 the call was not run",
+                self.inner.config.queue_len, self.inner.config.concurrency
             ),
             Refusal::WaitedTooLong => format!(
                 "server overloaded: the call waited {:.1} ms in the admission queue, longer than its timeout \
@@ -575,6 +580,7 @@ impl<T> Queue<T> {
         }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.waiting.len()
     }
@@ -847,6 +853,8 @@ impl Gate {
         let outcome = match queue.push(now, ticket.clone(), cutoff) {
             Pushed::Queued => Queued::Waiting(ticket),
             Pushed::Evicted(oldest, waited) => {
+                // One in, one out.
+                self.word.fetch_sub(WAITING_ONE, Ordering::AcqRel);
                 self.counters.refused[Refusal::QueueFull as usize].fetch_add(1, Ordering::Relaxed);
                 wake.extend(oldest.settle(Err(Refused {
                     reason: Refusal::QueueFull,
@@ -1301,6 +1309,28 @@ mod tests {
         assert!(gate.try_admit());
         gate.release();
         assert_eq!(admission.stats().admitted_after_waiting, 1);
+    }
+
+    #[test]
+    fn a_full_gate_refuses_its_oldest_waiter_and_keeps_count() {
+        let (admission, gate) = gate(1, 2, Duration::from_secs(10), Order::Lifo);
+        assert!(gate.try_admit());
+        let woken = Arc::new(AtomicU64::new(0));
+        let mut waiters: Vec<Wait> = (0..4).map(|_| wait_for(&gate)).collect();
+        // The two oldest made room for the two newest.
+        let refused: Vec<bool> = waiters
+            .iter_mut()
+            .map(|w| matches!(poll(w, &woken), Poll::Ready(Err(Refused { reason: Refusal::QueueFull, .. }))))
+            .collect();
+        assert_eq!(refused, [true, true, false, false]);
+        let stats = admission.stats();
+        assert_eq!((stats.running, stats.waiting, stats.queue_full), (1, 2, 2));
+        gate.release();
+        assert!(matches!(poll(&mut waiters[3], &woken), Poll::Ready(Ok(_))));
+        gate.release();
+        assert!(matches!(poll(&mut waiters[2], &woken), Poll::Ready(Ok(_))));
+        gate.release();
+        assert_eq!((admission.stats().running, admission.stats().waiting), (0, 0));
     }
 
     #[test]
