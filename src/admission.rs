@@ -1312,6 +1312,17 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_freed_between_the_fast_path_and_the_lock_is_taken() {
+        let (admission, gate) = gate(1, 10, Duration::from_secs(10), Order::Lifo);
+        assert!(gate.try_admit());
+        assert!(!gate.try_admit());
+        gate.release(); // the handler ends just before the arrival takes the queue's lock
+        assert!(matches!(gate.admit_or_queue(None, Duration::ZERO), Queued::Admitted));
+        assert_eq!((admission.stats().running, admission.stats().waiting), (1, 0));
+        gate.release();
+    }
+
+    #[test]
     fn a_full_gate_refuses_its_oldest_waiter_and_keeps_count() {
         let (admission, gate) = gate(1, 2, Duration::from_secs(10), Order::Lifo);
         assert!(gate.try_admit());
