@@ -120,15 +120,30 @@ fn limited(concurrency: u32) -> AdmissionBuilder {
 
 const MS: Duration = Duration::from_millis(1);
 
+const HANDLER_MS: i32 = 20;
+const LIMIT: u32 = 4;
+
 #[test]
 fn overload_is_refused_fast_admitted_calls_stay_fast_and_the_server_recovers_at_once() {
-    const HANDLER_MS: i32 = 20;
-    const LIMIT: u32 = 4;
-    let timeout = 40 * MS;
+    // LIFO (the default), a short queue: most refusals make room for newer calls.
+    overload(limited(LIMIT).queue_len(8), 40 * MS);
+}
+
+#[test]
+fn overload_on_a_long_fifo_queue_is_bounded_by_the_queue_timeout() {
+    // FIFO with a queue that alone would allow 64 / 200 per second = 320 ms of waiting:
+    // the queue timeout is what bounds admitted calls, and most refusals are timeouts.
+    let stats = overload(limited(LIMIT).queue_len(64).order(grpcore::admission::Order::Fifo), 40 * MS);
+    assert!(stats.waited_too_long > stats.queue_full, "{stats:?}");
+}
+
+/// Offers 5x the capacity of a server with `admission` (and queue timeout `timeout`);
+/// checks the bounds; returns the admission's counts.
+fn overload(admission: AdmissionBuilder, timeout: Duration) -> grpcore::admission::AdmissionStats {
     let handler = HANDLER_MS as u32 * MS;
     let rt = runtime();
     let env = Environment::new(2);
-    let admission = limited(LIMIT).queue_len(8).queue_timeout(timeout).build();
+    let admission = admission.queue_timeout(timeout).build();
     let running = Arc::new(Running::default());
     let server = start_server(&env, &rt, admission.clone(), running.clone());
     let channels = channels(&env, server.port(), 8);
@@ -194,6 +209,7 @@ fn overload_is_refused_fast_admitted_calls_stay_fast_and_the_server_recovers_at_
     }
     let s = admission.stats();
     assert_eq!((s.running, s.waiting), (0, 0), "{s:?}");
+    s
 }
 
 #[test]
