@@ -207,12 +207,14 @@ fn drive(mode: &str, duration: Duration, deadline: Duration) {
     }
     println!("== {mode}: {} calls offered; codes {codes:?}", outcomes.len());
     println!("   admitted {}: p50 {} ms, p99 {} ms, max {} ms", ok.len(), pct(&ok, 0.5), pct(&ok, 0.99), pct(&ok, 1.0));
+    let fast = refused.iter().filter(|l| **l < Duration::from_millis(5)).count();
     println!(
-        "   refused {}: p50 {} ms, p99 {} ms, max {} ms",
+        "   refused {}: p50 {} ms, p99 {} ms, max {} ms; {:.2}% under 5 ms",
         refused.len(),
         pct(&refused, 0.5),
         pct(&refused, 0.99),
-        pct(&refused, 1.0)
+        pct(&refused, 1.0),
+        100.0 * fast as f64 / refused.len().max(1) as f64
     );
     // Latency of the calls started in each second (every outcome), to see it grow.
     let mut by_second: BTreeMap<u64, Vec<Duration>> = BTreeMap::new();
@@ -227,6 +229,18 @@ fn drive(mode: &str, duration: Duration, deadline: Duration) {
         })
         .collect();
     println!("   p50 latency (ms) of the calls started in each second: {}", row.join(" "));
+    let mut first: BTreeMap<u128, Vec<Duration>> = BTreeMap::new();
+    for o in outcomes.iter().filter(|o| o.started < Duration::from_secs(1)) {
+        first.entry(o.started.as_millis() / 100).or_default().push(o.latency);
+    }
+    let row: Vec<String> = first
+        .iter_mut()
+        .map(|(tenth, l)| {
+            l.sort();
+            format!("{}ms:{}", tenth * 100, pct(l, 0.5))
+        })
+        .collect();
+    println!("   ... in each 100 ms of the first second: {}", row.join(" "));
     match recovery {
         Some(r) => println!("   recovery: first probe served within handler time + 10 ms {:.1} ms after the load stopped ({probes} probes)", r.as_secs_f64() * 1e3),
         None => println!("   recovery: not within 30 s ({probes} probes)"),

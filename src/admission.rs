@@ -37,6 +37,17 @@
 //! a waiter could sit past its timeout until the next handler ends. grpcore's executor has
 //! no timers yet; when it has, this thread can go.
 //!
+//! # Cost
+//!
+//! Measured with callgrind (`benches/compare --callgrind-only --servers-only`, server,
+//! 100-byte unary calls, 100 in flight, 2026-12-04): 52.3k instructions per call with no
+//! interceptor, 54.2k with one that does nothing, 56.0k with an `Admission` whose limit is
+//! never reached (variant `grpcore-admission`). Of its 1.8k over the empty interceptor,
+//! about 0.35k is admission's own work (the method's state by index, one compare-and-swap
+//! to admit, one to release, the moving average); the rest is the call's record in its
+//! [`Extensions`](crate::Extensions) (a small table allocated and freed per call), which
+//! carries the handler slot to the call's end so that it is released however the call ends.
+//!
 //! # What it cannot see
 //!
 //! A waiting call whose client cancels stays in the queue until it is admitted (its
