@@ -108,9 +108,9 @@ pub enum Order {
     Fifo,
 }
 
-/// Why a call was answered without running.
+/// Why a call was answered without running (counted in [`AdmissionStats`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+enum Refusal {
     /// The queue was full (with [`Order::Lifo`], the call was the oldest waiter and made
     /// room for a newer one).
     QueueFull,
@@ -462,8 +462,11 @@ impl Drop for Permit {
 /// Per-method state found by the method's index without a lock: chunks of 16, 32, 64...
 /// slots, each allocated when a method of its range registers.
 struct Table {
-    chunks: [OnceLock<Box<[OnceLock<Arc<MethodState>>]>>; 27],
+    chunks: [OnceLock<Chunk>; 27],
 }
+
+/// One chunk of [`Table`]: a slot per method index of its range.
+type Chunk = Box<[OnceLock<Arc<MethodState>>]>;
 
 impl Default for Table {
     fn default() -> Table {
@@ -1457,7 +1460,7 @@ mod tests {
         let method = admission.inner.methods.get(0).unwrap();
         method.observe(80 * MS);
         assert_eq!(admission.typical_latency(0), Some(80 * MS));
-        method.observe(0 * MS);
+        method.observe(Duration::ZERO);
         assert_eq!(admission.typical_latency(0), Some(70 * MS));
     }
 }
