@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
 
+pub mod admission;
 mod args;
 #[cfg(feature = "prost")]
 mod app_error;

@@ -3,6 +3,7 @@
 //! ```text
 //! bench_server [--port N] [--cq-threads K] [--slots S] [--host 127.0.0.1] [--lean true]
 //!              [--interceptors K] [--metrics true] [--metrics-recorder false] [--tracing true]
+//!              [--admission N]
 //! ```
 //!
 //! `--port 0` (the default) picks a free port. Prints `listening on PORT` once it serves,
@@ -13,7 +14,10 @@
 //! installs `grpcore::metrics::ServerMetrics` over `metrics-exporter-prometheus`'s recorder
 //! (`--metrics-recorder false`: no recorder, the facade's no-op handles); `--tracing true`
 //! installs `grpcore::trace::ServerTracing` with `tracing-subscriber`'s registry as the
-//! subscriber (every span is created and kept until it closes; nothing is printed).
+//! subscriber (every span is created and kept until it closes; nothing is printed);
+//! `--admission N` installs `grpcore::admission::Admission` with a limit of N handlers at
+//! once (far above the benchmark's concurrency, it prices the path of a server that is not
+//! overloaded).
 
 use std::time::Duration;
 
@@ -40,6 +44,7 @@ fn main() {
     let metrics: bool = flags.get("metrics", false);
     let recorder: bool = flags.get("metrics-recorder", true);
     let tracing: bool = flags.get("tracing", false);
+    let admission: u32 = flags.get("admission", 0);
     flags.finish();
 
     let env = Environment::new(cq_threads.max(1));
@@ -47,6 +52,10 @@ fn main() {
         .register_service(grpcore_bench::benchmark_service())
         .bind(format!("{host}:{port}"))
         .lean(lean);
+    if admission > 0 {
+        // Outermost, as the admission docs ask.
+        builder = builder.intercept(grpcore::admission::Admission::builder(admission).build());
+    }
     if let Some(slots) = slots {
         builder = builder.request_slots_per_method(slots);
     }
