@@ -77,22 +77,25 @@ fn encode_into(table: &[Field], json: &Value, out: &mut Vec<u8>) -> Result<(), M
     Ok(())
 }
 
-/// True when a JSON key names the field: its proto name or its lowerCamelCase form.
+/// True when a JSON key names the field: its proto name or its lowerCamelCase form
+/// (compared in place: this runs for every field and key of every answer).
 fn names_match(key: &str, name: &str) -> bool {
     if key == name {
         return true;
     }
-    let mut expected = name.split('_');
-    let mut camel = String::with_capacity(name.len());
-    camel.push_str(expected.next().unwrap_or_default());
-    for part in expected {
-        let mut chars = part.chars();
-        if let Some(first) = chars.next() {
-            camel.push(first.to_ascii_uppercase());
-            camel.push_str(chars.as_str());
+    let mut key = key.bytes();
+    let mut upper = false;
+    for b in name.bytes() {
+        if b == b'_' {
+            upper = true;
+            continue;
+        }
+        let want = if std::mem::take(&mut upper) { b.to_ascii_uppercase() } else { b };
+        if key.next() != Some(want) {
+            return false;
         }
     }
-    key == camel
+    key.next().is_none()
 }
 
 fn encode_field(field: &Field, value: &Value, out: &mut Vec<u8>) -> Result<(), Mismatch> {
@@ -281,6 +284,9 @@ mod tests {
         assert!(names_match("callsStarted", "calls_started"));
         assert!(names_match("ref", "ref"));
         assert!(!names_match("callsstarted", "calls_started"));
+        assert!(!names_match("callsStartedX", "calls_started"));
+        assert!(!names_match("calls", "calls_started"));
+        assert!(names_match("lastCallStartedTimestamp", "last_call_started_timestamp"));
     }
 
     static INNER: &[Field] = &[Field { name: "value", number: 1, kind: Kind::Int64, repeated: false }];
