@@ -1,5 +1,6 @@
 /* The headers grpcore-sys binds. bindgen reads this file; see regen-bindings.sh. */
 #include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>

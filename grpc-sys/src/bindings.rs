@@ -1730,6 +1730,21 @@ extern "C" {
 extern "C" {
     pub fn grpc_authorization_policy_provider_arg_vtable() -> *const grpc_arg_pointer_vtable;
 }
+extern "C" {
+    pub fn grpc_channel_create_from_fd(
+        target: *const ::std::os::raw::c_char,
+        fd: ::std::os::raw::c_int,
+        creds: *mut grpc_channel_credentials,
+        args: *const grpc_channel_args,
+    ) -> *mut grpc_channel;
+}
+extern "C" {
+    pub fn grpc_server_add_channel_from_fd(
+        server: *mut grpc_server,
+        fd: ::std::os::raw::c_int,
+        creds: *mut grpc_server_credentials,
+    );
+}
 pub const GRPC_SSL_ROOTS_OVERRIDE_OK: grpc_ssl_roots_override_result = 0;
 pub const GRPC_SSL_ROOTS_OVERRIDE_FAIL_PERMANENTLY: grpc_ssl_roots_override_result = 1;
 pub const GRPC_SSL_ROOTS_OVERRIDE_FAIL: grpc_ssl_roots_override_result = 2;
