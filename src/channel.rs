@@ -12,6 +12,7 @@ use crate::args::{size_limit, ChannelArgs};
 use crate::call::write::Compression;
 use crate::env::Environment;
 use crate::credentials::ChannelCredentials;
+use crate::socket::Socket;
 use crate::error::Error;
 use crate::interceptor::{ClientChain, ClientInterceptor, DynClientInterceptor};
 use crate::quota::ResourceQuota;
@@ -380,6 +381,71 @@ impl ChannelBuilder {
         if raw.is_null() {
             return Err(Error::Config(format!("the core could not create a channel to {target:?}")));
         }
+        self.finish(raw, target, false)
+    }
+
+    /// Creates a channel over a connected socket you made (TCP or unix: a
+    /// [`std::net::TcpStream`], a [`std::os::unix::net::UnixStream`] such as one end of
+    /// `UnixStream::pair()`, or a checked [`Socket::from_fd`]). The channel owns the socket
+    /// and closes it when the channel is dropped.
+    ///
+    /// Such a channel is one connection for its whole life: it never reconnects, so once
+    /// the connection ends its calls fail with `UNAVAILABLE`. It is plaintext: the 1.51
+    /// core takes only insecure credentials over a socket it did not open (use
+    /// [`connect_with_credentials`](Self::connect_with_credentials) for TLS). Its
+    /// `:authority` is [`default_authority`](Self::default_authority) if set, else
+    /// `localhost`. Without a client channel in the core it has no service config (so no
+    /// [`health_check`](Self::health_check), retry or load-balancing policy: asking for
+    /// one is an [`Error::Config`]) and no connectivity state: [`Channel::state`] reports
+    /// [`Ready`](crate::ConnectivityState::Ready) (the socket was connected when it was
+    /// given) and a lost connection shows as calls failing with `UNAVAILABLE`.
+    ///
+    /// ```
+    /// # let env = grpcore::Environment::new(1);
+    /// let server = grpcore::ServerBuilder::new(&env).connections_only().build()?;
+    /// let (server_end, client_end) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// server.add_connection(server_end)?;
+    /// let channel = grpcore::ChannelBuilder::new(&env).connect_socket(client_end)?;
+    /// # Ok::<(), grpcore::Error>(())
+    /// ```
+    pub fn connect_socket(mut self, socket: impl Into<Socket>) -> Result<Channel, Error> {
+        let socket = socket.into();
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if self.health_check.is_some() || self.has_service_config {
+            return Err(Error::Config(
+                "a channel over a socket has no service config, so no health_check, retries or load balancing: \
+                 the core makes it a direct channel over that one connection"
+                    .into(),
+            ));
+        }
+        if !self.args.contains(keys::DEFAULT_AUTHORITY) {
+            self.args.set_str(keys::DEFAULT_AUTHORITY, "localhost")?;
+        }
+        let target = match socket.peer() {
+            crate::socket::Peer::Tcp(addr) => format!("fd:{addr}"),
+            crate::socket::Peer::Unix(_) => "fd:unix".to_string(),
+        };
+        let c_target = CString::new(target.as_str()).expect("no NUL in a formatted address");
+        let fd = socket.into_core_fd()?;
+        let creds = ChannelCredentials::insecure().create()?;
+        // SAFETY: the target, arguments and credentials live across the call. `fd` is a
+        // connected stream socket whose ownership passes to the core here; with insecure
+        // credentials (the only kind 1.51 takes) it always builds a channel on it, which
+        // closes it when destroyed.
+        let raw = self
+            .args
+            .with_raw(|args| unsafe { ffi::grpc_channel_create_from_fd(c_target.as_ptr(), fd, creds.as_ptr(), args) });
+        drop(creds);
+        if raw.is_null() {
+            return Err(Error::Config(format!("the core could not create a channel over socket {fd}")));
+        }
+        self.finish(raw, &target, true)
+    }
+
+    /// Wraps a channel the core made (and checks it is not lame).
+    fn finish(mut self, raw: *mut ffi::grpc_channel, target: &str, direct: bool) -> Result<Channel, Error> {
         let interceptors = std::mem::take(&mut self.interceptors.0);
         let inner = ChannelInner {
             raw,
@@ -387,7 +453,11 @@ impl ChannelBuilder {
             env: self.env,
             registered: RwLock::new(Vec::new()),
             interceptors: (!interceptors.is_empty()).then(|| interceptors.into()),
+            direct,
         };
+        if direct {
+            return Ok(Channel { inner: Arc::new(inner) });
+        }
         // A target the core cannot resolve gives a "lame" channel, which reports
         // TRANSIENT_FAILURE before anything was tried (a real channel starts IDLE).
         // SAFETY: the channel is live; without try_to_connect this only reads state.
@@ -485,6 +555,10 @@ pub(crate) struct ChannelInner {
     pub(crate) env: Environment,
     /// Methods registered with the core, by their static path (see [`Channel::registered`]).
     registered: RwLock<Vec<(&'static str, RegisteredMethod)>>,
+    /// A channel over one socket (`connect_socket`): the core made it without a client
+    /// channel, so it has no connectivity state to read or watch (watching one aborts the
+    /// 1.51 core).
+    pub(crate) direct: bool,
 }
 
 /// A handle from `grpc_channel_register_call`, valid for the channel's whole life (the core

@@ -68,6 +68,10 @@ impl ConnectivityState {
 impl ChannelInner {
     /// The channel's current state; `try_to_connect` starts connecting an idle channel.
     pub(crate) fn state(&self, try_to_connect: bool) -> ConnectivityState {
+        if self.direct {
+            // No client channel to ask (see `ChannelInner::direct`).
+            return ConnectivityState::Ready;
+        }
         // SAFETY: the channel is alive while `self` is; the call is thread-safe.
         let raw = unsafe { ffi::grpc_channel_check_connectivity_state(self.raw, try_to_connect as i32) };
         ConnectivityState::from_raw(raw)
@@ -106,6 +110,8 @@ impl OnComplete for Watch {
 #[must_use = "futures do nothing unless polled"]
 pub struct StateChanged {
     watch: Result<Arc<Batch<Watch>>, Option<ConnectivityState>>,
+    /// For a channel whose state never changes (over a socket): ends the watch with `None`.
+    deadline: Option<crate::timer::Sleep>,
 }
 
 impl std::fmt::Debug for StateChanged {
@@ -117,7 +123,10 @@ impl std::fmt::Debug for StateChanged {
 impl Future for StateChanged {
     type Output = Option<ConnectivityState>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ConnectivityState>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ConnectivityState>> {
+        if let Some(sleep) = &mut self.deadline {
+            return Pin::new(sleep).poll(cx).map(|()| None);
+        }
         match &self.watch {
             Err(immediate) => Poll::Ready(*immediate),
             Ok(batch) => match batch.poll_done(cx) {
@@ -146,12 +155,18 @@ impl Channel {
     /// `Some(Shutdown)`.
     pub fn state_changed(&self, last_observed: ConnectivityState, deadline: Instant) -> StateChanged {
         let inner = &self.inner;
+        if inner.direct {
+            // Nothing to watch: the state of a channel over a socket never changes, so the
+            // watch ends at its deadline.
+            return StateChanged { watch: Err(None), deadline: Some(crate::timer::sleep_until(deadline)) };
+        }
         let cq = inner.env.pick_cq();
         let Some(borrow) = cq.borrow() else {
             // Unreachable while this channel holds its environment; answer as a channel
             // whose environment is gone would.
             return StateChanged {
                 watch: Err(Some(ConnectivityState::Shutdown)),
+                deadline: None,
             };
         };
         let batch = Batch::new(Watch {
@@ -175,7 +190,7 @@ impl Channel {
             )
         };
         drop(borrow);
-        StateChanged { watch: Ok(batch) }
+        StateChanged { watch: Ok(batch), deadline: None }
     }
 
     /// Connects the channel if it is idle and waits until it is

@@ -57,6 +57,8 @@ mod quota;
 #[cfg(feature = "reflection")]
 pub mod reflection;
 mod server;
+mod socket;
+pub mod listener;
 mod settings;
 mod status;
 mod sync;
@@ -95,6 +97,7 @@ pub use metadata::Metadata;
 pub use method::{Method, MethodKind};
 pub use request::{ClientStreamingRequest, DuplexRequest, MessageFuture, ServerStreamingRequest, UnaryRequest};
 pub use quota::ResourceQuota;
+pub use socket::{Peer, PeerCredentials, Socket};
 pub use server::context::{Cancelled, ServerContext};
 pub use server::service::{Service, ServiceBuilder};
 pub use server::streaming::{RequestStream, ServerSink};

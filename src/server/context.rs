@@ -48,9 +48,29 @@ impl ServerContext {
         &self.method
     }
 
-    /// The client's address as the core names it, e.g. `ipv4:127.0.0.1:43210`.
+    /// The client's address as the core names it, e.g. `ipv4:127.0.0.1:43210`. A
+    /// connection handed to the server by a [listener](crate::listener) or
+    /// [`Server::add_connection`](crate::Server::add_connection) is named the same way,
+    /// from the address it was accepted from (`unix:` for unix sockets), where the core
+    /// itself would say only `fd:N`.
     pub fn peer(&self) -> String {
-        self.server.core.peer()
+        let core = self.server.core.peer();
+        match crate::socket::peer_of_core_name(&core) {
+            Some(peer) => peer.to_core_string(),
+            None => core,
+        }
+    }
+
+    /// The process credentials (uid, gid, pid) of a client on a unix socket that a
+    /// [listener](crate::listener) accepted or that was given to
+    /// [`Server::add_connection`](crate::Server::add_connection), as the kernel recorded
+    /// them when it connected (`SO_PEERCRED`). `None` for other clients: the core passes
+    /// no credentials up for the unix sockets it accepts itself.
+    pub fn peer_credentials(&self) -> Option<crate::PeerCredentials> {
+        match crate::socket::peer_of_core_name(&self.server.core.peer())? {
+            crate::Peer::Unix(creds) => creds,
+            crate::Peer::Tcp(_) => None,
+        }
     }
 
     /// How the client's connection is secured and, under TLS with a client certificate,

@@ -33,6 +33,8 @@ use crate::cq::{BoxTag, CompletionQueue, Tag, TagHeader};
 use crate::credentials::ServerCredentials;
 use crate::env::Environment;
 use crate::error::Error;
+use crate::listener::{Listener, ListenerStats, RunningListener};
+use crate::socket::Socket;
 use crate::metadata::Metadata;
 use crate::method::MethodKind;
 use crate::quota::ResourceQuota;
@@ -83,6 +85,10 @@ pub struct ServerBuilder {
     /// Whether `build` adds the reflection services (`add_reflection`, feature `reflection`).
     #[cfg_attr(not(feature = "reflection"), allow(dead_code))]
     pub(crate) reflection: bool,
+    /// Listening sockets grpcore accepts on itself.
+    listeners: Vec<Listener>,
+    /// Whether a server with no address nor listener is wanted (`connections_only`).
+    connections_only: bool,
 }
 
 /// Runs handler futures somewhere other than the completion-queue threads.
@@ -118,6 +124,8 @@ impl ServerBuilder {
             interceptors: Vec::new(),
             error: None,
             reflection: false,
+            listeners: Vec::new(),
+            connections_only: false,
         }
         .so_reuseport(false)
     }
@@ -141,6 +149,26 @@ impl ServerBuilder {
     /// reloading certificates, or local credentials for unix sockets.
     pub fn bind_with_credentials(mut self, addr: impl Into<String>, credentials: &ServerCredentials) -> ServerBuilder {
         self.addrs.push((addr.into(), Some(credentials.clone())));
+        self
+    }
+
+    /// Accepts connections on a listening socket you own, or one systemd passed
+    /// ([`Listener::from_systemd`]), on a thread of the server's own: with connection
+    /// limits, and optionally other protocols beside gRPC on the same port (see
+    /// [`listener`](crate::listener)). Plaintext only: the 1.51 core takes no TLS on a
+    /// socket it did not accept itself. The listener's address is in
+    /// [`Server::bound_ports`] after the core's own ports; it closes when the server stops
+    /// accepting calls.
+    pub fn listener(mut self, listener: Listener) -> ServerBuilder {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Builds a server with no address and no listener, for connections handed over one
+    /// by one with [`Server::add_connection`] (without this, such a server is taken for a
+    /// forgotten [`bind`](Self::bind) and refused).
+    pub fn connections_only(mut self) -> ServerBuilder {
+        self.connections_only = true;
         self
     }
 
@@ -385,8 +413,10 @@ impl ServerBuilder {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        if self.addrs.is_empty() {
-            return Err(Error::Config("the server has no address to listen on: call bind()".into()));
+        if self.addrs.is_empty() && self.listeners.is_empty() && !self.connections_only {
+            return Err(Error::Config(
+                "the server has no address to listen on: call bind() (or listener(), or connections_only() for add_connection)".into(),
+            ));
         }
         #[cfg(feature = "reflection")]
         if self.reflection {
@@ -489,6 +519,8 @@ impl ServerBuilder {
             limits,
             hooks: Mutex::new(hooks),
             lame_duck: self.lame_duck,
+            accepting_sockets: Mutex::new(true),
+            listeners: Mutex::new(Vec::new()),
         });
         for cq in self.env.cqs() {
             for i in 0..inner.methods.len() {
@@ -500,6 +532,14 @@ impl ServerBuilder {
                 request_generic(&inner, cq);
             }
         }
+        let mut running = Vec::with_capacity(self.listeners.len());
+        for listener in std::mem::take(&mut self.listeners) {
+            // A listener that cannot start leaves the others to the server's drop.
+            let listener = listener.start(inner.clone())?;
+            ports.push(listener.address());
+            running.push(listener);
+        }
+        *inner.listeners.lock().unwrap_or_else(|e| e.into_inner()) = running;
         Ok(Server {
             inner,
             ports,
@@ -585,6 +625,49 @@ pub(crate) struct ServerInner {
     hooks: Mutex<ShutdownHooks>,
     /// See [`ServerBuilder::lame_duck_period`].
     lame_duck: Duration,
+    /// Whether sockets may still be handed to the core: false from the start of the
+    /// shutdown, so no connection is added to a server that is shutting down (the core
+    /// would not close it). Held across each hand-over.
+    accepting_sockets: Mutex<bool>,
+    /// The listeners grpcore accepts on, stopped when the shutdown begins.
+    listeners: Mutex<Vec<RunningListener>>,
+}
+
+impl ServerInner {
+    /// Hands a connected socket to the core, which serves it as a connection of this
+    /// server and closes it when it ends. Returns the descriptor the core now owns and its
+    /// entry's generation in the peer table.
+    pub(crate) fn add_socket(&self, socket: Socket) -> Result<(std::os::fd::RawFd, u64), Error> {
+        let open = self.accepting_sockets.lock().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return Err(Error::Shutdown("the server is shutting down: it takes no new connection".into()));
+        }
+        let peer = socket.peer().clone();
+        let fd = socket.into_core_fd()?;
+        let generation = crate::socket::remember_peer(fd, peer);
+        // SAFETY: plain constructor; released below, after the core took its own reference.
+        let creds = unsafe { ffi::grpc_insecure_server_credentials_create() };
+        // SAFETY: the server is started and, with `accepting_sockets` true under the lock,
+        // not shutting down; `fd` is a connected, non-blocking stream socket whose ownership
+        // passes to the core here (it closes it when the connection ends, or at once if it
+        // cannot serve it); the credentials are insecure, the only kind 1.51 takes here
+        // (any other would leave the fd unowned).
+        unsafe {
+            ffi::grpc_server_add_channel_from_fd(self.raw, fd, creds);
+            ffi::grpc_server_credentials_release(creds);
+        }
+        drop(open);
+        Ok((fd, generation))
+    }
+
+    /// Stops the listeners and closes the door to new sockets (the start of a shutdown).
+    fn stop_accepting_sockets(&self) {
+        let listeners = std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        for mut listener in listeners {
+            listener.stop();
+        }
+        *self.accepting_sockets.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    }
 }
 
 /// The hooks of the services of a server (`Service::on_shutdown`, `on_refusing_calls`).
@@ -910,6 +993,7 @@ impl ShutdownSignal {
 
 /// Starts the core's shutdown: no new calls; `signal` fires when in-flight calls are done.
 fn begin_shutdown(inner: &Arc<ServerInner>, signal: &Arc<ShutdownSignal>) {
+    inner.stop_accepting_sockets();
     inner.shutting_down.store(true, Ordering::Release);
     let cq = &inner.env.cqs()[0];
     match cq.borrow() {
@@ -957,6 +1041,30 @@ impl Server {
     /// The port bound for the first address (handy with `127.0.0.1:0`).
     pub fn port(&self) -> u16 {
         self.ports.first().map_or(0, |p| p.1)
+    }
+
+    /// Serves a connection you accepted or made yourself (TCP or unix; a
+    /// [`std::net::TcpStream`], a [`std::os::unix::net::UnixStream`], or a checked
+    /// [`Socket::from_fd`]): the core owns it from here and closes it when it ends, as if it
+    /// had accepted it on one of its ports. The client must speak gRPC over plaintext HTTP/2
+    /// (the 1.51 core takes no TLS on such a socket). Fails once the server has begun to
+    /// shut down (the socket is closed then).
+    ///
+    /// ```
+    /// # let env = grpcore::Environment::new(1);
+    /// let server = grpcore::ServerBuilder::new(&env).connections_only().build()?;
+    /// let (server_end, client_end) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// server.add_connection(server_end)?;
+    /// let channel = grpcore::ChannelBuilder::new(&env).connect_socket(client_end)?;
+    /// # Ok::<(), grpcore::Error>(())
+    /// ```
+    pub fn add_connection(&self, socket: impl Into<Socket>) -> Result<(), Error> {
+        self.inner.add_socket(socket.into()).map(drop)
+    }
+
+    /// What each [listener](ServerBuilder::listener) did with its connections so far.
+    pub fn listener_stats(&self) -> Vec<ListenerStats> {
+        self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).iter().map(RunningListener::stats).collect()
     }
 
     /// Stops accepting calls, lets in-flight calls finish for up to `grace`, then cancels

@@ -3,7 +3,7 @@
 //! ```text
 //! bench_server [--port N] [--cq-threads K] [--slots S] [--host 127.0.0.1] [--lean true]
 //!              [--interceptors K] [--metrics true] [--metrics-recorder false] [--tracing true]
-//!              [--admission N]
+//!              [--admission N] [--listener core|owned|sniff]
 //! ```
 //!
 //! `--port 0` (the default) picks a free port. Prints `listening on PORT` once it serves,
@@ -15,6 +15,9 @@
 //! (`--metrics-recorder false`: no recorder, the facade's no-op handles); `--tracing true`
 //! installs `grpcore::trace::ServerTracing` with `tracing-subscriber`'s registry as the
 //! subscriber (every span is created and kept until it closes; nothing is printed);
+//! `--listener owned` accepts on a listener grpcore owns (`grpcore::listener::Listener`)
+//! instead of a port the core binds; `--listener sniff` adds an HTTP/1.1 protocol beside
+//! gRPC there, so every connection goes through the sniff stage first.
 //! `--admission N` installs `grpcore::admission::Admission` with a limit of N handlers at
 //! once (far above the benchmark's concurrency, it prices the path of a server that is not
 //! overloaded).
@@ -45,13 +48,30 @@ fn main() {
     let recorder: bool = flags.get("metrics-recorder", true);
     let tracing: bool = flags.get("tracing", false);
     let admission: u32 = flags.get("admission", 0);
+    let listener: String = flags.get("listener", "core".to_string());
     flags.finish();
 
     let env = Environment::new(cq_threads.max(1));
-    let mut builder = ServerBuilder::new(&env)
-        .register_service(grpcore_bench::benchmark_service())
-        .bind(format!("{host}:{port}"))
-        .lean(lean);
+    let mut builder = ServerBuilder::new(&env).register_service(grpcore_bench::benchmark_service()).lean(lean);
+    let addr = format!("{host}:{port}");
+    builder = match listener.as_str() {
+        "core" => builder.bind(addr),
+        "owned" | "sniff" => {
+            let mut owned = grpcore::listener::Listener::bind(addr.as_str()).unwrap_or_else(|e| {
+                eprintln!("bench_server: {e}");
+                std::process::exit(1);
+            });
+            if listener == "sniff" {
+                // A second protocol on the port, so every connection goes through the sniff stage.
+                owned = owned.serve_other(grpcore::listener::Protocol::http1(), drop);
+            }
+            builder.listener(owned)
+        }
+        other => {
+            eprintln!("bench_server: --listener {other}: expected core, owned or sniff");
+            std::process::exit(2);
+        }
+    };
     if admission > 0 {
         // Outermost, as the admission docs ask.
         builder = builder.intercept(grpcore::admission::Admission::builder(admission).build());
