@@ -28,8 +28,11 @@
 //! The first rule whose `methods` match a call decides it; a call no rule matches is
 //! refused. A refused call ends with `PERMISSION_DENIED`, one over its rate with
 //! `RESOURCE_EXHAUSTED`; the handler never runs, and metrics interceptors see the code.
-//! Peers on unix sockets cannot be told apart by uid: the core does not pass the peer's
-//! credentials up (a `uid:` principal is refused when the rules load).
+//! - `uid:N`: a client on a unix socket whose process runs as user id N, as the kernel
+//!   recorded it when it connected (`SO_PEERCRED`). Only for connections grpcore accepted
+//!   itself ([`listener`](crate::listener), [`Server::add_connection`](crate::Server::add_connection)):
+//!   the core passes no credentials up for unix ports it binds, so there `uid:` matches
+//!   nobody. The rate-limit identity of such a client is `uid:N` too.
 //!
 //! ```no_run
 //! # let env = grpcore::Environment::new(1);
@@ -81,6 +84,7 @@ enum Principal {
     Uri(String),
     Cn(String),
     Dns(String),
+    Uid(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -141,8 +145,8 @@ impl Rule {
         Ok(Rule { methods, allow, rate })
     }
 
-    fn allows(&self, auth: &AuthContext) -> bool {
-        self.allow.iter().any(|p| p.matches(auth))
+    fn allows(&self, auth: &AuthContext, peer_uid: Option<u32>) -> bool {
+        self.allow.iter().any(|p| p.matches(auth, peer_uid))
     }
 }
 
@@ -181,19 +185,18 @@ impl Principal {
                 Some(("uri", rest)) => Principal::Uri(non_empty(rest, "uri:")?),
                 Some(("cn", rest)) => Principal::Cn(non_empty(rest, "cn:")?),
                 Some(("dns", rest)) => Principal::Dns(non_empty(rest, "dns:")?),
-                Some(("uid", _)) => {
-                    return Err(format!(
-                        "{s:?}: unix-socket peers cannot be told apart by uid (the core does not pass their credentials up)"
-                    ))
-                }
+                Some(("uid", rest)) => Principal::Uid(rest.parse().map_err(|_| format!("{s:?}: uid: needs a numeric user id"))?),
                 _ => return Err(format!("{s:?} is not a principal (spiffe://..., uri:, cn:, dns:, authenticated, any)")),
             },
         })
     }
 
-    fn matches(&self, auth: &AuthContext) -> bool {
-        if matches!(self, Principal::Any) {
-            return true;
+    fn matches(&self, auth: &AuthContext, peer_uid: Option<u32>) -> bool {
+        match self {
+            Principal::Any => return true,
+            // The kernel's word (SO_PEERCRED), not a certificate's.
+            Principal::Uid(uid) => return peer_uid == Some(*uid),
+            _ => {}
         }
         if !auth.peer_is_authenticated() {
             return false;
@@ -204,6 +207,7 @@ impl Principal {
             Principal::Uri(uri) => auth.peer_uris().contains(&uri.as_str()),
             Principal::Cn(cn) => auth.peer_common_name() == Some(cn.as_str()),
             Principal::Dns(name) => auth.peer_dns_names().contains(&name.as_str()),
+            Principal::Uid(_) => false,
         }
     }
 }
@@ -214,6 +218,7 @@ fn identity(auth: &AuthContext, call: &ServerCallInfo) -> String {
     let verified = auth.peer_is_authenticated().then(|| auth.peer_spiffe_id().or_else(|| auth.peer_common_name())).flatten();
     match verified {
         Some(id) => id.to_string(),
+        None if call.peer_credentials().is_some() => format!("uid:{}", call.peer_credentials().map_or(0, |c| c.uid)),
         None => {
             // An address without its port: one identity per host.
             let peer = call.peer();
@@ -312,7 +317,8 @@ impl AccessControl {
             return Err(Status::new(Code::PermissionDenied, format!("no access rule covers {method}")));
         };
         let auth = call.auth_context();
-        if !rule.allows(&auth) {
+        let peer_uid = call.peer_credentials().map(|c| c.uid);
+        if !rule.allows(&auth, peer_uid) {
             let who = identity(&auth, call);
             return Err(Status::new(Code::PermissionDenied, format!("{who} may not call {method}")));
         }
@@ -388,7 +394,8 @@ mod tests {
         assert_eq!(Principal::parse("cn:x").unwrap(), Principal::Cn("x".into()));
         assert_eq!(Principal::parse("spiffe://t/a").unwrap(), Principal::Spiffe("spiffe://t/a".into()));
         assert!(Principal::parse("cn:").is_err());
-        assert!(Principal::parse("uid:1000").unwrap_err().contains("uid"));
+        assert_eq!(Principal::parse("uid:1000").unwrap(), Principal::Uid(1000));
+        assert!(Principal::parse("uid:root").unwrap_err().contains("numeric"));
         assert!(Principal::parse("someone").is_err());
         let rules = AccessRules::from_json(
             r#"{"rules": [{"methods": ["a.B/C"], "allow": ["any"]}, {"methods": ["a.B/*"], "allow": ["authenticated"], "rate_limit": {"per_second": 2}}]}"#,

@@ -228,9 +228,23 @@ impl ServerCallInfo {
         self.deadline
     }
 
-    /// The client's address as the core names it, e.g. `ipv4:127.0.0.1:43210`.
+    /// The client's address as the core names it, e.g. `ipv4:127.0.0.1:43210` (see
+    /// [`ServerContext::peer`](crate::ServerContext::peer) for connections grpcore accepted).
     pub fn peer(&self) -> String {
-        self.server.core.peer()
+        let core = self.server.core.peer();
+        match crate::socket::peer_of_core_name(&core) {
+            Some(peer) => peer.to_core_string(),
+            None => core,
+        }
+    }
+
+    /// The credentials of a client on a unix socket grpcore accepted (see
+    /// [`ServerContext::peer_credentials`](crate::ServerContext::peer_credentials)).
+    pub fn peer_credentials(&self) -> Option<crate::PeerCredentials> {
+        match crate::socket::peer_of_core_name(&self.server.core.peer())? {
+            crate::Peer::Unix(creds) => creds,
+            crate::Peer::Tcp(_) => None,
+        }
     }
 
     /// How the connection is secured and who the client is (see [`AuthContext`]).

@@ -395,3 +395,37 @@ fn socket_activation_for_another_process_is_refused() {
     let _ = child.wait();
     assert!(error.contains("LISTEN_PID is 1"), "{error}");
 }
+
+#[test]
+fn access_rules_tell_unix_clients_apart_by_uid() {
+    use grpcore::access::{AccessControl, AccessRules};
+    let uid = my_uid();
+    let rules = AccessRules::from_json(&format!(
+        r#"{{"rules": [
+            {{"methods": ["/grpcore.test.Echo/Unary"], "allow": ["uid:{uid}"]}},
+            {{"methods": ["/grpcore.test.Peer/Who"], "allow": ["uid:{}"]}}
+        ]}}"#,
+        uid + 1
+    ))
+    .unwrap();
+    let env = Environment::new(1);
+    let path = std::env::temp_dir().join(format!("grpcore-uid-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = Listener::unix(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let server = ServerBuilder::new(&env)
+        .intercept(AccessControl::new(rules))
+        .register_service(echo_service())
+        .register_service(who_service())
+        .listener(listener)
+        .build()
+        .unwrap();
+    assert!(server.bound_ports().iter().any(|(a, _)| a.starts_with("unix:")), "{:?}", server.bound_ports());
+    let channel = ChannelBuilder::new(&env).connect(&format!("unix:{}", path.display())).unwrap();
+    let reply = block_on(channel.unary(&UNARY, &request("mine", 5), opts().wait_for_ready(true))).unwrap();
+    assert_eq!(reply.message().seq, 5);
+    let err = block_on(channel.unary(&WHO, &Vec::new(), opts())).unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    assert!(err.to_string().contains(&format!("uid:{uid}")), "{err}");
+    drop(server);
+    let _ = std::fs::remove_file(&path);
+}
