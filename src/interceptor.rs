@@ -231,20 +231,13 @@ impl ServerCallInfo {
     /// The client's address as the core names it, e.g. `ipv4:127.0.0.1:43210` (see
     /// [`ServerContext::peer`](crate::ServerContext::peer) for connections grpcore accepted).
     pub fn peer(&self) -> String {
-        let core = self.server.core.peer();
-        match crate::socket::peer_of_core_name(&core) {
-            Some(peer) => peer.to_core_string(),
-            None => core,
-        }
+        crate::socket::display_peer(self.server.core.peer())
     }
 
     /// The credentials of a client on a unix socket grpcore accepted (see
     /// [`ServerContext::peer_credentials`](crate::ServerContext::peer_credentials)).
     pub fn peer_credentials(&self) -> Option<crate::PeerCredentials> {
-        match crate::socket::peer_of_core_name(&self.server.core.peer())? {
-            crate::Peer::Unix(creds) => creds,
-            crate::Peer::Tcp(_) => None,
-        }
+        crate::socket::credentials_of(&self.server.core.peer())
     }
 
     /// How the connection is secured and who the client is (see [`AuthContext`]).

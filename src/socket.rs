@@ -224,6 +224,23 @@ pub(crate) fn peer_of_core_name(core_peer: &str) -> Option<Peer> {
     guard.as_ref()?.peers.get(&fd).map(|(_, p)| p.clone())
 }
 
+/// The peer name to show for a server call whose core peer name is `core`: the address
+/// grpcore accepted the connection from where the core says only `fd:N`.
+pub(crate) fn display_peer(core: String) -> String {
+    match peer_of_core_name(&core) {
+        Some(peer) => peer.to_core_string(),
+        None => core,
+    }
+}
+
+/// The unix credentials of the client of a server call whose core peer name is `core`.
+pub(crate) fn credentials_of(core: &str) -> Option<PeerCredentials> {
+    match peer_of_core_name(core)? {
+        Peer::Unix(creds) => creds,
+        Peer::Tcp(_) => None,
+    }
+}
+
 /// Reads an integer socket option.
 fn sockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;

@@ -54,11 +54,7 @@ impl ServerContext {
     /// from the address it was accepted from (`unix:` for unix sockets), where the core
     /// itself would say only `fd:N`.
     pub fn peer(&self) -> String {
-        let core = self.server.core.peer();
-        match crate::socket::peer_of_core_name(&core) {
-            Some(peer) => peer.to_core_string(),
-            None => core,
-        }
+        crate::socket::display_peer(self.server.core.peer())
     }
 
     /// The process credentials (uid, gid, pid) of a client on a unix socket that a
@@ -67,10 +63,7 @@ impl ServerContext {
     /// them when it connected (`SO_PEERCRED`). `None` for other clients: the core passes
     /// no credentials up for the unix sockets it accepts itself.
     pub fn peer_credentials(&self) -> Option<crate::PeerCredentials> {
-        match crate::socket::peer_of_core_name(&self.server.core.peer())? {
-            crate::Peer::Unix(creds) => creds,
-            crate::Peer::Tcp(_) => None,
-        }
+        crate::socket::credentials_of(&self.server.core.peer())
     }
 
     /// How the client's connection is secured and, under TLS with a client certificate,
