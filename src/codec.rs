@@ -180,6 +180,46 @@ impl<T: protobuf::Message> Codec<T> for ProtobufCodec {
     }
 }
 
+/// One message type's codec functions as values, taken once from a codec type.
+///
+/// The handles of a call ([`RequestStream`](crate::RequestStream),
+/// [`ServerSink`](crate::ServerSink), [`ResponseStream`](crate::ResponseStream),
+/// [`RequestSink`](crate::RequestSink), the call futures and the request builders) carry
+/// these pointers instead of a codec type parameter, so the codec is named once, in the
+/// [`Method`](crate::Method) descriptor, and never in a handler's or caller's signature (as
+/// grpcio's serializer functions and tonic's boxed codec do). The cost is an indirect call
+/// per message, against a call's tens of thousands of instructions.
+pub(crate) struct Coder<T> {
+    /// Encodes a message into a new core buffer ([`ByteBuffer::encode`]).
+    pub(crate) encode: fn(&T) -> Result<ByteBuffer, Error>,
+    /// Encodes a message into a buffer reused from a finished call ([`ByteBuffer::refill`]).
+    ///
+    /// # Safety
+    /// As [`ByteBuffer::refill`]: no operation may be using the buffer.
+    pub(crate) refill: unsafe fn(&mut ByteBuffer, &T) -> Result<(), Error>,
+    /// Decodes a whole message ([`Codec::decode`]).
+    pub(crate) decode: fn(&mut MessageReader<'_>) -> Result<T, Error>,
+}
+
+impl<T> Coder<T> {
+    /// The functions of codec `C` for `T`.
+    pub(crate) fn of<C: Codec<T>>() -> Coder<T> {
+        Coder {
+            encode: ByteBuffer::encode::<T, C>,
+            refill: ByteBuffer::refill::<T, C>,
+            decode: C::decode,
+        }
+    }
+}
+
+impl<T> Clone for Coder<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Coder<T> {}
+
 /// Encoding messages into the core's buffers (here rather than in `buffer.rs`, so that the
 /// buffer layer never depends on the codecs).
 impl ByteBuffer {

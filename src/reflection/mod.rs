@@ -50,7 +50,7 @@ use prost_types::FileDescriptorProto;
 
 use crate::error::Error;
 use crate::server::service::Service;
-use crate::{ProstCodec, RequestStream, ServerBuilder, ServerContext, ServerSink, ServiceBuilder, Status};
+use crate::{RequestStream, ServerBuilder, ServerContext, ServerSink, ServiceBuilder, Status};
 
 use self::index::{Index, Sent};
 
@@ -157,8 +157,8 @@ struct Reflection {
 impl ServerReflection for Reflection {
     async fn server_reflection_info(
         &self,
-        mut requests: RequestStream<ServerReflectionRequest, ProstCodec>,
-        mut sink: ServerSink<ServerReflectionResponse, ProstCodec>,
+        mut requests: RequestStream<ServerReflectionRequest>,
+        mut sink: ServerSink<ServerReflectionResponse>,
         _ctx: ServerContext,
     ) -> Result<(), Status> {
         let mut sent = Sent::new();

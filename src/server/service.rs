@@ -174,7 +174,7 @@ impl ServiceBuilder {
         Req: Send + 'static,
         Resp: Send + 'static,
         C: Codec<Req> + Codec<Resp>,
-        F: Fn(crate::RequestStream<Req, C>, ServerContext) -> Fut + Send + Sync + 'static,
+        F: Fn(crate::RequestStream<Req>, ServerContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
     {
         let h = ClientStreamingHandler::<Req, Resp, C, F> {
@@ -193,7 +193,7 @@ impl ServiceBuilder {
         Req: Send + 'static,
         Resp: Send + 'static,
         C: Codec<Req> + Codec<Resp>,
-        F: Fn(Req, crate::ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
+        F: Fn(Req, crate::ServerSink<Resp>, ServerContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Status>> + Send + 'static,
     {
         let h = ServerStreamingHandler::<Req, Resp, C, F> {
@@ -213,7 +213,7 @@ impl ServiceBuilder {
         Req: Send + 'static,
         Resp: Send + 'static,
         C: Codec<Req> + Codec<Resp>,
-        F: Fn(crate::RequestStream<Req, C>, crate::ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
+        F: Fn(crate::RequestStream<Req>, crate::ServerSink<Resp>, ServerContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Status>> + Send + 'static,
     {
         let h = DuplexHandler::<Req, Resp, C, F> {
