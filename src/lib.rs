@@ -89,9 +89,12 @@ pub use codec::ProtobufCodec;
 pub use app_error::ApplicationError;
 pub use deadline::DeadlinePolicy;
 pub use env::{EnvBuilder, Environment, JoinHandle};
-pub use error::{Error, Result};
+pub use error::{
+    CodecError, CodecErrorKind, ConfigError, ConfigErrorKind, Error, InternalError, InternalErrorKind, MetadataError,
+    Result, ShutdownError, ShutdownErrorKind,
+};
 pub use interceptor::{CallEnd, ClientCallInfo, ClientInterceptor, Extensions, ServerCallInfo, ServerInterceptor};
-pub use metadata::Metadata;
+pub use metadata::{Metadata, MetadataErrorKind};
 pub use method::{Method, MethodKind};
 pub use request::{ClientStreamingRequest, DuplexRequest, ServerStreamingRequest, UnaryRequest};
 pub use quota::ResourceQuota;

@@ -24,7 +24,7 @@ use futures_core::Stream;
 use crate::call::write::Compression;
 use crate::channel::Channel;
 use crate::codec::Codec;
-use crate::error::Error;
+use crate::error::{Error, InternalErrorKind};
 use crate::metadata::Metadata;
 use crate::method::{ErasedMethod, Method};
 
@@ -172,7 +172,7 @@ impl<Req, Resp> UnaryRequest<Req, Resp> {
         }
         match self.request.take() {
             Some(request) => self.channel.unary_erased(&self.method, &request, std::mem::take(&mut self.options)),
-            None => UnaryCall::failed(Error::Internal("the unary request was polled after it finished".into()), self.method.response.decode),
+            None => UnaryCall::failed(Error::internal_kind(InternalErrorKind::Misuse, "the unary request was polled after it finished"), self.method.response.decode),
         }
     }
 }

@@ -16,7 +16,7 @@ use super::pending::{OwnedStart, StartFuture};
 use super::{Batch, Call, OnComplete};
 use crate::buffer::{ByteBuffer, MessageReader};
 use crate::codec::Coder;
-use crate::error::Error;
+use crate::error::{CodecErrorKind, Error, InternalErrorKind};
 use crate::metadata::Metadata;
 use crate::status::{Code, Status, DETAILS_KEY};
 
@@ -363,7 +363,7 @@ impl ResponseState {
                 "the server finished the call with OK but sent no response message",
             ))),
             Some(buf) => decode(&mut buf.reader())
-                .map_err(|e| Error::Codec(format!("failed to decode the response: {e}")))
+                .map_err(|e| Error::codec_kind(CodecErrorKind::Decode, format!("failed to decode the response: {e}")).with_source(e))
                 .map(|message| Response {
                     message,
                     initial_metadata: initial,
@@ -622,8 +622,8 @@ impl<Resp> Future for UnaryCall<Resp> {
         }
         let result = match &mut this.state {
             UnaryState::Starting(_) => unreachable!("a start resolves to a started or failed call"),
-            UnaryState::Failed(e) => Err(e.take().unwrap_or_else(|| Error::Internal("polled after completion".into()))),
-            UnaryState::Finished => Err(Error::Internal("unary call polled after completion".into())),
+            UnaryState::Failed(e) => Err(e.take().unwrap_or_else(|| Error::internal_kind(InternalErrorKind::Misuse, "polled after completion"))),
+            UnaryState::Finished => Err(Error::internal_kind(InternalErrorKind::Misuse, "unary call polled after completion")),
             UnaryState::Running { batch, .. } => {
                 if batch.poll_done(cx).is_none() {
                     return Poll::Pending;

@@ -27,7 +27,7 @@ use grpcore_sys as ffi;
 use crate::channel::Channel;
 use crate::cq::{ArcTag, CompletionQueue, Tag, TagHeader};
 use crate::env::Environment;
-use crate::error::Error;
+use crate::error::{Error, InternalErrorKind, ShutdownErrorKind};
 use crate::status::Code;
 
 /// Owns one reference to a core call, bound to one completion queue.
@@ -97,7 +97,7 @@ impl Call {
     /// must own (through an `Arc`) whatever they point into.
     pub(crate) unsafe fn start_batch(&self, ops: &[ffi::grpc_op], tag: Tag) -> Result<(), Error> {
         let Some(_borrow) = self.cq.borrow() else {
-            return Err(Error::Shutdown("the environment is shutting down".into()));
+            return Err(Error::shutdown(ShutdownErrorKind::Environment, "the environment is shutting down"));
         };
         let raw_tag = tag.into_raw();
         // SAFETY: the call is live, its queue is borrowed (not shutting down), and the
@@ -106,7 +106,7 @@ impl Call {
         if rc != ffi::GRPC_CALL_OK {
             // SAFETY: the core refused the batch; no event will carry the tag, re-take it now.
             drop(unsafe { Tag::from_raw(raw_tag) });
-            return Err(Error::Internal(format!(
+            return Err(Error::internal_kind(InternalErrorKind::Core, format!(
                 "the core refused a batch of {} operations: {}",
                 ops.len(),
                 call_error_name(rc)

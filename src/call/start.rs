@@ -25,7 +25,7 @@ use super::{Batch, Call, OnComplete};
 use crate::buffer::ByteBuffer;
 use crate::channel::Channel;
 use crate::codec::Codec;
-use crate::error::Error;
+use crate::error::{CodecErrorKind, ConfigErrorKind, Error, InternalErrorKind, ShutdownErrorKind};
 use crate::method::{ErasedMethod, Method, MethodKind};
 use crate::status::{Code, Status};
 
@@ -51,7 +51,7 @@ impl Channel {
         let registered = static_path.and_then(|p| self.registered(p));
         let cq = self.inner.env.pick_cq().clone();
         let Some(borrow) = cq.borrow() else {
-            return Err(Error::Shutdown("the environment is shutting down".into()));
+            return Err(Error::shutdown(ShutdownErrorKind::Environment, "the environment is shutting down"));
         };
         // SAFETY: the channel and the borrowed queue are live; a registration handle belongs
         // to this channel; a method slice is released after the core took its own reference;
@@ -86,7 +86,7 @@ impl Channel {
             };
             drop(borrow);
             if raw.is_null() {
-                return Err(Error::Internal(format!("the core could not create a call to {path}")));
+                return Err(Error::internal_kind(InternalErrorKind::Core, format!("the core could not create a call to {path}")));
             }
             Ok(Call::from_raw_on(raw, cq, self))
         }
@@ -471,7 +471,7 @@ impl std::ops::Deref for Path {
 }
 
 fn encode_error(path: &str, e: Error) -> Error {
-    Error::Codec(format!("failed to encode the request to {path}: {e}"))
+    Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode the request to {path}: {e}")).with_source(e)
 }
 
 /// Starts a streaming call's final op: RECV_STATUS_ON_CLIENT.
@@ -502,6 +502,6 @@ fn check_kind<A, B>(method: &ErasedMethod<A, B>, kind: MethodKind) -> Result<(),
     if method.kind == kind {
         Ok(())
     } else {
-        Err(Error::Config(format!("{} is a {:?} method, called as {kind:?}", method.path, method.kind)))
+        Err(Error::config_kind(ConfigErrorKind::Method, format!("{} is a {:?} method, called as {kind:?}", method.path, method.kind)))
     }
 }

@@ -17,7 +17,7 @@ use super::state::SendRefused;
 use super::write::WriteFlags;
 use super::Batch;
 use crate::buffer::ByteBuffer;
-use crate::error::Error;
+use crate::error::{CodecErrorKind, Error, InternalErrorKind};
 use crate::metadata::Metadata;
 use crate::status::{Code, Status};
 
@@ -61,7 +61,7 @@ impl<Req> RequestSink<Req> {
 
     /// A sink whose call starts when `start` resolves.
     pub(crate) fn starting(start: Arc<PendingStream>, encode: Encode<Req>) -> Self {
-        let mut sink = Self::new(Err(Error::Internal("the call has not started".into())), encode);
+        let mut sink = Self::new(Err(Error::internal_kind(InternalErrorKind::Misuse, "the call has not started")), encode);
         sink.starting = Some(start);
         sink
     }
@@ -92,7 +92,7 @@ impl<Req> RequestSink<Req> {
             Ok(c) => Ok(c),
             Err(e) => Err(e
                 .clone()
-                .unwrap_or_else(|| Error::Internal("the call could not start".into()))),
+                .unwrap_or_else(|| Error::internal_kind(InternalErrorKind::Misuse, "the call could not start"))),
         }
     }
 
@@ -105,13 +105,13 @@ impl<Req> RequestSink<Req> {
 
     fn write(&mut self, item: &Req, flags: WriteFlags) -> Result<(), Error> {
         if self.closed || self.closing {
-            return Err(Error::Internal("send after the request stream was closed".into()));
+            return Err(Error::internal_kind(InternalErrorKind::Misuse, "send after the request stream was closed"));
         }
         if self.starting.is_some() {
-            return Err(Error::Internal("a message was sent before the sink was ready".into()));
+            return Err(Error::internal_kind(InternalErrorKind::Misuse, "a message was sent before the sink was ready"));
         }
         let core = self.core()?.clone();
-        let buf = (self.encode)(item).map_err(|e| Error::Codec(format!("failed to encode a request: {e}")))?;
+        let buf = (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a request: {e}")).with_source(e))?;
         self.slot
             .start_client(&core, SendKind::Message(buf, flags))
             .map_err(|e| send_error(&core, e))
@@ -150,7 +150,7 @@ impl<Req> RequestSink<Req> {
 fn send_error(core: &CallCore, e: SendError) -> Error {
     match e {
         SendError::Refused(SendRefused::Closed) => core.ended_error(),
-        SendError::Refused(SendRefused::Busy) => Error::Internal("a send started while another was in flight".into()),
+        SendError::Refused(SendRefused::Busy) => Error::internal_kind(InternalErrorKind::Misuse, "a send started while another was in flight"),
         SendError::Core(e) => e,
     }
 }
@@ -252,7 +252,7 @@ impl<Resp> ClientStreamingCall<Resp> {
 
     /// A response whose call starts when `start` resolves.
     pub(crate) fn starting(start: Arc<PendingStream>, decode: Decode<Resp>) -> Self {
-        let mut call = Self::new(Err(Error::Internal("the call has not started".into())), decode);
+        let mut call = Self::new(Err(Error::internal_kind(InternalErrorKind::Misuse, "the call has not started")), decode);
         call.starting = Some(start);
         call
     }
@@ -308,7 +308,7 @@ impl<Resp> ClientStreamingCall<Resp> {
         match &mut this.state {
             Err(e) => Poll::Ready(Err(e
                 .take()
-                .unwrap_or_else(|| Error::Internal("polled after completion".into())))),
+                .unwrap_or_else(|| Error::internal_kind(InternalErrorKind::Misuse, "polled after completion")))),
             Ok((core, batch)) => {
                 if batch.poll_done(cx).is_none() {
                     return Poll::Pending;
@@ -434,7 +434,7 @@ impl<Resp> ResponseStream<Resp> {
 
     /// A stream whose call starts when `start` resolves.
     pub(crate) fn starting(start: Arc<PendingStream>, decode: Decode<Resp>) -> Self {
-        let mut stream = Self::new(Err(Error::Internal("the call has not started".into())), decode);
+        let mut stream = Self::new(Err(Error::internal_kind(InternalErrorKind::Misuse, "the call has not started")), decode);
         stream.starting = Some(start);
         stream
     }
@@ -476,7 +476,7 @@ impl<Resp> ResponseStream<Resp> {
             Err(e) => {
                 return Err(e
                     .clone()
-                    .unwrap_or_else(|| Error::Internal("the call could not start".into())))
+                    .unwrap_or_else(|| Error::internal_kind(InternalErrorKind::Misuse, "the call could not start")))
             }
         };
         if s.initial_metadata.is_none() {
@@ -552,7 +552,7 @@ impl<Resp> Stream for ResponseStream<Resp> {
             match message {
                 Some(buf) => {
                     let item =
-                        decode(&mut buf.reader()).map_err(|e| Error::Codec(format!("failed to decode a response: {e}")));
+                        decode(&mut buf.reader()).map_err(|e| Error::codec_kind(CodecErrorKind::Decode, format!("failed to decode a response: {e}")).with_source(e));
                     if item.is_err() {
                         // One error, as documented: the call is cancelled and the stream ends
                         // here (its CANCELLED status would only repeat the failure).

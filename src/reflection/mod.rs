@@ -48,7 +48,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use prost_types::FileDescriptorProto;
 
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 use crate::server::service::Service;
 use crate::{RequestStream, ServerBuilder, ServerContext, ServerSink, ServiceBuilder, Status};
 
@@ -124,7 +124,7 @@ fn v1alpha_file() -> Result<Vec<u8>, Error> {
     const V1: &str = ".grpc.reflection.v1.";
     const V1ALPHA: &str = ".grpc.reflection.v1alpha.";
     let mut file = FileDescriptorProto::decode(server_reflection_grpc::FILE_DESCRIPTORS[0])
-        .map_err(|e| Error::Config(format!("grpcore's own reflection descriptor does not decode: {e}")))?;
+        .map_err(|e| Error::config_kind(ConfigErrorKind::Setting, format!("grpcore's own reflection descriptor does not decode: {e}")))?;
     let rename = |name: &mut Option<String>| {
         if let Some(rest) = name.as_deref().and_then(|n| n.strip_prefix(V1)) {
             *name = Some(format!("{V1ALPHA}{rest}"));

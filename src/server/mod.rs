@@ -32,7 +32,7 @@ use crate::call::{Batch, Call, OnComplete};
 use crate::cq::{BoxTag, CompletionQueue, Tag, TagHeader};
 use crate::credentials::ServerCredentials;
 use crate::env::Environment;
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error, ShutdownErrorKind};
 use crate::metadata::Metadata;
 use crate::method::MethodKind;
 use crate::quota::ResourceQuota;
@@ -386,7 +386,7 @@ impl ServerBuilder {
             return Err(e);
         }
         if self.addrs.is_empty() {
-            return Err(Error::Config("the server has no address to listen on: call bind()".into()));
+            return Err(Error::config_kind(ConfigErrorKind::Bind, "the server has no address to listen on: call bind()"));
         }
         #[cfg(feature = "reflection")]
         if self.reflection {
@@ -407,7 +407,7 @@ impl ServerBuilder {
             let chain: Option<ServerChain> = (!chain.is_empty()).then(|| chain.into());
             for m in service.methods {
                 if entries.iter().any(|(e, _, _)| e.path == m.path) {
-                    return Err(Error::Config(format!("method {} is registered twice", m.path)));
+                    return Err(Error::config_kind(ConfigErrorKind::Method, format!("method {} is registered twice", m.path)));
                 }
                 // The deadline check is made here too, once per method; `None` (no policy,
                 // or one that asks nothing of a server) costs a call nothing.
@@ -441,7 +441,7 @@ impl ServerBuilder {
         let mut methods = Vec::with_capacity(entries.len());
         for (entry, interceptors, deadline) in entries {
             let path = CString::new(&*entry.path)
-                .map_err(|_| Error::Config(format!("method path {:?} contains a NUL byte", entry.path)))?;
+                .map_err(|_| Error::config_kind(ConfigErrorKind::Method, format!("method path {:?} contains a NUL byte", entry.path)))?;
             let payload = match entry.kind {
                 MethodKind::Unary | MethodKind::ServerStreaming => ffi::GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
                 MethodKind::ClientStreaming | MethodKind::Duplex => ffi::GRPC_SRM_PAYLOAD_NONE,
@@ -449,7 +449,7 @@ impl ServerBuilder {
             // SAFETY: the server is live and not started; the core copies the path.
             let handle = unsafe { ffi::grpc_server_register_method(raw, path.as_ptr(), ptr::null(), payload, 0) };
             if handle.is_null() {
-                return Err(Error::Config(format!("the core refused to register method {}", entry.path)));
+                return Err(Error::config_kind(ConfigErrorKind::Method, format!("the core refused to register method {}", entry.path)));
             }
             if let Some(chain) = &interceptors {
                 // Per-method state (label sets, span names) is built here, once, and found by
@@ -511,7 +511,7 @@ impl ServerBuilder {
 fn cq_raw(cq: &CompletionQueue) -> Result<*mut ffi::grpc_completion_queue, Error> {
     cq.borrow()
         .map(|b| b.raw())
-        .ok_or_else(|| Error::Shutdown("the environment is shutting down".into()))
+        .ok_or_else(|| Error::shutdown(ShutdownErrorKind::Environment, "the environment is shutting down"))
 }
 
 /// Destroys a server that failed to start (`build` forgets it once the server started).

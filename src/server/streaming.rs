@@ -21,7 +21,7 @@ use crate::call::write::WriteFlags;
 use crate::call::client::Decode;
 use crate::call::streaming::Encode;
 use crate::codec::Codec;
-use crate::error::Error;
+use crate::error::{CodecErrorKind, Error, InternalErrorKind};
 use crate::status::{Code, Status};
 
 /// The requests of a client-streaming or bidirectional call, as a [`Stream`].
@@ -166,13 +166,13 @@ impl<Resp> ServerSink<Resp> {
         }
         self.slot.start_server(&self.server, kind).map_err(|e| match e {
             SendError::Refused(SendRefused::Closed) => ended(),
-            SendError::Refused(SendRefused::Busy) => Error::Internal("a send started while another was in flight".into()),
+            SendError::Refused(SendRefused::Busy) => Error::internal_kind(InternalErrorKind::Misuse, "a send started while another was in flight"),
             SendError::Core(e) => e,
         })
     }
 
     fn write(&mut self, item: &Resp, flags: WriteFlags) -> Result<(), Error> {
-        let buf = (self.encode)(item).map_err(|e| Error::Codec(format!("failed to encode a response: {e}")))?;
+        let buf = (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a response: {e}")).with_source(e))?;
         if let Err(status) = self.limits.check_send_buffer(&buf) {
             // As the core's size filter does: the call ends with this status.
             self.server.core.call.cancel_with_status(status.code(), status.message());
