@@ -101,7 +101,7 @@ pub use quota::ResourceQuota;
 pub use server::context::{Cancelled, ServerContext};
 pub use server::service::{Service, ServiceBuilder};
 pub use server::streaming::{RequestStream, ServerSink};
-pub use server::{Server, ServerBuilder, ShutdownFuture};
+pub use server::{Server, ServerBuilder, ShutdownFuture, ShutdownReport};
 pub use status::{Code, Status};
 
 /// Includes the code `grpcore-compiler` generated in `build.rs` (into `OUT_DIR`).

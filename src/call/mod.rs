@@ -17,7 +17,7 @@ pub(crate) mod write;
 use std::cell::UnsafeCell;
 use std::ffi::CStr;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Context;
 
@@ -49,6 +49,25 @@ pub(crate) struct Call {
 enum Keeps {
     Env { _env: Environment },
     Channel { _channel: Channel },
+    /// A server call counted among its server's live calls until it is released.
+    Counted { _env: Environment, _live: LiveCall },
+}
+
+/// One live call in a counter of them (a server's calls, for its shutdown report): counts
+/// from creation to drop.
+pub(crate) struct LiveCall(Arc<AtomicUsize>);
+
+impl LiveCall {
+    pub(crate) fn new(counter: &Arc<AtomicUsize>) -> LiveCall {
+        counter.fetch_add(1, Ordering::Relaxed);
+        LiveCall(counter.clone())
+    }
+}
+
+impl Drop for LiveCall {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: the core's call functions are thread-safe (batches of different kinds may be
@@ -69,6 +88,18 @@ impl Call {
             raw,
             cq,
             _keeps: Keeps::Env { _env: env },
+        }
+    }
+
+    /// [`Call::from_raw`] for a server call counted in `live` while it exists.
+    ///
+    /// # Safety
+    /// As for [`Call::from_raw`].
+    pub(crate) unsafe fn from_raw_counted(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, env: Environment, live: LiveCall) -> Call {
+        Call {
+            raw,
+            cq,
+            _keeps: Keeps::Counted { _env: env, _live: live },
         }
     }
 
