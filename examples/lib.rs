@@ -10,7 +10,20 @@
 
 /// The generated modules: `proto::helloworld`, `proto::routeguide` and `proto::echo`.
 pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/mod.rs"));
+    /// The proto package `helloworld`: `HelloRequest`, `HelloReply` and the `Greeter`
+    /// service (`greeter_grpc`).
+    pub mod helloworld {
+        grpcore::include_proto!("helloworld");
+    }
+    /// The proto package `routeguide`: the `RouteGuide` service (`route_guide_grpc`) and
+    /// its messages.
+    pub mod routeguide {
+        grpcore::include_proto!("routeguide");
+    }
+    /// The proto package `echo`: the metrics example's `Echo` service (`echo_grpc`).
+    pub mod echo {
+        grpcore::include_proto!("echo");
+    }
 }
 
 pub mod route_guide_db;

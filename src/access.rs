@@ -49,7 +49,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use crate::credentials::AuthContext;
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error, InternalErrorKind};
 use crate::interceptor::{ServerCallInfo, ServerInterceptor};
 use crate::status::{Code, Status};
 
@@ -94,7 +94,7 @@ struct Rate {
 }
 
 fn bad(what: impl std::fmt::Display) -> Error {
-    Error::Config(format!("access rules: {what}"))
+    Error::config_kind(ConfigErrorKind::Setting, format!("access rules: {what}"))
 }
 
 impl AccessRules {
@@ -294,7 +294,7 @@ impl AccessControl {
         std::thread::Builder::new()
             .name("grpcore-access-watch".into())
             .spawn(move || watch_loop(path, state, seen))
-            .map_err(|e| Error::Internal(format!("cannot start the access rules watcher: {e}")))?;
+            .map_err(|e| Error::internal_kind(InternalErrorKind::Other, format!("cannot start the access rules watcher: {e}")).with_source(e))?;
         Ok(control)
     }
 

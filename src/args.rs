@@ -10,7 +10,7 @@ use std::os::raw::c_int;
 
 use grpcore_sys as ffi;
 
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 use crate::credentials::SslSessionCache;
 use crate::quota::ResourceQuota;
 
@@ -31,7 +31,7 @@ pub(crate) struct ChannelArgs {
 }
 
 fn c_string(what: &str, s: &str) -> Result<CString, Error> {
-    CString::new(s).map_err(|_| Error::Config(format!("{what} {s:?} contains a NUL byte")))
+    CString::new(s).map_err(|_| Error::config_kind(ConfigErrorKind::Setting, format!("{what} {s:?} contains a NUL byte")))
 }
 
 impl ChannelArgs {
@@ -134,7 +134,7 @@ pub(crate) fn size_limit(setting: &str, limit: Option<usize>) -> Result<i32, Err
     match limit {
         None => Ok(-1),
         Some(n) => i32::try_from(n).map_err(|_| {
-            Error::Config(format!("{setting} = {n} bytes is larger than the core's maximum of {} bytes", i32::MAX))
+            Error::config_kind(ConfigErrorKind::Setting, format!("{setting} = {n} bytes is larger than the core's maximum of {} bytes", i32::MAX))
         }),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use crate::error::Error;
+use crate::error::{Error, InternalErrorKind};
 
 /// Runs `future` to completion on the calling thread.
 ///
@@ -10,10 +10,9 @@ use crate::error::Error;
 /// only this very thread can deliver.
 pub(crate) fn block_on<F: Future>(future: F) -> Result<F::Output, Error> {
     if crate::task::on_any_cq_thread() {
-        return Err(Error::Internal(
+        return Err(Error::internal_kind(InternalErrorKind::Misuse,
             "a blocking call was made on a completion-queue thread, where it would deadlock; \
-             await the call instead"
-                .into(),
+             await the call instead",
         ));
     }
     Ok(futures_executor::block_on(future))

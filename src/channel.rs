@@ -13,7 +13,7 @@ use crate::call::write::Compression;
 use crate::env::Environment;
 use crate::credentials::ChannelCredentials;
 use crate::socket::Socket;
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 use crate::interceptor::{ClientChain, ClientInterceptor, DynClientInterceptor};
 use crate::quota::ResourceQuota;
 use crate::settings::{self, keys, Zero};
@@ -278,15 +278,15 @@ impl ChannelBuilder {
     fn health_service_config(&self) -> Result<Option<String>, Error> {
         let Some(service) = &self.health_check else { return Ok(None) };
         if self.args.get_int("grpc.inhibit_health_checking").is_some_and(|v| v != 0) {
-            return Err(Error::Config(
-                "health_check was asked for, but grpc.inhibit_health_checking is set: the core would not check".into(),
+            return Err(Error::config_kind(ConfigErrorKind::Target,
+                "health_check was asked for, but grpc.inhibit_health_checking is set: the core would not check",
             ));
         }
         let mut config = match &self.service_config {
             // Checked to be an object by `service_config` (an error would have been kept).
             Some(json) => match serde_json::from_str::<serde_json::Value>(json) {
                 Ok(serde_json::Value::Object(map)) => map,
-                _ => return Err(Error::Config("service_config must be a JSON object".into())),
+                _ => return Err(Error::config_kind(ConfigErrorKind::Setting, "service_config must be a JSON object")),
             },
             None => serde_json::Map::new(),
         };
@@ -371,7 +371,7 @@ impl ChannelBuilder {
         credentials.apply_args(&mut self.args)?;
         let creds = credentials.create()?;
         let c_target = CString::new(target)
-            .map_err(|_| Error::Config(format!("channel target {target:?} contains a NUL byte")))?;
+            .map_err(|_| Error::config_kind(ConfigErrorKind::Target, format!("channel target {target:?} contains a NUL byte")))?;
         // SAFETY: the target string, the arguments and the credentials live across the call;
         // the channel takes its own reference to the credentials (ours goes with `creds`).
         let raw = self
@@ -379,7 +379,7 @@ impl ChannelBuilder {
             .with_raw(|args| unsafe { ffi::grpc_channel_create(c_target.as_ptr(), creds.as_ptr(), args) });
         drop(creds);
         if raw.is_null() {
-            return Err(Error::Config(format!("the core could not create a channel to {target:?}")));
+            return Err(Error::config_kind(ConfigErrorKind::Target, format!("the core could not create a channel to {target:?}")));
         }
         self.finish(raw, target, false)
     }
@@ -439,7 +439,7 @@ impl ChannelBuilder {
             .with_raw(|args| unsafe { ffi::grpc_channel_create_from_fd(c_target.as_ptr(), fd, creds.as_ptr(), args) });
         drop(creds);
         if raw.is_null() {
-            return Err(Error::Config(format!("the core could not create a channel over socket {fd}")));
+            return Err(Error::config(format!("the core could not create a channel over socket {fd}")));
         }
         self.finish(raw, &target, true)
     }
@@ -465,13 +465,13 @@ impl ChannelBuilder {
         if (state == ffi::GRPC_CHANNEL_TRANSIENT_FAILURE || state == ffi::GRPC_CHANNEL_SHUTDOWN)
             && self.has_service_config
         {
-            return Err(Error::Config(format!(
+            return Err(Error::config_kind(ConfigErrorKind::Setting, format!(
                 "the core rejected the channel to {target:?}: its service_config is invalid \
                  (the grpc_core log says why), or no resolver handles the target"
             )));
         }
         if state == ffi::GRPC_CHANNEL_TRANSIENT_FAILURE || state == ffi::GRPC_CHANNEL_SHUTDOWN {
-            return Err(Error::Config(format!(
+            return Err(Error::config_kind(ConfigErrorKind::Target, format!(
                 "invalid channel target {target:?}: the core has no resolver for it \
                  (expected host:port, dns:, ipv4:, ipv6:, unix: or unix-abstract:)"
             )));
@@ -482,7 +482,7 @@ impl ChannelBuilder {
 
 /// Rejects targets that would only fail later, with a message naming the problem.
 fn validate_target(target: &str) -> Result<(), Error> {
-    let bad = |why: &str| Err(Error::Config(format!("invalid channel target {target:?}: {why}")));
+    let bad = |why: &str| Err(Error::config_kind(ConfigErrorKind::Target, format!("invalid channel target {target:?}: {why}")));
     if target.trim().is_empty() {
         return bad("it is empty");
     }

@@ -8,7 +8,7 @@
 //! here too, above `buffer.rs`, which knows bytes and never imports the codecs.
 
 use crate::buffer::{ByteBuffer, MessageReader};
-use crate::error::Error;
+use crate::error::{CodecErrorKind, Error};
 
 /// Encodes and decodes messages of type `T`.
 ///
@@ -37,7 +37,7 @@ pub trait Codec<T>: Send + Sync + 'static {
         let mut buf = Vec::with_capacity(out.len());
         Self::encode(msg, &mut buf)?;
         if buf.len() != out.len() {
-            return Err(Error::Codec(format!(
+            return Err(Error::codec_kind(CodecErrorKind::Encode, format!(
                 "the encoding is {} bytes, not the {} announced by encoded_len",
                 buf.len(),
                 out.len()
@@ -61,7 +61,7 @@ impl Codec<Vec<u8>> for BytesCodec {
     fn decode(reader: &mut MessageReader<'_>) -> Result<Vec<u8>, Error> {
         let mut out = Vec::with_capacity(reader.len());
         std::io::Read::read_to_end(reader, &mut out)
-            .map_err(|e| Error::Codec(format!("reading message bytes: {e}")))?;
+            .map_err(|e| Error::codec_kind(CodecErrorKind::Decode, format!("reading message bytes: {e}")).with_source(e))?;
         Ok(out)
     }
 
@@ -106,12 +106,12 @@ impl<T: prost::Message + Default + 'static> Codec<T> for ProstCodec {
     fn encode(msg: &T, buf: &mut Vec<u8>) -> Result<(), Error> {
         buf.reserve_exact(msg.encoded_len());
         msg.encode(buf)
-            .map_err(|e| Error::Codec(format!("encoding {}: {e}", std::any::type_name::<T>())))
+            .map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("encoding {}: {e}", std::any::type_name::<T>())).with_source(e))
     }
 
     fn decode(reader: &mut MessageReader<'_>) -> Result<T, Error> {
         T::decode(reader)
-            .map_err(|e| Error::Codec(format!("decoding {}: {e}", std::any::type_name::<T>())))
+            .map_err(|e| Error::codec_kind(CodecErrorKind::Decode, format!("decoding {}: {e}", std::any::type_name::<T>())).with_source(e))
     }
 
     fn encoded_len(msg: &T) -> Option<usize> {
@@ -124,13 +124,13 @@ impl<T: prost::Message + Default + 'static> Codec<T> for ProstCodec {
         // than its `encoded_len` panics on the full slice: that becomes an error here.
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| msg.encode_raw(&mut out)));
         if written.is_err() {
-            return Err(Error::Codec(format!(
+            return Err(Error::codec_kind(CodecErrorKind::Encode, format!(
                 "encoding {}: longer than its encoded_len",
                 std::any::type_name::<T>()
             )));
         }
         if !out.is_empty() {
-            return Err(Error::Codec(format!(
+            return Err(Error::codec_kind(CodecErrorKind::Encode, format!(
                 "encoding {}: {} bytes short of its encoded_len",
                 std::any::type_name::<T>(),
                 out.len()
@@ -149,12 +149,12 @@ pub struct ProtobufCodec;
 impl<T: protobuf::Message> Codec<T> for ProtobufCodec {
     fn encode(msg: &T, buf: &mut Vec<u8>) -> Result<(), Error> {
         msg.write_to_vec(buf)
-            .map_err(|e| Error::Codec(format!("encoding {}: {e}", T::NAME)))
+            .map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("encoding {}: {e}", T::NAME)).with_source(e))
     }
 
     fn decode(reader: &mut MessageReader<'_>) -> Result<T, Error> {
         let mut input = protobuf::CodedInputStream::from_buf_read(reader);
-        T::parse_from(&mut input).map_err(|e| Error::Codec(format!("decoding {}: {e}", T::NAME)))
+        T::parse_from(&mut input).map_err(|e| Error::codec_kind(CodecErrorKind::Decode, format!("decoding {}: {e}", T::NAME)).with_source(e))
     }
 
     /// Computes (and caches in the message) the sizes `encode_to_slice` then writes with.
@@ -172,13 +172,53 @@ impl<T: protobuf::Message> Codec<T> for ProtobufCodec {
         let mut os = protobuf::CodedOutputStream::bytes(out);
         msg.write_to_with_cached_sizes(&mut os)
             .and_then(|()| os.flush())
-            .map_err(|e| Error::Codec(format!("encoding {}: {e}", T::NAME)))?;
+            .map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("encoding {}: {e}", T::NAME)).with_source(e))?;
         if os.total_bytes_written() != want as u64 {
-            return Err(Error::Codec(format!("encoding {}: the size computed differs from the bytes written", T::NAME)));
+            return Err(Error::codec_kind(CodecErrorKind::Encode, format!("encoding {}: the size computed differs from the bytes written", T::NAME)));
         }
         Ok(())
     }
 }
+
+/// One message type's codec functions as values, taken once from a codec type.
+///
+/// The handles of a call ([`RequestStream`](crate::RequestStream),
+/// [`ServerSink`](crate::ServerSink), [`ResponseStream`](crate::ResponseStream),
+/// [`RequestSink`](crate::RequestSink), the call futures and the request builders) carry
+/// these pointers instead of a codec type parameter, so the codec is named once, in the
+/// [`Method`](crate::Method) descriptor, and never in a handler's or caller's signature (as
+/// grpcio's serializer functions and tonic's boxed codec do). The cost is an indirect call
+/// per message, against a call's tens of thousands of instructions.
+pub(crate) struct Coder<T> {
+    /// Encodes a message into a new core buffer ([`ByteBuffer::encode`]).
+    pub(crate) encode: fn(&T) -> Result<ByteBuffer, Error>,
+    /// Encodes a message into a buffer reused from a finished call ([`ByteBuffer::refill`]).
+    ///
+    /// # Safety
+    /// As [`ByteBuffer::refill`]: no operation may be using the buffer.
+    pub(crate) refill: unsafe fn(&mut ByteBuffer, &T) -> Result<(), Error>,
+    /// Decodes a whole message ([`Codec::decode`]).
+    pub(crate) decode: fn(&mut MessageReader<'_>) -> Result<T, Error>,
+}
+
+impl<T> Coder<T> {
+    /// The functions of codec `C` for `T`.
+    pub(crate) fn of<C: Codec<T>>() -> Coder<T> {
+        Coder {
+            encode: ByteBuffer::encode::<T, C>,
+            refill: ByteBuffer::refill::<T, C>,
+            decode: C::decode,
+        }
+    }
+}
+
+impl<T> Clone for Coder<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Coder<T> {}
 
 /// Encoding messages into the core's buffers (here rather than in `buffer.rs`, so that the
 /// buffer layer never depends on the codecs).

@@ -16,7 +16,7 @@ use grpcore_sys as ffi;
 
 use crate::call::{Batch, OnComplete};
 use crate::channel::{Channel, ChannelInner};
-use crate::error::Error;
+use crate::error::{Error, ShutdownErrorKind};
 use crate::status::{Code, Status};
 
 /// The state of a channel's connections, as the core reports it.
@@ -213,7 +213,7 @@ impl Channel {
             match state {
                 ConnectivityState::Ready => return Ok(()),
                 ConnectivityState::Shutdown => {
-                    return Err(Error::Shutdown(format!("the channel to {} is shut down", self.target())))
+                    return Err(Error::shutdown(ShutdownErrorKind::Channel, format!("the channel to {} is shut down", self.target())))
                 }
                 // A channel that went idle again (connection closed, idle timeout) needs a
                 // new nudge to reconnect.

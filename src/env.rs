@@ -16,7 +16,7 @@ use futures_channel::oneshot;
 use grpcore_sys as ffi;
 
 use crate::cq::{CompletionQueue, Tag};
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error, InternalErrorKind, ShutdownErrorKind};
 use crate::task::{self, panic_message};
 
 /// Configures an [`Environment`].
@@ -167,7 +167,7 @@ pub(crate) fn init_core() {
 /// the wrong layout.
 pub(crate) fn try_init_core() -> Result<(), Error> {
     static VERSION: OnceLock<Result<(), String>> = OnceLock::new();
-    VERSION.get_or_init(|| check_core_version(&crate::core_version())).clone().map_err(Error::Config)?;
+    VERSION.get_or_init(|| check_core_version(&crate::core_version())).clone().map_err(|m| Error::config_kind(ConfigErrorKind::CoreVersion, m))?;
     static LOG: Once = Once::new();
     LOG.call_once(crate::log_bridge::install);
     // SAFETY: grpc_init may be called any number of times; each is paired with the
@@ -293,7 +293,7 @@ impl Environment {
     /// # Ok::<(), grpcore::Error>(())
     /// ```
     pub fn set_core_trace(&self, name: &str, enabled: bool) -> Result<(), Error> {
-        let c_name = std::ffi::CString::new(name).map_err(|_| Error::Config(format!("a tracer name has no NUL byte: {name:?}")))?;
+        let c_name = std::ffi::CString::new(name).map_err(|_| Error::config_kind(ConfigErrorKind::Setting, format!("a tracer name has no NUL byte: {name:?}")))?;
         // SAFETY: a NUL-terminated name that lives across the call; this environment keeps
         // the core initialized.
         let known = unsafe {
@@ -303,7 +303,7 @@ impl Environment {
             ffi::grpc_tracer_set_enabled(c_name.as_ptr(), i32::from(enabled))
         };
         if known == 0 {
-            return Err(Error::Config(format!("the core has no tracer named {name:?}")));
+            return Err(Error::config_kind(ConfigErrorKind::Setting, format!("the core has no tracer named {name:?}")));
         }
         Ok(())
     }
@@ -374,7 +374,7 @@ impl Environment {
         let wrapped = async move {
             let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(future))
                 .await
-                .map_err(|p| Error::Internal(format!("spawned task panicked: {}", panic_message(&*p))));
+                .map_err(|p| Error::internal_kind(InternalErrorKind::Panic, format!("spawned task panicked: {}", panic_message(&*p))));
             let _ = tx.send(result);
         };
         task::spawn(self.pick_cq().clone(), wrapped);
@@ -394,8 +394,8 @@ impl<T> Future for JoinHandle<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match Pin::new(&mut self.rx).poll(cx) {
             Poll::Ready(Ok(r)) => Poll::Ready(r),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Shutdown(
-                "the environment shut down before the spawned task finished".into(),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::shutdown(ShutdownErrorKind::Environment,
+                "the environment shut down before the spawned task finished",
             ))),
             Poll::Pending => Poll::Pending,
         }

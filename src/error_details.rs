@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use prost::Message;
 
-use crate::error::Error;
+use crate::error::{CodecErrorKind, Error};
 use crate::status::{Code, Status};
 
 /// Why an error happened, machine-readable: a reason (`UPPER_SNAKE_CASE`), the domain that
@@ -216,7 +216,7 @@ impl Status {
             return Ok(Vec::new());
         }
         let rpc = pb::RpcStatus::decode(self.details())
-            .map_err(|e| Error::Codec(format!("the status details are not a google.rpc.Status: {e}")))?;
+            .map_err(|e| Error::codec_kind(CodecErrorKind::Other, format!("the status details are not a google.rpc.Status: {e}")).with_source(e))?;
         rpc.details.into_iter().map(ErrorDetail::from_any).collect()
     }
 }
@@ -285,7 +285,7 @@ impl ErrorDetail {
     fn from_any(any: pb::Any) -> Result<ErrorDetail, Error> {
         // The type is the URL's last path segment, whatever its host.
         let name = any.type_url.rsplit('/').next().unwrap_or_default();
-        let bad = |e: prost::DecodeError| Error::Codec(format!("a {name} detail does not decode: {e}"));
+        let bad = |e: prost::DecodeError| Error::codec_kind(CodecErrorKind::Decode, format!("a {name} detail does not decode: {e}")).with_source(e);
         let value = &any.value[..];
         Ok(match name {
             "google.rpc.ErrorInfo" => {
@@ -295,7 +295,7 @@ impl ErrorDetail {
             "google.rpc.RetryInfo" => {
                 let d = pb::RetryInfo::decode(value).map_err(bad)?;
                 let delay = d.retry_delay.map(Duration::try_from).transpose().map_err(|()| {
-                    Error::Codec("a google.rpc.RetryInfo detail has a negative or out-of-range delay".into())
+                    Error::codec_kind(CodecErrorKind::Other, "a google.rpc.RetryInfo detail has a negative or out-of-range delay")
                 })?;
                 ErrorDetail::RetryInfo(RetryInfo { retry_delay: delay })
             }

@@ -73,7 +73,7 @@ pub use grpcore_sys as ffi;
 pub use buffer::MessageReader;
 pub use call::client::{CallOptions, Response, UnaryCall};
 pub use call::core::ParentCall;
-pub use call::streaming::{BlockingIter, ClientStreamingCall, RequestSink, ResponseStream};
+pub use call::streaming::{BlockingIter, ClientStreamingCall, ClientStreamingResponse, RequestSink, ResponseStream};
 pub use call::write::{Compression, WriteFlags};
 pub use channel::{Channel, ChannelBuilder};
 pub use codec::{BytesCodec, Codec};
@@ -91,18 +91,57 @@ pub use codec::ProtobufCodec;
 pub use app_error::ApplicationError;
 pub use deadline::DeadlinePolicy;
 pub use env::{EnvBuilder, Environment, JoinHandle};
-pub use error::{Error, Result};
+pub use error::{
+    CodecError, CodecErrorKind, ConfigError, ConfigErrorKind, Error, InternalError, InternalErrorKind, MetadataError,
+    Result, ShutdownError, ShutdownErrorKind,
+};
 pub use interceptor::{CallEnd, ClientCallInfo, ClientInterceptor, Extensions, ServerCallInfo, ServerInterceptor};
-pub use metadata::Metadata;
+pub use metadata::{Metadata, MetadataErrorKind};
 pub use method::{Method, MethodKind};
-pub use request::{ClientStreamingRequest, DuplexRequest, MessageFuture, ServerStreamingRequest, UnaryRequest};
+pub use request::{ClientStreamingRequest, DuplexRequest, ServerStreamingRequest, UnaryRequest};
 pub use quota::ResourceQuota;
 pub use socket::{Peer, PeerCredentials, Socket};
 pub use server::context::{Cancelled, ServerContext};
 pub use server::service::{Service, ServiceBuilder};
 pub use server::streaming::{RequestStream, ServerSink};
-pub use server::{Server, ServerBuilder, ShutdownFuture};
+pub use server::{Server, ServerBuilder, ShutdownFuture, ShutdownReport};
 pub use status::{Code, Status};
+
+/// Includes the code `grpcore-compiler` generated in `build.rs` (into `OUT_DIR`).
+///
+/// - `include_proto!("helloworld")`: one proto package's messages and services, from
+///   `OUT_DIR/helloworld.rs`, in the module where the macro stands (with the rust-protobuf
+///   codec, name a proto file's module instead: `include_proto!("route_guide")`). A
+///   package that refers to another package's messages needs that package included at
+///   the place the generated paths expect (`super::other`); the form below does that.
+/// - `include_proto!()`: every package, as the nested modules of the generated include
+///   file (`OUT_DIR/mod.rs`; a file renamed with `.include_file(name)` needs
+///   `include!(concat!(env!("OUT_DIR"), "/name"))`).
+///
+/// ```ignore
+/// // build.rs: grpcore_compiler::configure().compile(&["helloworld.proto"], &["."])
+/// pub mod helloworld {
+///     grpcore::include_proto!("helloworld");
+/// }
+/// use helloworld::greeter_grpc::GreeterClient;
+///
+/// // or every package at once, as `proto::helloworld`, `proto::routeguide`, ...:
+/// pub mod proto {
+///     grpcore::include_proto!();
+/// }
+/// ```
+///
+/// The examples' `lib.rs` uses the package form; it expands to
+/// `include!(concat!(env!("OUT_DIR"), "/helloworld.rs"))`.
+#[macro_export]
+macro_rules! include_proto {
+    () => {
+        include!(concat!(env!("OUT_DIR"), "/mod.rs"));
+    };
+    ($package:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $package, ".rs"));
+    };
+}
 
 /// The version of the gRPC C core linked at run time (e.g. `29.0.0` for release 1.51.1).
 pub fn core_version() -> String {

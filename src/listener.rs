@@ -244,7 +244,7 @@ impl Listener {
     pub fn bind(addr: impl ToSocketAddrs + fmt::Debug) -> Result<Listener, Error> {
         TcpListener::bind(&addr)
             .map(Listener::tcp)
-            .map_err(|e| Error::Config(format!("could not listen on {addr:?}: {e}")))
+            .map_err(|e| Error::config_kind(crate::error::ConfigErrorKind::Bind, format!("could not listen on {addr:?}: {e}")))
     }
 
     /// The listening sockets systemd passed to this process (socket activation: a `.socket`
@@ -324,7 +324,7 @@ impl Listener {
     /// Starts the listener's thread, handing connections to `server`.
     pub(crate) fn start(self, server: Arc<ServerInner>) -> Result<RunningListener, Error> {
         let describe = self.socket.describe();
-        let fail = |what: &str, e: io::Error| Error::Config(format!("listener {describe}: {what}: {e}"));
+        let fail = |what: &str, e: io::Error| Error::config(format!("listener {describe}: {what}: {e}"));
         self.socket.set_nonblocking().map_err(|e| fail("cannot make it non-blocking", e))?;
         let poller = Poller::new().map_err(|e| fail("epoll_create1", e))?;
         let (wake_tx, wake_rx) = UnixStream::pair().map_err(|e| fail("socketpair", e))?;

@@ -11,14 +11,31 @@
 use std::fmt;
 
 /// Why a metadata key or value was refused; becomes
-/// [`Error::InvalidMetadata`](crate::Error::InvalidMetadata) with this text.
+/// [`Error::InvalidMetadata`](crate::Error::InvalidMetadata) with this kind and text.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct InvalidMetadata(pub(crate) String);
+pub(crate) struct InvalidMetadata(pub(crate) MetadataErrorKind, pub(crate) String);
 
 impl fmt::Display for InvalidMetadata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.1)
     }
+}
+
+/// What was wrong with a metadata key or value
+/// ([`MetadataError::kind`](crate::MetadataError::kind)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MetadataErrorKind {
+    /// The key is empty.
+    EmptyKey,
+    /// The key has a character other than `0-9 a-z - _ .` (upper case is folded).
+    InvalidKey,
+    /// The key starts with `grpc-`, which belongs to the protocol.
+    ReservedKey,
+    /// An ASCII value has a byte outside 0x20-0x7e (binary data needs a `-bin` key).
+    InvalidValue,
+    /// Binary data was given for a key that does not end in `-bin`.
+    NotBinaryKey,
 }
 
 /// An ordered multimap of metadata entries (HTTP/2 headers or trailers).
@@ -47,19 +64,19 @@ fn is_binary_key(key: &str) -> bool {
 
 fn check_key(key: &str) -> Result<String, InvalidMetadata> {
     if key.is_empty() {
-        return Err(InvalidMetadata("empty metadata key".into()));
+        return Err(InvalidMetadata(MetadataErrorKind::EmptyKey, "empty metadata key".into()));
     }
     let lower = key.to_ascii_lowercase();
     if let Some(bad) = lower
         .chars()
         .find(|c| !(c.is_ascii_digit() || c.is_ascii_lowercase() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(InvalidMetadata(format!(
+        return Err(InvalidMetadata(MetadataErrorKind::InvalidKey, format!(
             "metadata key {key:?} contains {bad:?}; keys may only contain 0-9 a-z - _ ."
         )));
     }
     if lower.starts_with("grpc-") {
-        return Err(InvalidMetadata(format!(
+        return Err(InvalidMetadata(MetadataErrorKind::ReservedKey, format!(
             "metadata key {key:?} is reserved: keys starting with \"grpc-\" belong to the protocol"
         )));
     }
@@ -68,7 +85,7 @@ fn check_key(key: &str) -> Result<String, InvalidMetadata> {
 
 fn check_ascii_value(key: &str, value: &[u8]) -> Result<(), InvalidMetadata> {
     if let Some(pos) = value.iter().position(|b| !(0x20..=0x7e).contains(b)) {
-        return Err(InvalidMetadata(format!(
+        return Err(InvalidMetadata(MetadataErrorKind::InvalidValue, format!(
             "value of metadata key {key:?} has byte {:#04x} at offset {pos}; ASCII values must be \
              printable (0x20-0x7e): use a key ending in \"-bin\" for binary data",
             value[pos]
@@ -97,7 +114,7 @@ impl Metadata {
     pub(crate) fn try_append_bin(&mut self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), InvalidMetadata> {
         let key = check_key(key)?;
         if !is_binary_key(&key) {
-            return Err(InvalidMetadata(format!(
+            return Err(InvalidMetadata(MetadataErrorKind::NotBinaryKey, format!(
                 "binary metadata needs a key ending in \"-bin\", got {key:?}"
             )));
         }
@@ -211,7 +228,7 @@ mod tests {
         assert_eq!(md.get("x-user"), Some("a"));
         for bad in ["", "sp ace", "colon:", "ünï", "grpc-timeout", ":path"] {
             let err = md.try_append(bad, "v").unwrap_err();
-            assert!(err.0.contains("key"), "{bad:?}: {err}");
+            assert!(err.1.contains("key"), "{bad:?}: {err}");
         }
     }
 
@@ -312,7 +329,7 @@ mod tests {
                     prop_assert_eq!(again, md);
                 } else {
                     prop_assert!(md.is_empty());
-                    prop_assert!(!result.unwrap_err().0.is_empty());
+                    prop_assert!(!result.unwrap_err().1.is_empty());
                 }
             }
 

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
+use crate::codec::{Codec, Coder};
 use crate::deadline::DeadlinePolicy;
 
 /// The four kinds of gRPC methods.
@@ -82,11 +83,6 @@ impl<Req, Resp, C> Method<Req, Resp, C> {
         &self.path
     }
 
-    /// The path, borrowed when it is `'static` (a copy otherwise).
-    pub(crate) fn path_cow(&self) -> Cow<'static, str> {
-        self.path.clone()
-    }
-
     /// The method's kind.
     pub fn kind(&self) -> MethodKind {
         self.kind
@@ -113,6 +109,29 @@ impl<Req, Resp, C> Method<Req, Resp, C> {
     pub fn deadline_policy(&self) -> Option<&DeadlinePolicy> {
         self.deadline.as_ref()
     }
+}
+
+impl<Req, Resp, C: Codec<Req> + Codec<Resp>> Method<Req, Resp, C> {
+    /// The method with its codec taken out as functions: what calls and request builders
+    /// keep, so their types name no codec.
+    pub(crate) fn erase(&self) -> ErasedMethod<Req, Resp> {
+        ErasedMethod {
+            kind: self.kind,
+            path: self.path.clone(),
+            deadline: self.deadline,
+            request: Coder::of::<C>(),
+            response: Coder::of::<C>(),
+        }
+    }
+}
+
+/// A [`Method`] whose codec is carried as functions ([`Coder`]) instead of a type.
+pub(crate) struct ErasedMethod<Req, Resp> {
+    pub(crate) kind: MethodKind,
+    pub(crate) path: Cow<'static, str>,
+    pub(crate) deadline: Option<DeadlinePolicy>,
+    pub(crate) request: Coder<Req>,
+    pub(crate) response: Coder<Resp>,
 }
 
 impl<Req, Resp, C> Clone for Method<Req, Resp, C> {

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 
 /// Channel-argument keys (grpc/impl/codegen/grpc_types.h and compression_types.h of 1.51).
 pub(crate) mod keys {
@@ -49,11 +49,11 @@ pub(crate) enum Zero {
 /// millisecond so that a tiny positive duration never becomes zero.
 pub(crate) fn millis(setting: &str, value: Duration, zero: Zero) -> Result<i32, Error> {
     if value.is_zero() && zero == Zero::Rejected {
-        return Err(Error::Config(format!("{setting} = 0: must be greater than zero")));
+        return Err(Error::config_kind(ConfigErrorKind::Setting, format!("{setting} = 0: must be greater than zero")));
     }
     let ms = value.as_nanos().div_ceil(1_000_000);
     i32::try_from(ms).map_err(|_| {
-        Error::Config(format!(
+        Error::config_kind(ConfigErrorKind::Setting, format!(
             "{setting} = {value:?}: must be at most {} ms (about 24.8 days), the largest the core's \
              millisecond setting holds",
             i32::MAX
@@ -64,10 +64,10 @@ pub(crate) fn millis(setting: &str, value: Duration, zero: Zero) -> Result<i32, 
 /// Converts a count to the core's `int`, requiring at least `min`.
 pub(crate) fn count(setting: &str, value: u32, min: u32) -> Result<i32, Error> {
     if value < min {
-        return Err(Error::Config(format!("{setting} = {value}: must be at least {min}")));
+        return Err(Error::config_kind(ConfigErrorKind::Setting, format!("{setting} = {value}: must be at least {min}")));
     }
     i32::try_from(value)
-        .map_err(|_| Error::Config(format!("{setting} = {value}: must be at most {}", i32::MAX)))
+        .map_err(|_| Error::config_kind(ConfigErrorKind::Setting, format!("{setting} = {value}: must be at most {}", i32::MAX)))
 }
 
 /// Smallest initial window the core accepts (it clamps smaller values up to this).
@@ -78,7 +78,7 @@ pub(crate) const MAX_WINDOW: u32 = i32::MAX as u32;
 /// Checks an HTTP/2 window size in bytes.
 pub(crate) fn window(setting: &str, bytes: u32) -> Result<i32, Error> {
     if !(MIN_WINDOW..=MAX_WINDOW).contains(&bytes) {
-        return Err(Error::Config(format!(
+        return Err(Error::config_kind(ConfigErrorKind::Setting, format!(
             "{setting} = {bytes} bytes: must be from {MIN_WINDOW} to {MAX_WINDOW} (2^31 - 1, the \
              HTTP/2 maximum)"
         )));
@@ -91,11 +91,11 @@ pub(crate) fn window(setting: &str, bytes: u32) -> Result<i32, Error> {
 pub(crate) fn service_config(json: &str) -> Result<(), Error> {
     match serde_json::from_str::<serde_json::Value>(json) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(other) => Err(Error::Config(format!(
+        Ok(other) => Err(Error::config_kind(ConfigErrorKind::Setting, format!(
             "service_config must be a JSON object ({{...}}), not {}",
             json_kind(&other)
         ))),
-        Err(e) => Err(Error::Config(format!("service_config is not valid JSON: {e}"))),
+        Err(e) => Err(Error::config_kind(ConfigErrorKind::Setting, format!("service_config is not valid JSON: {e}")).with_source(e)),
     }
 }
 
@@ -113,10 +113,10 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 /// Checks a name the core takes as a plain token (LB policy, authority).
 pub(crate) fn token(setting: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() {
-        return Err(Error::Config(format!("{setting} is empty")));
+        return Err(Error::config_kind(ConfigErrorKind::Setting, format!("{setting} is empty")));
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::Config(format!(
+        return Err(Error::config_kind(ConfigErrorKind::Setting, format!(
             "{setting} = {value:?}: contains whitespace or control characters"
         )));
     }
@@ -129,7 +129,7 @@ mod tests {
 
     fn config_message(r: Result<impl std::fmt::Debug, Error>) -> String {
         match r {
-            Err(Error::Config(m)) => m,
+            Err(Error::Config(m)) => m.message().to_string(),
             other => panic!("expected Error::Config, got {other:?}"),
         }
     }

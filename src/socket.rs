@@ -114,7 +114,7 @@ impl Socket {
     /// connected) is an [`Error::Config`] saying what it is, and `fd` is closed.
     pub fn from_fd(fd: OwnedFd) -> Result<Socket, Error> {
         let raw = fd.as_raw_fd();
-        let bad = |why: String| Err(Error::Config(format!("file descriptor {raw} cannot carry gRPC: {why}")));
+        let bad = |why: String| Err(Error::config(format!("file descriptor {raw} cannot carry gRPC: {why}")));
         let ty = match sockopt_int(raw, libc::SOL_SOCKET, libc::SO_TYPE) {
             Ok(ty) => ty,
             Err(e) => return bad(format!("it is not a socket ({e})")),
@@ -155,7 +155,7 @@ impl Socket {
     /// core closes it when the connection ends.
     pub(crate) fn into_core_fd(self) -> Result<RawFd, Error> {
         let fd = self.fd.as_raw_fd();
-        set_nonblocking(fd, true).map_err(|e| Error::Config(format!("could not make socket {fd} non-blocking: {e}")))?;
+        set_nonblocking(fd, true).map_err(|e| Error::config(format!("could not make socket {fd} non-blocking: {e}")))?;
         if matches!(self.peer, Peer::Tcp(_)) {
             // Best effort: a failure only costs latency.
             let _ = set_sockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
@@ -474,7 +474,7 @@ pub(crate) fn systemd_listeners() -> Result<Vec<(ListenSocket, Option<String>)>,
         ));
     };
     if pid.trim() != std::process::id().to_string() {
-        return Err(Error::Config(format!(
+        return Err(Error::config(format!(
             "LISTEN_PID is {pid} but this process is {}: the sockets were meant for another process",
             std::process::id()
         )));
@@ -484,7 +484,7 @@ pub(crate) fn systemd_listeners() -> Result<Vec<(ListenSocket, Option<String>)>,
         .parse()
         .ok()
         .filter(|n| (1..=1024).contains(n))
-        .ok_or_else(|| Error::Config(format!("LISTEN_FDS is {count:?}, not a count of descriptors")))?;
+        .ok_or_else(|| Error::config(format!("LISTEN_FDS is {count:?}, not a count of descriptors")))?;
     let names: Vec<String> = var("LISTEN_FDNAMES").map(|n| n.split(':').map(String::from).collect()).unwrap_or_default();
     if SYSTEMD_FDS_TAKEN.swap(true, Ordering::AcqRel) {
         return Err(Error::Config("the sockets in LISTEN_FDS were already taken by this process".into()));
@@ -500,7 +500,7 @@ pub(crate) fn systemd_listeners() -> Result<Vec<(ListenSocket, Option<String>)>,
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: FD_CLOEXEC on a descriptor we now own, so children do not inherit it.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        let bad = |why: String| Error::Config(format!("LISTEN_FDS descriptor {fd}: {why}"));
+        let bad = |why: String| Error::config(format!("LISTEN_FDS descriptor {fd}: {why}"));
         if sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).map_err(|e| bad(format!("not a socket ({e})")))? != 1 {
             return Err(bad("not a listening socket (a socket unit with Accept=no passes listening sockets)".into()));
         }

@@ -25,7 +25,7 @@ fn a_slow_reader_bounds_the_servers_memory_and_gets_every_message_in_order() {
     let sent = Arc::new(AtomicI64::new(0));
     let counter = sent.clone();
     let service = ServiceBuilder::new("grpcore.test.Flood")
-        .add_server_streaming(&FLOOD, move |_req: Vec<u8>, mut sink: grpcore::ServerSink<Vec<u8>, BytesCodec>, _ctx| {
+        .add_server_streaming(&FLOOD, move |_req: Vec<u8>, mut sink: grpcore::ServerSink<Vec<u8>>, _ctx| {
             let counter = counter.clone();
             async move {
                 for i in 0..MESSAGES {

@@ -17,7 +17,8 @@ fn second_bind_in_use_is_an_error_not_an_abort() {
         .build();
     match result {
         Err(Error::Config(msg)) => {
-            assert!(msg.contains(&busy), "the error should name {busy}: {msg}")
+            assert_eq!(msg.kind(), grpcore::ConfigErrorKind::Bind, "{msg}");
+            assert!(msg.message().contains(&busy), "the error should name {busy}: {msg}")
         }
         other => panic!("expected a configuration error naming {busy}, got {other:?}"),
     }
@@ -42,7 +43,10 @@ fn unix_then_bad_unix_is_an_error() {
         .build();
     let _ = std::fs::remove_dir_all(&dir);
     match result {
-        Err(Error::Config(msg)) => assert!(msg.contains(bad), "the error should name {bad}: {msg}"),
+        Err(Error::Config(msg)) => {
+            assert_eq!(msg.kind(), grpcore::ConfigErrorKind::Bind, "{msg}");
+            assert!(msg.message().contains(bad), "the error should name {bad}: {msg}")
+        }
         other => panic!("expected a configuration error naming {bad}, got {other:?}"),
     }
 }

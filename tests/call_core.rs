@@ -76,7 +76,7 @@ fn a_waiting_call_outlives_its_dropped_channel() {
 /// at once; that thread writes `count` messages, `gap` apart, then drops the sink.
 fn detached_sink_server(env: &Environment, count: i64, gap: Duration) -> grpcore::Server {
     let service = ServiceBuilder::new(SERVICE)
-        .add_server_streaming(&SERVER_STREAM, move |req: EchoRequest, mut sink: ServerSink<EchoResponse, _>, _ctx| {
+        .add_server_streaming(&SERVER_STREAM, move |req: EchoRequest, mut sink: ServerSink<EchoResponse>, _ctx| {
             std::thread::spawn(move || {
                 futures::executor::block_on(async {
                     for i in 0..count {
@@ -130,7 +130,7 @@ fn upload_server(env: &Environment) -> (grpcore::Server, mpsc::Receiver<String>)
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
     let service = ServiceBuilder::new(SERVICE)
-        .add_client_streaming(&CLIENT_STREAM, move |mut requests: RequestStream<EchoRequest, _>, _ctx| {
+        .add_client_streaming(&CLIENT_STREAM, move |mut requests: RequestStream<EchoRequest>, _ctx| {
             let tx = tx.lock().unwrap().clone();
             async move {
                 let mut n = 0;
@@ -172,7 +172,7 @@ fn dropping_an_unclosed_request_sink_cancels_the_upload() {
     let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, opts());
     sink.send_blocking(request("part", 1)).unwrap();
     sink.close_blocking().unwrap();
-    assert_eq!(response.wait().unwrap().message().seq, 1);
+    assert_eq!(response.wait().unwrap().seq, 1);
     assert_eq!(outcomes.recv_timeout(Duration::from_secs(10)).unwrap(), "1 then end");
 }
 
@@ -183,7 +183,7 @@ fn dropping_an_unclosed_request_sink_cancels_the_upload() {
 fn early_headers_from_a_moved_sink_precede_the_status() {
     let env = Environment::new(2);
     let service = ServiceBuilder::new(SERVICE)
-        .add_server_streaming(&SERVER_STREAM, |_req: EchoRequest, mut sink: ServerSink<EchoResponse, _>, ctx: ServerContext| {
+        .add_server_streaming(&SERVER_STREAM, |_req: EchoRequest, mut sink: ServerSink<EchoResponse>, ctx: ServerContext| {
             let mut md = Metadata::new();
             md.append("x-early", "yes").unwrap();
             ctx.set_initial_metadata(md);
@@ -218,7 +218,7 @@ fn a_response_stream_reports_a_decode_failure_once() {
     let env = Environment::new(1);
     const RAW: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::server_streaming("/grpcore.test.Echo/ServerStream");
     let service = ServiceBuilder::new(SERVICE)
-        .add_server_streaming(&RAW, |_req: Vec<u8>, mut sink: ServerSink<Vec<u8>, BytesCodec>, _ctx| async move {
+        .add_server_streaming(&RAW, |_req: Vec<u8>, mut sink: ServerSink<Vec<u8>>, _ctx| async move {
             sink.send(vec![0xff, 0xff, 0xff]).await.map_err(|e| e.status())?;
             sink.send(vec![0xff, 0xff, 0xff]).await.map_err(|e| e.status())?;
             Ok(())
@@ -255,7 +255,7 @@ fn client_calls_and_responses_name_their_peer() {
     assert!(sink.peer().contains(&expected), "{}", sink.peer());
     sink.close_blocking().unwrap();
     assert!(response.peer().contains(&expected), "{}", response.peer());
-    assert!(response.wait().unwrap().peer().contains(&expected));
+    assert!(response.response().wait().unwrap().peer().contains(&expected));
 
     // A call that never connected has no peer yet, and says so with an empty string.
     let nowhere = ChannelBuilder::new(&env).connect("127.0.0.1:1").unwrap();
@@ -271,7 +271,7 @@ fn closed_and_dropped_sinks_end_every_call_once() {
     let finished = Arc::new(AtomicUsize::new(0));
     let counter = finished.clone();
     let service = ServiceBuilder::new(SERVICE)
-        .add_duplex(&BIDI, move |mut requests: RequestStream<EchoRequest, _>, mut sink: ServerSink<EchoResponse, _>, _ctx| {
+        .add_duplex(&BIDI, move |mut requests: RequestStream<EchoRequest>, mut sink: ServerSink<EchoResponse>, _ctx| {
             let counter = counter.clone();
             async move {
                 while let Some(Ok(req)) = requests.next().await {

@@ -114,7 +114,7 @@ fn server_default_and_per_call_response_compression() {
             }
             Ok::<_, Status>(EchoResponse { payload: vec![b'x'; PAYLOAD], ..Default::default() })
         })
-        .add_server_streaming(&SERVER_STREAM, |req: EchoRequest, mut sink: grpcore::ServerSink<EchoResponse, _>, ctx: ServerContext| async move {
+        .add_server_streaming(&SERVER_STREAM, |req: EchoRequest, mut sink: grpcore::ServerSink<EchoResponse>, ctx: ServerContext| async move {
             ctx.set_compression(Compression::Gzip);
             for i in 0..req.seq {
                 sink.send(EchoResponse { seq: i, payload: vec![b'x'; PAYLOAD], ..Default::default() }).await?;

@@ -106,7 +106,7 @@ fn server_going_away_takes_a_ready_channel_out_of_ready() {
     let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
     futures::executor::block_on(channel.wait_for_connected(Instant::now() + Duration::from_secs(10))).unwrap();
     let watch = channel.state_changed(ConnectivityState::Ready, Instant::now() + Duration::from_secs(10));
-    futures::executor::block_on(server.shutdown(Duration::ZERO));
+    futures::executor::block_on(server.shutdown(Duration::ZERO)).unwrap();
     let next = futures::executor::block_on(watch).expect("the state changed before the deadline");
     assert_ne!(next, ConnectivityState::Ready);
 }

@@ -17,14 +17,14 @@ use futures::executor::block_on;
 use futures::StreamExt;
 use grpcore::health::{HealthCheckRequest, HealthCheckResponse, HealthClient, HealthReporter, ServingStatus};
 use grpcore::{
-    CallOptions, Channel, ChannelBuilder, Code, Environment, Error, ProstCodec, ResponseStream, Server, ServerBuilder,
+    CallOptions, Channel, ChannelBuilder, Code, Environment, Error, ResponseStream, Server, ServerBuilder,
     ServiceBuilder, Status,
 };
 
 /// The deadline of every call here: whatever hangs fails within it.
 const WAIT: Duration = Duration::from_secs(30);
 
-type Watch = ResponseStream<HealthCheckResponse, ProstCodec>;
+type Watch = ResponseStream<HealthCheckResponse>;
 
 fn ask(service: &str) -> HealthCheckRequest {
     HealthCheckRequest { service: service.into() }

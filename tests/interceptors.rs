@@ -128,7 +128,7 @@ async fn one_of_each(channel: &grpcore::Channel, opts: CallOptions) -> Vec<Optio
     let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, opts.clone());
     sink.send(request("c", 1)).await.unwrap();
     sink.close().await.unwrap();
-    seen.push(header(response.await.unwrap().initial_metadata()));
+    seen.push(header(response.response().await.unwrap().initial_metadata()));
 
     let mut stream = channel.server_streaming(&SERVER_STREAM, &request("s", 2), opts.clone());
     seen.push(header(stream.initial_metadata().await.unwrap()));
@@ -676,7 +676,7 @@ fn blocking_calls_drive_a_waiting_client_interceptor() {
     let (mut sink, response) = channel.client_streaming(&CLIENT_STREAM, opts());
     sink.send_blocking(request("c", 1)).unwrap();
     sink.close_blocking().unwrap();
-    assert_eq!(response.wait().unwrap().initial_metadata().get("x-echo-intercepted"), Some("thread"));
+    assert_eq!(response.response().wait().unwrap().initial_metadata().get("x-echo-intercepted"), Some("thread"));
     let items: Vec<_> = channel.server_streaming(&SERVER_STREAM, &request("s", 3), opts()).into_blocking_iter().collect();
     assert_eq!(items.len(), 3);
     assert!(items.into_iter().all(|i| i.is_ok()));

@@ -93,7 +93,7 @@ fn pick_first_sticks_to_the_first_address_and_fails_over() {
     // With "a" gone, the channel moves on to the next address that works.
     let channel = ChannelBuilder::new(&env).load_balancing_policy("pick_first").connect(&target).unwrap();
     connected(&channel);
-    futures::executor::block_on(servers.remove(0).shutdown(Duration::ZERO));
+    futures::executor::block_on(servers.remove(0).shutdown(Duration::ZERO)).unwrap();
     let counts = spread(&channel, 50);
     assert_eq!(counts.into_iter().collect::<Vec<_>>(), vec![("b".to_string(), 50)]);
 }

@@ -13,7 +13,10 @@ use grpcore::{
 
 fn config_error(r: Result<impl std::fmt::Debug, Error>) -> String {
     match r {
-        Err(Error::Config(m)) => m,
+        Err(Error::Config(m)) => {
+            assert_eq!(m.kind(), grpcore::ConfigErrorKind::Setting, "{m}");
+            m.message().to_string()
+        }
         other => panic!("expected Error::Config, got {other:?}"),
     }
 }

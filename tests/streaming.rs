@@ -50,7 +50,7 @@ fn blocking_equivalents_for_streams() {
         sink.send_blocking(request("x", i)).unwrap();
     }
     sink.close_blocking().unwrap();
-    assert_eq!(response.wait().unwrap().message().seq, 3);
+    assert_eq!(response.wait().unwrap().seq, 3);
     let seqs: Vec<i64> = channel
         .server_streaming(&SERVER_STREAM, &request("s", 4), CallOptions::new())
         .into_blocking_iter()
@@ -86,7 +86,7 @@ fn dropping_a_response_stream_cancels_the_server_handler() {
     let cancelled = Arc::new(AtomicBool::new(false));
     let flag = cancelled.clone();
     let service = ServiceBuilder::new(SERVICE)
-        .add_server_streaming(&SERVER_STREAM, move |_req: EchoRequest, mut sink: grpcore::ServerSink<EchoResponse, _>, _ctx| {
+        .add_server_streaming(&SERVER_STREAM, move |_req: EchoRequest, mut sink: grpcore::ServerSink<EchoResponse>, _ctx| {
             let flag = flag.clone();
             async move {
                 // 16 KiB messages fill the flow-control window quickly once the client stops
@@ -124,7 +124,7 @@ fn server_sees_client_cancellation_in_its_request_stream() {
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let tx = std::sync::Mutex::new(tx);
     let service = ServiceBuilder::new(SERVICE)
-        .add_client_streaming(&CLIENT_STREAM, move |mut requests: grpcore::RequestStream<EchoRequest, _>, _ctx| {
+        .add_client_streaming(&CLIENT_STREAM, move |mut requests: grpcore::RequestStream<EchoRequest>, _ctx| {
             let tx = tx.lock().unwrap().clone();
             async move {
                 loop {
@@ -158,7 +158,7 @@ fn early_headers_arrive_before_any_message() {
     let (go_tx, go_rx) = futures::channel::oneshot::channel::<()>();
     let go_rx = std::sync::Mutex::new(Some(go_rx));
     let service = ServiceBuilder::new(SERVICE)
-        .add_server_streaming(&SERVER_STREAM, move |_req: EchoRequest, mut sink: grpcore::ServerSink<EchoResponse, _>, ctx: grpcore::ServerContext| {
+        .add_server_streaming(&SERVER_STREAM, move |_req: EchoRequest, mut sink: grpcore::ServerSink<EchoResponse>, ctx: grpcore::ServerContext| {
             let go = go_rx.lock().unwrap().take().unwrap();
             async move {
                 let mut md = grpcore::Metadata::new();

@@ -18,9 +18,10 @@
 //!
 //! ```ignore
 //! pub mod proto {
-//!     include!(concat!(env!("OUT_DIR"), "/mod.rs"));
+//!     grpcore::include_proto!(); // include!(concat!(env!("OUT_DIR"), "/mod.rs"))
 //! }
 //! use proto::routeguide::route_guide_grpc::{self, RouteGuide, RouteGuideClient};
+//! // or one package: pub mod routeguide { grpcore::include_proto!("routeguide"); }
 //! ```
 //!
 //! # What is generated

@@ -329,14 +329,16 @@ fn emit_client(
 ) {
     let full = service.full_name();
     let g = &opts.grpcore;
-    let codec = &opts.codec;
     let lines = docs_with(
         &[
             format!("A client of `{full}`."),
             String::new(),
             "Each method returns a request builder: set the call's options on it (`timeout`,".to_string(),
             "`deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or".to_string(),
-            "call `.wait()` to block (unary methods), or `.start()` it (streaming methods).".to_string(),
+            "call `.wait()` to block (unary methods: the response message; `.response()` for its".to_string(),
+            "metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`".to_string(),
+            "it (client and bidirectional streaming). Builders own a handle to the channel, so".to_string(),
+            "they can be spawned or joined as they are.".to_string(),
             "Cloning a client is cheap: clones share the channel.".to_string(),
         ],
         &service.docs,
@@ -423,7 +425,7 @@ fn emit_client(
         };
         let _ = writeln!(
             out,
-            "pub fn {name}(&self{param}) -> {g}::{builder}<'_, {input}, {output}, {codec}> {{ {g}::{builder}::new(&self.channel, methods::{c}{arg}, self.options.clone()) }}"
+            "pub fn {name}(&self{param}) -> {g}::{builder}<{input}, {output}> {{ {g}::{builder}::new(&self.channel, methods::{c}{arg}, self.options.clone()) }}"
         );
     }
     out.push_str("}\n");
@@ -440,7 +442,6 @@ fn emit_server(
 ) {
     let full = service.full_name();
     let g = &opts.grpcore;
-    let codec = &opts.codec;
     let lines = docs_with(
         &[
             format!(
@@ -478,18 +479,18 @@ fn emit_server(
         let (params, names, ok) = match k {
             Kind::Unary => (format!("request: {input}, ctx: {g}::ServerContext"), "request, ctx", output.clone()),
             Kind::ClientStreaming => (
-                format!("requests: {g}::RequestStream<{input}, {codec}>, ctx: {g}::ServerContext"),
+                format!("requests: {g}::RequestStream<{input}>, ctx: {g}::ServerContext"),
                 "requests, ctx",
                 output.clone(),
             ),
             Kind::ServerStreaming => (
-                format!("request: {input}, sink: {g}::ServerSink<{output}, {codec}>, ctx: {g}::ServerContext"),
+                format!("request: {input}, sink: {g}::ServerSink<{output}>, ctx: {g}::ServerContext"),
                 "request, sink, ctx",
                 "()".to_string(),
             ),
             Kind::Duplex => (
                 format!(
-                    "requests: {g}::RequestStream<{input}, {codec}>, sink: {g}::ServerSink<{output}, {codec}>, ctx: {g}::ServerContext"
+                    "requests: {g}::RequestStream<{input}>, sink: {g}::ServerSink<{output}>, ctx: {g}::ServerContext"
                 ),
                 "requests, sink, ctx",
                 "()".to_string(),

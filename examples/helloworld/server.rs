@@ -87,6 +87,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     });
     let why = signals.wait()?;
     eprintln!("helloworld_server: {why}: shutting down, calls in flight get {GRACE:?}");
-    server.shutdown(GRACE).wait()?;
+    let report = server.shutdown(GRACE).wait()?;
+    if report.grace_expired {
+        eprintln!("helloworld_server: {} calls cancelled after the grace", report.cancelled_calls);
+    }
     Ok(())
 }

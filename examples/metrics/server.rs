@@ -29,7 +29,7 @@ use futures::StreamExt;
 use grpcore::metrics::{ServerMetrics, HANDLING_SECONDS_BUCKETS};
 use grpcore::trace::ServerTracing;
 use grpcore::{
-    Environment, ProstCodec, RequestStream, ServerBuilder, ServerContext, ServerSink, Status,
+    Environment, RequestStream, ServerBuilder, ServerContext, ServerSink, Status,
 };
 use grpcore_examples::proto::echo::echo_grpc::{self, Echo};
 use grpcore_examples::proto::echo::{EchoReply, EchoRequest};
@@ -62,7 +62,7 @@ impl Echo for Echoes {
     async fn expand(
         &self,
         request: EchoRequest,
-        mut sink: ServerSink<EchoReply, ProstCodec>,
+        mut sink: ServerSink<EchoReply>,
         _ctx: ServerContext,
     ) -> Result<(), Status> {
         if request.repeat > MAX_REPEAT {
@@ -82,7 +82,7 @@ impl Echo for Echoes {
 
     async fn collect(
         &self,
-        mut requests: RequestStream<EchoRequest, ProstCodec>,
+        mut requests: RequestStream<EchoRequest>,
         _ctx: ServerContext,
     ) -> Result<EchoReply, Status> {
         let mut words = Vec::new();
@@ -96,8 +96,8 @@ impl Echo for Echoes {
 
     async fn chat(
         &self,
-        mut requests: RequestStream<EchoRequest, ProstCodec>,
-        mut sink: ServerSink<EchoReply, ProstCodec>,
+        mut requests: RequestStream<EchoRequest>,
+        mut sink: ServerSink<EchoReply>,
         _ctx: ServerContext,
     ) -> Result<(), Status> {
         while let Some(request) = requests.next().await {

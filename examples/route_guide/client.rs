@@ -106,7 +106,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             sink.send(p).await?;
         }
         sink.close().await?;
-        let summary = summary.await?.into_message();
+        let summary = summary.await?;
         println!("record_route: sent {} points", route.len());
         println!(
             "record_route: point_count={} feature_count={} distance={}",

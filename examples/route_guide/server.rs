@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use grpcore::health::{HealthReporter, ServingStatus};
 use grpcore::{
-    Environment, ProstCodec, RequestStream, ServerBuilder, ServerContext, ServerSink, Status,
+    Environment, RequestStream, ServerBuilder, ServerContext, ServerSink, Status,
 };
 use grpcore_examples::proto::routeguide::route_guide_grpc::{self, RouteGuide};
 use grpcore_examples::proto::routeguide::{Feature, Point, Rectangle, RouteNote, RouteSummary};
@@ -59,7 +59,7 @@ impl RouteGuide for Guide {
     async fn list_features(
         &self,
         rect: Rectangle,
-        mut sink: ServerSink<Feature, ProstCodec>,
+        mut sink: ServerSink<Feature>,
         _ctx: ServerContext,
     ) -> Result<(), Status> {
         for feature in &self.features {
@@ -74,7 +74,7 @@ impl RouteGuide for Guide {
 
     async fn record_route(
         &self,
-        mut points: RequestStream<Point, ProstCodec>,
+        mut points: RequestStream<Point>,
         _ctx: ServerContext,
     ) -> Result<RouteSummary, Status> {
         let start = Instant::now();
@@ -96,8 +96,8 @@ impl RouteGuide for Guide {
 
     async fn route_chat(
         &self,
-        mut notes: RequestStream<RouteNote, ProstCodec>,
-        mut sink: ServerSink<RouteNote, ProstCodec>,
+        mut notes: RequestStream<RouteNote>,
+        mut sink: ServerSink<RouteNote>,
         _ctx: ServerContext,
     ) -> Result<(), Status> {
         while let Some(note) = notes.message().await? {

@@ -190,7 +190,7 @@ async fn known_calls(client: &EchoClient) {
         sink.send(echo(word, 0)).await.unwrap();
     }
     sink.close().await.unwrap();
-    assert_eq!(response.await.unwrap().into_message().message, "a b c d");
+    assert_eq!(response.await.unwrap().message, "a b c d");
     let (mut sink, response) = client.collect().start();
     sink.send(echo("a", 0)).await.unwrap();
     sink.send(echo("", 0)).await.unwrap();

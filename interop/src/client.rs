@@ -202,7 +202,7 @@ async fn client_streaming(c: &Client) -> CaseResult {
     }
     sink.close().await.map_err(|e| failed("half-closing", e))?;
     let reply = response.await.map_err(|e| failed("StreamingInputCall", e))?;
-    let total = reply.message().aggregated_payload_size;
+    let total = reply.aggregated_payload_size;
     ensure!(total == 74922, "aggregated_payload_size {total}, expected 74922");
     Ok(())
 }
@@ -221,7 +221,7 @@ async fn client_compressed_streaming(c: &Client) -> CaseResult {
         .map_err(|e| failed("sending the uncompressed request", e))?;
     sink.close().await.map_err(|e| failed("half-closing", e))?;
     let reply = response.await.map_err(|e| failed("StreamingInputCall", e))?;
-    let total = reply.message().aggregated_payload_size;
+    let total = reply.aggregated_payload_size;
     ensure!(total == 73086, "aggregated_payload_size {total}, expected 73086");
     Ok(())
 }
@@ -432,7 +432,7 @@ async fn cancel_after_first_response(c: &Client) -> CaseResult {
 
 /// After a cancel, a send must fail: the core ends every batch of a cancelled call. A few
 /// tries allow for a write taken just before the core processed the cancellation.
-async fn check_cancelled_sink<Req>(sink: &mut grpcore::RequestSink<Req, Wire>, req: Req) -> CaseResult
+async fn check_cancelled_sink<Req>(sink: &mut grpcore::RequestSink<Req>, req: Req) -> CaseResult
 where
     Req: Clone,
     Wire: grpcore::Codec<Req>,

@@ -23,7 +23,7 @@ pub mod wire;
 /// The `grpc.testing` messages, generated from proto/grpc/testing/*.proto.
 #[allow(missing_docs, clippy::all)]
 pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/grpc.testing.rs"));
+    grpcore::include_proto!("grpc.testing");
 }
 
 /// Full name of the service every interop server implements.

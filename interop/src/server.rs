@@ -132,7 +132,7 @@ async fn unary_call(req: SimpleRequest, ctx: ServerContext) -> Result<SimpleResp
 }
 
 async fn streaming_input_call(
-    mut requests: RequestStream<StreamingInputCallRequest, ProstCodec>,
+    mut requests: RequestStream<StreamingInputCallRequest>,
     ctx: ServerContext,
 ) -> Result<StreamingInputCallResponse, Status> {
     echo_metadata(&ctx);
@@ -154,7 +154,7 @@ fn wants_compression(params: &[ResponseParameters]) -> bool {
 /// parameter says `compressed: false` (the call compresses only if some parameter asked).
 async fn send_responses(
     params: &[ResponseParameters],
-    sink: &mut ServerSink<StreamingOutputCallResponse, ProstCodec>,
+    sink: &mut ServerSink<StreamingOutputCallResponse>,
     ctx: &ServerContext,
 ) -> Result<(), Status> {
     for p in params {
@@ -172,7 +172,7 @@ async fn send_responses(
 
 async fn streaming_output_call(
     req: StreamingOutputCallRequest,
-    mut sink: ServerSink<StreamingOutputCallResponse, ProstCodec>,
+    mut sink: ServerSink<StreamingOutputCallResponse>,
     ctx: ServerContext,
 ) -> Result<(), Status> {
     echo_metadata(&ctx);
@@ -185,8 +185,8 @@ async fn streaming_output_call(
 }
 
 async fn full_duplex_call(
-    mut requests: RequestStream<StreamingOutputCallRequest, ProstCodec>,
-    mut sink: ServerSink<StreamingOutputCallResponse, ProstCodec>,
+    mut requests: RequestStream<StreamingOutputCallRequest>,
+    mut sink: ServerSink<StreamingOutputCallResponse>,
     ctx: ServerContext,
 ) -> Result<(), Status> {
     echo_metadata(&ctx);

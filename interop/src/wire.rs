@@ -20,7 +20,7 @@
 
 use std::io::Read;
 
-use grpcore::{Codec, Error, MessageReader};
+use grpcore::{Codec, CodecErrorKind, Error, MessageReader};
 
 /// Channel argument that makes the core hand over received messages undecompressed (the
 /// client's second channel uses it; on a server the 1.51 core would not mark compressed
@@ -44,7 +44,7 @@ pub struct Inbound<T> {
 impl<T: prost::Message + Default + 'static> Codec<T> for Wire {
     fn encode(msg: &T, buf: &mut Vec<u8>) -> Result<(), Error> {
         buf.reserve(msg.encoded_len());
-        msg.encode(buf).map_err(|e| Error::Codec(format!("encoding {}: {e}", std::any::type_name::<T>())))
+        msg.encode(buf).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("encoding {}: {e}", std::any::type_name::<T>())).with_source(e))
     }
 
     fn decode(reader: &mut MessageReader<'_>) -> Result<T, Error> {
@@ -61,10 +61,10 @@ impl<T: prost::Message + Default + 'static> Codec<Inbound<T>> for Wire {
         let mut bytes = Vec::with_capacity(reader.len());
         reader
             .read_to_end(&mut bytes)
-            .map_err(|e| Error::Codec(format!("reading a message: {e}")))?;
+            .map_err(|e| Error::codec_kind(CodecErrorKind::Decode, format!("reading a message: {e}")).with_source(e))?;
         let (bytes, compressed) = open(bytes)?;
         let message = T::decode(&bytes[..])
-            .map_err(|e| Error::Codec(format!("decoding {}: {e}", std::any::type_name::<T>())))?;
+            .map_err(|e| Error::codec_kind(CodecErrorKind::Decode, format!("decoding {}: {e}", std::any::type_name::<T>())).with_source(e))?;
         Ok(Inbound { message, compressed })
     }
 }
@@ -75,7 +75,7 @@ pub fn open(bytes: Vec<u8>) -> Result<(Vec<u8>, bool), Error> {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&bytes[..])
             .read_to_end(&mut out)
-            .map_err(|e| Error::Codec(format!("a gzip-compressed message does not inflate: {e}")))?;
+            .map_err(|e| Error::codec_kind(CodecErrorKind::Decode, format!("a gzip-compressed message does not inflate: {e}")).with_source(e))?;
         return Ok((out, true));
     }
     if is_zlib_header(&bytes) {

@@ -2,7 +2,6 @@
 
 use std::cell::RefCell;
 use std::future::{Future, IntoFuture};
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,9 +14,9 @@ use super::write::{Compression, ENCODING_REQUEST_KEY};
 use super::core::{CallCore, ParentCall};
 use super::pending::{OwnedStart, StartFuture};
 use super::{Batch, Call, OnComplete};
-use crate::buffer::ByteBuffer;
-use crate::codec::Codec;
-use crate::error::Error;
+use crate::buffer::{ByteBuffer, MessageReader};
+use crate::codec::Coder;
+use crate::error::{CodecErrorKind, Error, InternalErrorKind};
 use crate::metadata::Metadata;
 use crate::status::{Code, Status, DETAILS_KEY};
 
@@ -348,7 +347,7 @@ impl ResponseState {
     ///
     /// # Safety
     /// The call must still be alive (received metadata belongs to it).
-    pub(crate) unsafe fn finish<Resp, C: Codec<Resp>>(&mut self) -> Result<Response<Resp>, Error> {
+    pub(crate) unsafe fn finish<Resp>(&mut self, decode: Decode<Resp>) -> Result<Response<Resp>, Error> {
         if self.status.code != ffi::GRPC_STATUS_OK {
             // SAFETY: guaranteed by the caller.
             let (status, _) = unsafe { self.status.finish() };
@@ -363,8 +362,8 @@ impl ResponseState {
             None => Err(Error::Rpc(Status::internal(
                 "the server finished the call with OK but sent no response message",
             ))),
-            Some(buf) => C::decode(&mut buf.reader())
-                .map_err(|e| Error::Codec(format!("failed to decode the response: {e}")))
+            Some(buf) => decode(&mut buf.reader())
+                .map_err(|e| Error::codec_kind(CodecErrorKind::Decode, format!("failed to decode the response: {e}")).with_source(e))
                 .map(|message| Response {
                     message,
                     initial_metadata: initial,
@@ -459,13 +458,13 @@ thread_local! {
 
 /// A batch for a unary call carrying `request`: a spare one if the thread has one (whose
 /// request buffer is then refilled).
-pub(crate) fn unary_batch<Req, C: Codec<Req>>(request: &Req) -> Result<UnaryBatch, Error> {
+pub(crate) fn unary_batch<Req>(request: &Req, coder: Coder<Req>) -> Result<UnaryBatch, Error> {
     let spare = SPARE_BATCHES.try_with(|s| s.borrow_mut().pop()).ok().flatten();
     if let Some(mut batch) = spare {
         if let Some(state) = Batch::reusable(&mut batch) {
             // SAFETY: a reusable batch is referenced by nobody else: no tag holds it, so no
             // batch using its buffers is in flight.
-            return match unsafe { state.send_msg.refill::<Req, C>(request) } {
+            return match unsafe { (coder.refill)(&mut state.send_msg, request) } {
                 Ok(()) => Ok(batch),
                 Err(e) => {
                     recycle_unary_batch(batch);
@@ -476,7 +475,7 @@ pub(crate) fn unary_batch<Req, C: Codec<Req>>(request: &Req) -> Result<UnaryBatc
     }
     Ok(Batch::new(UnaryClientState {
         send_md: SendMetadata::empty(),
-        send_msg: ByteBuffer::encode::<Req, C>(request)?,
+        send_msg: (coder.encode)(request)?,
         response: ResponseState::new(),
     }))
 }
@@ -500,6 +499,9 @@ fn recycle_unary_batch(mut batch: UnaryBatch) {
         }
     });
 }
+
+/// A response decoder: a codec's [`Codec::decode`](crate::Codec::decode) for one type.
+pub(crate) type Decode<T> = fn(&mut MessageReader<'_>) -> Result<T, Error>;
 
 /// The status a finished client call reported, with its trailers (details extracted).
 ///
@@ -533,9 +535,9 @@ pub(crate) unsafe fn client_status(
 /// The call starts when it is created; awaiting only waits for it. Dropping the future
 /// before it resolves cancels the call (the server sees `CANCELLED`).
 #[must_use = "a unary call is cancelled when dropped"]
-pub struct UnaryCall<Resp, C> {
+pub struct UnaryCall<Resp> {
     state: UnaryState,
-    _types: PhantomData<fn() -> (Resp, C)>,
+    decode: Decode<Resp>,
 }
 
 pub(crate) enum UnaryState {
@@ -576,21 +578,18 @@ impl UnaryState {
     }
 }
 
-impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
-    pub(crate) fn from_state(state: UnaryState) -> Self {
-        UnaryCall {
-            state,
-            _types: PhantomData,
-        }
+impl<Resp> UnaryCall<Resp> {
+    pub(crate) fn from_state(state: UnaryState, decode: Decode<Resp>) -> Self {
+        UnaryCall { state, decode }
     }
 
-    pub(crate) fn failed(err: Error) -> Self {
-        Self::from_state(UnaryState::Failed(Some(err)))
+    pub(crate) fn failed(err: Error, decode: Decode<Resp>) -> Self {
+        Self::from_state(UnaryState::Failed(Some(err)), decode)
     }
 
     /// A call that starts when `start` (the rest of its interceptors) resolves.
-    pub(crate) fn starting(start: StartFuture<UnaryState>) -> Self {
-        Self::from_state(UnaryState::Starting(OwnedStart::new(start)))
+    pub(crate) fn starting(start: StartFuture<UnaryState>, decode: Decode<Resp>) -> Self {
+        Self::from_state(UnaryState::Starting(OwnedStart::new(start)), decode)
     }
 
     /// Blocks the calling thread until the call finishes.
@@ -610,7 +609,7 @@ impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
     }
 }
 
-impl<Resp, C: Codec<Resp>> Future for UnaryCall<Resp, C> {
+impl<Resp> Future for UnaryCall<Resp> {
     type Output = Result<Response<Resp>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -623,15 +622,15 @@ impl<Resp, C: Codec<Resp>> Future for UnaryCall<Resp, C> {
         }
         let result = match &mut this.state {
             UnaryState::Starting(_) => unreachable!("a start resolves to a started or failed call"),
-            UnaryState::Failed(e) => Err(e.take().unwrap_or_else(|| Error::Internal("polled after completion".into()))),
-            UnaryState::Finished => Err(Error::Internal("unary call polled after completion".into())),
+            UnaryState::Failed(e) => Err(e.take().unwrap_or_else(|| Error::internal_kind(InternalErrorKind::Misuse, "polled after completion"))),
+            UnaryState::Finished => Err(Error::internal_kind(InternalErrorKind::Misuse, "unary call polled after completion")),
             UnaryState::Running { batch, .. } => {
                 if batch.poll_done(cx).is_none() {
                     return Poll::Pending;
                 }
                 // SAFETY: the batch is done and this future is its only Rust owner; the call is
                 // still alive (held in `state`) while we read the metadata it owns.
-                let result = unsafe { batch.state_mut().response.finish::<Resp, C>() };
+                let result = unsafe { batch.state_mut().response.finish(this.decode) };
                 if let UnaryState::Running { core, .. } = &this.state {
                     if let Some(o) = core.observer() {
                         match &result {
@@ -663,7 +662,7 @@ impl<Resp, C: Codec<Resp>> Future for UnaryCall<Resp, C> {
     }
 }
 
-impl<Resp, C> Drop for UnaryCall<Resp, C> {
+impl<Resp> Drop for UnaryCall<Resp> {
     fn drop(&mut self) {
         if let UnaryState::Running { core, batch } = &self.state {
             if !batch.is_done() {
@@ -673,13 +672,11 @@ impl<Resp, C> Drop for UnaryCall<Resp, C> {
     }
 }
 
-/// A unary call is also usable through `IntoFuture`-style APIs.
-impl<Resp, C: Codec<Resp>> UnaryCall<Resp, C> {
+impl<Resp> UnaryCall<Resp> {
     /// The same future, boxed (handy for storing calls of different types).
     pub fn boxed(self) -> Pin<Box<dyn Future<Output = Result<Response<Resp>, Error>> + Send>>
     where
         Resp: Send + 'static,
-        C: 'static,
     {
         Box::pin(self.into_future())
     }

@@ -42,7 +42,7 @@ use super::write::{Compression, WriteFlags, ENCODING_REQUEST_KEY};
 use super::{Batch, Call, OnComplete};
 use crate::buffer::ByteBuffer;
 use crate::cq::{ArcTag, Tag, TagHeader};
-use crate::error::Error;
+use crate::error::{Error, InternalErrorKind};
 use crate::metadata::Metadata;
 use crate::status::{Code, Status, DETAILS_KEY};
 
@@ -308,7 +308,7 @@ impl RecvSlot {
     pub(crate) fn poll_message(&mut self, core: &CallCore, cx: &mut Context<'_>) -> Poll<Result<Option<ByteBuffer>, Error>> {
         if self.in_flight.is_none() {
             if !core.state.begin_recv() {
-                return Poll::Ready(Err(Error::Internal("a second receive on one call".into())));
+                return Poll::Ready(Err(Error::internal_kind(InternalErrorKind::Misuse, "a second receive on one call")));
             }
             let batch = Batch::reuse_or_new(self.spare.take(), RecvMessage::new());
             // SAFETY: the op points into the batch state, kept alive by the tag.

@@ -17,7 +17,7 @@ pub(crate) mod write;
 use std::cell::UnsafeCell;
 use std::ffi::CStr;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Context;
 
@@ -27,7 +27,7 @@ use grpcore_sys as ffi;
 use crate::channel::Channel;
 use crate::cq::{ArcTag, CompletionQueue, Tag, TagHeader};
 use crate::env::Environment;
-use crate::error::Error;
+use crate::error::{Error, InternalErrorKind, ShutdownErrorKind};
 use crate::status::Code;
 
 /// Owns one reference to a core call, bound to one completion queue.
@@ -49,6 +49,25 @@ pub(crate) struct Call {
 enum Keeps {
     Env { _env: Environment },
     Channel { _channel: Channel },
+    /// A server call counted among its server's live calls until it is released.
+    Counted { _env: Environment, _live: LiveCall },
+}
+
+/// One live call in a counter of them (a server's calls, for its shutdown report): counts
+/// from creation to drop.
+pub(crate) struct LiveCall(Arc<AtomicUsize>);
+
+impl LiveCall {
+    pub(crate) fn new(counter: &Arc<AtomicUsize>) -> LiveCall {
+        counter.fetch_add(1, Ordering::Relaxed);
+        LiveCall(counter.clone())
+    }
+}
+
+impl Drop for LiveCall {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: the core's call functions are thread-safe (batches of different kinds may be
@@ -69,6 +88,18 @@ impl Call {
             raw,
             cq,
             _keeps: Keeps::Env { _env: env },
+        }
+    }
+
+    /// [`Call::from_raw`] for a server call counted in `live` while it exists.
+    ///
+    /// # Safety
+    /// As for [`Call::from_raw`].
+    pub(crate) unsafe fn from_raw_counted(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, env: Environment, live: LiveCall) -> Call {
+        Call {
+            raw,
+            cq,
+            _keeps: Keeps::Counted { _env: env, _live: live },
         }
     }
 
@@ -97,7 +128,7 @@ impl Call {
     /// must own (through an `Arc`) whatever they point into.
     pub(crate) unsafe fn start_batch(&self, ops: &[ffi::grpc_op], tag: Tag) -> Result<(), Error> {
         let Some(_borrow) = self.cq.borrow() else {
-            return Err(Error::Shutdown("the environment is shutting down".into()));
+            return Err(Error::shutdown(ShutdownErrorKind::Environment, "the environment is shutting down"));
         };
         let raw_tag = tag.into_raw();
         // SAFETY: the call is live, its queue is borrowed (not shutting down), and the
@@ -106,7 +137,7 @@ impl Call {
         if rc != ffi::GRPC_CALL_OK {
             // SAFETY: the core refused the batch; no event will carry the tag, re-take it now.
             drop(unsafe { Tag::from_raw(raw_tag) });
-            return Err(Error::Internal(format!(
+            return Err(Error::internal_kind(InternalErrorKind::Core, format!(
                 "the core refused a batch of {} operations: {}",
                 ops.len(),
                 call_error_name(rc)

@@ -25,8 +25,8 @@ use super::{Batch, Call, OnComplete};
 use crate::buffer::ByteBuffer;
 use crate::channel::Channel;
 use crate::codec::Codec;
-use crate::error::Error;
-use crate::method::{Method, MethodKind};
+use crate::error::{CodecErrorKind, ConfigErrorKind, Error, InternalErrorKind, ShutdownErrorKind};
+use crate::method::{ErasedMethod, Method, MethodKind};
 use crate::status::{Code, Status};
 
 /// A started streaming call: its core, opening batch and status batch.
@@ -51,7 +51,7 @@ impl Channel {
         let registered = static_path.and_then(|p| self.registered(p));
         let cq = self.inner.env.pick_cq().clone();
         let Some(borrow) = cq.borrow() else {
-            return Err(Error::Shutdown("the environment is shutting down".into()));
+            return Err(Error::shutdown(ShutdownErrorKind::Environment, "the environment is shutting down"));
         };
         // SAFETY: the channel and the borrowed queue are live; a registration handle belongs
         // to this channel; a method slice is released after the core took its own reference;
@@ -86,43 +86,56 @@ impl Channel {
             };
             drop(borrow);
             if raw.is_null() {
-                return Err(Error::Internal(format!("the core could not create a call to {path}")));
+                return Err(Error::internal_kind(InternalErrorKind::Core, format!("the core could not create a call to {path}")));
             }
             Ok(Call::from_raw_on(raw, cq, self))
         }
     }
 
-    /// Starts a unary call. The returned future resolves to the response.
+    /// Starts a unary call. The returned future resolves to the whole [`Response`]
+    /// (message, initial and trailing metadata), as a request builder's
+    /// [`response`](crate::UnaryRequest::response) does.
     ///
     /// The request is encoded and the call started right away (or, when one of the
     /// channel's interceptors waits, when the future is first polled); the future only
     /// waits. Use [`UnaryCall::wait`] to block instead of awaiting.
-    pub fn unary<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, request: &Req, mut opts: CallOptions) -> UnaryCall<Resp, C>
+    ///
+    /// [`Response`]: crate::Response
+    pub fn unary<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, request: &Req, opts: CallOptions) -> UnaryCall<Resp>
     where
         C: Codec<Req> + Codec<Resp>,
     {
+        self.unary_erased(&method.erase(), request, opts)
+    }
+
+    /// [`Channel::unary`] with the codec as functions.
+    pub(crate) fn unary_erased<Req, Resp>(&self, method: &ErasedMethod<Req, Resp>, request: &Req, mut opts: CallOptions) -> UnaryCall<Resp> {
+        let decode = method.response.decode;
         if let Err(e) = check_kind(method, MethodKind::Unary) {
-            return UnaryCall::failed(e);
+            return UnaryCall::failed(e, decode);
         }
-        if let Some(policy) = method.deadline_policy() {
+        if let Some(policy) = &method.deadline {
             opts.default_timeout_if_unset(policy.default_timeout());
         }
-        let observer = match self.intercept(method.path(), MethodKind::Unary, &mut opts) {
+        let observer = match self.intercept(&method.path, MethodKind::Unary, &mut opts) {
             Ok(Intercepted::Now(observer)) => observer,
             Ok(Intercepted::Later(chain)) => {
-                let batch = unary_batch::<Req, C>(request).map_err(|e| encode_error(method.path(), e));
-                let (channel, path) = (self.clone(), Path(method.path_cow()));
-                return UnaryCall::starting(Box::pin(async move {
-                    match chain.await {
-                        Ok((opts, observer)) => channel.start_unary(&path, &opts, Some(observer), batch),
-                        Err(e) => UnaryState::Failed(Some(e)),
-                    }
-                }));
+                let batch = unary_batch(request, method.request).map_err(|e| encode_error(&method.path, e));
+                let (channel, path) = (self.clone(), Path(method.path.clone()));
+                return UnaryCall::starting(
+                    Box::pin(async move {
+                        match chain.await {
+                            Ok((opts, observer)) => channel.start_unary(&path, &opts, Some(observer), batch),
+                            Err(e) => UnaryState::Failed(Some(e)),
+                        }
+                    }),
+                    decode,
+                );
             }
-            Err(e) => return UnaryCall::failed(e),
+            Err(e) => return UnaryCall::failed(e, decode),
         };
-        let batch = unary_batch::<Req, C>(request).map_err(|e| encode_error(method.path(), e));
-        UnaryCall::from_state(self.start_unary(&Path(method.path_cow()), &opts, observer, batch))
+        let batch = unary_batch(request, method.request).map_err(|e| encode_error(&method.path, e));
+        UnaryCall::from_state(self.start_unary(&Path(method.path.clone()), &opts, observer, batch), decode)
     }
 
     /// Creates a unary call and starts its one batch.
@@ -180,14 +193,19 @@ impl Channel {
 
     /// Starts a client-streaming call: send requests into the [`RequestSink`], then await
     /// the [`ClientStreamingCall`] for the one response.
-    pub fn client_streaming<Req, Resp, C>(
-        &self,
-        method: &Method<Req, Resp, C>,
-        mut opts: CallOptions,
-    ) -> (RequestSink<Req, C>, ClientStreamingCall<Resp, C>)
+    pub fn client_streaming<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, opts: CallOptions) -> (RequestSink<Req>, ClientStreamingCall<Resp>)
     where
         C: Codec<Req> + Codec<Resp>,
     {
+        self.client_streaming_erased(&method.erase(), opts)
+    }
+
+    /// [`Channel::client_streaming`] with the codec as functions.
+    pub(crate) fn client_streaming_erased<Req, Resp>(
+        &self,
+        method: &ErasedMethod<Req, Resp>,
+        mut opts: CallOptions,
+    ) -> (RequestSink<Req>, ClientStreamingCall<Resp>) {
         let start = |channel: &Channel, path: &Path, opts: &CallOptions, observer| {
             let (core, _headers) = channel.start_stream(path, opts, observer, None, false)?;
             let response = Batch::new(ResponseState::new());
@@ -199,27 +217,34 @@ impl Channel {
             }
             Ok(Started::Response(core, response))
         };
+        let (encode, decode) = (method.request.encode, method.response.decode);
         match self.start_with(method, MethodKind::ClientStreaming, &mut opts, start) {
-            Begin::Now(Ok(Started::Response(core, response))) => {
-                (RequestSink::new(Ok(core.clone())), ClientStreamingCall::new(Ok((core, response))))
-            }
+            Begin::Now(Ok(Started::Response(core, response))) => (
+                RequestSink::new(Ok(core.clone()), encode),
+                ClientStreamingCall::new(Ok((core, response)), decode),
+            ),
             Begin::Now(Ok(Started::Stream(..))) => unreachable!("a client-streaming start gives a response batch"),
-            Begin::Now(Err(e)) => (RequestSink::new(Err(e.clone())), ClientStreamingCall::new(Err(e))),
-            Begin::Later(start) => (RequestSink::starting(start.clone()), ClientStreamingCall::starting(start)),
+            Begin::Now(Err(e)) => (RequestSink::new(Err(e.clone()), encode), ClientStreamingCall::new(Err(e), decode)),
+            Begin::Later(start) => (RequestSink::starting(start.clone(), encode), ClientStreamingCall::starting(start, decode)),
         }
     }
 
     /// Starts a server-streaming call: one request, a [`ResponseStream`] of responses.
-    pub fn server_streaming<Req, Resp, C>(
-        &self,
-        method: &Method<Req, Resp, C>,
-        request: &Req,
-        mut opts: CallOptions,
-    ) -> ResponseStream<Resp, C>
+    pub fn server_streaming<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, request: &Req, opts: CallOptions) -> ResponseStream<Resp>
     where
         C: Codec<Req> + Codec<Resp>,
     {
-        let buf = ByteBuffer::encode::<Req, C>(request).map_err(|e| encode_error(method.path(), e));
+        self.server_streaming_erased(&method.erase(), request, opts)
+    }
+
+    /// [`Channel::server_streaming`] with the codec as functions.
+    pub(crate) fn server_streaming_erased<Req, Resp>(
+        &self,
+        method: &ErasedMethod<Req, Resp>,
+        request: &Req,
+        mut opts: CallOptions,
+    ) -> ResponseStream<Resp> {
+        let buf = (method.request.encode)(request).map_err(|e| encode_error(&method.path, e));
         let mut buf = Some(buf);
         let start = move |channel: &Channel, path: &Path, opts: &CallOptions, observer| {
             let buf = buf.take().expect("a call starts once");
@@ -228,48 +253,55 @@ impl Channel {
             let status = start_status(&core)?;
             Ok(Started::Stream(core, headers, status))
         };
+        let decode = method.response.decode;
         match self.start_with(method, MethodKind::ServerStreaming, &mut opts, start) {
-            Begin::Now(started) => ResponseStream::new(started.map(Started::into_stream)),
-            Begin::Later(start) => ResponseStream::starting(start),
+            Begin::Now(started) => ResponseStream::new(started.map(Started::into_stream), decode),
+            Begin::Later(start) => ResponseStream::starting(start, decode),
         }
     }
 
     /// Starts a bidirectional-streaming call: requests go into the [`RequestSink`],
     /// responses come out of the [`ResponseStream`], independently.
-    pub fn duplex<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, mut opts: CallOptions) -> (RequestSink<Req, C>, ResponseStream<Resp, C>)
+    pub fn duplex<Req, Resp, C>(&self, method: &Method<Req, Resp, C>, opts: CallOptions) -> (RequestSink<Req>, ResponseStream<Resp>)
     where
         C: Codec<Req> + Codec<Resp>,
     {
+        self.duplex_erased(&method.erase(), opts)
+    }
+
+    /// [`Channel::duplex`] with the codec as functions.
+    pub(crate) fn duplex_erased<Req, Resp>(&self, method: &ErasedMethod<Req, Resp>, mut opts: CallOptions) -> (RequestSink<Req>, ResponseStream<Resp>) {
         let start = |channel: &Channel, path: &Path, opts: &CallOptions, observer| {
             let (core, headers) = channel.start_stream(path, opts, observer, None, true)?;
             let status = start_status(&core)?;
             Ok(Started::Stream(core, headers, status))
         };
+        let (encode, decode) = (method.request.encode, method.response.decode);
         match self.start_with(method, MethodKind::Duplex, &mut opts, start) {
             Begin::Now(started) => {
                 let started = started.map(Started::into_stream);
-                let sink = RequestSink::new(started.as_ref().map(|(c, _, _)| c.clone()).map_err(Clone::clone));
-                (sink, ResponseStream::new(started))
+                let sink = RequestSink::new(started.as_ref().map(|(c, _, _)| c.clone()).map_err(Clone::clone), encode);
+                (sink, ResponseStream::new(started, decode))
             }
-            Begin::Later(start) => (RequestSink::starting(start.clone()), ResponseStream::starting(start)),
+            Begin::Later(start) => (RequestSink::starting(start.clone(), encode), ResponseStream::starting(start, decode)),
         }
     }
 
     /// Checks the kind, runs the interceptors and then `start`: at once, or, when an
     /// interceptor waits, in a start shared by the call's handles.
-    fn start_with<A, B, C, F>(&self, method: &Method<A, B, C>, kind: MethodKind, opts: &mut CallOptions, mut start: F) -> Begin
+    fn start_with<A, B, F>(&self, method: &ErasedMethod<A, B>, kind: MethodKind, opts: &mut CallOptions, mut start: F) -> Begin
     where
         F: FnMut(&Channel, &Path, &CallOptions, Option<Box<dyn CallObserver>>) -> Result<Started, Error> + Send + 'static,
     {
-        if let Some(policy) = method.deadline_policy() {
+        if let Some(policy) = &method.deadline {
             opts.default_timeout_if_unset(policy.default_timeout());
         }
-        let intercepted = check_kind(method, kind).and_then(|()| self.intercept(method.path(), kind, opts));
+        let intercepted = check_kind(method, kind).and_then(|()| self.intercept(&method.path, kind, opts));
         match intercepted {
             Err(e) => Begin::Now(Err(e)),
-            Ok(Intercepted::Now(observer)) => Begin::Now(start(self, &Path(method.path_cow()), opts, observer)),
+            Ok(Intercepted::Now(observer)) => Begin::Now(start(self, &Path(method.path.clone()), opts, observer)),
             Ok(Intercepted::Later(chain)) => {
-                let (channel, path) = (self.clone(), Path(method.path_cow()));
+                let (channel, path) = (self.clone(), Path(method.path.clone()));
                 Begin::Later(SharedStart::new(Box::pin(async move {
                     let (opts, observer) = chain.await?;
                     start(&channel, &path, &opts, Some(observer))
@@ -439,7 +471,7 @@ impl std::ops::Deref for Path {
 }
 
 fn encode_error(path: &str, e: Error) -> Error {
-    Error::Codec(format!("failed to encode the request to {path}: {e}"))
+    Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode the request to {path}: {e}")).with_source(e)
 }
 
 /// Starts a streaming call's final op: RECV_STATUS_ON_CLIENT.
@@ -466,10 +498,10 @@ fn ended_before_start(observer: &Option<Box<dyn CallObserver>>, e: Error) -> Err
     e
 }
 
-fn check_kind<A, B, C>(method: &Method<A, B, C>, kind: MethodKind) -> Result<(), Error> {
-    if method.kind() == kind {
+fn check_kind<A, B>(method: &ErasedMethod<A, B>, kind: MethodKind) -> Result<(), Error> {
+    if method.kind == kind {
         Ok(())
     } else {
-        Err(Error::Config(format!("{} is a {:?} method, called as {kind:?}", method.path(), method.kind())))
+        Err(Error::config_kind(ConfigErrorKind::Method, format!("{} is a {:?} method, called as {kind:?}", method.path, method.kind)))
     }
 }

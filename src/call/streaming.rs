@@ -3,7 +3,6 @@
 //! (`call/core.rs`). The calls start in `call/start.rs`.
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,17 +10,19 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use futures_sink::Sink;
 
-use super::client::{Response, ResponseState, StatusState};
+use super::client::{Decode, Response, ResponseState, StatusState};
 use super::core::{CallCore, RecvSlot, SendError, SendKind, SendSlot};
 use super::start::{HeadersState, PendingStream, Started, StartedStream};
 use super::state::SendRefused;
 use super::write::WriteFlags;
 use super::Batch;
 use crate::buffer::ByteBuffer;
-use crate::codec::Codec;
-use crate::error::Error;
+use crate::error::{CodecErrorKind, Error, InternalErrorKind};
 use crate::metadata::Metadata;
 use crate::status::{Code, Status};
+
+/// A request encoder: a codec's encoding into a core buffer for one type.
+pub(crate) type Encode<T> = fn(&T) -> Result<ByteBuffer, Error>;
 
 /// Sends a streaming call's requests. A [`Sink`]; also has inherent `send`/`close` methods
 /// and blocking variants.
@@ -33,7 +34,7 @@ use crate::status::{Code, Status};
 /// off as complete. Once the call has ended, sends fail with an error carrying its status
 /// when known.
 #[must_use = "a request sink does nothing unless messages are sent into it"]
-pub struct RequestSink<Req, C> {
+pub struct RequestSink<Req> {
     core: Result<Arc<CallCore>, Option<Error>>,
     /// The call's start, while the channel's interceptors have not let it start.
     starting: Option<Arc<PendingStream>>,
@@ -42,11 +43,11 @@ pub struct RequestSink<Req, C> {
     /// The half-close has been started (it is in `slot` until done).
     closing: bool,
     closed: bool,
-    _types: PhantomData<fn(Req, C)>,
+    encode: Encode<Req>,
 }
 
-impl<Req, C: Codec<Req>> RequestSink<Req, C> {
-    pub(crate) fn new(core: Result<Arc<CallCore>, Error>) -> Self {
+impl<Req> RequestSink<Req> {
+    pub(crate) fn new(core: Result<Arc<CallCore>, Error>, encode: Encode<Req>) -> Self {
         RequestSink {
             core: core.map_err(Some),
             starting: None,
@@ -54,13 +55,13 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
             flags: WriteFlags::default(),
             closing: false,
             closed: false,
-            _types: PhantomData,
+            encode,
         }
     }
 
     /// A sink whose call starts when `start` resolves.
-    pub(crate) fn starting(start: Arc<PendingStream>) -> Self {
-        let mut sink = Self::new(Err(Error::Internal("the call has not started".into())));
+    pub(crate) fn starting(start: Arc<PendingStream>, encode: Encode<Req>) -> Self {
+        let mut sink = Self::new(Err(Error::internal_kind(InternalErrorKind::Misuse, "the call has not started")), encode);
         sink.starting = Some(start);
         sink
     }
@@ -91,7 +92,7 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
             Ok(c) => Ok(c),
             Err(e) => Err(e
                 .clone()
-                .unwrap_or_else(|| Error::Internal("the call could not start".into()))),
+                .unwrap_or_else(|| Error::internal_kind(InternalErrorKind::Misuse, "the call could not start"))),
         }
     }
 
@@ -104,13 +105,13 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
 
     fn write(&mut self, item: &Req, flags: WriteFlags) -> Result<(), Error> {
         if self.closed || self.closing {
-            return Err(Error::Internal("send after the request stream was closed".into()));
+            return Err(Error::internal_kind(InternalErrorKind::Misuse, "send after the request stream was closed"));
         }
         if self.starting.is_some() {
-            return Err(Error::Internal("a message was sent before the sink was ready".into()));
+            return Err(Error::internal_kind(InternalErrorKind::Misuse, "a message was sent before the sink was ready"));
         }
         let core = self.core()?.clone();
-        let buf = ByteBuffer::encode::<Req, C>(item).map_err(|e| Error::Codec(format!("failed to encode a request: {e}")))?;
+        let buf = (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a request: {e}")).with_source(e))?;
         self.slot
             .start_client(&core, SendKind::Message(buf, flags))
             .map_err(|e| send_error(&core, e))
@@ -149,14 +150,14 @@ impl<Req, C: Codec<Req>> RequestSink<Req, C> {
 fn send_error(core: &CallCore, e: SendError) -> Error {
     match e {
         SendError::Refused(SendRefused::Closed) => core.ended_error(),
-        SendError::Refused(SendRefused::Busy) => Error::Internal("a send started while another was in flight".into()),
+        SendError::Refused(SendRefused::Busy) => Error::internal_kind(InternalErrorKind::Misuse, "a send started while another was in flight"),
         SendError::Core(e) => e,
     }
 }
 
-impl<Req, C> Unpin for RequestSink<Req, C> {}
+impl<Req> Unpin for RequestSink<Req> {}
 
-impl<Req, C> RequestSink<Req, C> {
+impl<Req> RequestSink<Req> {
     /// Cancels the whole call: the server sees `CANCELLED`, and the response half ends
     /// with `CANCELLED`.
     pub fn cancel(&self) {
@@ -168,7 +169,7 @@ impl<Req, C> RequestSink<Req, C> {
     }
 }
 
-impl<Req, C: Codec<Req>> Sink<Req> for RequestSink<Req, C> {
+impl<Req> Sink<Req> for RequestSink<Req> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -215,7 +216,7 @@ impl<Req, C: Codec<Req>> Sink<Req> for RequestSink<Req, C> {
     }
 }
 
-impl<Req, C> Drop for RequestSink<Req, C> {
+impl<Req> Drop for RequestSink<Req> {
     fn drop(&mut self) {
         if self.closed || self.closing {
             return;
@@ -231,27 +232,27 @@ type ResponseHalf = (Arc<CallCore>, Arc<Batch<ResponseState>>);
 
 /// The response of a client-streaming call. Dropping it before it resolves cancels the call.
 #[must_use = "a client-streaming call is cancelled when its response future is dropped"]
-pub struct ClientStreamingCall<Resp, C> {
+pub struct ClientStreamingCall<Resp> {
     state: Result<ResponseHalf, Option<Error>>,
     /// The call's start, while the channel's interceptors have not let it start.
     starting: Option<Arc<PendingStream>>,
-    _types: PhantomData<fn() -> (Resp, C)>,
+    decode: Decode<Resp>,
 }
 
-impl<Resp, C> Unpin for ClientStreamingCall<Resp, C> {}
+impl<Resp> Unpin for ClientStreamingCall<Resp> {}
 
-impl<Resp, C: Codec<Resp>> ClientStreamingCall<Resp, C> {
-    pub(crate) fn new(state: Result<ResponseHalf, Error>) -> Self {
+impl<Resp> ClientStreamingCall<Resp> {
+    pub(crate) fn new(state: Result<ResponseHalf, Error>, decode: Decode<Resp>) -> Self {
         ClientStreamingCall {
             state: state.map_err(Some),
             starting: None,
-            _types: PhantomData,
+            decode,
         }
     }
 
     /// A response whose call starts when `start` resolves.
-    pub(crate) fn starting(start: Arc<PendingStream>) -> Self {
-        let mut call = Self::new(Err(Error::Internal("the call has not started".into())));
+    pub(crate) fn starting(start: Arc<PendingStream>, decode: Decode<Resp>) -> Self {
+        let mut call = Self::new(Err(Error::internal_kind(InternalErrorKind::Misuse, "the call has not started")), decode);
         call.starting = Some(start);
         call
     }
@@ -271,17 +272,34 @@ impl<Resp, C: Codec<Resp>> ClientStreamingCall<Resp, C> {
         self.state.as_ref().map(|(c, _)| c.peer()).unwrap_or_default()
     }
 
-    /// Blocks until the response arrives.
-    pub fn wait(self) -> Result<Response<Resp>, Error> {
+    /// Blocks until the response message arrives.
+    ///
+    /// Fails at once when called on a completion-queue thread (in a handler, `.await`).
+    pub fn wait(self) -> Result<Resp, Error> {
         crate::blocking::block_on(self)?
     }
-}
 
-impl<Resp, C: Codec<Resp>> Future for ClientStreamingCall<Resp, C> {
-    type Output = Result<Response<Resp>, Error>;
+    /// The whole [`Response`] instead of the message alone: its initial and trailing
+    /// metadata too. The same spelling as a unary call's
+    /// [`UnaryRequest::response`](crate::UnaryRequest::response).
+    ///
+    /// ```no_run
+    /// # use grpcore::{BytesCodec, CallOptions, ChannelBuilder, Environment, Method};
+    /// # const UPLOAD: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::client_streaming("/demo.Up/Load");
+    /// # async fn f(channel: grpcore::Channel) -> grpcore::Result<()> {
+    /// let (mut sink, call) = channel.client_streaming(&UPLOAD, CallOptions::new());
+    /// sink.send(b"part".to_vec()).await?;
+    /// sink.close().await?;
+    /// let response = call.response().await?;
+    /// println!("{:?} {:?}", response.initial_metadata().get("x-server"), response.message());
+    /// # Ok(()) }
+    /// ```
+    pub fn response(self) -> ClientStreamingResponse<Resp> {
+        ClientStreamingResponse { call: self }
+    }
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
+    fn poll_response(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response<Resp>, Error>> {
+        let this = self;
         if let Some(start) = &this.starting {
             let started = std::task::ready!(start.poll(cx));
             this.state = started.map(Started::into_response).map_err(Some);
@@ -290,14 +308,14 @@ impl<Resp, C: Codec<Resp>> Future for ClientStreamingCall<Resp, C> {
         match &mut this.state {
             Err(e) => Poll::Ready(Err(e
                 .take()
-                .unwrap_or_else(|| Error::Internal("polled after completion".into())))),
+                .unwrap_or_else(|| Error::internal_kind(InternalErrorKind::Misuse, "polled after completion")))),
             Ok((core, batch)) => {
                 if batch.poll_done(cx).is_none() {
                     return Poll::Pending;
                 }
                 // SAFETY: done, and this future is the batch's only Rust owner; the call is
                 // alive (held in `core`).
-                let result = unsafe { batch.state_mut().finish::<Resp, C>() };
+                let result = unsafe { batch.state_mut().finish(this.decode) };
                 let status = match &result {
                     Ok(_) => Status::ok(),
                     Err(e) => e.status(),
@@ -313,7 +331,42 @@ impl<Resp, C: Codec<Resp>> Future for ClientStreamingCall<Resp, C> {
     }
 }
 
-impl<Resp, C> Drop for ClientStreamingCall<Resp, C> {
+/// Awaiting a client-streaming call gives the response message, as awaiting a unary
+/// request does; [`response`](ClientStreamingCall::response) gives the metadata too.
+impl<Resp> Future for ClientStreamingCall<Resp> {
+    type Output = Result<Resp, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_response(cx).map(|r| r.map(Response::into_message))
+    }
+}
+
+/// A client-streaming call resolving to its whole [`Response`] (message, initial and
+/// trailing metadata): [`ClientStreamingCall::response`]. Dropping it before it resolves
+/// cancels the call.
+#[must_use = "a client-streaming call is cancelled when its response future is dropped"]
+pub struct ClientStreamingResponse<Resp> {
+    call: ClientStreamingCall<Resp>,
+}
+
+impl<Resp> ClientStreamingResponse<Resp> {
+    /// Blocks until the response arrives.
+    ///
+    /// Fails at once when called on a completion-queue thread (in a handler, `.await`).
+    pub fn wait(self) -> Result<Response<Resp>, Error> {
+        crate::blocking::block_on(self)?
+    }
+}
+
+impl<Resp> Future for ClientStreamingResponse<Resp> {
+    type Output = Result<Response<Resp>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().call.poll_response(cx)
+    }
+}
+
+impl<Resp> Drop for ClientStreamingCall<Resp> {
     fn drop(&mut self) {
         if let Some(start) = &self.starting {
             start.cancel_call();
@@ -331,11 +384,11 @@ impl<Resp, C> Drop for ClientStreamingCall<Resp, C> {
 ///
 /// Dropping it before the end cancels the call.
 #[must_use = "streams do nothing unless polled"]
-pub struct ResponseStream<Resp, C> {
+pub struct ResponseStream<Resp> {
     state: Result<StreamState, Option<Error>>,
     /// The call's start, while the channel's interceptors have not let it start.
     starting: Option<Arc<PendingStream>>,
-    _types: PhantomData<fn() -> (Resp, C)>,
+    decode: Decode<Resp>,
 }
 
 struct StreamState {
@@ -351,7 +404,7 @@ struct StreamState {
     done: bool,
 }
 
-impl<Resp, C> Unpin for ResponseStream<Resp, C> {}
+impl<Resp> Unpin for ResponseStream<Resp> {}
 
 /// A stream's state for a started (or failed) call.
 fn stream_state(started: Result<StartedStream, Error>) -> Result<StreamState, Option<Error>> {
@@ -370,18 +423,18 @@ fn stream_state(started: Result<StartedStream, Error>) -> Result<StreamState, Op
     }
 }
 
-impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
-    pub(crate) fn new(started: Result<StartedStream, Error>) -> Self {
+impl<Resp> ResponseStream<Resp> {
+    pub(crate) fn new(started: Result<StartedStream, Error>, decode: Decode<Resp>) -> Self {
         ResponseStream {
             state: stream_state(started),
             starting: None,
-            _types: PhantomData,
+            decode,
         }
     }
 
     /// A stream whose call starts when `start` resolves.
-    pub(crate) fn starting(start: Arc<PendingStream>) -> Self {
-        let mut stream = Self::new(Err(Error::Internal("the call has not started".into())));
+    pub(crate) fn starting(start: Arc<PendingStream>, decode: Decode<Resp>) -> Self {
+        let mut stream = Self::new(Err(Error::internal_kind(InternalErrorKind::Misuse, "the call has not started")), decode);
         stream.starting = Some(start);
         stream
     }
@@ -396,6 +449,25 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
         Poll::Ready(())
     }
 
+    /// The next response; `None` once the call has ended with OK. A call that ends with
+    /// another status gives that as the error (once). The same as the server's
+    /// [`RequestStream::message`](crate::RequestStream::message), without `StreamExt`.
+    ///
+    /// ```no_run
+    /// # use grpcore::{BytesCodec, CallOptions, Method};
+    /// # const WATCH: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::server_streaming("/demo.W/Watch");
+    /// # async fn f(channel: grpcore::Channel) -> grpcore::Result<()> {
+    /// let mut updates = channel.server_streaming(&WATCH, &b"all".to_vec(), CallOptions::new());
+    /// while let Some(update) = updates.message().await? {
+    ///     println!("{} bytes", update.len());
+    /// }
+    /// println!("trailers: {:?}", updates.trailing_metadata());
+    /// # Ok(()) }
+    /// ```
+    pub async fn message(&mut self) -> Result<Option<Resp>, Error> {
+        futures_util::StreamExt::next(self).await.transpose()
+    }
+
     /// The server's initial metadata (response headers), waiting for them if needed.
     pub async fn initial_metadata(&mut self) -> Result<&Metadata, Error> {
         std::future::poll_fn(|cx| self.poll_start(cx)).await;
@@ -404,7 +476,7 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
             Err(e) => {
                 return Err(e
                     .clone()
-                    .unwrap_or_else(|| Error::Internal("the call could not start".into())))
+                    .unwrap_or_else(|| Error::internal_kind(InternalErrorKind::Misuse, "the call could not start")))
             }
         };
         if s.initial_metadata.is_none() {
@@ -448,17 +520,18 @@ impl<Resp, C: Codec<Resp>> ResponseStream<Resp, C> {
     /// A blocking iterator over the responses.
     ///
     /// Each `next` fails with an error item when called on a completion-queue thread.
-    pub fn into_blocking_iter(self) -> BlockingIter<Resp, C> {
+    pub fn into_blocking_iter(self) -> BlockingIter<Resp> {
         BlockingIter { stream: self, done: false }
     }
 }
 
-impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
+impl<Resp> Stream for ResponseStream<Resp> {
     type Item = Result<Resp, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         std::task::ready!(this.poll_start(cx));
+        let decode = this.decode;
         let s = match &mut this.state {
             Ok(s) => s,
             Err(e) => return Poll::Ready(e.take().map(Err)),
@@ -479,7 +552,7 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
             match message {
                 Some(buf) => {
                     let item =
-                        C::decode(&mut buf.reader()).map_err(|e| Error::Codec(format!("failed to decode a response: {e}")));
+                        decode(&mut buf.reader()).map_err(|e| Error::codec_kind(CodecErrorKind::Decode, format!("failed to decode a response: {e}")).with_source(e));
                     if item.is_err() {
                         // One error, as documented: the call is cancelled and the stream ends
                         // here (its CANCELLED status would only repeat the failure).
@@ -507,7 +580,7 @@ impl<Resp, C: Codec<Resp>> Stream for ResponseStream<Resp, C> {
     }
 }
 
-impl<Resp, C> Drop for ResponseStream<Resp, C> {
+impl<Resp> Drop for ResponseStream<Resp> {
     fn drop(&mut self) {
         if let Some(start) = &self.starting {
             start.cancel_call();
@@ -522,12 +595,12 @@ impl<Resp, C> Drop for ResponseStream<Resp, C> {
 
 /// Blocking iterator over a [`ResponseStream`]. It keeps the stream after the last item, so
 /// its headers and trailers stay readable.
-pub struct BlockingIter<Resp, C> {
-    stream: ResponseStream<Resp, C>,
+pub struct BlockingIter<Resp> {
+    stream: ResponseStream<Resp>,
     done: bool,
 }
 
-impl<Resp, C: Codec<Resp>> BlockingIter<Resp, C> {
+impl<Resp> BlockingIter<Resp> {
     /// The server's initial metadata (response headers), waiting for them if needed. Fails
     /// on a completion-queue thread, like `next`.
     pub fn initial_metadata(&mut self) -> Result<&Metadata, Error> {
@@ -540,7 +613,7 @@ impl<Resp, C: Codec<Resp>> BlockingIter<Resp, C> {
     }
 }
 
-impl<Resp, C: Codec<Resp>> Iterator for BlockingIter<Resp, C> {
+impl<Resp> Iterator for BlockingIter<Resp> {
     type Item = Result<Resp, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -30,7 +30,7 @@ use grpcore_sys as ffi;
 use super::{ffi_guard, log_caught};
 use crate::call::raw::SendMetadata;
 use crate::env::Environment;
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 use crate::metadata::Metadata;
 use crate::status::{Code, Status};
 
@@ -110,11 +110,11 @@ impl CallCredentials {
     /// credentials). The token must be non-empty printable ASCII.
     pub fn bearer_token(token: &str) -> Result<CallCredentials, Error> {
         if token.is_empty() || !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-            return Err(Error::Config(
-                "bearer token must be non-empty printable ASCII without spaces (it goes into an HTTP/2 header)".into(),
+            return Err(Error::config_kind(ConfigErrorKind::Credentials,
+                "bearer token must be non-empty printable ASCII without spaces (it goes into an HTTP/2 header)",
             ));
         }
-        let c = std::ffi::CString::new(token).map_err(|_| Error::Config("bearer token contains a NUL byte".into()))?;
+        let c = std::ffi::CString::new(token).map_err(|_| Error::config_kind(ConfigErrorKind::Credentials, "bearer token contains a NUL byte"))?;
         // SAFETY: the core copies the token; the reference returned is owned by the result.
         let raw = unsafe { ffi::grpc_access_token_credentials_create(c.as_ptr(), ptr::null_mut()) };
         CallCredentials::from_raw(raw)
@@ -157,7 +157,7 @@ impl CallCredentials {
 
     fn from_raw(raw: *mut ffi::grpc_call_credentials) -> Result<CallCredentials, Error> {
         if raw.is_null() {
-            return Err(Error::Config("the core could not create the call credentials".into()));
+            return Err(Error::config_kind(ConfigErrorKind::Credentials, "the core could not create the call credentials"));
         }
         Ok(CallCredentials {
             inner: Arc::new(RawCallCredentials(raw)),

@@ -22,7 +22,7 @@ use super::call::CallCredentials;
 use super::{ffi_guard, log_caught};
 use super::pem::{Certificate, Identity};
 use crate::args::ChannelArgs;
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 
 /// Which local connections local credentials accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,10 +197,9 @@ impl ChannelCredentials {
         let base = match &self.kind {
             Kind::Insecure => {
                 if !self.call.is_empty() {
-                    return Err(Error::Config(
+                    return Err(Error::config_kind(ConfigErrorKind::Credentials,
                         "call credentials need a secure channel (TLS or local credentials): the core never \
-                         sends them in plaintext"
-                            .into(),
+                         sends them in plaintext",
                     ));
                 }
                 // SAFETY: plain constructor; the reference is owned by the returned value.
@@ -211,7 +210,7 @@ impl ChannelCredentials {
             Kind::Tls(t) => t.create()?,
         };
         if base.0.is_null() {
-            return Err(Error::Config("the core could not create the channel credentials (see the grpc_core log)".into()));
+            return Err(Error::config_kind(ConfigErrorKind::Credentials, "the core could not create the channel credentials (see the grpc_core log)"));
         }
         let Some(call) = CallCredentials::compose_raw(&self.call)? else {
             return Ok(base);
@@ -220,7 +219,7 @@ impl ChannelCredentials {
         // so ours are released by their owners as usual.
         let composite = unsafe { ffi::grpc_composite_channel_credentials_create(base.0, call.as_ptr(), ptr::null_mut()) };
         if composite.is_null() {
-            return Err(Error::Config("the core refused to combine these channel and call credentials".into()));
+            return Err(Error::config_kind(ConfigErrorKind::Credentials, "the core refused to combine these channel and call credentials"));
         }
         Ok(RawChannelCredentials(composite))
     }
@@ -319,7 +318,7 @@ impl TlsChannelCredentials {
     pub fn build(self) -> Result<ChannelCredentials, Error> {
         if let Some(name) = &self.server_name_override {
             if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(Error::Config(format!(
+                return Err(Error::config_kind(ConfigErrorKind::Credentials, format!(
                     "TLS server_name_override {name:?} must be a non-empty host name without whitespace"
                 )));
             }

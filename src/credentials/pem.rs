@@ -16,7 +16,7 @@ use std::sync::Arc;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 
 /// One `-----BEGIN label-----` … `-----END label-----` block.
 struct PemBlock {
@@ -29,7 +29,7 @@ struct PemBlock {
 }
 
 fn bad(what: &str, why: impl fmt::Display) -> Error {
-    Error::Config(format!("{what}: {why}"))
+    Error::config_kind(ConfigErrorKind::Credentials, format!("{what}: {why}"))
 }
 
 /// Strict base64 (standard alphabet, `=` padding only at the end).
@@ -333,7 +333,7 @@ impl PrivateKey {
     pub(crate) fn public_matches(&self, cert: &X509) -> Result<bool, Error> {
         let public = cert
             .public_key()
-            .map_err(|e| Error::Config(format!("cannot read the certificate's public key: {}", one_line(&e))))?;
+            .map_err(|e| Error::config_kind(ConfigErrorKind::Credentials, format!("cannot read the certificate's public key: {}", one_line(&e))))?;
         Ok(public.public_eq(&self.key))
     }
 }
@@ -379,7 +379,7 @@ impl Identity {
     /// Pairs parsed parts, checking that the key belongs to the chain's first certificate.
     pub fn new(cert_chain: Certificate, private_key: PrivateKey) -> Result<Identity, Error> {
         if !private_key.public_matches(cert_chain.first())? {
-            return Err(Error::Config(format!(
+            return Err(Error::config_kind(ConfigErrorKind::Credentials, format!(
                 "TLS identity: the private key does not match the certificate: its public half differs \
                  from the public key of the chain's first certificate ({}); pass the key that was \
                  used to request that certificate",
@@ -406,7 +406,7 @@ impl fmt::Debug for Identity {
 }
 
 fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| Error::Config(format!("cannot read {what} file {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| Error::config_kind(ConfigErrorKind::File, format!("cannot read {what} file {}: {e}", path.display())).with_source(e))
 }
 
 /// `CN=…, O=…` from an X.509 name.

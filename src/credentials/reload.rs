@@ -34,7 +34,7 @@ use grpcore_sys as ffi;
 
 use super::pem::{Certificate, Identity, PrivateKey};
 use super::{ffi_guard, log_caught};
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 
 /// What a TLS server presents and trusts: one or more identities (certificate chain and
 /// key; the core picks by the client's SNI, else uses the first) and, optionally, the CA
@@ -168,7 +168,7 @@ impl CertificateFiles {
     }
 
     fn read(&self) -> Result<FileContents, Error> {
-        let read = |p: &Path| std::fs::read(p).map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())));
+        let read = |p: &Path| std::fs::read(p).map_err(|e| Error::config_kind(ConfigErrorKind::File, format!("cannot read {}: {e}", p.display())).with_source(e));
         Ok(FileContents {
             cert_chain: read(&self.cert_chain)?,
             private_key: read(&self.private_key)?,
@@ -180,7 +180,7 @@ impl CertificateFiles {
         let chain = Certificate::parse(&format!("certificate file {}", self.cert_chain.display()), &c.cert_chain)?;
         let key = PrivateKey::parse(&format!("private key file {}", self.private_key.display()), &c.private_key)?;
         let identity = Identity::new(chain, key).map_err(|e| {
-            Error::Config(format!(
+            Error::config_kind(ConfigErrorKind::Credentials, format!(
                 "{} and {}: {}",
                 self.cert_chain.display(),
                 self.private_key.display(),

@@ -18,7 +18,7 @@ use grpcore_sys as ffi;
 use super::channel::LocalConnect;
 use super::pem::{Certificate, Identity};
 use super::reload::{fetch_config, free_slot, CertificateConfig, CertificateReloader, FetcherSlot};
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 
 /// Whether a TLS server asks clients for a certificate, and what it does with one.
 ///
@@ -89,7 +89,7 @@ enum Kind {
 }
 
 fn needs_ca_error(mode: ClientCertificateMode) -> Error {
-    Error::Config(format!(
+    Error::config_kind(ConfigErrorKind::Credentials, format!(
         "client certificate mode {mode:?} verifies client certificates, so it needs the CA that signs them: \
          set client_ca(...)"
     ))
@@ -123,7 +123,7 @@ impl ServerCredentials {
         if mode.verifies() && reloader.current().client_ca_certificates().is_none() {
             return Err(needs_ca_error(mode));
         }
-        reloader.current().core_accepts().map_err(Error::Config)?;
+        reloader.current().core_accepts().map_err(|m| Error::config_kind(ConfigErrorKind::Credentials, m))?;
         Ok(ServerCredentials {
             kind: Kind::Reloading {
                 reloader: reloader.clone(),
@@ -184,7 +184,7 @@ impl ServerCredentials {
             }
         };
         if raw.is_null() {
-            return Err(Error::Config("the core could not create the server credentials (see the grpc_core log)".into()));
+            return Err(Error::config_kind(ConfigErrorKind::Credentials, "the core could not create the server credentials (see the grpc_core log)"));
         }
         Ok(RawServerCredentials(raw))
     }

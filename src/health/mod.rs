@@ -63,7 +63,6 @@ use futures_channel::mpsc;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 
-use crate::codec::ProstCodec;
 use crate::server::context::ServerContext;
 use crate::server::streaming::ServerSink;
 use crate::status::{Code, Status};
@@ -337,7 +336,7 @@ impl health_grpc::Health for HealthService {
     async fn watch(
         &self,
         request: HealthCheckRequest,
-        mut sink: ServerSink<HealthCheckResponse, ProstCodec>,
+        mut sink: ServerSink<HealthCheckResponse>,
         ctx: ServerContext,
     ) -> Result<(), Status> {
         let (id, mut updates) = self.shared.add_watcher(request.service);

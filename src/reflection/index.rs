@@ -17,7 +17,7 @@ use super::v1::{
     ErrorResponse, ExtensionNumberResponse, FileDescriptorResponse, ListServiceResponse, ServerReflectionRequest,
     ServerReflectionResponse, ServiceResponse,
 };
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 use crate::status::Code;
 
 /// One known file.
@@ -67,7 +67,7 @@ impl Index {
             }
             for bytes in descriptors {
                 let file = FileDescriptorProto::decode(bytes.clone()).map_err(|e| {
-                    Error::Config(format!(
+                    Error::config_kind(ConfigErrorKind::Setting, format!(
                         "service {service} carries a file descriptor that does not decode as a FileDescriptorProto ({e})"
                     ))
                 })?;

@@ -48,9 +48,9 @@ use bytes::Bytes;
 use prost::Message as _;
 use prost_types::FileDescriptorProto;
 
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 use crate::server::service::Service;
-use crate::{ProstCodec, RequestStream, ServerBuilder, ServerContext, ServerSink, ServiceBuilder, Status};
+use crate::{RequestStream, ServerBuilder, ServerContext, ServerSink, ServiceBuilder, Status};
 
 use self::index::{Index, Sent};
 
@@ -124,7 +124,7 @@ fn v1alpha_file() -> Result<Vec<u8>, Error> {
     const V1: &str = ".grpc.reflection.v1.";
     const V1ALPHA: &str = ".grpc.reflection.v1alpha.";
     let mut file = FileDescriptorProto::decode(server_reflection_grpc::FILE_DESCRIPTORS[0])
-        .map_err(|e| Error::Config(format!("grpcore's own reflection descriptor does not decode: {e}")))?;
+        .map_err(|e| Error::config_kind(ConfigErrorKind::Setting, format!("grpcore's own reflection descriptor does not decode: {e}")))?;
     let rename = |name: &mut Option<String>| {
         if let Some(rest) = name.as_deref().and_then(|n| n.strip_prefix(V1)) {
             *name = Some(format!("{V1ALPHA}{rest}"));
@@ -157,8 +157,8 @@ struct Reflection {
 impl ServerReflection for Reflection {
     async fn server_reflection_info(
         &self,
-        mut requests: RequestStream<ServerReflectionRequest, ProstCodec>,
-        mut sink: ServerSink<ServerReflectionResponse, ProstCodec>,
+        mut requests: RequestStream<ServerReflectionRequest>,
+        mut sink: ServerSink<ServerReflectionResponse>,
         _ctx: ServerContext,
     ) -> Result<(), Status> {
         let mut sent = Sent::new();

@@ -13,14 +13,14 @@ use std::ffi::CString;
 use grpcore_sys as ffi;
 
 use crate::credentials::ServerCredentials;
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error, InternalErrorKind};
 
 /// Binds `addr` on `server` with `creds` (insecure when `None`) and returns the port.
 ///
 /// # Safety
 /// `server` must be a live core server that has not been started.
 pub(crate) unsafe fn add_port(server: *mut ffi::grpc_server, addr: &str, creds: Option<&ServerCredentials>) -> Result<u16, Error> {
-    let c_addr = CString::new(addr).map_err(|_| Error::Config(format!("address {addr:?} contains a NUL byte")))?;
+    let c_addr = CString::new(addr).map_err(|_| Error::config_kind(ConfigErrorKind::Bind, format!("address {addr:?} contains a NUL byte")))?;
     let raw = match creds {
         Some(c) => c.create()?,
         None => ServerCredentials::insecure().create()?,
@@ -30,9 +30,9 @@ pub(crate) unsafe fn add_port(server: *mut ffi::grpc_server, addr: &str, creds: 
     let port = unsafe { ffi::grpc_server_add_http2_port(server, c_addr.as_ptr(), raw.as_ptr()) };
     drop(raw);
     if port <= 0 {
-        return Err(Error::Config(format!("failed to listen on {addr:?}: {}", diagnose_bind(addr))));
+        return Err(Error::config_kind(ConfigErrorKind::Bind, format!("failed to listen on {addr:?}: {}", diagnose_bind(addr))));
     }
-    u16::try_from(port).map_err(|_| Error::Internal(format!("the core bound {addr:?} to port {port}, which is not a port")))
+    u16::try_from(port).map_err(|_| Error::internal_kind(InternalErrorKind::Core, format!("the core bound {addr:?} to port {port}, which is not a port")))
 }
 
 /// Why the core could not listen on `addr`: the operating system's answer to the same bind

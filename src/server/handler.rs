@@ -51,7 +51,7 @@ impl IncomingCall {
     pub(crate) fn decode_payload<Req, C: Codec<Req>>(&mut self) -> Result<Req, Status> {
         match self.payload.take() {
             None => Err(Status::internal("the client sent no request message")),
-            Some(buf) => self.limits.decode::<Req, C>(&buf, "the request", &self.method),
+            Some(buf) => self.limits.decode(&buf, C::decode, "the request", &self.method),
         }
     }
 

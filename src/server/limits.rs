@@ -10,7 +10,7 @@
 //! comparison against `usize::MAX`.
 
 use crate::buffer::{ByteBuffer, MessageReader};
-use crate::codec::Codec;
+use crate::call::client::Decode;
 use crate::status::{Code, Status};
 
 /// The core's default receive limit (`GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH`).
@@ -62,10 +62,10 @@ impl MessageLimits {
 
     /// Decodes a received message after checking its size. A decode failure is `INTERNAL`,
     /// naming `what` (e.g. "the request") and the method.
-    pub(crate) fn decode<T, C: Codec<T>>(&self, buf: &ByteBuffer, what: &str, method: &str) -> Result<T, Status> {
+    pub(crate) fn decode<T>(&self, buf: &ByteBuffer, decode: Decode<T>, what: &str, method: &str) -> Result<T, Status> {
         let mut reader: MessageReader<'_> = buf.reader();
         self.check_receive(reader.len())?;
-        C::decode(&mut reader).map_err(|e| Status::internal(format!("failed to decode {what} to {method}: {e}")))
+        decode(&mut reader).map_err(|e| Status::internal(format!("failed to decode {what} to {method}: {e}")))
     }
 }
 

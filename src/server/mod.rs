@@ -18,8 +18,8 @@ use std::future::Future;
 use std::os::raw::c_void;
 use std::pin::Pin;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -28,11 +28,11 @@ use grpcore_sys as ffi;
 use crate::args::{size_limit, ChannelArgs};
 use crate::call::write::Compression;
 use crate::call::raw::{op, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
-use crate::call::{Batch, Call, OnComplete};
+use crate::call::{Batch, Call, LiveCall, OnComplete};
 use crate::cq::{BoxTag, CompletionQueue, Tag, TagHeader};
 use crate::credentials::ServerCredentials;
 use crate::env::Environment;
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error, ShutdownErrorKind};
 use crate::listener::{Listener, ListenerStats, RunningListener};
 use crate::socket::Socket;
 use crate::metadata::Metadata;
@@ -414,8 +414,9 @@ impl ServerBuilder {
             return Err(e);
         }
         if self.addrs.is_empty() && self.listeners.is_empty() && !self.connections_only {
-            return Err(Error::Config(
-                "the server has no address to listen on: call bind() (or listener(), or connections_only() for add_connection)".into(),
+            return Err(Error::config_kind(
+                ConfigErrorKind::Bind,
+                "the server has no address to listen on: call bind() (or listener(), or connections_only() for add_connection)",
             ));
         }
         #[cfg(feature = "reflection")]
@@ -437,7 +438,7 @@ impl ServerBuilder {
             let chain: Option<ServerChain> = (!chain.is_empty()).then(|| chain.into());
             for m in service.methods {
                 if entries.iter().any(|(e, _, _)| e.path == m.path) {
-                    return Err(Error::Config(format!("method {} is registered twice", m.path)));
+                    return Err(Error::config_kind(ConfigErrorKind::Method, format!("method {} is registered twice", m.path)));
                 }
                 // The deadline check is made here too, once per method; `None` (no policy,
                 // or one that asks nothing of a server) costs a call nothing.
@@ -471,7 +472,7 @@ impl ServerBuilder {
         let mut methods = Vec::with_capacity(entries.len());
         for (entry, interceptors, deadline) in entries {
             let path = CString::new(&*entry.path)
-                .map_err(|_| Error::Config(format!("method path {:?} contains a NUL byte", entry.path)))?;
+                .map_err(|_| Error::config_kind(ConfigErrorKind::Method, format!("method path {:?} contains a NUL byte", entry.path)))?;
             let payload = match entry.kind {
                 MethodKind::Unary | MethodKind::ServerStreaming => ffi::GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
                 MethodKind::ClientStreaming | MethodKind::Duplex => ffi::GRPC_SRM_PAYLOAD_NONE,
@@ -479,7 +480,7 @@ impl ServerBuilder {
             // SAFETY: the server is live and not started; the core copies the path.
             let handle = unsafe { ffi::grpc_server_register_method(raw, path.as_ptr(), ptr::null(), payload, 0) };
             if handle.is_null() {
-                return Err(Error::Config(format!("the core refused to register method {}", entry.path)));
+                return Err(Error::config_kind(ConfigErrorKind::Method, format!("the core refused to register method {}", entry.path)));
             }
             if let Some(chain) = &interceptors {
                 // Per-method state (label sets, span names) is built here, once, and found by
@@ -521,6 +522,7 @@ impl ServerBuilder {
             lame_duck: self.lame_duck,
             accepting_sockets: Mutex::new(true),
             listeners: Mutex::new(Vec::new()),
+            live_calls: Arc::new(AtomicUsize::new(0)),
         });
         for cq in self.env.cqs() {
             for i in 0..inner.methods.len() {
@@ -551,7 +553,7 @@ impl ServerBuilder {
 fn cq_raw(cq: &CompletionQueue) -> Result<*mut ffi::grpc_completion_queue, Error> {
     cq.borrow()
         .map(|b| b.raw())
-        .ok_or_else(|| Error::Shutdown("the environment is shutting down".into()))
+        .ok_or_else(|| Error::shutdown(ShutdownErrorKind::Environment, "the environment is shutting down"))
 }
 
 /// Destroys a server that failed to start (`build` forgets it once the server started).
@@ -625,6 +627,8 @@ pub(crate) struct ServerInner {
     hooks: Mutex<ShutdownHooks>,
     /// See [`ServerBuilder::lame_duck_period`].
     lame_duck: Duration,
+    /// The calls handed to handlers and not yet released (for the shutdown report).
+    live_calls: Arc<AtomicUsize>,
     /// Whether sockets may still be handed to the core: false from the start of the
     /// shutdown, so no connection is added to a server that is shutting down (the core
     /// would not close it). Held across each hand-over.
@@ -640,7 +644,7 @@ impl ServerInner {
     pub(crate) fn add_socket(&self, socket: Socket) -> Result<(std::os::fd::RawFd, u64), Error> {
         let open = self.accepting_sockets.lock().unwrap_or_else(|e| e.into_inner());
         if !*open {
-            return Err(Error::Shutdown("the server is shutting down: it takes no new connection".into()));
+            return Err(Error::shutdown(ShutdownErrorKind::Server, "the server is shutting down: it takes no new connection"));
         }
         let peer = socket.peer().clone();
         let fd = socket.into_core_fd()?;
@@ -829,7 +833,7 @@ impl RequestSlot {
         let mut deadline = std::mem::replace(&mut self.deadline, crate::time::infinite_future());
         post_slot(self);
         // SAFETY: on success the core gave us one reference to a call bound to `cq`.
-        let call = unsafe { Call::from_raw(raw_call, cq.clone(), server.env.clone()) };
+        let call = unsafe { Call::from_raw_counted(raw_call, cq.clone(), server.env.clone(), LiveCall::new(&server.live_calls)) };
         let m = &server.methods[method];
         // The deadline policy comes before the interceptors (it is the outer layer), but a
         // refusal still reaches their end hooks, as a counted outcome.
@@ -963,6 +967,12 @@ pub(crate) struct ShutdownSignal {
     done: Mutex<bool>,
     cond: Condvar,
     batch: Arc<Batch<()>>,
+    /// When `Server::shutdown` was called.
+    started: Instant,
+    /// When the core reported the shutdown done.
+    finished: OnceLock<Instant>,
+    /// The grace ran out and the calls left were cancelled: how many there were.
+    cancelled: OnceLock<usize>,
 }
 
 impl ShutdownSignal {
@@ -971,13 +981,34 @@ impl ShutdownSignal {
             done: Mutex::new(false),
             cond: Condvar::new(),
             batch: Batch::new(()),
+            started: Instant::now(),
+            finished: OnceLock::new(),
+            cancelled: OnceLock::new(),
         })
     }
 
     fn finish(&self) {
+        let _ = self.finished.set(Instant::now());
         *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.cond.notify_all();
         self.batch.complete(true);
+    }
+
+    /// Cancels every call of `inner` still running (the grace is over), counting them.
+    fn cancel_the_rest(&self, inner: &ServerInner) {
+        let _ = self.cancelled.set(inner.live_calls.load(Ordering::Relaxed));
+        // SAFETY: shutdown_and_notify was called (begin_shutdown) before any caller gets
+        // here, and the server is alive (`inner`).
+        unsafe { ffi::grpc_server_cancel_all_calls(inner.raw) };
+    }
+
+    fn report(&self) -> ShutdownReport {
+        let finished = self.finished.get().copied().unwrap_or_else(Instant::now);
+        ShutdownReport {
+            grace_expired: self.cancelled.get().is_some(),
+            cancelled_calls: self.cancelled.get().copied().unwrap_or(0),
+            elapsed: finished.saturating_duration_since(self.started),
+        }
     }
 
     /// Waits up to `timeout`; true if shutdown finished.
@@ -1104,9 +1135,7 @@ impl Server {
                     inner.run_refusing_hooks();
                 }
                 if !thread_signal.wait(grace) {
-                    // SAFETY: shutdown_and_notify was called (begin_shutdown) and the server
-                    // is alive (`inner`).
-                    unsafe { ffi::grpc_server_cancel_all_calls(inner.raw) };
+                    thread_signal.cancel_the_rest(&inner);
                 }
             });
         if spawned.is_err() {
@@ -1116,8 +1145,7 @@ impl Server {
                 begin_shutdown(&self.inner, &signal);
                 self.inner.run_refusing_hooks();
             }
-            // SAFETY: as above.
-            unsafe { ffi::grpc_server_cancel_all_calls(self.inner.raw) };
+            signal.cancel_the_rest(&self.inner);
         }
         ShutdownFuture { signal }
     }
@@ -1136,19 +1164,46 @@ impl Drop for Server {
     }
 }
 
-/// Resolves when a server has stopped (see [`Server::shutdown`]).
+/// Resolves when a server has stopped (see [`Server::shutdown`]), with a
+/// [`ShutdownReport`]: awaiting it and [`wait`](Self::wait)ing for it give the same
+/// `Result<ShutdownReport, Error>`.
+///
+/// ```no_run
+/// # let env = grpcore::Environment::new(1);
+/// # let server = grpcore::ServerBuilder::new(&env).bind("127.0.0.1:0").build()?;
+/// let report = server.shutdown(std::time::Duration::from_secs(5)).wait()?;
+/// if report.grace_expired {
+///     eprintln!("{} calls were cancelled after {:?}", report.cancelled_calls, report.elapsed);
+/// }
+/// # Ok::<(), grpcore::Error>(())
+/// ```
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct ShutdownFuture {
     signal: Arc<ShutdownSignal>,
 }
 
-impl Future for ShutdownFuture {
-    type Output = ();
+/// How a server's shutdown went: what [`ShutdownFuture`] resolves to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// The grace period ran out before every call had finished: the calls left were
+    /// cancelled (their clients saw `CANCELLED`). `false` when every call finished in time.
+    pub grace_expired: bool,
+    /// How many calls were still running when the grace ran out, and were cancelled (zero
+    /// when it did not run out).
+    pub cancelled_calls: usize,
+    /// From [`Server::shutdown`] to the server having stopped (the lame-duck phase, if
+    /// any, included).
+    pub elapsed: Duration,
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+impl Future for ShutdownFuture {
+    type Output = Result<ShutdownReport, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.signal.batch.poll_done(cx) {
-            Some(_) => Poll::Ready(()),
+            Some(_) => Poll::Ready(Ok(self.signal.report())),
             None => Poll::Pending,
         }
     }
@@ -1158,7 +1213,7 @@ impl ShutdownFuture {
     /// Blocks until the server has stopped.
     ///
     /// Fails at once when called on a completion-queue thread (it would wait for itself).
-    pub fn wait(self) -> Result<(), Error> {
-        crate::blocking::block_on(self)
+    pub fn wait(self) -> Result<ShutdownReport, Error> {
+        crate::blocking::block_on(self)?
     }
 }

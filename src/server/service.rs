@@ -10,7 +10,7 @@ use super::handler::{Handler, UnaryHandler};
 use super::streaming::{ClientStreamingHandler, DuplexHandler, ServerStreamingHandler};
 use crate::codec::Codec;
 use crate::deadline::DeadlinePolicy;
-use crate::error::Error;
+use crate::error::{ConfigErrorKind, Error};
 use crate::interceptor::{DynServerInterceptor, ServerInterceptor};
 use crate::method::{Method, MethodKind};
 use crate::status::Status;
@@ -174,7 +174,7 @@ impl ServiceBuilder {
         Req: Send + 'static,
         Resp: Send + 'static,
         C: Codec<Req> + Codec<Resp>,
-        F: Fn(crate::RequestStream<Req, C>, ServerContext) -> Fut + Send + Sync + 'static,
+        F: Fn(crate::RequestStream<Req>, ServerContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
     {
         let h = ClientStreamingHandler::<Req, Resp, C, F> {
@@ -193,7 +193,7 @@ impl ServiceBuilder {
         Req: Send + 'static,
         Resp: Send + 'static,
         C: Codec<Req> + Codec<Resp>,
-        F: Fn(Req, crate::ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
+        F: Fn(Req, crate::ServerSink<Resp>, ServerContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Status>> + Send + 'static,
     {
         let h = ServerStreamingHandler::<Req, Resp, C, F> {
@@ -213,7 +213,7 @@ impl ServiceBuilder {
         Req: Send + 'static,
         Resp: Send + 'static,
         C: Codec<Req> + Codec<Resp>,
-        F: Fn(crate::RequestStream<Req, C>, crate::ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
+        F: Fn(crate::RequestStream<Req>, crate::ServerSink<Resp>, ServerContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Status>> + Send + 'static,
     {
         let h = DuplexHandler::<Req, Resp, C, F> {
@@ -225,7 +225,7 @@ impl ServiceBuilder {
 
     fn add_kind<Req, Resp, C>(mut self, method: &Method<Req, Resp, C>, kind: MethodKind, handler: Arc<dyn Handler>) -> ServiceBuilder {
         if method.kind() != kind {
-            self.service.error.get_or_insert(Error::Config(format!(
+            self.service.error.get_or_insert(Error::config_kind(ConfigErrorKind::Method, format!(
                 "{} is a {:?} method, registered as {kind:?}",
                 method.path(),
                 method.kind()
@@ -238,7 +238,7 @@ impl ServiceBuilder {
     fn add(mut self, path: &str, kind: MethodKind, handler: Arc<dyn Handler>, deadline: Option<DeadlinePolicy>) -> ServiceBuilder {
         let expected_prefix = format!("/{}/", self.service.name);
         if !path.starts_with(&expected_prefix) || path.len() == expected_prefix.len() {
-            self.service.error.get_or_insert(Error::Config(format!(
+            self.service.error.get_or_insert(Error::config_kind(ConfigErrorKind::Method, format!(
                 "method path {path:?} is not of the form /{}/Method",
                 self.service.name
             )));

@@ -18,40 +18,42 @@ use crate::buffer::ByteBuffer;
 use crate::call::core::{RecvSlot, SendError, SendKind, SendSlot, ServerCallCore};
 use crate::call::state::SendRefused;
 use crate::call::write::WriteFlags;
+use crate::call::client::Decode;
+use crate::call::streaming::Encode;
 use crate::codec::Codec;
-use crate::error::Error;
+use crate::error::{CodecErrorKind, Error, InternalErrorKind};
 use crate::status::{Code, Status};
 
 /// The requests of a client-streaming or bidirectional call, as a [`Stream`].
 ///
 /// Ends with `None` when the client half-closes; yields one `Err` if the call is cancelled
 /// (by the client, its deadline, or server shutdown) or a request cannot be decoded.
-pub struct RequestStream<Req, C> {
+pub struct RequestStream<Req> {
     server: Arc<ServerCallCore>,
     method: Arc<str>,
     limits: MessageLimits,
     recv: RecvSlot,
     done: bool,
-    _types: PhantomData<fn() -> (Req, C)>,
+    decode: Decode<Req>,
 }
 
-impl<Req, C> Unpin for RequestStream<Req, C> {}
+impl<Req> Unpin for RequestStream<Req> {}
 
-impl<Req, C> std::fmt::Debug for RequestStream<Req, C> {
+impl<Req> std::fmt::Debug for RequestStream<Req> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestStream").field("method", &self.method).field("done", &self.done).finish()
     }
 }
 
-impl<Req, C: Codec<Req>> RequestStream<Req, C> {
-    fn new(server: Arc<ServerCallCore>, method: Arc<str>, limits: MessageLimits) -> Self {
+impl<Req> RequestStream<Req> {
+    fn new(server: Arc<ServerCallCore>, method: Arc<str>, limits: MessageLimits, decode: Decode<Req>) -> Self {
         RequestStream {
             server,
             method,
             limits,
             recv: RecvSlot::default(),
             done: false,
-            _types: PhantomData,
+            decode,
         }
     }
 
@@ -65,7 +67,7 @@ fn cancelled() -> Status {
     Status::new(Code::Cancelled, "the call was cancelled (by the client, its deadline, or server shutdown)")
 }
 
-impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
+impl<Req> Stream for RequestStream<Req> {
     type Item = Result<Req, Status>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -88,7 +90,7 @@ impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
             }
             return Poll::Ready(None);
         };
-        let item = this.limits.decode::<Req, C>(&buf, "a request", &this.method);
+        let item = this.limits.decode(&buf, this.decode, "a request", &this.method);
         if let Err(status) = &item {
             this.done = true;
             if status.code() == Code::ResourceExhausted {
@@ -111,19 +113,19 @@ impl<Req, C: Codec<Req>> Stream for RequestStream<Req, C> {
 /// ([`SinkExt::close`](futures_util::SinkExt::close)) or dropped, after its last write.
 /// So a handler may move its sink into another task and return at once; the call ends
 /// when that task is done with the sink. A send after the call was cancelled fails.
-pub struct ServerSink<Resp, C> {
+pub struct ServerSink<Resp> {
     server: Arc<ServerCallCore>,
     limits: MessageLimits,
     slot: SendSlot,
     flags: WriteFlags,
     /// Closed: the sink no longer holds the call's status back.
     finished: bool,
-    _types: PhantomData<fn(Resp, C)>,
+    encode: Encode<Resp>,
 }
 
-impl<Resp, C> Unpin for ServerSink<Resp, C> {}
+impl<Resp> Unpin for ServerSink<Resp> {}
 
-impl<Resp, C> std::fmt::Debug for ServerSink<Resp, C> {
+impl<Resp> std::fmt::Debug for ServerSink<Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerSink").field("flags", &self.flags).finish()
     }
@@ -133,16 +135,16 @@ fn ended() -> Error {
     Error::Rpc(Status::new(Code::Cancelled, "the call has ended or was cancelled; no more responses can be sent"))
 }
 
-impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
+impl<Resp> ServerSink<Resp> {
     /// A sink over `server`, which must count it as one of its senders.
-    fn new(server: Arc<ServerCallCore>, limits: MessageLimits) -> Self {
+    fn new(server: Arc<ServerCallCore>, limits: MessageLimits, encode: Encode<Resp>) -> Self {
         ServerSink {
             server,
             limits,
             slot: SendSlot::default(),
             flags: WriteFlags::default(),
             finished: false,
-            _types: PhantomData,
+            encode,
         }
     }
 
@@ -164,13 +166,13 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
         }
         self.slot.start_server(&self.server, kind).map_err(|e| match e {
             SendError::Refused(SendRefused::Closed) => ended(),
-            SendError::Refused(SendRefused::Busy) => Error::Internal("a send started while another was in flight".into()),
+            SendError::Refused(SendRefused::Busy) => Error::internal_kind(InternalErrorKind::Misuse, "a send started while another was in flight"),
             SendError::Core(e) => e,
         })
     }
 
     fn write(&mut self, item: &Resp, flags: WriteFlags) -> Result<(), Error> {
-        let buf = ByteBuffer::encode::<Resp, C>(item).map_err(|e| Error::Codec(format!("failed to encode a response: {e}")))?;
+        let buf = (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a response: {e}")).with_source(e))?;
         if let Err(status) = self.limits.check_send_buffer(&buf) {
             // As the core's size filter does: the call ends with this status.
             self.server.core.call.cancel_with_status(status.code(), status.message());
@@ -208,7 +210,7 @@ impl<Resp, C: Codec<Resp>> ServerSink<Resp, C> {
     }
 }
 
-impl<Resp, C: Codec<Resp>> Sink<Resp> for ServerSink<Resp, C> {
+impl<Resp> Sink<Resp> for ServerSink<Resp> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -241,7 +243,7 @@ impl<Resp, C: Codec<Resp>> Sink<Resp> for ServerSink<Resp, C> {
     }
 }
 
-impl<Resp, C> Drop for ServerSink<Resp, C> {
+impl<Resp> Drop for ServerSink<Resp> {
     fn drop(&mut self) {
         if !self.finished {
             self.finished = true;
@@ -271,13 +273,13 @@ where
     Req: Send + 'static,
     Resp: Send + 'static,
     C: Codec<Req> + Codec<Resp>,
-    F: Fn(RequestStream<Req, C>, ServerContext) -> Fut + Send + Sync + 'static,
+    F: Fn(RequestStream<Req>, ServerContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
     fn handle(&self, incoming: IncomingCall, spawn: Spawn<'_>) {
         let (method, limits) = (incoming.method.clone(), incoming.limits);
         let (server, ctx) = streaming_core(incoming, 0);
-        let requests = RequestStream::new(server.clone(), method, limits);
+        let requests = RequestStream::new(server.clone(), method, limits, <C as Codec<Req>>::decode);
         serve_response::<Resp, C, _>(server, limits, spawn, || (self.f)(requests, ctx))
     }
 }
@@ -292,7 +294,7 @@ where
     Req: Send + 'static,
     Resp: Send + 'static,
     C: Codec<Req> + Codec<Resp>,
-    F: Fn(Req, ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
+    F: Fn(Req, ServerSink<Resp>, ServerContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), Status>> + Send + 'static,
 {
     fn handle(&self, mut incoming: IncomingCall, spawn: Spawn<'_>) {
@@ -301,7 +303,7 @@ where
         match request {
             Ok(request) => {
                 let (server, ctx) = streaming_core(incoming, 1);
-                let sink = ServerSink::new(server.clone(), limits);
+                let sink = ServerSink::new(server.clone(), limits, ByteBuffer::encode::<Resp, C>);
                 serve_stream(server, spawn, || (self.f)(request, sink, ctx))
             }
             Err(status) => incoming.into_core(0).0.send_final(None, &status),
@@ -319,14 +321,14 @@ where
     Req: Send + 'static,
     Resp: Send + 'static,
     C: Codec<Req> + Codec<Resp>,
-    F: Fn(RequestStream<Req, C>, ServerSink<Resp, C>, ServerContext) -> Fut + Send + Sync + 'static,
+    F: Fn(RequestStream<Req>, ServerSink<Resp>, ServerContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), Status>> + Send + 'static,
 {
     fn handle(&self, incoming: IncomingCall, spawn: Spawn<'_>) {
         let (method, limits) = (incoming.method.clone(), incoming.limits);
         let (server, ctx) = streaming_core(incoming, 1);
-        let requests = RequestStream::new(server.clone(), method, limits);
-        let sink = ServerSink::new(server.clone(), limits);
+        let requests = RequestStream::new(server.clone(), method, limits, <C as Codec<Req>>::decode);
+        let sink = ServerSink::new(server.clone(), limits, ByteBuffer::encode::<Resp, C>);
         serve_stream(server, spawn, || (self.f)(requests, sink, ctx))
     }
 }

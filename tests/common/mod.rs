@@ -77,7 +77,7 @@ fn response_payload(req: &EchoRequest) -> Vec<u8> {
     }
 }
 
-pub async fn client_stream_echo(mut requests: RequestStream<EchoRequest, ProstCodec>, ctx: ServerContext) -> Result<EchoResponse, Status> {
+pub async fn client_stream_echo(mut requests: RequestStream<EchoRequest>, ctx: ServerContext) -> Result<EchoResponse, Status> {
     echo_metadata(&ctx);
     let (mut messages, mut payloads, mut sized) = (Vec::new(), Vec::new(), None);
     while let Some(req) = requests.message().await? {
@@ -100,7 +100,7 @@ pub async fn client_stream_echo(mut requests: RequestStream<EchoRequest, ProstCo
     })
 }
 
-pub async fn server_stream_echo(req: EchoRequest, mut sink: ServerSink<EchoResponse, ProstCodec>, ctx: ServerContext) -> Result<(), Status> {
+pub async fn server_stream_echo(req: EchoRequest, mut sink: ServerSink<EchoResponse>, ctx: ServerContext) -> Result<(), Status> {
     echo_metadata(&ctx);
     let payload = response_payload(&req);
     for i in 0..req.seq.max(0) {
@@ -121,8 +121,8 @@ pub async fn server_stream_echo(req: EchoRequest, mut sink: ServerSink<EchoRespo
 }
 
 pub async fn bidi_echo(
-    mut requests: RequestStream<EchoRequest, ProstCodec>,
-    mut sink: ServerSink<EchoResponse, ProstCodec>,
+    mut requests: RequestStream<EchoRequest>,
+    mut sink: ServerSink<EchoResponse>,
     ctx: ServerContext,
 ) -> Result<(), Status> {
     echo_metadata(&ctx);
@@ -373,7 +373,7 @@ pub async fn check_all_call_kinds(channel: grpcore::Channel) {
         sink.send(request(&format!("m{i}"), i)).await.unwrap();
     }
     sink.close().await.unwrap();
-    let reply = response.await.unwrap();
+    let reply = response.response().await.unwrap();
     assert_eq!(reply.message().message, "m0,m1,m2,m3,m4");
     assert_eq!(reply.message().seq, 5);
     assert_eq!(reply.initial_metadata().get_bin("x-echo-raw-bin"), Some(&[0u8, 0xff][..]));

@@ -181,7 +181,7 @@ mod prost_side {
             Ok(book(remaining(&ctx)))
         }
 
-        async fn watch(&self, _request: BookRequest, mut sink: ServerSink<Book, ProstCodec>, ctx: ServerContext) -> Result<(), Status> {
+        async fn watch(&self, _request: BookRequest, mut sink: ServerSink<Book>, ctx: ServerContext) -> Result<(), Status> {
             sink.send(book(remaining(&ctx))).await.map_err(|e| e.status())
         }
     }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use grpcore::{Environment, ProtobufCodec, Server, ServerBuilder, ServerContext, ServerSink, Status};
+use grpcore::{Environment, Server, ServerBuilder, ServerContext, ServerSink, Status};
 use grpcore_codegen_tests::protobuf_gen::common::point::{Colour, Label};
 use grpcore_codegen_tests::protobuf_gen::common::Point;
 use grpcore_codegen_tests::protobuf_gen::services::Self_;
@@ -28,7 +28,7 @@ impl type_grpc::Type for Impl {
         Ok(request)
     }
 
-    async fn r#box(&self, _request: Empty, mut sink: ServerSink<Label, ProtobufCodec>, _ctx: ServerContext) -> Result<(), Status> {
+    async fn r#box(&self, _request: Empty, mut sink: ServerSink<Label>, _ctx: ServerContext) -> Result<(), Status> {
         for text in ["a", "b"] {
             let mut label = Label::new();
             label.text = text.into();

@@ -39,7 +39,7 @@ fn serve(env: &Environment, services: Vec<grpcore::Service>) -> Server {
 
 mod prost_side {
     use super::*;
-    use grpcore::{ProstCodec, RequestStream, ServerContext, ServerSink, Status};
+    use grpcore::{RequestStream, ServerContext, ServerSink, Status};
     use grpcore_codegen_tests::prost_gen::grpcore::tricky::common::point::{Colour, Label};
     use grpcore_codegen_tests::prost_gen::grpcore::tricky::common::Point;
     use grpcore_codegen_tests::prost_gen::grpcore::tricky::r#async::{
@@ -60,7 +60,7 @@ mod prost_side {
         async fn r#box(
             &self,
             _request: (),
-            mut sink: ServerSink<Label, ProstCodec>,
+            mut sink: ServerSink<Label>,
             _ctx: ServerContext,
         ) -> Result<(), Status> {
             for text in ["a", "b", "c"] {
@@ -75,7 +75,7 @@ mod prost_side {
 
         async fn collect(
             &self,
-            mut requests: RequestStream<Any, ProstCodec>,
+            mut requests: RequestStream<Any>,
             _ctx: ServerContext,
         ) -> Result<Struct, Status> {
             let mut counts = Struct::default();
@@ -92,8 +92,8 @@ mod prost_side {
 
         async fn chat(
             &self,
-            mut requests: RequestStream<Self_, ProstCodec>,
-            mut sink: ServerSink<Point, ProstCodec>,
+            mut requests: RequestStream<Self_>,
+            mut sink: ServerSink<Point>,
             _ctx: ServerContext,
         ) -> Result<(), Status> {
             while let Some(s) = requests.message().await? {
@@ -214,7 +214,7 @@ mod prost_side {
                 .unwrap();
             }
             sink.close().await.unwrap();
-            let counts = response.await.unwrap().into_message();
+            let counts = response.await.unwrap();
             let count = |k: &str| counts.fields[k].kind.clone();
             assert_eq!(
                 (count("t/a"), count("t/b")),
@@ -258,7 +258,7 @@ mod prost_side {
 
 mod protobuf_side {
     use super::*;
-    use grpcore::{ProtobufCodec, RequestStream, ServerContext, ServerSink, Status};
+    use grpcore::{RequestStream, ServerContext, ServerSink, Status};
     use grpcore_codegen_tests::protobuf_gen::common::point::{Colour, Label};
     use grpcore_codegen_tests::protobuf_gen::common::Point;
     use grpcore_codegen_tests::protobuf_gen::services::Self_;
@@ -293,7 +293,7 @@ mod protobuf_side {
         async fn r#box(
             &self,
             _request: Empty,
-            mut sink: ServerSink<Label, ProtobufCodec>,
+            mut sink: ServerSink<Label>,
             _ctx: ServerContext,
         ) -> Result<(), Status> {
             for text in ["a", "b", "c"] {
@@ -304,7 +304,7 @@ mod protobuf_side {
 
         async fn collect(
             &self,
-            mut requests: RequestStream<Any, ProtobufCodec>,
+            mut requests: RequestStream<Any>,
             _ctx: ServerContext,
         ) -> Result<Struct, Status> {
             let mut counts = Struct::new();
@@ -322,8 +322,8 @@ mod protobuf_side {
 
         async fn chat(
             &self,
-            mut requests: RequestStream<Self_, ProtobufCodec>,
-            mut sink: ServerSink<Point, ProtobufCodec>,
+            mut requests: RequestStream<Self_>,
+            mut sink: ServerSink<Point>,
             _ctx: ServerContext,
         ) -> Result<(), Status> {
             while let Some(s) = requests.message().await? {
@@ -426,7 +426,7 @@ mod protobuf_side {
                 sink.send(any).await.unwrap();
             }
             sink.close().await.unwrap();
-            let counts = response.await.unwrap().into_message();
+            let counts = response.await.unwrap();
             assert_eq!(
                 (
                     counts.fields["t/a"].number_value(),

@@ -52,5 +52,5 @@ fn run() -> Result<(), String> {
     );
     let why = signals.wait().map_err(|e| format!("waiting for a signal: {e}"))?;
     eprintln!("interop_server: {why}: shutting down, calls in flight get {GRACE:?}");
-    server.shutdown(GRACE).wait().map_err(|e| format!("shutting down: {e}"))
+    server.shutdown(GRACE).wait().map(drop).map_err(|e| format!("shutting down: {e}"))
 }

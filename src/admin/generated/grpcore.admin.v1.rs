@@ -47,7 +47,10 @@ pub mod core_trace_grpc {
     ///
     /// Each method returns a request builder: set the call's options on it (`timeout`,
     /// `deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or
-    /// call `.wait()` to block (unary methods), or `.start()` it (streaming methods).
+    /// call `.wait()` to block (unary methods: the response message; `.response()` for its
+    /// metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`
+    /// it (client and bidirectional streaming). Builders own a handle to the channel, so
+    /// they can be spawned or joined as they are.
     /// Cloning a client is cheap: clones share the channel.
     ///
     /// Turns the core's tracers on and off.
@@ -80,12 +83,7 @@ pub mod core_trace_grpc {
         pub fn set(
             &self,
             request: super::SetTraceRequest,
-        ) -> crate::UnaryRequest<
-            '_,
-            super::SetTraceRequest,
-            super::SetTraceResponse,
-            crate::ProstCodec,
-        > {
+        ) -> crate::UnaryRequest<super::SetTraceRequest, super::SetTraceResponse> {
             crate::UnaryRequest::new(
                 &self.channel,
                 methods::SET,

@@ -791,7 +791,10 @@ pub mod channelz_grpc {
     ///
     /// Each method returns a request builder: set the call's options on it (`timeout`,
     /// `deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or
-    /// call `.wait()` to block (unary methods), or `.start()` it (streaming methods).
+    /// call `.wait()` to block (unary methods: the response message; `.response()` for its
+    /// metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`
+    /// it (client and bidirectional streaming). Builders own a handle to the channel, so
+    /// they can be spawned or joined as they are.
     /// Cloning a client is cheap: clones share the channel.
     ///
     /// The process's channels, subchannels, servers and sockets.
@@ -825,10 +828,8 @@ pub mod channelz_grpc {
             &self,
             request: super::GetTopChannelsRequest,
         ) -> crate::UnaryRequest<
-            '_,
             super::GetTopChannelsRequest,
             super::GetTopChannelsResponse,
-            crate::ProstCodec,
         > {
             crate::UnaryRequest::new(
                 &self.channel,
@@ -843,12 +844,7 @@ pub mod channelz_grpc {
         pub fn get_servers(
             &self,
             request: super::GetServersRequest,
-        ) -> crate::UnaryRequest<
-            '_,
-            super::GetServersRequest,
-            super::GetServersResponse,
-            crate::ProstCodec,
-        > {
+        ) -> crate::UnaryRequest<super::GetServersRequest, super::GetServersResponse> {
             crate::UnaryRequest::new(
                 &self.channel,
                 methods::GET_SERVERS,
@@ -862,12 +858,7 @@ pub mod channelz_grpc {
         pub fn get_server(
             &self,
             request: super::GetServerRequest,
-        ) -> crate::UnaryRequest<
-            '_,
-            super::GetServerRequest,
-            super::GetServerResponse,
-            crate::ProstCodec,
-        > {
+        ) -> crate::UnaryRequest<super::GetServerRequest, super::GetServerResponse> {
             crate::UnaryRequest::new(
                 &self.channel,
                 methods::GET_SERVER,
@@ -882,10 +873,8 @@ pub mod channelz_grpc {
             &self,
             request: super::GetServerSocketsRequest,
         ) -> crate::UnaryRequest<
-            '_,
             super::GetServerSocketsRequest,
             super::GetServerSocketsResponse,
-            crate::ProstCodec,
         > {
             crate::UnaryRequest::new(
                 &self.channel,
@@ -900,12 +889,7 @@ pub mod channelz_grpc {
         pub fn get_channel(
             &self,
             request: super::GetChannelRequest,
-        ) -> crate::UnaryRequest<
-            '_,
-            super::GetChannelRequest,
-            super::GetChannelResponse,
-            crate::ProstCodec,
-        > {
+        ) -> crate::UnaryRequest<super::GetChannelRequest, super::GetChannelResponse> {
             crate::UnaryRequest::new(
                 &self.channel,
                 methods::GET_CHANNEL,
@@ -920,10 +904,8 @@ pub mod channelz_grpc {
             &self,
             request: super::GetSubchannelRequest,
         ) -> crate::UnaryRequest<
-            '_,
             super::GetSubchannelRequest,
             super::GetSubchannelResponse,
-            crate::ProstCodec,
         > {
             crate::UnaryRequest::new(
                 &self.channel,
@@ -938,12 +920,7 @@ pub mod channelz_grpc {
         pub fn get_socket(
             &self,
             request: super::GetSocketRequest,
-        ) -> crate::UnaryRequest<
-            '_,
-            super::GetSocketRequest,
-            super::GetSocketResponse,
-            crate::ProstCodec,
-        > {
+        ) -> crate::UnaryRequest<super::GetSocketRequest, super::GetSocketResponse> {
             crate::UnaryRequest::new(
                 &self.channel,
                 methods::GET_SOCKET,

@@ -101,7 +101,10 @@ pub mod health_grpc {
     ///
     /// Each method returns a request builder: set the call's options on it (`timeout`,
     /// `deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or
-    /// call `.wait()` to block (unary methods), or `.start()` it (streaming methods).
+    /// call `.wait()` to block (unary methods: the response message; `.response()` for its
+    /// metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`
+    /// it (client and bidirectional streaming). Builders own a handle to the channel, so
+    /// they can be spawned or joined as they are.
     /// Cloning a client is cheap: clones share the channel.
     ///
     /// Health checking: ask once, or watch a service's status change.
@@ -134,12 +137,7 @@ pub mod health_grpc {
         pub fn check(
             &self,
             request: super::HealthCheckRequest,
-        ) -> crate::UnaryRequest<
-            '_,
-            super::HealthCheckRequest,
-            super::HealthCheckResponse,
-            crate::ProstCodec,
-        > {
+        ) -> crate::UnaryRequest<super::HealthCheckRequest, super::HealthCheckResponse> {
             crate::UnaryRequest::new(
                 &self.channel,
                 methods::CHECK,
@@ -155,10 +153,8 @@ pub mod health_grpc {
             &self,
             request: super::HealthCheckRequest,
         ) -> crate::ServerStreamingRequest<
-            '_,
             super::HealthCheckRequest,
             super::HealthCheckResponse,
-            crate::ProstCodec,
         > {
             crate::ServerStreamingRequest::new(
                 &self.channel,
@@ -200,7 +196,7 @@ pub mod health_grpc {
         fn watch(
             &self,
             request: super::HealthCheckRequest,
-            sink: crate::ServerSink<super::HealthCheckResponse, crate::ProstCodec>,
+            sink: crate::ServerSink<super::HealthCheckResponse>,
             ctx: crate::ServerContext,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<(), crate::Status>,

@@ -152,7 +152,10 @@ pub mod server_reflection_grpc {
     ///
     /// Each method returns a request builder: set the call's options on it (`timeout`,
     /// `deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or
-    /// call `.wait()` to block (unary methods), or `.start()` it (streaming methods).
+    /// call `.wait()` to block (unary methods: the response message; `.response()` for its
+    /// metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`
+    /// it (client and bidirectional streaming). Builders own a handle to the channel, so
+    /// they can be spawned or joined as they are.
     /// Cloning a client is cheap: clones share the channel.
     ///
     /// Answers questions about the services of the server it runs on.
@@ -186,10 +189,8 @@ pub mod server_reflection_grpc {
         pub fn server_reflection_info(
             &self,
         ) -> crate::DuplexRequest<
-            '_,
             super::ServerReflectionRequest,
             super::ServerReflectionResponse,
-            crate::ProstCodec,
         > {
             crate::DuplexRequest::new(
                 &self.channel,
@@ -210,11 +211,8 @@ pub mod server_reflection_grpc {
         /// number of them.
         fn server_reflection_info(
             &self,
-            requests: crate::RequestStream<
-                super::ServerReflectionRequest,
-                crate::ProstCodec,
-            >,
-            sink: crate::ServerSink<super::ServerReflectionResponse, crate::ProstCodec>,
+            requests: crate::RequestStream<super::ServerReflectionRequest>,
+            sink: crate::ServerSink<super::ServerReflectionResponse>,
             ctx: crate::ServerContext,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<(), crate::Status>,

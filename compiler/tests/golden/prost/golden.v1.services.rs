@@ -51,7 +51,10 @@ pub mod greeter_grpc {
     ///
     /// Each method returns a request builder: set the call's options on it (`timeout`,
     /// `deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or
-    /// call `.wait()` to block (unary methods), or `.start()` it (streaming methods).
+    /// call `.wait()` to block (unary methods: the response message; `.response()` for its
+    /// metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`
+    /// it (client and bidirectional streaming). Builders own a handle to the channel, so
+    /// they can be spawned or joined as they are.
     /// Cloning a client is cheap: clones share the channel.
     ///
     /// Says hello, in four ways.
@@ -84,12 +87,7 @@ pub mod greeter_grpc {
         pub fn say_hello(
             &self,
             request: super::HelloRequest,
-        ) -> ::grpcore::UnaryRequest<
-            '_,
-            super::HelloRequest,
-            super::HelloReply,
-            ::grpcore::ProstCodec,
-        > {
+        ) -> ::grpcore::UnaryRequest<super::HelloRequest, super::HelloReply> {
             ::grpcore::UnaryRequest::new(
                 &self.channel,
                 methods::SAY_HELLO,
@@ -102,12 +100,7 @@ pub mod greeter_grpc {
         /// One greeting for many names.
         pub fn greet_all(
             &self,
-        ) -> ::grpcore::ClientStreamingRequest<
-            '_,
-            super::HelloRequest,
-            super::HelloReply,
-            ::grpcore::ProstCodec,
-        > {
+        ) -> ::grpcore::ClientStreamingRequest<super::HelloRequest, super::HelloReply> {
             ::grpcore::ClientStreamingRequest::new(
                 &self.channel,
                 methods::GREET_ALL,
@@ -120,12 +113,7 @@ pub mod greeter_grpc {
         pub fn keep_greeting(
             &self,
             request: super::HelloRequest,
-        ) -> ::grpcore::ServerStreamingRequest<
-            '_,
-            super::HelloRequest,
-            super::HelloReply,
-            ::grpcore::ProstCodec,
-        > {
+        ) -> ::grpcore::ServerStreamingRequest<super::HelloRequest, super::HelloReply> {
             ::grpcore::ServerStreamingRequest::new(
                 &self.channel,
                 methods::KEEP_GREETING,
@@ -138,12 +126,7 @@ pub mod greeter_grpc {
         /// A greeting per name, as they come.
         pub fn converse(
             &self,
-        ) -> ::grpcore::DuplexRequest<
-            '_,
-            super::HelloRequest,
-            super::HelloReply,
-            ::grpcore::ProstCodec,
-        > {
+        ) -> ::grpcore::DuplexRequest<super::HelloRequest, super::HelloReply> {
             ::grpcore::DuplexRequest::new(
                 &self.channel,
                 methods::CONVERSE,
@@ -181,10 +164,7 @@ pub mod greeter_grpc {
         /// One greeting for many names.
         fn greet_all(
             &self,
-            requests: ::grpcore::RequestStream<
-                super::HelloRequest,
-                ::grpcore::ProstCodec,
-            >,
+            requests: ::grpcore::RequestStream<super::HelloRequest>,
             ctx: ::grpcore::ServerContext,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::HelloReply, ::grpcore::Status>,
@@ -204,7 +184,7 @@ pub mod greeter_grpc {
         fn keep_greeting(
             &self,
             request: super::HelloRequest,
-            sink: ::grpcore::ServerSink<super::HelloReply, ::grpcore::ProstCodec>,
+            sink: ::grpcore::ServerSink<super::HelloReply>,
             ctx: ::grpcore::ServerContext,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<(), ::grpcore::Status>,
@@ -223,11 +203,8 @@ pub mod greeter_grpc {
         /// A greeting per name, as they come.
         fn converse(
             &self,
-            requests: ::grpcore::RequestStream<
-                super::HelloRequest,
-                ::grpcore::ProstCodec,
-            >,
-            sink: ::grpcore::ServerSink<super::HelloReply, ::grpcore::ProstCodec>,
+            requests: ::grpcore::RequestStream<super::HelloRequest>,
+            sink: ::grpcore::ServerSink<super::HelloReply>,
             ctx: ::grpcore::ServerContext,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<(), ::grpcore::Status>,

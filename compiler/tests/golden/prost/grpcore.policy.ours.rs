@@ -159,7 +159,10 @@ pub mod library_grpc {
     ///
     /// Each method returns a request builder: set the call's options on it (`timeout`,
     /// `deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or
-    /// call `.wait()` to block (unary methods), or `.start()` it (streaming methods).
+    /// call `.wait()` to block (unary methods: the response message; `.response()` for its
+    /// metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`
+    /// it (client and bidirectional streaming). Builders own a handle to the channel, so
+    /// they can be spawned or joined as they are.
     /// Cloning a client is cheap: clones share the channel.
     ///
     /// A library whose every method needs a deadline, gets 1.5 s by default from grpcore
@@ -194,12 +197,7 @@ pub mod library_grpc {
         pub fn get_book(
             &self,
             request: super::BookRequest,
-        ) -> ::grpcore::UnaryRequest<
-            '_,
-            super::BookRequest,
-            super::Book,
-            ::grpcore::ProstCodec,
-        > {
+        ) -> ::grpcore::UnaryRequest<super::BookRequest, super::Book> {
             ::grpcore::UnaryRequest::new(
                 &self.channel,
                 methods::GET_BOOK,
@@ -214,12 +212,7 @@ pub mod library_grpc {
         pub fn ask_peer(
             &self,
             request: super::BookRequest,
-        ) -> ::grpcore::UnaryRequest<
-            '_,
-            super::BookRequest,
-            super::Book,
-            ::grpcore::ProstCodec,
-        > {
+        ) -> ::grpcore::UnaryRequest<super::BookRequest, super::Book> {
             ::grpcore::UnaryRequest::new(
                 &self.channel,
                 methods::ASK_PEER,
@@ -233,12 +226,7 @@ pub mod library_grpc {
         pub fn browse(
             &self,
             request: super::BookRequest,
-        ) -> ::grpcore::UnaryRequest<
-            '_,
-            super::BookRequest,
-            super::Book,
-            ::grpcore::ProstCodec,
-        > {
+        ) -> ::grpcore::UnaryRequest<super::BookRequest, super::Book> {
             ::grpcore::UnaryRequest::new(
                 &self.channel,
                 methods::BROWSE,
@@ -252,12 +240,7 @@ pub mod library_grpc {
         pub fn watch(
             &self,
             request: super::BookRequest,
-        ) -> ::grpcore::ServerStreamingRequest<
-            '_,
-            super::BookRequest,
-            super::Book,
-            ::grpcore::ProstCodec,
-        > {
+        ) -> ::grpcore::ServerStreamingRequest<super::BookRequest, super::Book> {
             ::grpcore::ServerStreamingRequest::new(
                 &self.channel,
                 methods::WATCH,
@@ -338,7 +321,7 @@ pub mod library_grpc {
         fn watch(
             &self,
             request: super::BookRequest,
-            sink: ::grpcore::ServerSink<super::Book, ::grpcore::ProstCodec>,
+            sink: ::grpcore::ServerSink<super::Book>,
             ctx: ::grpcore::ServerContext,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<(), ::grpcore::Status>,
@@ -446,7 +429,10 @@ pub mod plain_grpc {
     ///
     /// Each method returns a request builder: set the call's options on it (`timeout`,
     /// `deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or
-    /// call `.wait()` to block (unary methods), or `.start()` it (streaming methods).
+    /// call `.wait()` to block (unary methods: the response message; `.response()` for its
+    /// metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`
+    /// it (client and bidirectional streaming). Builders own a handle to the channel, so
+    /// they can be spawned or joined as they are.
     /// Cloning a client is cheap: clones share the channel.
     ///
     /// A service without options: no policy, nothing checked.
@@ -479,12 +465,7 @@ pub mod plain_grpc {
         pub fn remaining(
             &self,
             request: super::BookRequest,
-        ) -> ::grpcore::UnaryRequest<
-            '_,
-            super::BookRequest,
-            super::Book,
-            ::grpcore::ProstCodec,
-        > {
+        ) -> ::grpcore::UnaryRequest<super::BookRequest, super::Book> {
             ::grpcore::UnaryRequest::new(
                 &self.channel,
                 methods::REMAINING,

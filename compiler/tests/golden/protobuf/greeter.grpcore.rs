@@ -52,7 +52,10 @@ pub mod greeter_grpc {
     ///
     /// Each method returns a request builder: set the call's options on it (`timeout`,
     /// `deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or
-    /// call `.wait()` to block (unary methods), or `.start()` it (streaming methods).
+    /// call `.wait()` to block (unary methods: the response message; `.response()` for its
+    /// metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`
+    /// it (client and bidirectional streaming). Builders own a handle to the channel, so
+    /// they can be spawned or joined as they are.
     /// Cloning a client is cheap: clones share the channel.
     ///
     /// Says hello, in four ways.
@@ -86,10 +89,8 @@ pub mod greeter_grpc {
             &self,
             request: super::greeter::HelloRequest,
         ) -> ::grpcore::UnaryRequest<
-            '_,
             super::greeter::HelloRequest,
             super::greeter::HelloReply,
-            ::grpcore::ProtobufCodec,
         > {
             ::grpcore::UnaryRequest::new(
                 &self.channel,
@@ -104,10 +105,8 @@ pub mod greeter_grpc {
         pub fn greet_all(
             &self,
         ) -> ::grpcore::ClientStreamingRequest<
-            '_,
             super::greeter::HelloRequest,
             super::greeter::HelloReply,
-            ::grpcore::ProtobufCodec,
         > {
             ::grpcore::ClientStreamingRequest::new(
                 &self.channel,
@@ -122,10 +121,8 @@ pub mod greeter_grpc {
             &self,
             request: super::greeter::HelloRequest,
         ) -> ::grpcore::ServerStreamingRequest<
-            '_,
             super::greeter::HelloRequest,
             super::greeter::HelloReply,
-            ::grpcore::ProtobufCodec,
         > {
             ::grpcore::ServerStreamingRequest::new(
                 &self.channel,
@@ -140,10 +137,8 @@ pub mod greeter_grpc {
         pub fn converse(
             &self,
         ) -> ::grpcore::DuplexRequest<
-            '_,
             super::greeter::HelloRequest,
             super::greeter::HelloReply,
-            ::grpcore::ProtobufCodec,
         > {
             ::grpcore::DuplexRequest::new(
                 &self.channel,
@@ -185,10 +180,7 @@ pub mod greeter_grpc {
         /// One greeting for many names.
         fn greet_all(
             &self,
-            requests: ::grpcore::RequestStream<
-                super::greeter::HelloRequest,
-                ::grpcore::ProtobufCodec,
-            >,
+            requests: ::grpcore::RequestStream<super::greeter::HelloRequest>,
             ctx: ::grpcore::ServerContext,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -211,10 +203,7 @@ pub mod greeter_grpc {
         fn keep_greeting(
             &self,
             request: super::greeter::HelloRequest,
-            sink: ::grpcore::ServerSink<
-                super::greeter::HelloReply,
-                ::grpcore::ProtobufCodec,
-            >,
+            sink: ::grpcore::ServerSink<super::greeter::HelloReply>,
             ctx: ::grpcore::ServerContext,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<(), ::grpcore::Status>,
@@ -233,14 +222,8 @@ pub mod greeter_grpc {
         /// A greeting per name, as they come.
         fn converse(
             &self,
-            requests: ::grpcore::RequestStream<
-                super::greeter::HelloRequest,
-                ::grpcore::ProtobufCodec,
-            >,
-            sink: ::grpcore::ServerSink<
-                super::greeter::HelloReply,
-                ::grpcore::ProtobufCodec,
-            >,
+            requests: ::grpcore::RequestStream<super::greeter::HelloRequest>,
+            sink: ::grpcore::ServerSink<super::greeter::HelloReply>,
             ctx: ::grpcore::ServerContext,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<(), ::grpcore::Status>,

@@ -156,7 +156,10 @@ pub mod library_grpc {
     ///
     /// Each method returns a request builder: set the call's options on it (`timeout`,
     /// `deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or
-    /// call `.wait()` to block (unary methods), or `.start()` it (streaming methods).
+    /// call `.wait()` to block (unary methods: the response message; `.response()` for its
+    /// metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`
+    /// it (client and bidirectional streaming). Builders own a handle to the channel, so
+    /// they can be spawned or joined as they are.
     /// Cloning a client is cheap: clones share the channel.
     ///
     /// A library whose every method needs a deadline, gets 1.5 s by default from grpcore
@@ -191,12 +194,7 @@ pub mod library_grpc {
         pub fn get_book(
             &self,
             request: super::library::BookRequest,
-        ) -> ::grpcore::UnaryRequest<
-            '_,
-            super::library::BookRequest,
-            super::library::Book,
-            ::grpcore::ProtobufCodec,
-        > {
+        ) -> ::grpcore::UnaryRequest<super::library::BookRequest, super::library::Book> {
             ::grpcore::UnaryRequest::new(
                 &self.channel,
                 methods::GET_BOOK,
@@ -211,12 +209,7 @@ pub mod library_grpc {
         pub fn ask_peer(
             &self,
             request: super::library::BookRequest,
-        ) -> ::grpcore::UnaryRequest<
-            '_,
-            super::library::BookRequest,
-            super::library::Book,
-            ::grpcore::ProtobufCodec,
-        > {
+        ) -> ::grpcore::UnaryRequest<super::library::BookRequest, super::library::Book> {
             ::grpcore::UnaryRequest::new(
                 &self.channel,
                 methods::ASK_PEER,
@@ -230,12 +223,7 @@ pub mod library_grpc {
         pub fn browse(
             &self,
             request: super::library::BookRequest,
-        ) -> ::grpcore::UnaryRequest<
-            '_,
-            super::library::BookRequest,
-            super::library::Book,
-            ::grpcore::ProtobufCodec,
-        > {
+        ) -> ::grpcore::UnaryRequest<super::library::BookRequest, super::library::Book> {
             ::grpcore::UnaryRequest::new(
                 &self.channel,
                 methods::BROWSE,
@@ -250,10 +238,8 @@ pub mod library_grpc {
             &self,
             request: super::library::BookRequest,
         ) -> ::grpcore::ServerStreamingRequest<
-            '_,
             super::library::BookRequest,
             super::library::Book,
-            ::grpcore::ProtobufCodec,
         > {
             ::grpcore::ServerStreamingRequest::new(
                 &self.channel,
@@ -335,7 +321,7 @@ pub mod library_grpc {
         fn watch(
             &self,
             request: super::library::BookRequest,
-            sink: ::grpcore::ServerSink<super::library::Book, ::grpcore::ProtobufCodec>,
+            sink: ::grpcore::ServerSink<super::library::Book>,
             ctx: ::grpcore::ServerContext,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<(), ::grpcore::Status>,
@@ -443,7 +429,10 @@ pub mod plain_grpc {
     ///
     /// Each method returns a request builder: set the call's options on it (`timeout`,
     /// `deadline`, `metadata`, `wait_for_ready`, `compression`, `parent`), then `.await` it or
-    /// call `.wait()` to block (unary methods), or `.start()` it (streaming methods).
+    /// call `.wait()` to block (unary methods: the response message; `.response()` for its
+    /// metadata too), poll it as a `Stream` or `.start()` it (server streaming), or `.start()`
+    /// it (client and bidirectional streaming). Builders own a handle to the channel, so
+    /// they can be spawned or joined as they are.
     /// Cloning a client is cheap: clones share the channel.
     ///
     /// A service without options: no policy, nothing checked.
@@ -476,12 +465,7 @@ pub mod plain_grpc {
         pub fn remaining(
             &self,
             request: super::library::BookRequest,
-        ) -> ::grpcore::UnaryRequest<
-            '_,
-            super::library::BookRequest,
-            super::library::Book,
-            ::grpcore::ProtobufCodec,
-        > {
+        ) -> ::grpcore::UnaryRequest<super::library::BookRequest, super::library::Book> {
             ::grpcore::UnaryRequest::new(
                 &self.channel,
                 methods::REMAINING,
