@@ -54,6 +54,11 @@ impl ChannelArgs {
         })
     }
 
+    /// Whether any value is set for `key`.
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.args.iter().any(|(k, _)| k.as_bytes() == key.as_bytes())
+    }
+
     pub(crate) fn set_str(&mut self, key: &str, value: &str) -> Result<(), Error> {
         let key = c_string("channel argument key", key)?;
         let value = c_string(&format!("value of channel argument {key:?}"), value)?;
