@@ -49,6 +49,15 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     base64::engine::general_purpose::STANDARD.decode(text)
 }
 
+/// The length of [`encode_pem`]'s output, to allocate a key's text once (a buffer that grew
+/// would leave an unwiped copy behind).
+fn encoded_pem_len(label: &str, der_len: usize) -> usize {
+    let base64 = der_len.div_ceil(3) * 4;
+    let begin = "-----BEGIN -----\n".len() + label.len();
+    let end = "-----END -----\n".len() + label.len();
+    begin + base64 + base64.div_ceil(64) + end
+}
+
 /// `der` as one PEM block labelled `label`, in 64-character lines, as OpenSSL writes it.
 fn encode_pem(label: &str, der: &[u8], out: &mut Vec<u8>) {
     let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
@@ -84,7 +93,9 @@ fn parse_pem(what: &str, input: &[u8]) -> Result<Vec<PemBlock>, Error> {
                     let label = rest
                         .strip_suffix("-----")
                         .ok_or_else(|| bad(what, format!("line {n}: a BEGIN line must end with \"-----\"")))?;
-                    open = Some((label.to_string(), n, Vec::new(), Zeroizing::new(String::new()), false));
+                    // Never grows past the input: no unwiped copy of a key is left behind.
+                    let body = Zeroizing::new(String::with_capacity(text.len()));
+                    open = Some((label.to_string(), n, Vec::new(), body, false));
                 } else if line.starts_with("-----END ") {
                     return Err(bad(what, format!("line {n}: END line without a BEGIN line before it")));
                 }
@@ -318,9 +329,10 @@ impl PrivateKey {
             _ => openssl::ec::EcKey::private_key_from_der(&b.der).and_then(PKey::from_ec_key),
         }
         .map_err(|e| bad(what, format!("the {label} (line {}) does not parse: {}", b.line, one_line(&e))))?;
-        let mut text = Zeroizing::new(Vec::with_capacity(b.der.len() * 4 / 3 + 128));
+        let mut text = Zeroizing::new(Vec::with_capacity(encoded_pem_len(label, b.der.len()) + 1));
         encode_pem(label, &b.der, &mut text);
         text.push(0);
+        debug_assert_eq!(text.len(), text.capacity(), "the key text was allocated once");
         Ok(PrivateKey {
             #[cfg(feature = "openssl")]
             key,
@@ -471,6 +483,11 @@ mod tests {
         assert_eq!((lines[0], lines[4]), ("-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"));
         assert_eq!((lines[1].len(), lines[2].len(), lines[3].len()), (64, 64, 8));
         assert_eq!(decode_base64(&lines[1..4].concat()).unwrap(), [7u8; 100]);
+        for n in [0, 1, 2, 3, 47, 48, 49, 1190, 2350, 4700] {
+            let mut out = Vec::new();
+            encode_pem("RSA PRIVATE KEY", &vec![1u8; n], &mut out);
+            assert_eq!(out.len(), encoded_pem_len("RSA PRIVATE KEY", n), "{n} bytes");
+        }
     }
 
     #[test]
