@@ -55,7 +55,7 @@ impl ChannelArgs {
     }
 
     /// Whether any value is set for `key`.
-    pub(crate) fn contains(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.args.iter().any(|(k, _)| k.as_bytes() == key.as_bytes())
     }
 

@@ -209,8 +209,8 @@ impl ChannelBuilder {
     /// lookups are enabled (`grpc.service_config`). Per-method timeouts, retry and hedging
     /// policies, wait-for-ready, message limits and the LB config live here. Default: `{}`.
     ///
-    /// It must parse as a JSON object, checked here; the core checks its contents when the
-    /// channel is created, and [`connect`](Self::connect) fails if it rejects them.
+    /// The core parses and checks it when the channel is created: [`connect`](Self::connect)
+    /// fails with the core's reason if it rejects it (not JSON, not an object, a bad field).
     ///
     /// The 1.51 core ends per-method `timeout`s 1 to 2 s early (it adds the timeout to the
     /// call's start read on a clock whose epoch is 1–2 s off the deadline clock's), so a
@@ -233,8 +233,7 @@ impl ChannelBuilder {
     pub fn service_config(mut self, json: &str) -> ChannelBuilder {
         self.has_service_config = true;
         self.service_config = Some(json.to_string());
-        let check = settings::service_config(json);
-        self.str_setting(keys::SERVICE_CONFIG, json, check)
+        self.str_setting(keys::SERVICE_CONFIG, json, Ok(()))
     }
 
     /// Client-side health checking: the channel spreads calls over the target's addresses
@@ -248,9 +247,11 @@ impl ChannelBuilder {
     /// [`HealthReporter::service`](crate::health::HealthReporter::service).
     ///
     /// This puts `"healthCheckConfig": {"serviceName": service}` in the channel's
-    /// [service config](Self::service_config) (merged into the one given there, if any), and
-    /// `"loadBalancingConfig": [{"round_robin": {}}]` unless that config names a policy
-    /// already: `pick_first` does not health-check in the 1.51 core.
+    /// [service config](Self::service_config) (added to the one given there, if any, which
+    /// must then be a JSON object without a `healthCheckConfig` of its own), and sets the
+    /// [load-balancing policy](Self::load_balancing_policy) to `round_robin` unless it was
+    /// set: `pick_first` does not health-check in the 1.51 core. A policy the service config
+    /// names (`loadBalancingConfig`) takes precedence over that setting in the core.
     ///
     /// What the core does, worth knowing:
     /// - a backend whose server does not implement `Watch` (`UNIMPLEMENTED`) is taken as
@@ -274,7 +275,7 @@ impl ChannelBuilder {
         self
     }
 
-    /// The service config with the health check merged in (`None`: nothing to change).
+    /// The service config with the health check added (`None`: nothing to change).
     fn health_service_config(&self) -> Result<Option<String>, Error> {
         let Some(service) = &self.health_check else { return Ok(None) };
         if self.args.get_int("grpc.inhibit_health_checking").is_some_and(|v| v != 0) {
@@ -282,19 +283,20 @@ impl ChannelBuilder {
                 "health_check was asked for, but grpc.inhibit_health_checking is set: the core would not check",
             ));
         }
-        let mut config = match &self.service_config {
-            // Checked to be an object by `service_config` (an error would have been kept).
-            Some(json) => match serde_json::from_str::<serde_json::Value>(json) {
-                Ok(serde_json::Value::Object(map)) => map,
-                _ => return Err(Error::config_kind(ConfigErrorKind::Setting, "service_config must be a JSON object")),
-            },
-            None => serde_json::Map::new(),
+        let check = format!(r#""healthCheckConfig":{{"serviceName":{}}}"#, json_string(service));
+        let Some(json) = &self.service_config else { return Ok(Some(format!("{{{check}}}"))) };
+        // The core parses the result and says what is wrong with the rest; only what the
+        // merge itself needs is checked here.
+        let Some(members) = json.trim_start().strip_prefix('{') else {
+            return Err(Error::Config("health_check needs the service_config to be a JSON object ({...})".into()));
         };
-        config.insert("healthCheckConfig".into(), serde_json::json!({ "serviceName": service }));
-        if !config.contains_key("loadBalancingConfig") && !config.contains_key("loadBalancingPolicy") {
-            config.insert("loadBalancingConfig".into(), serde_json::json!([{ "round_robin": {} }]));
+        if json.contains("\"healthCheckConfig\"") {
+            return Err(Error::Config(
+                "health_check was asked for, but the service_config has a healthCheckConfig already: use one or the other".into(),
+            ));
         }
-        Ok(Some(serde_json::Value::Object(config).to_string()))
+        let comma = if members.trim_start().starts_with('}') { "" } else { "," };
+        Ok(Some(format!("{{{check}{comma}{members}")))
     }
 
     /// Whether the core retries calls as the service config's retry policies say
@@ -342,10 +344,13 @@ impl ChannelBuilder {
 
     /// Creates an insecure (plaintext) channel to `target`.
     ///
-    /// Targets as the core accepts them: `host:port`, `dns:[//authority/]host[:port]`,
-    /// `ipv4:addr:port[,addr:port...]`, `ipv6:[addr]:port`, `unix:path`,
-    /// `unix:///absolute/path`, `unix-abstract:name`. A target the core cannot parse is an
-    /// [`Error::Config`].
+    /// Targets as the core's resolvers accept them: `host:port`,
+    /// `dns:[//authority/]host[:port]`, `ipv4:addr:port[,addr:port...]`, `ipv6:[addr]:port`,
+    /// `unix:path`, `unix:///absolute/path`, `unix-abstract:name`, `xds:///name`. The core
+    /// judges the target: one its resolver refuses at once (`ipv4:1.2.3:80`, an empty
+    /// target) is an [`Error::Config`] carrying the core's reason; one it takes but cannot
+    /// resolve (`host:notaport`, an unknown host) fails each call with `UNAVAILABLE` and
+    /// the resolver's reason (`DNS resolution failed for …`).
     ///
     /// The channel connects lazily, on the first call. While no server answers, calls fail
     /// at once with `UNAVAILABLE` unless they set [`CallOptions::wait_for_ready`], which
@@ -366,22 +371,28 @@ impl ChannelBuilder {
         if let Some(config) = self.health_service_config()? {
             self.has_service_config = true;
             self.args.set_str(keys::SERVICE_CONFIG, &config)?;
+            if !self.args.has(keys::LB_POLICY_NAME) {
+                self.args.set_str(keys::LB_POLICY_NAME, "round_robin")?;
+            }
         }
-        validate_target(target)?;
         credentials.apply_args(&mut self.args)?;
         let creds = credentials.create()?;
         let c_target = CString::new(target)
-            .map_err(|_| Error::config_kind(ConfigErrorKind::Target, format!("channel target {target:?} contains a NUL byte")))?;
+            .map_err(|_| Error::config_kind(ConfigErrorKind::Target, format!("invalid channel target {target:?}: it contains a NUL byte")))?;
+        // The core judges the target itself (its resolvers: dns, ipv4, ipv6, unix, xds, …);
+        // a channel it refuses comes back lame, with the reason only in its log, which is
+        // captured here to explain the refusal.
         // SAFETY: the target string, the arguments and the credentials live across the call;
         // the channel takes its own reference to the credentials (ours goes with `creds`).
-        let raw = self
-            .args
-            .with_raw(|args| unsafe { ffi::grpc_channel_create(c_target.as_ptr(), creds.as_ptr(), args) });
+        let (raw, core_errors) = crate::log_bridge::capture_errors(|| {
+            self.args
+                .with_raw(|args| unsafe { ffi::grpc_channel_create(c_target.as_ptr(), creds.as_ptr(), args) })
+        });
         drop(creds);
         if raw.is_null() {
             return Err(Error::config_kind(ConfigErrorKind::Target, format!("the core could not create a channel to {target:?}")));
         }
-        self.finish(raw, target, false)
+        self.finish(raw, target, &core_errors, false)
     }
 
     /// Creates a channel over a connected socket you made (TCP or unix: a
@@ -420,7 +431,7 @@ impl ChannelBuilder {
                     .into(),
             ));
         }
-        if !self.args.contains(keys::DEFAULT_AUTHORITY) {
+        if !self.args.has(keys::DEFAULT_AUTHORITY) {
             self.args.set_str(keys::DEFAULT_AUTHORITY, "localhost")?;
         }
         let target = match socket.peer() {
@@ -441,11 +452,12 @@ impl ChannelBuilder {
         if raw.is_null() {
             return Err(Error::config(format!("the core could not create a channel over socket {fd}")));
         }
-        self.finish(raw, &target, true)
+        self.finish(raw, &target, &[], true)
     }
 
-    /// Wraps a channel the core made (and checks it is not lame).
-    fn finish(mut self, raw: *mut ffi::grpc_channel, target: &str, direct: bool) -> Result<Channel, Error> {
+    /// Wraps a channel the core made and checks it is not lame (`core_errors`: what the core
+    /// logged while making it). `direct` for a channel over one socket.
+    fn finish(mut self, raw: *mut ffi::grpc_channel, target: &str, core_errors: &[String], direct: bool) -> Result<Channel, Error> {
         let interceptors = std::mem::take(&mut self.interceptors.0);
         let inner = ChannelInner {
             raw,
@@ -458,93 +470,56 @@ impl ChannelBuilder {
         if direct {
             return Ok(Channel { inner: Arc::new(inner) });
         }
-        // A target the core cannot resolve gives a "lame" channel, which reports
-        // TRANSIENT_FAILURE before anything was tried (a real channel starts IDLE).
+        // A channel the core refused (a target no resolver accepts, a service config it
+        // rejects) is "lame": it reports TRANSIENT_FAILURE before anything was tried (a real
+        // channel starts IDLE), and its calls fail with a fixed message.
         // SAFETY: the channel is live; without try_to_connect this only reads state.
         let state = unsafe { ffi::grpc_channel_check_connectivity_state(inner.raw, 0) };
-        if (state == ffi::GRPC_CHANNEL_TRANSIENT_FAILURE || state == ffi::GRPC_CHANNEL_SHUTDOWN)
-            && self.has_service_config
-        {
-            return Err(Error::config_kind(ConfigErrorKind::Setting, format!(
-                "the core rejected the channel to {target:?}: its service_config is invalid \
-                 (the grpc_core log says why), or no resolver handles the target"
-            )));
-        }
         if state == ffi::GRPC_CHANNEL_TRANSIENT_FAILURE || state == ffi::GRPC_CHANNEL_SHUTDOWN {
-            return Err(Error::config_kind(ConfigErrorKind::Target, format!(
-                "invalid channel target {target:?}: the core has no resolver for it \
-                 (expected host:port, dns:, ipv4:, ipv6:, unix: or unix-abstract:)"
-            )));
+            let reason = refusal_reason(core_errors);
+            return Err(if self.has_service_config {
+                Error::config_kind(ConfigErrorKind::Setting, format!("the core refused the channel to target {target:?} with its service_config: {reason}"))
+            } else {
+                Error::config_kind(ConfigErrorKind::Target, format!("invalid channel target {target:?}: the core refused it: {reason}"))
+            });
         }
         Ok(Channel { inner: Arc::new(inner) })
     }
 }
 
-/// Rejects targets that would only fail later, with a message naming the problem.
-fn validate_target(target: &str) -> Result<(), Error> {
-    let bad = |why: &str| Err(Error::config_kind(ConfigErrorKind::Target, format!("invalid channel target {target:?}: {why}")));
-    if target.trim().is_empty() {
-        return bad("it is empty");
-    }
-    if target.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("it contains whitespace or control characters");
-    }
-    let (scheme, rest) = match target.split_once(':') {
-        Some((s, r)) if matches!(s, "dns" | "ipv4" | "ipv6" | "unix" | "unix-abstract") => (s, r),
-        _ => ("", target),
+/// Why the core refused a channel, from the error lines it logged while creating it: the
+/// channel stack's error ("the target uri is not valid: …", "errors validating service
+/// config: …") after the lines that led to it ("invalid ipv4 address: '1.2.3'").
+fn refusal_reason(core_errors: &[String]) -> String {
+    const FAILED: &str = "channel stack builder failed: ";
+    let Some(last) = core_errors.iter().rposition(|l| l.contains(FAILED)) else {
+        return "the core gave no reason (its log says why unless GRPC_VERBOSITY=NONE)".into();
     };
-    match scheme {
-        "ipv4" => {
-            for addr in rest.trim_start_matches("//").trim_start_matches('/').split(',') {
-                if addr.parse::<std::net::SocketAddrV4>().is_err() {
-                    return bad(&format!("{addr:?} is not an IPv4 address:port"));
-                }
-            }
-        }
-        "ipv6" => {
-            for addr in rest.trim_start_matches("//").trim_start_matches('/').split(',') {
-                if addr.parse::<std::net::SocketAddrV6>().is_err() {
-                    return bad(&format!("{addr:?} is not an [IPv6 address]:port"));
-                }
-            }
-        }
-        "unix" | "unix-abstract" => {
-            if rest.trim_start_matches('/').is_empty() && scheme == "unix" {
-                return bad("the unix socket path is empty");
-            }
-        }
-        _ => {
-            // host[:port] (possibly after dns: and an authority): check the port if present.
-            let host_port = if scheme == "dns" {
-                let r = rest.strip_prefix("//").map_or(rest, |r| r.split_once('/').map_or("", |(_, h)| h));
-                r.trim_start_matches('/')
-            } else {
-                rest
-            };
-            if host_port.is_empty() {
-                return bad("the host is empty");
-            }
-            let port = if let Some(r) = host_port.strip_prefix('[') {
-                match r.split_once(']') {
-                    Some((_, p)) => p.strip_prefix(':'),
-                    None => return bad("an IPv6 literal is missing its closing ']'"),
-                }
-            } else if host_port.matches(':').count() == 1 {
-                host_port.split_once(':').map(|(_, p)| p)
-            } else {
-                None
-            };
-            if let Some(port) = port {
-                if port.parse::<u16>().is_err() {
-                    return bad(&format!("port {port:?} is not a number from 0 to 65535"));
-                }
-            }
-            if host_port.starts_with(':') {
-                return bad("the host is empty");
-            }
+    let (before, failed) = core_errors[..=last].split_at(last);
+    let failed = &failed[0];
+    let mut reason = failed[failed.find(FAILED).map_or(0, |i| i + FAILED.len())..].to_string();
+    for detail in before.iter().rev().take(3) {
+        reason.push_str(" (");
+        reason.push_str(detail);
+        reason.push(')');
+    }
+    reason
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
         }
     }
-    Ok(())
+    out.push('"');
+    out
 }
 
 pub(crate) struct ChannelInner {
@@ -650,59 +625,53 @@ impl Channel {
 
 #[cfg(test)]
 mod tests {
-    use super::validate_target;
+    use super::{json_string, refusal_reason};
 
     #[test]
-    fn health_check_merges_into_the_service_config() {
+    fn health_check_is_added_to_the_service_config() {
         let env = crate::Environment::new(1);
-        let config = |b: super::ChannelBuilder| -> serde_json::Value {
-            serde_json::from_str(&b.health_service_config().unwrap().unwrap()).unwrap()
-        };
-        let alone = config(super::ChannelBuilder::new(&env).health_check("a.B"));
+        let config = |b: super::ChannelBuilder| b.health_service_config().unwrap().unwrap();
+        assert_eq!(config(super::ChannelBuilder::new(&env).health_check("a.B")), r#"{"healthCheckConfig":{"serviceName":"a.B"}}"#);
         assert_eq!(
-            alone,
-            serde_json::json!({"healthCheckConfig": {"serviceName": "a.B"}, "loadBalancingConfig": [{"round_robin": {}}]})
-        );
-        let merged = config(
-            super::ChannelBuilder::new(&env)
-                .service_config(r#"{"loadBalancingConfig": [{"weighted": {}}], "methodConfig": []}"#)
-                .health_check(""),
+            config(
+                super::ChannelBuilder::new(&env)
+                    .service_config(r#" {"loadBalancingConfig": [{"weighted": {}}], "methodConfig": []}"#)
+                    .health_check("")
+            ),
+            r#"{"healthCheckConfig":{"serviceName":""},"loadBalancingConfig": [{"weighted": {}}], "methodConfig": []}"#
         );
         assert_eq!(
-            merged,
-            serde_json::json!({"healthCheckConfig": {"serviceName": ""}, "loadBalancingConfig": [{"weighted": {}}], "methodConfig": []})
+            config(super::ChannelBuilder::new(&env).service_config("{ }").health_check("q\"x")),
+            r#"{"healthCheckConfig":{"serviceName":"q\"x"} }"#
         );
         assert!(super::ChannelBuilder::new(&env).health_service_config().unwrap().is_none());
-        let inhibited = super::ChannelBuilder::new(&env).raw_int_arg("grpc.inhibit_health_checking", 1).health_check("");
-        let err = inhibited.health_service_config().unwrap_err().to_string();
-        assert!(err.contains("grpc.inhibit_health_checking"), "{err}");
-    }
-
-    #[test]
-    fn targets_the_core_accepts_pass() {
-        for t in [
-            "localhost:50051",
-            "127.0.0.1:1",
-            "dns:localhost:80",
-            "dns:///example.com:443",
-            "dns://8.8.8.8/example.com",
-            "ipv4:127.0.0.1:1,127.0.0.1:2",
-            "ipv6:[::1]:80",
-            "unix:/tmp/sock",
-            "unix:///tmp/sock",
-            "unix-abstract:name",
-            "[::1]:50051",
-            "example.com",
+        for (builder, want) in [
+            (super::ChannelBuilder::new(&env).raw_int_arg("grpc.inhibit_health_checking", 1), "grpc.inhibit_health_checking"),
+            (super::ChannelBuilder::new(&env).service_config("[]"), "JSON object"),
+            (super::ChannelBuilder::new(&env).service_config(r#"{"healthCheckConfig": {}}"#), "healthCheckConfig already"),
         ] {
-            validate_target(t).unwrap_or_else(|e| panic!("{t}: {e}"));
+            let err = builder.health_check("").health_service_config().unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
         }
     }
 
     #[test]
-    fn malformed_targets_are_named() {
-        for t in ["", " ", "host:port", "host:99999", "ipv4:1.2.3:80", "ipv4:1.2.3.4", "ipv6:::1", "unix:", ":80", "a b:1", "[::1:80"] {
-            let err = validate_target(t).unwrap_err().to_string();
-            assert!(err.contains("invalid channel target"), "{t}: {err}");
-        }
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("pkg.Service"), r#""pkg.Service""#);
+        assert_eq!(json_string("a\"b\\c\n"), r#""a\"b\\c\u000a""#);
+    }
+
+    #[test]
+    fn the_core_s_reason_is_found_in_its_log() {
+        let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            refusal_reason(&lines(&[
+                "unrelated",
+                "invalid ipv4 address: '1.2.3'",
+                "channel stack builder failed: UNKNOWN: the target uri is not valid: ipv4:1.2.3:80",
+            ])),
+            "UNKNOWN: the target uri is not valid: ipv4:1.2.3:80 (invalid ipv4 address: '1.2.3') (unrelated)"
+        );
+        assert!(refusal_reason(&[]).contains("no reason"));
     }
 }

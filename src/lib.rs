@@ -39,6 +39,7 @@ mod env;
 mod error;
 #[cfg(feature = "prost")]
 pub mod error_details;
+#[cfg(feature = "access")]
 pub mod access;
 #[cfg(feature = "admin")]
 pub mod admin;

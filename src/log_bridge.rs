@@ -1,8 +1,26 @@
-//! Routes the core's log lines (`gpr_log`) to the [`log`] crate, target `grpc_core`.
+//! Routes the core's log lines (`gpr_log`) to the [`log`] crate, target `grpc_core`, and
+//! lets a caller collect the error lines the core logs on its own thread during one call
+//! ([`capture_errors`]): some C functions give their reason only there.
 
+use std::cell::RefCell;
 use std::ffi::CStr;
 
 use grpcore_sys as ffi;
+
+thread_local! {
+    /// The error lines logged on this thread while a [`capture_errors`] runs.
+    static CAPTURED: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` and returns, with its result, the error lines the core logged on this thread
+/// meanwhile (they still go to the `log` crate as usual). Empty when the core logs nothing,
+/// as with `GRPC_VERBOSITY=NONE`.
+pub(crate) fn capture_errors<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+    let outer = CAPTURED.with(|c| c.replace(Some(Vec::new())));
+    let result = f();
+    let lines = CAPTURED.with(|c| c.replace(outer)).unwrap_or_default();
+    (result, lines)
+}
 
 extern "C" fn forward(args: *mut ffi::gpr_log_func_args) {
     // No panic may cross into C: everything below is infallible or caught.
@@ -26,6 +44,15 @@ extern "C" fn forward(args: *mut ffi::gpr_log_func_args) {
             ffi::GPR_LOG_SEVERITY_INFO => log::Level::Info,
             _ => log::Level::Debug,
         };
+        if level == log::Level::Error {
+            CAPTURED.with(|c| {
+                if let Ok(mut c) = c.try_borrow_mut() {
+                    if let Some(lines) = c.as_mut() {
+                        lines.push(text(args.message).into_owned());
+                    }
+                }
+            });
+        }
         log::log!(target: "grpc_core", level, "{}:{}: {}", text(args.file), args.line, text(args.message));
     });
 }

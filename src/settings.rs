@@ -86,30 +86,6 @@ pub(crate) fn window(setting: &str, bytes: u32) -> Result<i32, Error> {
     Ok(bytes as i32)
 }
 
-/// Checks that a service config parses as a JSON object; the core checks its meaning (method
-/// names, retry policies) when the channel is created.
-pub(crate) fn service_config(json: &str) -> Result<(), Error> {
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(other) => Err(Error::config_kind(ConfigErrorKind::Setting, format!(
-            "service_config must be a JSON object ({{...}}), not {}",
-            json_kind(&other)
-        ))),
-        Err(e) => Err(Error::config_kind(ConfigErrorKind::Setting, format!("service_config is not valid JSON: {e}")).with_source(e)),
-    }
-}
-
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
 /// Checks a name the core takes as a plain token (LB policy, authority).
 pub(crate) fn token(setting: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() {
@@ -173,20 +149,6 @@ mod tests {
         for bad in [0, 4, MAX_WINDOW + 1, u32::MAX] {
             let m = config_message(window("http2_initial_stream_window_size", bad));
             assert!(m.contains("http2_initial_stream_window_size"), "{m}");
-        }
-    }
-
-    #[test]
-    fn service_config_must_be_a_json_object() {
-        service_config("{}").unwrap();
-        service_config(r#"{"methodConfig":[{"name":[{"service":"a.B"}],"timeout":"1s"}]}"#).unwrap();
-        for bad in ["", "{", r#"{"a":}"#, "{'a': 1}", r#"{"a":1}}"#, "nope"] {
-            let m = config_message(service_config(bad));
-            assert!(m.contains("service_config is not valid JSON"), "{bad}: {m}");
-        }
-        for (bad, kind) in [("[]", "an array"), ("1", "a number"), ("null", "null"), (r#""{}""#, "a string")] {
-            let m = config_message(service_config(bad));
-            assert!(m.contains("must be a JSON object") && m.contains(kind), "{bad}: {m}");
         }
     }
 

@@ -8,14 +8,45 @@ use common::*;
 use grpcore::{BytesCodec, CallOptions, ChannelBuilder, Code, Environment, Error, Metadata, Method, ServerBuilder, ServiceBuilder, Status};
 
 #[test]
-fn malformed_targets_are_config_errors_not_hangs() {
+fn targets_the_core_refuses_are_config_errors_with_its_reason() {
+    // The core's resolvers judge the target when the channel is created; its reason (only
+    // in its log) becomes the error.
     let env = Environment::new(1);
-    for target in ["", "   ", "localhost:notaport", "ipv4:1.2.3:80", "ipv6:not-an-address", "unix:", "bad\0target", "host:70000"] {
+    for (target, reason) in [
+        ("", "the target uri is not valid: dns:///"),
+        ("ipv4:1.2.3:80", "invalid ipv4 address: '1.2.3'"),
+        ("ipv4:1.2.3.4", "no port given for ipv4 scheme"),
+        ("ipv6:not-an-address", "the target uri is not valid: ipv6:not-an-address"),
+        ("bad\0target", "NUL"),
+    ] {
         let start = Instant::now();
         let err = ChannelBuilder::new(&env).connect(target).unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{target:?}: {err}");
-        assert!(err.to_string().contains("target"), "{target:?}: {err}");
+        let text = err.to_string();
+        assert!(text.contains("invalid channel target") && text.contains(reason), "{target:?}: {text}");
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn targets_the_core_cannot_resolve_fail_the_first_call_with_its_reason() {
+    // The core takes these (anything without a known scheme goes to its DNS resolver) and
+    // fails the calls, at once and without a network, naming the target.
+    let env = Environment::new(1);
+    for (target, reason) in [
+        (":80", "DNS resolution failed for :80: unparseable host:port"),
+        ("[::1:80", "DNS resolution failed for [::1:80: unparseable host:port"),
+        ("unix:", "empty address list"),
+    ] {
+        let start = Instant::now();
+        let channel = ChannelBuilder::new(&env).connect(target).unwrap();
+        let err = channel
+            .unary(&UNARY, &request("x", 1), CallOptions::new().timeout(Duration::from_secs(10)))
+            .wait()
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{target:?}: {err}");
+        assert!(err.to_string().contains(reason), "{target:?}: {err}");
+        assert!(start.elapsed() < Duration::from_secs(5), "{target:?}: {:?}", start.elapsed());
     }
 }
 

@@ -4,6 +4,14 @@
 //! blocks and unlabelled ``` fences become `text` blocks (rustdoc would otherwise run them
 //! as Rust doc tests), brackets and `<` are escaped (no broken intra-doc links, no stray
 //! HTML tags) and bare URLs are put in angle brackets (rustdoc's `bare_urls` lint).
+//!
+//! Why not `prost_build::Comments` (checked with prost-build 0.14): it has no public way
+//! in from a descriptor's location, and its `append_with_indent` keeps indented blocks and
+//! unlabelled fences as Rust (doc tests that fail to compile), leaves `<name>` unescaped,
+//! and wraps URLs with their full stop and again when already in angle brackets
+//! (`<http://x.y>.` becomes `<<http://x.y>.>`). Its code-block cleanup exists only behind
+//! its `cleanup-markdown` feature (two more Markdown crates in every user's build), inside
+//! that private constructor.
 
 use prost_types::FileDescriptorProto;
 

@@ -3,9 +3,16 @@
 //! The core parses PEM itself, but a mistake there surfaces late (when a port is bound or a
 //! handshake runs) and as a line in its log. So every PEM is checked here first: the
 //! `-----BEGIN/END-----` structure, the base64 between them, that each block is what it
-//! should be (a certificate where a certificate belongs, one private key where a key belongs)
-//! and parses as such, and that an identity's key matches its certificate. The core then gets
-//! a normalized re-encoding of exactly what was checked.
+//! should be (a certificate where a certificate belongs, one private key where a key
+//! belongs). With the `openssl` feature (on by default; the same system OpenSSL the core
+//! links) each block must also parse as what it claims to be, and an identity's key must
+//! match its certificate. The core then gets a normalized re-encoding of exactly what was
+//! checked.
+//!
+//! Without the `openssl` feature the structural checks stay (they need no TLS library) and
+//! the deeper mistakes — a block that is not really a certificate or key, a key that does
+//! not belong to its certificate — are found by the core when a port is bound or a
+//! connection is made.
 //!
 //! Owns: [`Certificate`], [`PrivateKey`], [`Identity`]. Never touches the core.
 
@@ -13,8 +20,12 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use base64::Engine as _;
+#[cfg(feature = "openssl")]
 use openssl::pkey::{PKey, Private};
+#[cfg(feature = "openssl")]
 use openssl::x509::X509;
+use zeroize::Zeroizing;
 
 use crate::error::{ConfigErrorKind, Error};
 
@@ -23,7 +34,8 @@ struct PemBlock {
     label: String,
     /// The block's header lines (`Proc-Type: …`), if any.
     headers: Vec<String>,
-    der: Vec<u8>,
+    /// Wiped when dropped: it may be a private key.
+    der: Zeroizing<Vec<u8>>,
     /// 1-based line of the BEGIN line.
     line: usize,
 }
@@ -32,39 +44,29 @@ fn bad(what: &str, why: impl fmt::Display) -> Error {
     Error::config_kind(ConfigErrorKind::Credentials, format!("{what}: {why}"))
 }
 
-/// Strict base64 (standard alphabet, `=` padding only at the end).
-fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
-    fn value(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some((c - b'A') as u32),
-            b'a'..=b'z' => Some((c - b'a') as u32 + 26),
-            b'0'..=b'9' => Some((c - b'0') as u32 + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
+/// Strict base64: the standard alphabet, canonical `=` padding at the end only.
+fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    base64::engine::general_purpose::STANDARD.decode(text)
+}
+
+/// The length of [`encode_pem`]'s output, to allocate a key's text once (a buffer that grew
+/// would leave an unwiped copy behind).
+fn encoded_pem_len(label: &str, der_len: usize) -> usize {
+    let base64 = der_len.div_ceil(3) * 4;
+    let begin = "-----BEGIN -----\n".len() + label.len();
+    let end = "-----END -----\n".len() + label.len();
+    begin + base64 + base64.div_ceil(64) + end
+}
+
+/// `der` as one PEM block labelled `label`, in 64-character lines, as OpenSSL writes it.
+fn encode_pem(label: &str, der: &[u8], out: &mut Vec<u8>) {
+    let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
+    out.extend_from_slice(format!("-----BEGIN {label}-----\n").as_bytes());
+    for line in text.as_bytes().chunks(64) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
     }
-    let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
-        return Err(format!("its length ({} characters) is not a multiple of 4", bytes.len()));
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (i, chunk) in bytes.chunks(4).enumerate() {
-        let last = (i + 1) * 4 == bytes.len();
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return Err("'=' padding appears before the end".into());
-        }
-        let mut acc = 0u32;
-        for &c in &chunk[..4 - pad] {
-            let v = value(c).ok_or_else(|| format!("{:?} is not a base64 character", c as char))?;
-            acc = (acc << 6) | v;
-        }
-        acc <<= 6 * pad as u32;
-        let three = [(acc >> 16) as u8, (acc >> 8) as u8, acc as u8];
-        out.extend_from_slice(&three[..3 - pad]);
-    }
-    Ok(out)
+    out.extend_from_slice(format!("-----END {label}-----\n").as_bytes());
 }
 
 /// Splits PEM text into blocks, naming the first structural problem it meets.
@@ -80,7 +82,8 @@ fn parse_pem(what: &str, input: &[u8]) -> Result<Vec<PemBlock>, Error> {
     })?;
     let mut blocks = Vec::new();
     // (label, BEGIN line, header lines, base64 text, whether the headers have ended)
-    let mut open: Option<(String, usize, Vec<String>, String, bool)> = None;
+    type Open = (String, usize, Vec<String>, Zeroizing<String>, bool);
+    let mut open: Option<Open> = None;
     for (i, raw_line) in text.lines().enumerate() {
         let n = i + 1;
         let line = raw_line.trim();
@@ -90,7 +93,9 @@ fn parse_pem(what: &str, input: &[u8]) -> Result<Vec<PemBlock>, Error> {
                     let label = rest
                         .strip_suffix("-----")
                         .ok_or_else(|| bad(what, format!("line {n}: a BEGIN line must end with \"-----\"")))?;
-                    open = Some((label.to_string(), n, Vec::new(), String::new(), false));
+                    // Never grows past the input: no unwiped copy of a key is left behind.
+                    let body = Zeroizing::new(String::with_capacity(text.len()));
+                    open = Some((label.to_string(), n, Vec::new(), body, false));
                 } else if line.starts_with("-----END ") {
                     return Err(bad(what, format!("line {n}: END line without a BEGIN line before it")));
                 }
@@ -114,7 +119,7 @@ fn parse_pem(what: &str, input: &[u8]) -> Result<Vec<PemBlock>, Error> {
                     blocks.push(PemBlock {
                         label: label.clone(),
                         headers: std::mem::take(headers),
-                        der,
+                        der: Zeroizing::new(der),
                         line: *begin,
                     });
                     open = None;
@@ -165,6 +170,8 @@ fn c_text(pem: Vec<u8>) -> Arc<[u8]> {
 /// ```
 #[derive(Clone)]
 pub struct Certificate {
+    len: usize,
+    #[cfg(feature = "openssl")]
     certs: Vec<X509>,
     /// Normalized PEM with a trailing NUL.
     pem: Arc<[u8]>,
@@ -172,7 +179,8 @@ pub struct Certificate {
 
 impl Certificate {
     /// Parses PEM text holding one or more `CERTIFICATE` blocks, each a valid X.509
-    /// certificate. Fails with [`Error::Config`] naming the block and what is wrong with it.
+    /// certificate (checked with the `openssl` feature). Fails with [`Error::Config`] naming
+    /// the block and what is wrong with it.
     pub fn from_pem(pem: impl AsRef<[u8]>) -> Result<Certificate, Error> {
         Certificate::parse("certificate PEM", pem.as_ref())
     }
@@ -186,6 +194,7 @@ impl Certificate {
 
     pub(crate) fn parse(what: &str, input: &[u8]) -> Result<Certificate, Error> {
         let blocks = parse_pem(what, input)?;
+        #[cfg(feature = "openssl")]
         let mut certs = Vec::with_capacity(blocks.len());
         let mut pem = Vec::new();
         for (i, b) in blocks.iter().enumerate() {
@@ -196,26 +205,32 @@ impl Certificate {
                     format!("block {} (line {}) is a {}, expected a CERTIFICATE{hint}", i + 1, b.line, b.label),
                 ));
             }
-            let cert = X509::from_der(&b.der).map_err(|e| {
+            #[cfg(feature = "openssl")]
+            certs.push(X509::from_der(&b.der).map_err(|e| {
                 bad(what, format!("certificate {} (line {}) is not a valid X.509 certificate: {}", i + 1, b.line, one_line(&e)))
-            })?;
-            pem.extend(cert.to_pem().map_err(|e| bad(what, one_line(&e)))?);
-            certs.push(cert);
+            })?);
+            encode_pem("CERTIFICATE", &b.der, &mut pem);
         }
-        Ok(Certificate { certs, pem: c_text(pem) })
+        Ok(Certificate {
+            len: blocks.len(),
+            #[cfg(feature = "openssl")]
+            certs,
+            pem: c_text(pem),
+        })
     }
 
     /// How many certificates there are.
     pub fn len(&self) -> usize {
-        self.certs.len()
+        self.len
     }
 
     /// Always false: a `Certificate` holds at least one certificate.
     pub fn is_empty(&self) -> bool {
-        self.certs.is_empty()
+        self.len == 0
     }
 
-    /// The subject of each certificate, in order, as `CN=…, O=…`.
+    /// The subject of each certificate, in order, as `CN=…, O=…` (feature `openssl`).
+    #[cfg(feature = "openssl")]
     pub fn subjects(&self) -> Vec<String> {
         self.certs.iter().map(|c| name_text(c.subject_name())).collect()
     }
@@ -230,11 +245,13 @@ impl Certificate {
         self.pem.as_ptr() as *const _
     }
 
+    #[cfg(feature = "openssl")]
     pub(crate) fn first(&self) -> &X509 {
         &self.certs[0]
     }
 
     /// Every certificate, in order.
+    #[cfg(feature = "openssl")]
     pub(crate) fn certs(&self) -> &[X509] {
         &self.certs
     }
@@ -248,7 +265,12 @@ impl PartialEq for Certificate {
 
 impl fmt::Debug for Certificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Certificate").field("subjects", &self.subjects()).finish()
+        let mut d = f.debug_struct("Certificate");
+        #[cfg(feature = "openssl")]
+        d.field("subjects", &self.subjects());
+        #[cfg(not(feature = "openssl"))]
+        d.field("len", &self.len);
+        d.finish()
     }
 }
 
@@ -256,21 +278,12 @@ impl fmt::Debug for Certificate {
 /// `EC PRIVATE KEY`). Its text is wiped from memory when the last clone is dropped.
 #[derive(Clone)]
 pub struct PrivateKey {
+    #[cfg(feature = "openssl")]
     key: PKey<Private>,
-    pem: Arc<SecretText>,
-}
-
-/// Key text that is overwritten with zeros when dropped.
-struct SecretText(Box<[u8]>);
-
-impl Drop for SecretText {
-    fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: `b` is a valid, exclusive reference into our own buffer; the volatile
-            // write keeps the compiler from dropping the wipe as a dead store.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
-    }
+    /// Its label (`PRIVATE KEY`, `RSA PRIVATE KEY`, `EC PRIVATE KEY`).
+    label: &'static str,
+    /// The key's PEM text with a trailing NUL, wiped when the last clone is dropped.
+    pem: Arc<Zeroizing<Vec<u8>>>,
 }
 
 impl PrivateKey {
@@ -282,8 +295,8 @@ impl PrivateKey {
     /// Reads and parses a PEM file (see [`PrivateKey::from_pem`]).
     pub fn from_pem_file(path: impl AsRef<Path>) -> Result<PrivateKey, Error> {
         let path = path.as_ref();
-        let bytes = zeroizing(read_file("private key", path)?);
-        PrivateKey::parse(&format!("private key file {}", path.display()), &bytes.0)
+        let bytes = Zeroizing::new(read_file("private key", path)?);
+        PrivateKey::parse(&format!("private key file {}", path.display()), &bytes)
     }
 
     pub(crate) fn parse(what: &str, input: &[u8]) -> Result<PrivateKey, Error> {
@@ -297,10 +310,10 @@ impl PrivateKey {
         if encrypted {
             return Err(bad(what, "the private key is encrypted; the gRPC core needs it unencrypted (decrypt it first)"));
         }
-        let key = match b.label.as_str() {
-            "PRIVATE KEY" => PKey::private_key_from_pkcs8(&b.der),
-            "RSA PRIVATE KEY" => openssl::rsa::Rsa::private_key_from_der(&b.der).and_then(PKey::from_rsa),
-            "EC PRIVATE KEY" => openssl::ec::EcKey::private_key_from_der(&b.der).and_then(PKey::from_ec_key),
+        let label = match b.label.as_str() {
+            "PRIVATE KEY" => "PRIVATE KEY",
+            "RSA PRIVATE KEY" => "RSA PRIVATE KEY",
+            "EC PRIVATE KEY" => "EC PRIVATE KEY",
             other => {
                 let hint = if other == "CERTIFICATE" { " (are the certificate and the key swapped?)" } else { "" };
                 return Err(bad(
@@ -308,28 +321,37 @@ impl PrivateKey {
                     format!("block 1 (line {}) is a {other}, expected a PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY{hint}", b.line),
                 ));
             }
+        };
+        #[cfg(feature = "openssl")]
+        let key = match label {
+            "PRIVATE KEY" => PKey::private_key_from_pkcs8(&b.der),
+            "RSA PRIVATE KEY" => openssl::rsa::Rsa::private_key_from_der(&b.der).and_then(PKey::from_rsa),
+            _ => openssl::ec::EcKey::private_key_from_der(&b.der).and_then(PKey::from_ec_key),
         }
-        .map_err(|e| bad(what, format!("the {} (line {}) does not parse: {}", b.label, b.line, one_line(&e))))?;
-        let pem = key.private_key_to_pem_pkcs8().map_err(|e| bad(what, one_line(&e)))?;
-        let pem = zeroizing(pem); // wipes OpenSSL's copy when dropped
-        let mut text = Vec::with_capacity(pem.0.len() + 1);
-        text.extend_from_slice(&pem.0);
+        .map_err(|e| bad(what, format!("the {label} (line {}) does not parse: {}", b.line, one_line(&e))))?;
+        let mut text = Zeroizing::new(Vec::with_capacity(encoded_pem_len(label, b.der.len()) + 1));
+        encode_pem(label, &b.der, &mut text);
         text.push(0);
+        debug_assert_eq!(text.len(), text.capacity(), "the key text was allocated once");
         Ok(PrivateKey {
+            #[cfg(feature = "openssl")]
             key,
-            pem: Arc::new(SecretText(text.into_boxed_slice())),
+            label,
+            pem: Arc::new(text),
         })
     }
 
     pub(crate) fn as_c_ptr(&self) -> *const std::os::raw::c_char {
-        self.pem.0.as_ptr() as *const _
+        self.pem.as_ptr() as *const _
     }
 
     /// The parsed key.
+    #[cfg(feature = "openssl")]
     pub(crate) fn pkey(&self) -> &PKey<Private> {
         &self.key
     }
 
+    #[cfg(feature = "openssl")]
     pub(crate) fn public_matches(&self, cert: &X509) -> Result<bool, Error> {
         let public = cert
             .public_key()
@@ -340,12 +362,12 @@ impl PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PrivateKey").field("type", &self.key.id()).finish_non_exhaustive()
+        let mut d = f.debug_struct("PrivateKey");
+        d.field("label", &self.label);
+        #[cfg(feature = "openssl")]
+        d.field("type", &self.key.id());
+        d.finish_non_exhaustive()
     }
-}
-
-fn zeroizing(v: Vec<u8>) -> SecretText {
-    SecretText(v.into_boxed_slice())
 }
 
 /// A certificate chain (leaf first) and the private key of its leaf: what a server (or an
@@ -361,7 +383,9 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Checks both PEMs and that the key belongs to the chain's first certificate.
+    /// Checks both PEMs and that the key belongs to the chain's first certificate (the
+    /// latter with the `openssl` feature; without it the core refuses a mismatched pair when
+    /// the port is bound or the connection made).
     ///
     /// Errors name the part that is wrong: `certificate chain: …`, `private key: …`, or
     /// `the private key does not match the certificate …`.
@@ -376,8 +400,10 @@ impl Identity {
         Identity::new(Certificate::from_pem_file(cert_chain)?, PrivateKey::from_pem_file(private_key)?)
     }
 
-    /// Pairs parsed parts, checking that the key belongs to the chain's first certificate.
+    /// Pairs parsed parts, checking that the key belongs to the chain's first certificate
+    /// (with the `openssl` feature, as [`Identity::from_pem`] says).
     pub fn new(cert_chain: Certificate, private_key: PrivateKey) -> Result<Identity, Error> {
+        #[cfg(feature = "openssl")]
         if !private_key.public_matches(cert_chain.first())? {
             return Err(Error::config_kind(ConfigErrorKind::Credentials, format!(
                 "TLS identity: the private key does not match the certificate: its public half differs \
@@ -410,6 +436,7 @@ fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// `CN=…, O=…` from an X.509 name.
+#[cfg(feature = "openssl")]
 pub(crate) fn name_text(name: &openssl::x509::X509NameRef) -> String {
     name.entries()
         .map(|e| {
@@ -421,6 +448,7 @@ pub(crate) fn name_text(name: &openssl::x509::X509NameRef) -> String {
         .join(", ")
 }
 
+#[cfg(feature = "openssl")]
 fn one_line(e: &openssl::error::ErrorStack) -> String {
     let parts: Vec<String> = e.errors().iter().map(|e| e.reason().unwrap_or("unknown error").to_string()).collect();
     if parts.is_empty() {
@@ -442,6 +470,40 @@ mod tests {
         assert!(decode_base64("aGk").is_err());
         assert!(decode_base64("a=Gk").is_err());
         assert!(decode_base64("aG*=").is_err());
+        assert!(decode_base64("aGl=").is_err(), "non-zero bits after the last byte");
+    }
+
+    #[test]
+    fn normalized_pem_has_64_character_lines() {
+        let mut out = Vec::new();
+        encode_pem("CERTIFICATE", &[7u8; 100], &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!((lines[0], lines[4]), ("-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"));
+        assert_eq!((lines[1].len(), lines[2].len(), lines[3].len()), (64, 64, 8));
+        assert_eq!(decode_base64(&lines[1..4].concat()).unwrap(), [7u8; 100]);
+        for n in [0, 1, 2, 3, 47, 48, 49, 1190, 2350, 4700] {
+            let mut out = Vec::new();
+            encode_pem("RSA PRIVATE KEY", &vec![1u8; n], &mut out);
+            assert_eq!(out.len(), encoded_pem_len("RSA PRIVATE KEY", n), "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn keys_keep_their_label_and_bytes() {
+        let pem = "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
+        #[cfg(not(feature = "openssl"))]
+        {
+            let key = PrivateKey::from_pem(pem).unwrap();
+            assert_eq!(key.label, "EC PRIVATE KEY");
+            assert_eq!(&key.pem[..], format!("{pem}\0").as_bytes());
+        }
+        #[cfg(feature = "openssl")]
+        {
+            let err = PrivateKey::from_pem(pem).unwrap_err().to_string();
+            assert!(err.contains("the EC PRIVATE KEY (line 1) does not parse"), "{err}");
+        }
     }
 
     #[test]
@@ -454,6 +516,7 @@ mod tests {
             ("-----END CERTIFICATE-----\n", "END line without a BEGIN"),
             ("-----BEGIN CERTIFICATE-----\nAA$A\n-----END CERTIFICATE-----\n", "'$' is not a base64 character"),
             ("-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n", "invalid base64"),
+            #[cfg(feature = "openssl")]
             ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "not a valid X.509 certificate"),
             ("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "expected a CERTIFICATE (are the certificate and the key swapped?)"),
         ];

@@ -39,7 +39,7 @@ pub struct Subchannel {
     pub socket_ref: ::prost::alloc::vec::Vec<SocketRef>,
 }
 /// A channel's or subchannel's connectivity state.
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ChannelConnectivityState {
     /// The state.
     #[prost(enumeration = "channel_connectivity_state::State", tag = "1")]
@@ -129,7 +129,7 @@ pub struct ChannelData {
     pub last_call_started_timestamp: ::core::option::Option<::prost_types::Timestamp>,
 }
 /// One event of a channel's trace.
-#[derive(Clone, PartialEq, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ChannelTraceEvent {
     /// What happened.
     #[prost(string, tag = "1")]
@@ -194,7 +194,7 @@ pub mod channel_trace_event {
         }
     }
     /// The child the event is about, if any.
-    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
     pub enum ChildRef {
         /// The channel the event is about.
         #[prost(message, tag = "4")]
@@ -218,7 +218,7 @@ pub struct ChannelTrace {
     pub events: ::prost::alloc::vec::Vec<ChannelTraceEvent>,
 }
 /// A channel, by id.
-#[derive(Clone, PartialEq, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ChannelRef {
     /// The channel's id (positive).
     #[prost(int64, tag = "1")]
@@ -228,7 +228,7 @@ pub struct ChannelRef {
     pub name: ::prost::alloc::string::String,
 }
 /// A subchannel, by id.
-#[derive(Clone, PartialEq, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SubchannelRef {
     /// The subchannel's id (positive).
     #[prost(int64, tag = "7")]
@@ -238,7 +238,7 @@ pub struct SubchannelRef {
     pub name: ::prost::alloc::string::String,
 }
 /// A socket, by id.
-#[derive(Clone, PartialEq, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SocketRef {
     /// The socket's id (positive).
     #[prost(int64, tag = "3")]
@@ -248,7 +248,7 @@ pub struct SocketRef {
     pub name: ::prost::alloc::string::String,
 }
 /// A server, by id.
-#[derive(Clone, PartialEq, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ServerRef {
     /// The server's id (positive).
     #[prost(int64, tag = "5")]
@@ -361,7 +361,7 @@ pub struct SocketData {
     pub option: ::prost::alloc::vec::Vec<SocketOption>,
 }
 /// A socket's address.
-#[derive(Clone, PartialEq, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Address {
     /// The kind of address.
     #[prost(oneof = "address::Address", tags = "1, 2, 3")]
@@ -370,7 +370,7 @@ pub struct Address {
 /// Nested message and enum types in `Address`.
 pub mod address {
     /// An IP address and port.
-    #[derive(Clone, PartialEq, ::prost::Message)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct TcpIpAddress {
         /// 4 or 16 bytes.
         #[prost(bytes = "vec", tag = "1")]
@@ -380,14 +380,14 @@ pub mod address {
         pub port: i32,
     }
     /// A unix domain socket.
-    #[derive(Clone, PartialEq, ::prost::Message)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct UdsAddress {
         /// The socket's path.
         #[prost(string, tag = "1")]
         pub filename: ::prost::alloc::string::String,
     }
     /// Any other kind.
-    #[derive(Clone, PartialEq, ::prost::Message)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct OtherAddress {
         /// A readable form.
         #[prost(string, tag = "1")]
@@ -397,7 +397,7 @@ pub mod address {
         pub value: ::core::option::Option<::prost_types::Any>,
     }
     /// The kind of address.
-    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
     pub enum Address {
         /// An IP address and port.
         #[prost(message, tag = "1")]
@@ -411,7 +411,7 @@ pub mod address {
     }
 }
 /// How a socket is secured.
-#[derive(Clone, PartialEq, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Security {
     /// The kind of security.
     #[prost(oneof = "security::Model", tags = "1, 2")]
@@ -420,7 +420,7 @@ pub struct Security {
 /// Nested message and enum types in `Security`.
 pub mod security {
     /// TLS.
-    #[derive(Clone, PartialEq, ::prost::Message)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct Tls {
         /// This end's certificate.
         #[prost(bytes = "vec", tag = "3")]
@@ -435,7 +435,7 @@ pub mod security {
     /// Nested message and enum types in `Tls`.
     pub mod tls {
         /// The cipher suite.
-        #[derive(Clone, PartialEq, ::prost::Oneof)]
+        #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
         pub enum CipherSuite {
             /// The RFC 4346 name.
             #[prost(string, tag = "1")]
@@ -446,7 +446,7 @@ pub mod security {
         }
     }
     /// Any other kind.
-    #[derive(Clone, PartialEq, ::prost::Message)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct OtherSecurity {
         /// A readable form.
         #[prost(string, tag = "1")]
@@ -456,7 +456,7 @@ pub mod security {
         pub value: ::core::option::Option<::prost_types::Any>,
     }
     /// The kind of security.
-    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
     pub enum Model {
         /// TLS.
         #[prost(message, tag = "1")]
@@ -467,7 +467,7 @@ pub mod security {
     }
 }
 /// One socket option, as getsockopt() gives it.
-#[derive(Clone, PartialEq, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SocketOption {
     /// The option's name, e.g. SO_REUSEPORT.
     #[prost(string, tag = "1")]
@@ -480,14 +480,14 @@ pub struct SocketOption {
     pub additional: ::core::option::Option<::prost_types::Any>,
 }
 /// SO_RCVTIMEO and SO_SNDTIMEO, for SocketOption.additional.
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SocketOptionTimeout {
     /// The timeout.
     #[prost(message, optional, tag = "1")]
     pub duration: ::core::option::Option<::prost_types::Duration>,
 }
 /// SO_LINGER, for SocketOption.additional.
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SocketOptionLinger {
     /// Whether lingering is on (l_onoff).
     #[prost(bool, tag = "1")]
@@ -497,7 +497,7 @@ pub struct SocketOptionLinger {
     pub duration: ::core::option::Option<::prost_types::Duration>,
 }
 /// TCP_INFO, for SocketOption.additional.
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SocketOptionTcpInfo {
     /// struct tcp_info's tcpi_state.
     #[prost(uint32, tag = "1")]
@@ -589,7 +589,7 @@ pub struct SocketOptionTcpInfo {
 }
 /// A page of top channels: ids from start_channel_id on (0 for the first page; then one
 /// more than the last id seen), at most max_results (0: the server's page size).
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetTopChannelsRequest {
     /// The first id to include.
     #[prost(int64, tag = "1")]
@@ -609,7 +609,7 @@ pub struct GetTopChannelsResponse {
     pub end: bool,
 }
 /// A page of servers, as GetTopChannelsRequest.
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetServersRequest {
     /// The first id to include.
     #[prost(int64, tag = "1")]
@@ -629,7 +629,7 @@ pub struct GetServersResponse {
     pub end: bool,
 }
 /// One server.
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetServerRequest {
     /// The server's id.
     #[prost(int64, tag = "1")]
@@ -643,7 +643,7 @@ pub struct GetServerResponse {
     pub server: ::core::option::Option<Server>,
 }
 /// A page of a server's connections, as GetTopChannelsRequest.
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetServerSocketsRequest {
     /// The server's id.
     #[prost(int64, tag = "1")]
@@ -666,7 +666,7 @@ pub struct GetServerSocketsResponse {
     pub end: bool,
 }
 /// One channel.
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetChannelRequest {
     /// The channel's id.
     #[prost(int64, tag = "1")]
@@ -680,7 +680,7 @@ pub struct GetChannelResponse {
     pub channel: ::core::option::Option<Channel>,
 }
 /// One subchannel.
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetSubchannelRequest {
     /// The subchannel's id.
     #[prost(int64, tag = "1")]
@@ -694,7 +694,7 @@ pub struct GetSubchannelResponse {
     pub subchannel: ::core::option::Option<Subchannel>,
 }
 /// One socket; summary asks for only what is cheap to gather.
-#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetSocketRequest {
     /// The socket's id.
     #[prost(int64, tag = "1")]
