@@ -64,7 +64,7 @@ fn grpcore_serves_tonic_health_messages_to_a_tonic_client() {
                 other => Err(Status::new(Code::NotFound, format!("unknown service {other}"))),
             }
         })
-        .add_server_streaming(&WATCH, |request: HealthCheckRequest, mut sink: grpcore::ServerSink<_, ProstCodec>, _ctx| async move {
+        .add_server_streaming(&WATCH, |request: HealthCheckRequest, mut sink: grpcore::ServerSink<_>, _ctx| async move {
             for status in [ServingStatus::ServiceUnknown, ServingStatus::Serving, ServingStatus::NotServing] {
                 assert_eq!(request.service, "demo.Echo");
                 sink.send(HealthCheckResponse { status: status as i32 }).await?;
