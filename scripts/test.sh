@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # 2-core machine (setup's installs ~5 min, the vendored core's build ~8 min); a step not
 # listed gets the default. GRPCORE_STEP_TIMEOUT=SECS overrides them all.
 declare -A step_bounds=(
-    [setup]=900 [clippy]=1200 [test]=2700 [doctest]=1200 [interop]=900 [leaks]=1500
+    [setup]=900 [clippy]=1200 [test]=2700 [doctest]=1200 [docs]=900 [interop]=900 [leaks]=1500
     [grpc-sys]=1800 [vendored]=1800
 )
 default_step_bound=1800
@@ -44,6 +44,8 @@ step clippy cargo clippy --workspace --all-targets --features protobuf,tracing,m
 # runs the benchmarks once at smoke size (harness = false benches run their main()).
 step test cargo test --workspace --features protobuf,tracing,metrics,admin,access --benches --tests --lib --examples
 step doctest cargo test --workspace --features protobuf,tracing,metrics,admin,access --doc
+# The API docs build without a broken link (rustdoc warnings are errors).
+step docs env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p grpcore --features protobuf,tracing,metrics,admin,access
 # The executor's state machines (src/task/state.rs, src/cq/gate.rs) and the call state word
 # (src/call/state.rs) model-checked with loom, bounded to 3 preemptions (they print their
 # interleaving counts). --cfg loom rebuilds every crate, hence a target directory of its own.

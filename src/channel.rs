@@ -214,7 +214,7 @@ impl ChannelBuilder {
     ///
     /// The 1.51 core ends per-method `timeout`s 1 to 2 s early (it adds the timeout to the
     /// call's start read on a clock whose epoch is 1–2 s off the deadline clock's), so a
-    /// timeout of 1 s or less expires at once: use [`CallOptions::timeout`] for short
+    /// timeout of 1 s or less expires at once: use [`CallOptions::timeout`](crate::CallOptions::timeout) for short
     /// deadlines.
     ///
     /// ```
@@ -242,7 +242,7 @@ impl ChannelBuilder {
     /// calls only to backends that report `SERVING`. A backend that turns `NOT_SERVING`
     /// gets no new calls until it reports `SERVING` again; when no backend is serving,
     /// calls fail with `UNAVAILABLE` (or wait, with
-    /// [`CallOptions::wait_for_ready`](crate::CallOptions::wait_for_ready)). The C core
+    /// [`CallOptions::wait_for_ready`](crate::CallOptions::wait_for_ready)(crate::CallOptions::wait_for_ready)). The C core
     /// does the watching; a grpcore server serves it with
     /// [`HealthReporter::service`](crate::health::HealthReporter::service).
     ///
@@ -353,7 +353,7 @@ impl ChannelBuilder {
     /// the resolver's reason (`DNS resolution failed for …`).
     ///
     /// The channel connects lazily, on the first call. While no server answers, calls fail
-    /// at once with `UNAVAILABLE` unless they set [`CallOptions::wait_for_ready`], which
+    /// at once with `UNAVAILABLE` unless they set [`CallOptions::wait_for_ready`](crate::CallOptions::wait_for_ready), which
     /// makes them wait (within their deadline) for the server to come up.
     pub fn connect(self, target: &str) -> Result<Channel, Error> {
         self.connect_with_credentials(target, &ChannelCredentials::insecure())
