@@ -21,7 +21,8 @@ CONFIG_JSON (and every later configuration) is one JSON object on one line:
 
 Protocol with the parent process:
   * stdout carries exactly one line, ``PORT <n>``, once the server listens on
-    127.0.0.1:<n> (plaintext).  Diagnostics (every request, ACK and NACK) go to stderr.
+    127.0.0.1:<n> (plaintext).  NACKs and ignored configurations are reported on
+    stderr; with GRPCORE_XDS_VERBOSE=1 every subscription and ACK too.
   * Each further line on stdin is a complete new configuration: the version goes up by
     one and every subscribed resource of every stream is sent again.  A line that is
     not valid configuration is reported on stderr and ignored.
@@ -66,8 +67,17 @@ CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 
+VERBOSE = bool(os.environ.get("GRPCORE_XDS_VERBOSE"))
+
+
 def log(*args):
     print("xds_control_plane:", *args, file=sys.stderr, flush=True)
+
+
+def trace(*args):
+    """Routine traffic (subscriptions, ACKs): only with GRPCORE_XDS_VERBOSE=1."""
+    if VERBOSE:
+        log(*args)
 
 
 def packed(message):
@@ -163,7 +173,7 @@ class State:
             self.resources = resources
             streams = list(self.streams)
             version = self.version
-        log("configuration version", version)
+        trace("configuration version", version)
         for s in streams:
             s.push_all()
 
@@ -205,13 +215,13 @@ class Stream:
         if request.HasField("error_detail"):
             log("NACK from", self.peer, t, "version", request.version_info, ":", request.error_detail.message)
         elif request.response_nonce:
-            log("ACK from", self.peer, t, "version", request.version_info)
+            trace("ACK from", self.peer, t, "version", request.version_info)
         names = sorted(request.resource_names)
         with self.lock:
             changed = self.subscribed.get(t) != names
             self.subscribed[t] = names
         if changed or not request.response_nonce:
-            log("subscribe", self.peer, t, names)
+            trace("subscribe", self.peer, t, names)
             self.response(t)
 
 
@@ -230,7 +240,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 for request in request_iterator:
                     stream.handle(request)
             except Exception as e:  # the client went away
-                log("stream from", stream.peer, "ended:", e)
+                trace("stream from", stream.peer, "ended:", e)
             stream.out.put(done)
 
         threading.Thread(target=read, daemon=True).start()
