@@ -7,11 +7,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use grpcore::xds::XdsBootstrap;
-use grpcore::{CallOptions, ChannelBuilder, ConfigErrorKind, Environment, Error, Server, ServerBuilder, ServiceBuilder, Status};
+use grpcore::{CallOptions, Channel, ChannelBuilder, ConfigErrorKind, Environment, Error, Server, ServerBuilder, ServiceBuilder, Status};
 
 /// A server whose Unary method answers with its own name.
 fn named_server(env: &Environment, name: &str) -> Server {
@@ -27,16 +29,21 @@ fn named_server(env: &Environment, name: &str) -> Server {
 
 /// The control plane's configuration: service `echo` split over clusters by weight, each
 /// cluster's endpoints.
-fn config(split: &[(&str, u32)], clusters: &[(&str, &[&Server])]) -> String {
+/// An endpoint is `host:port`, or `host:port draining`.
+fn config(split: &[(&str, u32)], clusters: &[(&str, &[String])]) -> String {
     let split: Vec<String> = split.iter().map(|(c, w)| format!("\"{c}\": {w}")).collect();
     let clusters: Vec<String> = clusters
         .iter()
-        .map(|(c, servers)| {
-            let eps: Vec<String> = servers.iter().map(|s| format!("\"127.0.0.1:{}\"", s.port())).collect();
+        .map(|(c, endpoints)| {
+            let eps: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
             format!("\"{c}\": [{}]", eps.join(","))
         })
         .collect();
     format!(r#"{{"services": {{"echo": {{{}}}}}, "clusters": {{{}}}}}"#, split.join(","), clusters.join(","))
+}
+
+fn ep(server: &Server) -> String {
+    format!("127.0.0.1:{}", server.port())
 }
 
 fn control_plane(config: &str) -> Peer {
@@ -73,7 +80,7 @@ fn assert_80_20(who: &str, counts: &BTreeMap<String, usize>, n: usize) {
 fn weighted_clusters_split_grpcore_calls_80_20() {
     let env = Environment::new(2);
     let (a, b) = (named_server(&env, "a"), named_server(&env, "b"));
-    let plane = control_plane(&config(&[("echo-a", 80), ("echo-b", 20)], &[("echo-a", &[&a]), ("echo-b", &[&b])]));
+    let plane = control_plane(&config(&[("echo-a", 80), ("echo-b", 20)], &[("echo-a", &[ep(&a)]), ("echo-b", &[ep(&b)])]));
     let channel = ChannelBuilder::new(&env).xds_bootstrap(&bootstrap(&plane)).connect("xds:///echo").unwrap();
     let counts = spread(&channel, 2000);
     assert_80_20("grpcore", &counts, 2000);
@@ -85,7 +92,7 @@ fn weighted_clusters_split_grpcore_calls_80_20() {
 fn weighted_clusters_split_grpcio_calls_80_20() {
     let env = Environment::new(1);
     let (a, b) = (named_server(&env, "a"), named_server(&env, "b"));
-    let plane = control_plane(&config(&[("echo-a", 80), ("echo-b", 20)], &[("echo-a", &[&a]), ("echo-b", &[&b])]));
+    let plane = control_plane(&config(&[("echo-a", 80), ("echo-b", 20)], &[("echo-a", &[ep(&a)]), ("echo-b", &[ep(&b)])]));
     let json = bootstrap(&plane).to_json().unwrap();
     let out = python_script("xds_client.py")
         .args(["xds:///echo", "2000"])
@@ -168,4 +175,96 @@ fn unreachable_control_plane_fails_calls_at_their_deadline() {
     let elapsed = start.elapsed();
     assert_eq!(err.status().code(), grpcore::Code::DeadlineExceeded, "{err}");
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+/// One answered (or failed) call of a client that calls in a loop: when it started, and
+/// which server answered.
+type Log = Vec<(Instant, Result<String, String>)>;
+
+/// Calls `echo` one after another, without waiting for readiness, until `stop`.
+fn call_in_a_loop(channel: Channel, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Log> {
+    std::thread::spawn(move || {
+        let mut log = Log::new();
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let start = Instant::now();
+            let opts = CallOptions::new().timeout(Duration::from_secs(5));
+            let r = channel.unary(&UNARY, &request("who", i), opts).wait();
+            log.push((start, r.map(|reply| reply.into_message().message).map_err(|e| e.to_string())));
+            i += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        log
+    })
+}
+
+/// How long after `change` calls took to do what `done` says, from the log: the start of
+/// the first call after `change` from which on every call satisfies `done`.
+fn settled(log: &Log, change: Instant, done: impl Fn(&str) -> bool) -> Option<Duration> {
+    let after: Vec<_> = log.iter().filter(|(t, _)| *t >= change).collect();
+    let last_bad = after.iter().rposition(|(_, r)| !r.as_deref().is_ok_and(&done));
+    let first_good = match last_bad {
+        None => 0,
+        Some(i) => i + 1,
+    };
+    after.get(first_good).map(|(t, _)| t.duration_since(change))
+}
+
+fn send_config(plane: &mut Peer, config: &str) -> Instant {
+    let stdin = plane.child.stdin.as_mut().expect("the control plane's stdin is a pipe");
+    stdin.write_all(format!("{config}\n").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    Instant::now()
+}
+
+/// Endpoints change while a client calls in a loop: a backend added gets calls, a removed
+/// one and a draining one stop getting them, each within 2 s, and no call fails.
+#[test]
+fn endpoint_changes_move_calls_within_2s_without_failures() {
+    let env = Environment::new(2);
+    let (a, b) = (named_server(&env, "a"), named_server(&env, "b"));
+    let split = [("echo-c", 1)];
+    let mut plane = control_plane(&config(&split, &[("echo-c", &[ep(&a)])]));
+    let channel = ChannelBuilder::new(&env).xds_bootstrap(&bootstrap(&plane)).connect("xds:///echo").unwrap();
+    assert_eq!(spread(&channel, 1).keys().collect::<Vec<_>>(), ["a"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let caller = call_in_a_loop(channel.clone(), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+
+    // b added: calls reach it.
+    let added = send_config(&mut plane, &config(&split, &[("echo-c", &[ep(&a), ep(&b)])]));
+    std::thread::sleep(Duration::from_millis(2500));
+    // a removed: only b answers.
+    let removed = send_config(&mut plane, &config(&split, &[("echo-c", &[ep(&b)])]));
+    std::thread::sleep(Duration::from_millis(2500));
+    // a back, b draining: only a answers.
+    let drained = send_config(&mut plane, &config(&split, &[("echo-c", &[ep(&a), format!("{} draining", ep(&b))])]));
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, Ordering::Relaxed);
+    let log = caller.join().unwrap();
+
+    let failures: Vec<_> = log.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    assert!(failures.is_empty(), "{} of {} calls failed, first: {}", failures.len(), log.len(), failures[0]);
+    let in_window = |from: Instant, to: Instant| log.iter().filter(move |(t, _)| *t >= from && *t < to);
+    let first_b = in_window(added, removed)
+        .find(|(_, r)| r.as_deref() == Ok("b"))
+        .map(|(t, _)| t.duration_since(added));
+    let removal = settled(&log.iter().filter(|(t, _)| *t < drained).cloned().collect(), removed, |who| who == "b");
+    let drain = settled(&log, drained, |who| who == "a");
+    let count = |from, to, who: &str| in_window(from, to).filter(|(_, r)| r.as_deref() == Ok(who)).count();
+    let end = Instant::now();
+    eprintln!(
+        "answers a/b: before b was added {}/{}, after {}/{}, after a was removed {}/{}, after b began draining {}/{}",
+        count(log[0].0, added, "a"), count(log[0].0, added, "b"), count(added, removed, "a"), count(added, removed, "b"),
+        count(removed, drained, "a"), count(removed, drained, "b"), count(drained, end, "a"), count(drained, end, "b"),
+    );
+    eprintln!(
+        "{} calls, none failed; b added: first call to b after {first_b:?}; a removed: only b after {removal:?}; \
+         b draining: only a after {drain:?}",
+        log.len()
+    );
+    for (what, took) in [("added", first_b), ("removed", removal), ("draining", drain)] {
+        let took = took.unwrap_or_else(|| panic!("{what}: calls never moved"));
+        assert!(took < Duration::from_secs(2), "{what}: calls moved only after {took:?}");
+    }
 }

@@ -16,8 +16,9 @@ CONFIG_JSON (and every later configuration) is one JSON object on one line:
   * "services": for each xDS target name (``xds:///echo`` -> ``echo``), the clusters its
     single catch-all route sends calls to, with their weights (one cluster: a plain
     cluster route; more: weighted clusters).
-  * "clusters": each cluster's endpoints (``host:port``), in one locality of weight 1,
-    balanced round robin.
+  * "clusters": each cluster's endpoints (``host:port``, or ``host:port draining`` for
+    an endpoint whose health status is DRAINING), in one locality of weight 1, balanced
+    round robin.
 
 Protocol with the parent process:
   * stdout carries exactly one line, ``PORT <n>``, once the server listens on
@@ -139,12 +140,15 @@ def build_resources(config):
             lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
         )
         lb_endpoints = []
-        for hostport in endpoints:
+        for spec in endpoints:
+            hostport, _, health = spec.partition(" ")
+            if health not in ("", "draining"):
+                raise ValueError("endpoint %r: the only state after the address is 'draining'" % spec)
             host, _, port = hostport.rpartition(":")
             lb_endpoints.append(endpoint_components_pb2.LbEndpoint(
                 endpoint=endpoint_components_pb2.Endpoint(address=address_pb2.Address(
                     socket_address=address_pb2.SocketAddress(address=host, port_value=int(port)))),
-                health_status=health_check_pb2.HEALTHY,
+                health_status=health_check_pb2.DRAINING if health else health_check_pb2.HEALTHY,
             ))
         out[ENDPOINTS][cluster] = endpoint_pb2.ClusterLoadAssignment(
             cluster_name=cluster,
