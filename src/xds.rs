@@ -53,7 +53,12 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use crate::codec::BytesCodec;
+use crate::env::Environment;
 use crate::error::{ConfigError, ConfigErrorKind, Error};
+use crate::method::Method;
+use crate::server::service::{Service, ServiceBuilder};
+use crate::Status;
 
 /// The channel argument carrying a per-channel bootstrap in the 1.51 core.
 pub(crate) const BOOTSTRAP_ARG: &str = "grpc.TEST_ONLY_DO_NOT_USE_IN_PROD.xds_bootstrap_config";
@@ -386,6 +391,68 @@ pub(crate) fn read_file(path: &Path) -> Result<String, Error> {
     Ok(text)
 }
 
+/// The process-wide xDS client's view of its resources (CSDS): a serialized
+/// `envoy.service.status.v3.ClientConfig` (the node, and per resource its type, name,
+/// version, the resource itself and `ACKED`/`NACKED`/`REQUESTED`/`DOES_NOT_EXIST`), as
+/// `grpc_dump_xds_configs` gives it. Decode it with the envoy protos (`xds-protos` in
+/// Python, or any generated `envoy.service.status.v3` types).
+///
+/// Empty when the process has no bootstrap in its environment. The core's dump covers
+/// only its process-wide client: channels given a bootstrap of their own with
+/// [`ChannelBuilder::xds_bootstrap`](crate::ChannelBuilder::xds_bootstrap) are not in it.
+/// When no channel holds the process-wide client, the 1.51 core creates one from the
+/// environment for the dump (no resources subscribed) and drops it again.
+///
+/// `env` only proves the core is initialized.
+pub fn client_config(env: &Environment) -> Vec<u8> {
+    let _ = env;
+    // SAFETY: the core is initialized while an Environment lives; the call returns a slice
+    // we own, read once here and released with grpc_slice_unref.
+    unsafe {
+        let slice = crate::ffi::grpc_dump_xds_configs();
+        let bytes = crate::buffer::slice_bytes(&slice).to_vec();
+        crate::ffi::grpc_slice_unref(slice);
+        bytes
+    }
+}
+
+/// The CSDS method `FetchClientStatus`: requests and responses as raw protobuf bytes.
+const FETCH_CLIENT_STATUS: Method<Vec<u8>, Vec<u8>, BytesCodec> =
+    Method::unary("/envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus");
+
+/// The client status discovery service (`envoy.service.status.v3.ClientStatusDiscoveryService`,
+/// method `FetchClientStatus`) over [`client_config`]: what `grpcdebug`, or any CSDS
+/// client, asks a process about its xDS configuration. The request's node matchers are
+/// ignored, as by gRPC's own CSDS services; the response holds one `ClientConfig`, or none
+/// when the process has no xDS bootstrap. [`Admin`](crate::admin::Admin) serves it when
+/// both features are on.
+pub fn csds_service(env: &Environment) -> Service {
+    let env = env.clone();
+    ServiceBuilder::new("envoy.service.status.v3.ClientStatusDiscoveryService")
+        .add_unary(&FETCH_CLIENT_STATUS, move |_request: Vec<u8>, _ctx| {
+            let config = client_config(&env);
+            async move { Ok::<_, Status>(client_status_response(&config)) }
+        })
+        .build()
+}
+
+/// `ClientStatusResponse { repeated ClientConfig config = 1; }` holding `config`, if any.
+fn client_status_response(config: &[u8]) -> Vec<u8> {
+    if config.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(config.len() + 11);
+    out.push(0x0a); // field 1, length-delimited
+    let mut n = config.len() as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(config);
+    out
+}
+
 /// Checks the bootstrap the core would read from the process environment, exactly in the
 /// core's order: the file named by `GRPC_XDS_BOOTSTRAP` if that is set, else the JSON in
 /// `GRPC_XDS_BOOTSTRAP_CONFIG`.
@@ -434,6 +501,16 @@ mod tests {
             Err(Error::Config(c)) => (c.kind(), c.message().to_string()),
             other => panic!("expected a config error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn client_status_response_wraps_the_config() {
+        assert!(client_status_response(&[]).is_empty());
+        assert_eq!(client_status_response(&[1, 2]), [0x0a, 2, 1, 2]);
+        let big = vec![7u8; 300];
+        let r = client_status_response(&big);
+        assert_eq!(&r[..3], &[0x0a, 0xac, 0x02]);
+        assert_eq!(&r[3..], &big[..]);
     }
 
     #[test]
