@@ -268,3 +268,122 @@ fn endpoint_changes_move_calls_within_2s_without_failures() {
         assert!(took < Duration::from_secs(2), "{what}: calls moved only after {took:?}");
     }
 }
+
+/// Fault injection from the control plane (an HTTPFault filter before the router): abort
+/// 30% with UNAVAILABLE, delay 10% by 200 ms; over 2,000 calls each rate within 4 points.
+#[test]
+fn fault_injection_aborts_and_delays_at_the_configured_rates() {
+    use futures::StreamExt;
+    let env = Environment::new(2);
+    let a = named_server(&env, "a");
+    let config = format!(
+        r#"{{"services": {{"echo": {{"routes": [{{"split": {{"echo-a": 1}}}}],
+             "fault": {{"abort_percent": 30, "abort_code": 14, "delay_percent": 10, "delay_ms": 200}}}}}},
+            "clusters": {{"echo-a": ["{}"]}}}}"#,
+        ep(&a)
+    )
+    .replace('\n', " ");
+    let plane = control_plane(&config);
+    let channel = ChannelBuilder::new(&env).xds_bootstrap(&bootstrap(&plane)).connect("xds:///echo").unwrap();
+    // The first call waits for the configuration (it may itself be aborted).
+    let first = CallOptions::new().wait_for_ready(true).timeout(Duration::from_secs(10));
+    let _ = channel.unary(&UNARY, &request("who", 0), first).wait();
+    const N: usize = 2000;
+    let start = Instant::now();
+    let outcomes: Vec<(Duration, Result<String, grpcore::Code>)> = futures::executor::block_on(
+        futures::stream::iter(0..N)
+            .map(|i| {
+                let call = channel.unary(&UNARY, &request("who", i as i64), CallOptions::new().timeout(Duration::from_secs(5)));
+                async move {
+                    let t = Instant::now();
+                    let r = call.await;
+                    (t.elapsed(), r.map(|r| r.into_message().message).map_err(|e| e.status().code()))
+                }
+            })
+            .buffer_unordered(100)
+            .collect(),
+    );
+    let aborted = outcomes.iter().filter(|(_, r)| *r == Err(grpcore::Code::Unavailable)).count();
+    let ok = outcomes.iter().filter(|(_, r)| r.as_deref() == Ok("a")).count();
+    let delayed = outcomes.iter().filter(|(d, _)| *d >= Duration::from_millis(200)).count();
+    let pa = 100.0 * aborted as f64 / N as f64;
+    let pd = 100.0 * delayed as f64 / N as f64;
+    eprintln!(
+        "faults over {N} calls in {:?}: aborted UNAVAILABLE {aborted} ({pa:.2}%), delayed >= 200 ms {delayed} ({pd:.2}%), ok {ok}",
+        start.elapsed()
+    );
+    assert_eq!(aborted + ok, N, "other outcomes than OK and UNAVAILABLE");
+    assert!((pa - 30.0).abs() <= 4.0, "aborted {pa:.2}%, configured 30%");
+    assert!((pd - 10.0).abs() <= 4.0, "delayed {pd:.2}%, configured 10%");
+}
+
+/// Routes from RDS: a header picks the cluster, a route's timeout (max_stream_duration)
+/// ends slow calls, its retry policy retries UNAVAILABLE.
+#[test]
+fn header_routing_route_timeout_and_retry_policy_take_effect() {
+    use std::sync::atomic::AtomicUsize;
+    let env = Environment::new(2);
+    let b = named_server(&env, "b");
+    // Cluster "slow": the common echo service, which sleeps sleep_ms.
+    let slow = start_echo_server(&env);
+    // Cluster "flaky": fails every other attempt with UNAVAILABLE.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = attempts.clone();
+    let flaky_service = ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, move |req: EchoRequest, _ctx| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n % 2 == 0 {
+                    Err(Status::new(grpcore::Code::Unavailable, "flaky: first attempt"))
+                } else {
+                    Ok(EchoResponse { message: "flaky".into(), seq: req.seq, payload: Vec::new() })
+                }
+            }
+        })
+        .build();
+    let flaky = ServerBuilder::new(&env).register_service(flaky_service).bind("127.0.0.1:0").build().unwrap();
+    let config = format!(
+        r#"{{"services": {{"echo": {{"routes": [
+              {{"header": ["x-route", "b"], "split": {{"echo-b": 1}}}},
+              {{"header": ["x-route", "flaky"], "split": {{"echo-flaky": 1}}, "retry": {{"on": "unavailable", "num_retries": 2}}}},
+              {{"header": ["x-route", "flaky-no-retry"], "split": {{"echo-flaky": 1}}}},
+              {{"split": {{"echo-slow": 1}}, "timeout_ms": 3000}}]}}}},
+            "clusters": {{"echo-b": ["{}"], "echo-slow": ["{}"], "echo-flaky": ["{}"]}}}}"#,
+        ep(&b),
+        format_args!("127.0.0.1:{}", slow.port()),
+        ep(&flaky)
+    )
+    .replace('\n', " ");
+    let plane = control_plane(&config);
+    let channel = ChannelBuilder::new(&env).xds_bootstrap(&bootstrap(&plane)).connect("xds:///echo").unwrap();
+    let call = |route: Option<&str>, sleep_ms: i32| {
+        let mut md = grpcore::Metadata::new();
+        if let Some(route) = route {
+            md.append("x-route", route).unwrap();
+        }
+        let opts = CallOptions::new().wait_for_ready(true).timeout(Duration::from_secs(10)).metadata(md);
+        let mut req = request("slow", 0);
+        req.sleep_ms = sleep_ms;
+        let start = Instant::now();
+        let r = channel.unary(&UNARY, &req, opts).wait().map(|r| r.into_message().message);
+        (r, start.elapsed())
+    };
+    // Header routing.
+    assert_eq!(call(Some("b"), 0).0.unwrap(), "b");
+    assert_eq!(call(None, 0).0.unwrap(), "slow");
+    // The default route's 3 s timeout ends an 8 s call (the call's own deadline is 10 s).
+    // The 1.51 core ends such timeouts 1-2 s early (a 300 ms one ends every call at once).
+    let (r, took) = call(None, 8000);
+    assert_eq!(r.unwrap_err().status().code(), grpcore::Code::DeadlineExceeded);
+    assert!(took < Duration::from_millis(3500), "the route timeout took {took:?}");
+    // Retries: each call's first attempt fails, the retry succeeds.
+    let before = attempts.load(Ordering::SeqCst);
+    for _ in 0..10 {
+        assert_eq!(call(Some("flaky"), 0).0.unwrap(), "flaky");
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst) - before, 20, "two attempts per call");
+    // The same backend without a retry policy: every other call fails.
+    let failed = (0..10).filter(|_| call(Some("flaky-no-retry"), 0).0.is_err()).count();
+    assert_eq!(failed, 5, "without retries, half the calls fail");
+    eprintln!("routes: header routing ok, route timeout (3 s) ended an 8 s call after {took:?}, retries: 10/10 calls ok in 20 attempts");
+}

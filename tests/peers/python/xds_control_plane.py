@@ -13,9 +13,16 @@ CONFIG_JSON (and every later configuration) is one JSON object on one line:
     {"services": {"echo": {"echo-a": 80, "echo-b": 20}},
      "clusters": {"echo-a": ["127.0.0.1:5001"], "echo-b": ["127.0.0.1:5002"]}}
 
-  * "services": for each xDS target name (``xds:///echo`` -> ``echo``), the clusters its
-    single catch-all route sends calls to, with their weights (one cluster: a plain
-    cluster route; more: weighted clusters).
+  * "services": for each xDS target name (``xds:///echo`` -> ``echo``), either the
+    clusters its single catch-all route sends calls to, with their weights (one cluster:
+    a plain cluster route; more: weighted clusters), or an object
+      {"routes": [ROUTE, ...], "fault": FAULT}
+    where ROUTE is {"split": {cluster: weight, ...}, "prefix": "/pkg.Svc/" (default ""),
+    "header": [name, exact value], "timeout_ms": n (max_stream_duration),
+    "retry": {"on": "unavailable,...", "num_retries": n}} (all but split optional; the
+    first route that matches wins), and FAULT (optional: an HTTPFault filter before the
+    router) is {"abort_percent": p, "abort_code": grpc code (default 14),
+    "delay_percent": p, "delay_ms": n}.
   * "clusters": each cluster's endpoints (``host:port``, or ``host:port draining`` for
     an endpoint whose health status is DRAINING), in one locality of weight 1, balanced
     round robin.
@@ -56,9 +63,11 @@ from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, healt
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import api_listener_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.type.v3 import percent_pb2
 
 from peerlib import watch_parent
 
@@ -98,6 +107,49 @@ def route_name(service):
     return "route-" + service
 
 
+def build_route(service, spec, clusters):
+    split = spec.get("split")
+    if not split:
+        raise ValueError("a route of service %r sends calls to no cluster" % service)
+    for cluster in split:
+        if cluster not in clusters:
+            raise ValueError("service %r names unknown cluster %r" % (service, cluster))
+    if len(split) == 1:
+        action = route_components_pb2.RouteAction(cluster=next(iter(split)))
+    else:
+        action = route_components_pb2.RouteAction(weighted_clusters=route_components_pb2.WeightedCluster(clusters=[
+            route_components_pb2.WeightedCluster.ClusterWeight(name=name, weight=wrappers_pb2.UInt32Value(value=int(w)))
+            for name, w in split.items()
+        ]))
+    if "timeout_ms" in spec:
+        action.max_stream_duration.max_stream_duration.FromMilliseconds(int(spec["timeout_ms"]))
+    if "retry" in spec:
+        retry = spec["retry"]
+        action.retry_policy.retry_on = retry.get("on", "unavailable")
+        action.retry_policy.num_retries.value = int(retry.get("num_retries", 1))
+    match = route_components_pb2.RouteMatch(prefix=spec.get("prefix", ""))
+    if "header" in spec:
+        name, value = spec["header"]
+        # exact_match (deprecated in v3): the 1.51 core NACKs string_match.
+        match.headers.append(route_components_pb2.HeaderMatcher(name=name, exact_match=value))
+    return route_components_pb2.Route(match=match, route=action)
+
+
+def fault_filter(fault):
+    """HTTPFault: abort abort_percent % of calls with gRPC status abort_code, delay
+    delay_percent % by delay_ms."""
+    f = fault_pb2.HTTPFault()
+    if fault.get("abort_percent"):
+        f.abort.grpc_status = int(fault.get("abort_code", 14))
+        f.abort.percentage.numerator = int(fault["abort_percent"])
+        f.abort.percentage.denominator = percent_pb2.FractionalPercent.HUNDRED
+    if fault.get("delay_percent"):
+        f.delay.fixed_delay.FromMilliseconds(int(fault["delay_ms"]))
+        f.delay.percentage.numerator = int(fault["delay_percent"])
+        f.delay.percentage.denominator = percent_pb2.FractionalPercent.HUNDRED
+    return f
+
+
 def build_resources(config):
     """{type_url: {name: Any}} for a configuration; raises ValueError when malformed."""
     services = config.get("services")
@@ -105,31 +157,26 @@ def build_resources(config):
     if not isinstance(services, dict) or not isinstance(clusters, dict):
         raise ValueError('the configuration needs "services" and "clusters" objects')
     out = {LISTENER: {}, ROUTE: {}, CLUSTER: {}, ENDPOINTS: {}}
-    for service, split in services.items():
-        if not split:
-            raise ValueError("service %r routes to no cluster" % service)
-        for cluster in split:
-            if cluster not in clusters:
-                raise ValueError("service %r names unknown cluster %r" % (service, cluster))
+    for service, spec in services.items():
+        if "routes" not in spec:
+            spec = {"routes": [{"split": spec}]}
+        http_filters = []
+        fault = spec.get("fault")
+        if fault:
+            http_filters.append(hcm_pb2.HttpFilter(name="envoy.fault", typed_config=packed(fault_filter(fault))))
+        # The router must be the last HTTP filter, or the client NACKs the Listener.
+        http_filters.append(hcm_pb2.HttpFilter(name="router", typed_config=packed(router_pb2.Router())))
         manager = hcm_pb2.HttpConnectionManager(
             rds=hcm_pb2.Rds(config_source=ads_source(), route_config_name=route_name(service)),
-            # The router must be the last HTTP filter, or the client NACKs the Listener.
-            http_filters=[hcm_pb2.HttpFilter(name="router", typed_config=packed(router_pb2.Router()))],
+            http_filters=http_filters,
         )
         out[LISTENER][service] = listener_pb2.Listener(
             name=service, api_listener=api_listener_pb2.ApiListener(api_listener=packed(manager)))
-        if len(split) == 1:
-            action = route_components_pb2.RouteAction(cluster=next(iter(split)))
-        else:
-            action = route_components_pb2.RouteAction(weighted_clusters=route_components_pb2.WeightedCluster(clusters=[
-                route_components_pb2.WeightedCluster.ClusterWeight(name=name, weight=wrappers_pb2.UInt32Value(value=int(w)))
-                for name, w in split.items()
-            ]))
         out[ROUTE][route_name(service)] = route_pb2.RouteConfiguration(
             name=route_name(service),
             virtual_hosts=[route_components_pb2.VirtualHost(
                 name="vh-" + service, domains=["*"],
-                routes=[route_components_pb2.Route(match=route_components_pb2.RouteMatch(prefix=""), route=action)],
+                routes=[build_route(service, r, clusters) for r in spec["routes"]],
             )],
         )
     for cluster, endpoints in clusters.items():
