@@ -387,3 +387,58 @@ fn header_routing_route_timeout_and_retry_policy_take_effect() {
     assert_eq!(failed, 5, "without retries, half the calls fail");
     eprintln!("routes: header routing ok, route timeout (3 s) ended an 8 s call after {took:?}, retries: 10/10 calls ok in 20 attempts");
 }
+
+/// xDS security: the control plane puts an UpstreamTlsContext on a cluster and the
+/// bootstrap's file-watcher provider holds the certificates; `ChannelCredentials::xds`
+/// makes the connections mutual TLS (the backend verifies the client's certificate).
+/// A cluster without a TLS context uses the fallback (plaintext here).
+#[test]
+fn xds_credentials_give_mutual_tls_from_the_file_watcher_provider() {
+    use common::tls::{pki, recording_server, server_credentials, CLIENT_CN};
+    use grpcore::xds::FileWatcher;
+    use grpcore::{ChannelCredentials, ClientCertificateMode};
+    let env = Environment::new(2);
+    let p = pki();
+    let (secure, seen) = recording_server(&env, &server_credentials(ClientCertificateMode::RequireAndVerify));
+    let plain = named_server(&env, "plain");
+    let config = format!(
+        r#"{{"services": {{"echo": {{"routes": [
+              {{"header": ["x-route", "plain"], "split": {{"echo-plain": 1}}}},
+              {{"split": {{"echo-mtls": 1}}}}]}}}},
+            "clusters": {{"echo-mtls": ["{}"], "echo-plain": ["{}"]}},
+            "tls_clusters": {{"echo-mtls": "mesh"}}}}"#,
+        format_args!("127.0.0.1:{}", secure.port()),
+        ep(&plain)
+    )
+    .replace('\n', " ");
+    let plane = control_plane(&config);
+    let bootstrap = bootstrap(&plane).file_watcher(
+        "mesh",
+        FileWatcher::new().identity(&p.client.cert_path, &p.client.key_path).ca_certificate(&p.ca.cert_path),
+    );
+    let opts = || CallOptions::new().wait_for_ready(true).timeout(Duration::from_secs(10));
+    let channel = ChannelBuilder::new(&env)
+        .xds_bootstrap(&bootstrap)
+        .connect_with_credentials("xds:///echo", &ChannelCredentials::xds(ChannelCredentials::insecure()))
+        .unwrap();
+    let reply = channel.unary(&UNARY, &request("over mTLS", 1), opts()).wait().unwrap();
+    assert_eq!(reply.message().message, "over mTLS");
+    let ctx = seen.lock().unwrap().last().cloned().expect("the secure backend saw the call");
+    assert!(ctx.is_tls() && ctx.peer_is_authenticated(), "{ctx:?}");
+    assert!(ctx.values("x509_common_name").contains(&CLIENT_CN), "{ctx:?}");
+    // The cluster without security configuration: the fallback (plaintext).
+    let mut md = grpcore::Metadata::new();
+    md.append("x-route", "plain").unwrap();
+    let reply = channel.unary(&UNARY, &request("plain", 2), opts().metadata(md)).wait().unwrap();
+    assert_eq!(reply.into_message().message, "plain");
+
+    // The same configuration with insecure channel credentials: the TLS context is not
+    // used, and the mTLS backend refuses the plaintext connection.
+    let insecure = ChannelBuilder::new(&env).xds_bootstrap(&bootstrap).connect("xds:///echo").unwrap();
+    let short = CallOptions::new().timeout(Duration::from_secs(2));
+    let err = insecure.unary(&UNARY, &request("plaintext", 3), short).wait().unwrap_err();
+    assert!(
+        matches!(err.status().code(), grpcore::Code::Unavailable | grpcore::Code::DeadlineExceeded),
+        "{err}"
+    );
+}

@@ -26,6 +26,9 @@ CONFIG_JSON (and every later configuration) is one JSON object on one line:
   * "clusters": each cluster's endpoints (``host:port``, or ``host:port draining`` for
     an endpoint whose health status is DRAINING), in one locality of weight 1, balanced
     round robin.
+  * "tls_clusters" (optional): {cluster: instance}: connections to that cluster use
+    mutual TLS, identity and roots from the bootstrap's certificate provider `instance`
+    (an UpstreamTlsContext on the Cluster).
 
 Protocol with the parent process:
   * stdout carries exactly one line, ``PORT <n>``, once the server listens on
@@ -66,6 +69,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.type.v3 import percent_pb2
 
@@ -150,6 +154,17 @@ def fault_filter(fault):
     return f
 
 
+def upstream_tls(instance):
+    """mTLS to a cluster: identity and roots both from the bootstrap's certificate
+    provider instance `instance` (no SAN matchers: any certificate of those roots)."""
+    context = tls_pb2.UpstreamTlsContext(common_tls_context=tls_pb2.CommonTlsContext(
+        tls_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(instance_name=instance),
+        validation_context=common_pb2.CertificateValidationContext(
+            ca_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(instance_name=instance)),
+    ))
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=packed(context))
+
+
 def build_resources(config):
     """{type_url: {name: Any}} for a configuration; raises ValueError when malformed."""
     services = config.get("services")
@@ -179,6 +194,7 @@ def build_resources(config):
                 routes=[build_route(service, r, clusters) for r in spec["routes"]],
             )],
         )
+    tls = config.get("tls_clusters", {})
     for cluster, endpoints in clusters.items():
         out[CLUSTER][cluster] = cluster_pb2.Cluster(
             name=cluster,
@@ -186,6 +202,8 @@ def build_resources(config):
             eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=ads_source(), service_name=cluster),
             lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
         )
+        if cluster in tls:
+            out[CLUSTER][cluster].transport_socket.CopyFrom(upstream_tls(tls[cluster]))
         lb_endpoints = []
         for spec in endpoints:
             hostport, _, health = spec.partition(" ")
