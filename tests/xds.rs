@@ -442,3 +442,79 @@ fn xds_credentials_give_mutual_tls_from_the_file_watcher_provider() {
         "{err}"
     );
 }
+
+/// xDS security, rotation: the file-watcher provider re-reads its files, so replacing
+/// them changes the client certificate new connections present (the backend closes
+/// connections after 500 ms to make new ones), and no call fails meanwhile.
+#[test]
+fn rotating_the_watched_files_rotates_the_client_certificate_without_failed_calls() {
+    use common::tls::{pki, server_credentials, CLIENT_B_CN, CLIENT_CN};
+    use grpcore::xds::FileWatcher;
+    use grpcore::{ChannelCredentials, ClientCertificateMode, ServerContext};
+    use std::sync::Mutex;
+    let env = Environment::new(2);
+    let p = pki();
+    let names = Arc::new(Mutex::new(Vec::<String>::new()));
+    let record = names.clone();
+    let service = ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, move |req: EchoRequest, ctx: ServerContext| {
+            let cn = ctx.auth_context().value("x509_common_name").unwrap_or("").to_string();
+            record.lock().unwrap().push(cn.clone());
+            async move { Ok::<_, Status>(EchoResponse { message: cn, seq: req.seq, payload: Vec::new() }) }
+        })
+        .build();
+    let secure = ServerBuilder::new(&env)
+        .max_connection_age(Duration::from_millis(500))
+        .max_connection_age_grace(Duration::from_secs(5))
+        .register_service(service)
+        .bind_with_credentials("127.0.0.1:0", &server_credentials(ClientCertificateMode::RequireAndVerify))
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("grpcore-xds-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let install = |kc: &common::tls::KeyCert| {
+        // Each file replaced at once (rename), the key first.
+        std::fs::write(dir.join("key.tmp"), &kc.key_pem).unwrap();
+        std::fs::rename(dir.join("key.tmp"), &key).unwrap();
+        std::fs::write(dir.join("cert.tmp"), &kc.cert_pem).unwrap();
+        std::fs::rename(dir.join("cert.tmp"), &cert).unwrap();
+    };
+    install(&p.client);
+    let config = format!(
+        r#"{{"services": {{"echo": {{"echo-mtls": 1}}}}, "clusters": {{"echo-mtls": ["127.0.0.1:{}"]}},
+            "tls_clusters": {{"echo-mtls": "mesh"}}}}"#,
+        secure.port()
+    )
+    .replace('\n', " ");
+    let plane = control_plane(&config);
+    let bootstrap = bootstrap(&plane).file_watcher(
+        "mesh",
+        FileWatcher::new().identity(&cert, &key).ca_certificate(&p.ca.cert_path).refresh_interval(Duration::from_millis(500)),
+    );
+    let channel = ChannelBuilder::new(&env)
+        .xds_bootstrap(&bootstrap)
+        .connect_with_credentials("xds:///echo", &ChannelCredentials::xds(ChannelCredentials::insecure()))
+        .unwrap();
+    let opts = CallOptions::new().wait_for_ready(true).timeout(Duration::from_secs(10));
+    assert_eq!(channel.unary(&UNARY, &request("first", 0), opts).wait().unwrap().into_message().message, CLIENT_CN);
+    let stop = Arc::new(AtomicBool::new(false));
+    let caller = call_in_a_loop(channel.clone(), stop.clone());
+    std::thread::sleep(Duration::from_millis(700));
+    let rotated = Instant::now();
+    install(&p.client_b);
+    let deadline = rotated + Duration::from_secs(8);
+    while Instant::now() < deadline && !names.lock().unwrap().iter().any(|n| n == CLIENT_B_CN) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = rotated.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let log = caller.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let failures: Vec<_> = log.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    let after = log.iter().filter(|(t, r)| *t >= rotated && r.as_deref() == Ok(CLIENT_B_CN)).count();
+    eprintln!("rotation: {} calls, {} failed, the new certificate seen {took:?} after the files changed, {after} calls with it", log.len(), failures.len());
+    assert!(names.lock().unwrap().iter().any(|n| n == CLIENT_B_CN), "the backend never saw the rotated certificate");
+    assert!(failures.is_empty(), "{} calls failed, first: {}", failures.len(), failures[0]);
+}
