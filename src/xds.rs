@@ -416,6 +416,86 @@ pub fn client_config(env: &Environment) -> Vec<u8> {
     }
 }
 
+/// Called with each serving-status change of an xDS server's listening address.
+pub(crate) type ServingCallback = dyn Fn(&str, Result<(), Status>) + Send + Sync + 'static;
+
+/// What an xDS-enabled server needs at `build`: its bootstrap (else the environment's)
+/// and the application's serving-status callback.
+#[derive(Clone, Default)]
+pub(crate) struct XdsServerSettings {
+    pub(crate) on_status: Option<std::sync::Arc<ServingCallback>>,
+}
+
+/// Owns the notifier's user data for as long as the server (and its config fetcher) lives.
+pub(crate) struct ServingNotifier(Box<Option<std::sync::Arc<ServingCallback>>>);
+
+impl ServingNotifier {
+    pub(crate) fn new(settings: &XdsServerSettings) -> ServingNotifier {
+        ServingNotifier(Box::new(settings.on_status.clone()))
+    }
+
+    /// Creates the core's xDS config fetcher for a server with `args`; the notifier must
+    /// outlive the server the fetcher is given to.
+    ///
+    /// # Safety
+    /// `args` is null or valid for the call.
+    pub(crate) unsafe fn fetcher(
+        &self,
+        args: *const crate::ffi::grpc_channel_args,
+    ) -> Result<*mut crate::ffi::grpc_server_config_fetcher, Error> {
+        let notifier = crate::ffi::grpc_server_xds_status_notifier {
+            on_serving_status_update: Some(on_serving_status),
+            user_data: &*self.0 as *const Option<std::sync::Arc<ServingCallback>> as *mut std::ffi::c_void,
+        };
+        // SAFETY: per this function's contract; the core copies what it keeps of `args`,
+        // and `user_data` stays valid while `self` lives (a heap box that never moves).
+        let (fetcher, core_errors) =
+            crate::log_bridge::capture_errors(|| unsafe { crate::ffi::grpc_server_config_fetcher_xds_create(notifier, args) });
+        if fetcher.is_null() {
+            let why = if core_errors.is_empty() { "see the grpc_core log".to_string() } else { core_errors.join("; ") };
+            return Err(bad(format!("the core could not start the server's xDS configuration: {why}")));
+        }
+        Ok(fetcher)
+    }
+}
+
+/// The core's serving-status notification; runs on a core thread.
+unsafe extern "C" fn on_serving_status(
+    user_data: *mut std::ffi::c_void,
+    uri: *const std::os::raw::c_char,
+    update: crate::ffi::grpc_serving_status_update,
+) {
+    // SAFETY: `user_data` is the boxed callback of a `ServingNotifier`, which lives as long
+    // as the server whose fetcher calls this; `uri` and the message are NUL-terminated
+    // strings valid for this call (or null).
+    let (callback, uri, message) = unsafe {
+        let callback = &*(user_data as *const Option<std::sync::Arc<ServingCallback>>);
+        let text = |p: *const std::os::raw::c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        (callback, text(uri), text(update.error_message))
+    };
+    let status = if update.code == 0 {
+        Ok(())
+    } else {
+        Err(Status::new(crate::Code::from_i32(update.code), message))
+    };
+    match &status {
+        Ok(()) => log::info!("xDS server {uri}: serving"),
+        Err(e) => log::warn!("xDS server {uri}: not serving: {e}"),
+    }
+    if let Some(callback) = callback {
+        // No panic may cross into the core.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&uri, status))).is_err() {
+            log::error!("the xDS serving-status callback panicked (ignored)");
+        }
+    }
+}
+
 /// The CSDS method `FetchClientStatus`: requests and responses as raw protobuf bytes.
 const FETCH_CLIENT_STATUS: Method<Vec<u8>, Vec<u8>, BytesCodec> =
     Method::unary("/envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus");

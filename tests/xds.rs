@@ -518,3 +518,68 @@ fn rotating_the_watched_files_rotates_the_client_certificate_without_failed_call
     assert!(names.lock().unwrap().iter().any(|n| n == CLIENT_B_CN), "the backend never saw the rotated certificate");
     assert!(failures.is_empty(), "{} calls failed, first: {}", failures.len(), failures[0]);
 }
+
+/// An xDS-enabled server: it serves once the control plane sends the Listener for its
+/// address (the status callback says so), and answers a plain client then; when the
+/// Listener is withdrawn it stops serving, and says so too.
+#[test]
+fn xds_server_serves_once_its_listener_arrives() {
+    use std::sync::Mutex;
+    let env = Environment::new(2);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let template = "grpc/server?xds.resource.listening_address=%s";
+    let name = template.replace("%s", &format!("127.0.0.1:{port}"));
+    let config = format!(r#"{{"services": {{}}, "clusters": {{}}, "server_listeners": {{"{name}": "127.0.0.1:{port}"}}}}"#);
+    let plane = control_plane(&config);
+    let statuses = Arc::new(Mutex::new(Vec::<(String, Result<(), Status>)>::new()));
+    let record = statuses.clone();
+    let server = ServerBuilder::new(&env)
+        .xds_bootstrap(&bootstrap(&plane).server_listener_resource_name_template(template))
+        .on_xds_serving_status(move |uri, status| record.lock().unwrap().push((uri.to_string(), status)))
+        .register_service(echo_service())
+        .bind(format!("127.0.0.1:{port}"))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    while statuses.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seen = statuses.lock().unwrap().clone();
+    eprintln!("xDS server status after {:?}: {seen:?}", start.elapsed());
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].0.ends_with(&format!("127.0.0.1:{port}")) && seen[0].1.is_ok(), "{seen:?}");
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{port}")).unwrap();
+    let opts = CallOptions::new().wait_for_ready(true).timeout(Duration::from_secs(5));
+    let reply = channel.unary(&UNARY, &request("through the xDS server", 1), opts).wait().unwrap();
+    assert_eq!(reply.message().message, "through the xDS server");
+
+    // The Listener withdrawn: the server stops serving and says so.
+    let mut plane = plane;
+    let withdrawn = send_config(&mut plane, r#"{"services": {}, "clusters": {}}"#);
+    while statuses.lock().unwrap().len() < 2 && withdrawn.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seen = statuses.lock().unwrap().clone();
+    eprintln!("xDS server status {:?} after the Listener was withdrawn: {:?}", withdrawn.elapsed(), seen.get(1));
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[1].1.is_err(), "{seen:?}");
+    let fresh = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{port}")).unwrap();
+    let short = CallOptions::new().timeout(Duration::from_secs(1));
+    assert!(fresh.unary(&UNARY, &request("refused", 2), short).wait().is_err(), "a server not serving answered");
+    drop(server);
+}
+
+/// A bootstrap without a server listener template cannot configure a server: `build`
+/// says so.
+#[test]
+fn xds_server_without_a_listener_template_is_an_error_at_build() {
+    let env = Environment::new(1);
+    let err = ServerBuilder::new(&env)
+        .xds_bootstrap(&XdsBootstrap::new().server("127.0.0.1:1"))
+        .register_service(echo_service())
+        .bind("127.0.0.1:0")
+        .build()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("server_listener_resource_name_template"), "{text}");
+}

@@ -26,6 +26,9 @@ CONFIG_JSON (and every later configuration) is one JSON object on one line:
   * "clusters": each cluster's endpoints (``host:port``, or ``host:port draining`` for
     an endpoint whose health status is DRAINING), in one locality of weight 1, balanced
     round robin.
+  * "server_listeners" (optional): {resource name: "host:port"}: Listeners for
+    xDS-enabled servers (the name as the server's bootstrap template makes it), each
+    with one plaintext filter chain routing every call to the server itself.
   * "tls_clusters" (optional): {cluster: instance}: connections to that cluster use
     mutual TLS, identity and roots from the bootstrap's certificate provider `instance`
     (an UpstreamTlsContext on the Cluster).
@@ -64,7 +67,7 @@ from google.protobuf import any_pb2, wrappers_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from envoy.config.listener.v3 import api_listener_pb2, listener_pb2
+from envoy.config.listener.v3 import api_listener_pb2, listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
@@ -165,6 +168,31 @@ def upstream_tls(instance):
     return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=packed(context))
 
 
+def server_listener(name, hostport):
+    """The Listener an xDS-enabled server asks for: its address, one plaintext filter
+    chain whose HttpConnectionManager routes every call to the server itself
+    (NonForwardingAction), with the router last."""
+    host, _, port = hostport.rpartition(":")
+    manager = hcm_pb2.HttpConnectionManager(
+        route_config=route_pb2.RouteConfiguration(
+            name="server-route",
+            virtual_hosts=[route_components_pb2.VirtualHost(
+                name="server-vh", domains=["*"],
+                routes=[route_components_pb2.Route(
+                    match=route_components_pb2.RouteMatch(prefix=""),
+                    non_forwarding_action=route_components_pb2.NonForwardingAction())],
+            )],
+        ),
+        http_filters=[hcm_pb2.HttpFilter(name="router", typed_config=packed(router_pb2.Router()))],
+    )
+    return listener_pb2.Listener(
+        name=name,
+        address=address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=int(port))),
+        filter_chains=[listener_components_pb2.FilterChain(
+            filters=[listener_components_pb2.Filter(name="hcm", typed_config=packed(manager))])],
+    )
+
+
 def build_resources(config):
     """{type_url: {name: Any}} for a configuration; raises ValueError when malformed."""
     services = config.get("services")
@@ -194,6 +222,8 @@ def build_resources(config):
                 routes=[build_route(service, r, clusters) for r in spec["routes"]],
             )],
         )
+    for name, hostport in config.get("server_listeners", {}).items():
+        out[LISTENER][name] = server_listener(name, hostport)
     tls = config.get("tls_clusters", {})
     for cluster, endpoints in clusters.items():
         out[CLUSTER][cluster] = cluster_pb2.Cluster(
