@@ -583,3 +583,48 @@ fn xds_server_without_a_listener_template_is_an_error_at_build() {
     let text = err.to_string();
     assert!(text.contains("server_listener_resource_name_template"), "{text}");
 }
+
+/// xDS security on the server side: the Listener's DownstreamTlsContext and the server's
+/// file-watcher provider make the port mutual TLS (`ServerCredentials::xds`); clients
+/// without a certificate, or in plaintext, are refused.
+#[test]
+fn xds_server_credentials_give_mutual_tls_from_the_listener() {
+    use common::tls::{client_credentials, pki};
+    use grpcore::xds::FileWatcher;
+    use grpcore::ServerCredentials;
+    let env = Environment::new(2);
+    let p = pki();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let template = "grpc/server?xds.resource.listening_address=%s";
+    let name = template.replace("%s", &format!("127.0.0.1:{port}"));
+    let config = format!(
+        r#"{{"services": {{}}, "clusters": {{}}, "server_listeners": {{"{name}": {{"address": "127.0.0.1:{port}", "tls": "mesh"}}}}}}"#
+    );
+    let plane = control_plane(&config);
+    let serving = Arc::new(AtomicBool::new(false));
+    let flag = serving.clone();
+    let bootstrap = bootstrap(&plane)
+        .server_listener_resource_name_template(template)
+        .file_watcher("mesh", FileWatcher::new().identity(&p.server.cert_path, &p.server.key_path).ca_certificate(&p.ca.cert_path));
+    let _server = ServerBuilder::new(&env)
+        .xds_bootstrap(&bootstrap)
+        .on_xds_serving_status(move |_, status| flag.store(status.is_ok(), Ordering::SeqCst))
+        .register_service(echo_service())
+        .bind_with_credentials(format!("127.0.0.1:{port}"), &ServerCredentials::xds(ServerCredentials::insecure()))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    while !serving.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(serving.load(Ordering::SeqCst), "the server never served");
+    let target = format!("127.0.0.1:{port}");
+    let opts = || CallOptions::new().timeout(Duration::from_secs(3));
+    let mtls = ChannelBuilder::new(&env).connect_with_credentials(&target, &client_credentials(true)).unwrap();
+    let reply = mtls.unary(&UNARY, &request("mutual TLS", 1), opts()).wait().unwrap();
+    assert_eq!(reply.message().message, "mutual TLS");
+    let no_cert = ChannelBuilder::new(&env).connect_with_credentials(&target, &client_credentials(false)).unwrap();
+    assert!(no_cert.unary(&UNARY, &request("no client certificate", 2), opts()).wait().is_err());
+    let plaintext = ChannelBuilder::new(&env).connect(&target).unwrap();
+    assert!(plaintext.unary(&UNARY, &request("plaintext", 3), opts()).wait().is_err());
+}

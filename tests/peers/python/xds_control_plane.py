@@ -26,9 +26,11 @@ CONFIG_JSON (and every later configuration) is one JSON object on one line:
   * "clusters": each cluster's endpoints (``host:port``, or ``host:port draining`` for
     an endpoint whose health status is DRAINING), in one locality of weight 1, balanced
     round robin.
-  * "server_listeners" (optional): {resource name: "host:port"}: Listeners for
-    xDS-enabled servers (the name as the server's bootstrap template makes it), each
-    with one plaintext filter chain routing every call to the server itself.
+  * "server_listeners" (optional): {resource name: "host:port" or {"address":
+    "host:port", "tls": instance}}: Listeners for xDS-enabled servers (the name as the
+    server's bootstrap template makes it), each with one filter chain routing every call
+    to the server itself: plaintext, or with "tls" mutual TLS (client certificates
+    required), identity and roots from the bootstrap's certificate provider `instance`.
   * "tls_clusters" (optional): {cluster: instance}: connections to that cluster use
     mutual TLS, identity and roots from the bootstrap's certificate provider `instance`
     (an UpstreamTlsContext on the Cluster).
@@ -168,10 +170,11 @@ def upstream_tls(instance):
     return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=packed(context))
 
 
-def server_listener(name, hostport):
-    """The Listener an xDS-enabled server asks for: its address, one plaintext filter
-    chain whose HttpConnectionManager routes every call to the server itself
-    (NonForwardingAction), with the router last."""
+def server_listener(name, hostport, tls=None):
+    """The Listener an xDS-enabled server asks for: its address, one filter chain whose
+    HttpConnectionManager routes every call to the server itself (NonForwardingAction),
+    with the router last; plaintext, or with tls (a certificate provider instance) TLS
+    requiring client certificates, identity and roots from that instance."""
     host, _, port = hostport.rpartition(":")
     manager = hcm_pb2.HttpConnectionManager(
         route_config=route_pb2.RouteConfiguration(
@@ -189,8 +192,21 @@ def server_listener(name, hostport):
         name=name,
         address=address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=int(port))),
         filter_chains=[listener_components_pb2.FilterChain(
-            filters=[listener_components_pb2.Filter(name="hcm", typed_config=packed(manager))])],
+            filters=[listener_components_pb2.Filter(name="hcm", typed_config=packed(manager))],
+            transport_socket=downstream_tls(tls) if tls else None)],
     )
+
+
+def downstream_tls(instance):
+    context = tls_pb2.DownstreamTlsContext(
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(instance_name=instance),
+            validation_context=common_pb2.CertificateValidationContext(
+                ca_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(instance_name=instance)),
+        ),
+        require_client_certificate=wrappers_pb2.BoolValue(value=True),
+    )
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=packed(context))
 
 
 def build_resources(config):
@@ -222,8 +238,10 @@ def build_resources(config):
                 routes=[build_route(service, r, clusters) for r in spec["routes"]],
             )],
         )
-    for name, hostport in config.get("server_listeners", {}).items():
-        out[LISTENER][name] = server_listener(name, hostport)
+    for name, spec in config.get("server_listeners", {}).items():
+        if isinstance(spec, str):
+            spec = {"address": spec}
+        out[LISTENER][name] = server_listener(name, spec["address"], spec.get("tls"))
     tls = config.get("tls_clusters", {})
     for cluster, endpoints in clusters.items():
         out[CLUSTER][cluster] = cluster_pb2.Cluster(
