@@ -8,7 +8,7 @@
 //!
 //! # Where the core finds its bootstrap (1.51)
 //!
-//! - **Per channel**: [`ChannelBuilder::xds_bootstrap`] puts the JSON in the channel
+//! - **Per channel**: [`ChannelBuilder::xds_bootstrap`](crate::ChannelBuilder::xds_bootstrap) puts the JSON in the channel
 //!   argument `grpc.TEST_ONLY_DO_NOT_USE_IN_PROD.xds_bootstrap_config`. The core then
 //!   makes an xDS client *for that channel alone* (one ADS stream to the control plane per
 //!   channel, and the channel is not in the process's CSDS dump). The core's header calls
@@ -23,13 +23,11 @@
 //!   does not affect a client that exists. [`XdsBootstrap::to_json`] makes the JSON for
 //!   either variable.
 //!
-//! In both cases [`ChannelBuilder::connect`] checks the bootstrap the core will read (the
+//! In both cases [`ChannelBuilder::connect`](crate::ChannelBuilder::connect) checks the bootstrap the core will read (the
 //! argument, else the file, else the variable) and returns [`Error::Config`] when there is
 //! none (kind [`ConfigErrorKind::Setting`]), when the file cannot be read
 //! ([`ConfigErrorKind::File`], the I/O error as source) or when it is not a bootstrap the
-//! 1.51 core accepts ([`ConfigErrorKind::Setting`], naming the field). Without that check
-//! the core would create the channel and fail every call with `UNAVAILABLE` ("Failed to
-//! create XdsClient: …").
+//! 1.51 core accepts ([`ConfigErrorKind::Setting`], naming the field).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), grpcore::Error> {
@@ -41,6 +39,16 @@
 //!     .connect("xds:///echo")?;
 //! # drop(channel); Ok(()) }
 //! ```
+//!
+//! Security from the control plane: [`ChannelCredentials::xds`](crate::ChannelCredentials::xds)
+//! and [`ServerCredentials::xds`](crate::ServerCredentials::xds). Servers configured by
+//! it: [`ServerBuilder::xds`](crate::ServerBuilder::xds). What the client's xDS client holds:
+//! [`client_config`] and the CSDS service [`csds_service`].
+//!
+//! Without a bootstrap check, the 1.51 core fails each call on an `xds:` channel with
+//! `UNAVAILABLE` ("Failed to create XdsClient: Environment variables GRPC_XDS_BOOTSTRAP or
+//! GRPC_XDS_BOOTSTRAP_CONFIG not defined"), and a `wait_for_ready` call waits out its
+//! deadline.
 //!
 //! What the control plane must send for `xds:///echo` (checked against this core): a
 //! `Listener` named `echo` whose `ApiListener` is an `HttpConnectionManager` (with the
