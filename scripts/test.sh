@@ -39,13 +39,13 @@ step() {
 step setup bash scripts/setup.sh
 # Lint first: it fails faster than the test build, and it keeps the test
 # runner's summary at the end of the output.
-step clippy cargo clippy --workspace --all-targets --features protobuf,tracing,metrics,admin,access -- -D warnings
+step clippy cargo clippy --workspace --all-targets --features protobuf,tracing,metrics,admin,access,xds -- -D warnings
 # `cargo test --workspace` runs unit, integration and doc tests, builds the examples, and
 # runs the benchmarks once at smoke size (harness = false benches run their main()).
-step test cargo test --workspace --features protobuf,tracing,metrics,admin,access --benches --tests --lib --examples
-step doctest cargo test --workspace --features protobuf,tracing,metrics,admin,access --doc
+step test cargo test --workspace --features protobuf,tracing,metrics,admin,access,xds --benches --tests --lib --examples
+step doctest cargo test --workspace --features protobuf,tracing,metrics,admin,access,xds --doc
 # The API docs build without a broken link (rustdoc warnings are errors).
-step docs env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p grpcore --features protobuf,tracing,metrics,admin,access
+step docs env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p grpcore --features protobuf,tracing,metrics,admin,access,xds
 # The executor's state machines (src/task/state.rs, src/cq/gate.rs) and the call state word
 # (src/call/state.rs) model-checked with loom, bounded to 3 preemptions (they print their
 # interleaving counts). --cfg loom rebuilds every crate, hence a target directory of its own.

@@ -39,6 +39,10 @@ pub struct ChannelBuilder {
     /// The service name of `health_check`.
     health_check: Option<String>,
     interceptors: Interceptors,
+    /// Whether a per-channel xDS bootstrap was given (else `xds:` targets need one in the
+    /// environment).
+    #[cfg(feature = "xds")]
+    xds_bootstrap: bool,
 }
 
 /// A channel's client interceptors, outermost first.
@@ -62,6 +66,8 @@ impl ChannelBuilder {
             service_config: None,
             health_check: None,
             interceptors: Interceptors::default(),
+            #[cfg(feature = "xds")]
+            xds_bootstrap: false,
         }
     }
 
@@ -318,6 +324,46 @@ impl ChannelBuilder {
         self
     }
 
+    /// The xDS bootstrap for this channel alone (an `xds:///name` target): the core makes
+    /// an xDS client for this channel with it, whatever the environment says. See
+    /// [`grpcore::xds`](crate::xds) for what that costs and for the process-wide
+    /// alternative (`GRPC_XDS_BOOTSTRAP`). An invalid bootstrap makes `connect` fail.
+    ///
+    /// ```
+    /// # let env = grpcore::Environment::new(1);
+    /// let bootstrap = grpcore::xds::XdsBootstrap::new().server("127.0.0.1:18000").node_id("n1");
+    /// let channel = grpcore::ChannelBuilder::new(&env).xds_bootstrap(&bootstrap).connect("xds:///echo")?;
+    /// # drop(channel); Ok::<(), grpcore::Error>(())
+    /// ```
+    #[cfg(feature = "xds")]
+    pub fn xds_bootstrap(self, bootstrap: &crate::xds::XdsBootstrap) -> ChannelBuilder {
+        let json = bootstrap.to_json();
+        self.xds_bootstrap_checked(json)
+    }
+
+    /// The xDS bootstrap for this channel alone, as JSON (the contents of a bootstrap file),
+    /// checked with [`xds::check_json`](crate::xds::check_json).
+    #[cfg(feature = "xds")]
+    pub fn xds_bootstrap_json(self, json: &str) -> ChannelBuilder {
+        let json = crate::xds::check_json(json).map(|()| json.to_string());
+        self.xds_bootstrap_checked(json)
+    }
+
+    /// The xDS bootstrap for this channel alone, read from `path` now (unreadable:
+    /// [`ConfigErrorKind::File`] at `connect`; invalid: [`ConfigErrorKind::Setting`]).
+    #[cfg(feature = "xds")]
+    pub fn xds_bootstrap_file(self, path: impl AsRef<std::path::Path>) -> ChannelBuilder {
+        let json = crate::xds::read_file(path.as_ref());
+        self.xds_bootstrap_checked(json)
+    }
+
+    #[cfg(feature = "xds")]
+    fn xds_bootstrap_checked(mut self, json: Result<String, Error>) -> ChannelBuilder {
+        self.xds_bootstrap = true;
+        let r = json.and_then(|json| self.args.set_str(crate::xds::BOOTSTRAP_ARG, &json));
+        self.record(r)
+    }
+
     /// Sets any integer channel argument the core understands (escape hatch).
     pub fn raw_int_arg(self, key: &str, value: i32) -> ChannelBuilder {
         let mut args = self.args.clone();
@@ -374,6 +420,10 @@ impl ChannelBuilder {
             if !self.args.has(keys::LB_POLICY_NAME) {
                 self.args.set_str(keys::LB_POLICY_NAME, "round_robin")?;
             }
+        }
+        #[cfg(feature = "xds")]
+        if !self.xds_bootstrap && is_xds_target(target) && !self.args.has(crate::xds::BOOTSTRAP_ARG) {
+            crate::xds::check_environment()?;
         }
         credentials.apply_args(&mut self.args)?;
         let creds = credentials.create()?;
@@ -507,6 +557,12 @@ fn refusal_reason(core_errors: &[String]) -> String {
 }
 
 /// `text` as a JSON string literal.
+/// Whether the core's `xds` resolver takes `target`.
+#[cfg(feature = "xds")]
+fn is_xds_target(target: &str) -> bool {
+    target.starts_with("xds:")
+}
+
 fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');

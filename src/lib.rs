@@ -68,6 +68,8 @@ mod time;
 #[cfg(feature = "tracing")]
 pub mod trace;
 pub mod timer;
+#[cfg(feature = "xds")]
+pub mod xds;
 
 pub use grpcore_sys as ffi;
 

@@ -396,6 +396,7 @@ fn socket_activation_for_another_process_is_refused() {
     assert!(error.contains("LISTEN_PID is 1"), "{error}");
 }
 
+#[cfg(feature = "access")]
 #[test]
 fn access_rules_tell_unix_clients_apart_by_uid() {
     use grpcore::access::{AccessControl, AccessRules};

@@ -18,6 +18,10 @@
 //! # Ok::<(), grpcore::Error>(())
 //! ```
 //!
+//! With the `xds` feature the admin services include CSDS
+//! (`envoy.service.status.v3.ClientStatusDiscoveryService`, see
+//! [`xds::csds_service`](crate::xds::csds_service)).
+//!
 //! Channelz reports on every channel and server of the process wherever it is served;
 //! reflection describes the services of the server it is on (on an admin server: the admin
 //! services themselves). The trace switch (`grpcore.admin.v1.CoreTrace/Set`) turns the
@@ -78,6 +82,8 @@ impl Admin {
         if self.trace_switch {
             services.push(core_trace_grpc::service(Switch(env.clone())));
         }
+        #[cfg(feature = "xds")]
+        services.push(crate::xds::csds_service(env));
         services
     }
 

@@ -127,6 +127,9 @@ enum Kind {
     Insecure,
     Local(LocalConnect),
     Tls(TlsChannelCredentials),
+    /// Security from the xDS control plane, else the fallback.
+    #[cfg(feature = "xds")]
+    Xds(Box<ChannelCredentials>),
 }
 
 impl fmt::Debug for ChannelCredentials {
@@ -136,6 +139,8 @@ impl fmt::Debug for ChannelCredentials {
             Kind::Insecure => d.field("kind", &"insecure"),
             Kind::Local(l) => d.field("local", l),
             Kind::Tls(t) => d.field("tls", t),
+            #[cfg(feature = "xds")]
+            Kind::Xds(fallback) => d.field("xds_fallback", fallback),
         };
         d.field("call_credentials", &self.call.len()).finish()
     }
@@ -168,6 +173,23 @@ impl ChannelCredentials {
         TlsChannelCredentials::default()
     }
 
+    /// Security from the xDS control plane, for channels to `xds:///name` targets: when the
+    /// cluster a call goes to carries a TLS configuration (an `UpstreamTlsContext` naming
+    /// certificate provider instances of the [bootstrap](crate::xds::XdsBootstrap), such
+    /// as [`file_watcher`](crate::xds::XdsBootstrap::file_watcher)), connections to it
+    /// use TLS, or mutual TLS, with those certificates, re-read as the provider refreshes;
+    /// the server is checked against the provider's roots and the context's
+    /// subject-alternative-name matchers, not against the target's host name. Where the
+    /// control plane sends no security configuration, `fallback` is used (typically
+    /// [`insecure`](Self::insecure)). On a target that is not `xds:`, this is `fallback`.
+    #[cfg(feature = "xds")]
+    pub fn xds(fallback: ChannelCredentials) -> ChannelCredentials {
+        ChannelCredentials {
+            kind: Kind::Xds(Box::new(fallback)),
+            call: Vec::new(),
+        }
+    }
+
     /// Adds call credentials: their metadata goes with every call on the channel (several
     /// are applied in the order they were added). They need a secure transport (TLS or
     /// local); [`connect_with_credentials`] refuses them on insecure credentials.
@@ -180,6 +202,10 @@ impl ChannelCredentials {
 
     /// Adds the channel arguments the credentials need (server-name override, session cache).
     pub(crate) fn apply_args(&self, args: &mut ChannelArgs) -> Result<(), Error> {
+        #[cfg(feature = "xds")]
+        if let Kind::Xds(fallback) = &self.kind {
+            return fallback.apply_args(args);
+        }
         if let Kind::Tls(t) = &self.kind {
             if let Some(name) = &t.server_name_override {
                 args.set_str("grpc.ssl_target_name_override", name)?;
@@ -208,6 +234,14 @@ impl ChannelCredentials {
             // SAFETY: as above.
             Kind::Local(kind) => RawChannelCredentials(unsafe { ffi::grpc_local_credentials_create(kind.raw()) }),
             Kind::Tls(t) => t.create()?,
+            #[cfg(feature = "xds")]
+            Kind::Xds(fallback) => {
+                let fallback = fallback.create()?;
+                // SAFETY: `fallback` is live; the xDS credentials take a reference of their
+                // own to it (XdsCredentials(fallback->Ref()) in 1.51), ours is released when
+                // `fallback` drops.
+                RawChannelCredentials(unsafe { ffi::grpc_xds_credentials_create(fallback.as_ptr()) })
+            }
         };
         if base.0.is_null() {
             return Err(Error::config_kind(ConfigErrorKind::Credentials, "the core could not create the channel credentials (see the grpc_core log)"));

@@ -86,6 +86,9 @@ enum Kind {
         reloader: CertificateReloader,
         mode: ClientCertificateMode,
     },
+    /// Security from the xDS control plane, else the fallback.
+    #[cfg(feature = "xds")]
+    Xds(Box<ServerCredentials>),
 }
 
 fn needs_ca_error(mode: ClientCertificateMode) -> Error {
@@ -130,6 +133,20 @@ impl ServerCredentials {
                 mode,
             },
         })
+    }
+
+    /// Security from the xDS control plane, for the ports of an
+    /// [xDS-enabled server](crate::ServerBuilder::xds): where the Listener's filter chain
+    /// carries a `DownstreamTlsContext` naming certificate provider instances of the
+    /// [bootstrap](crate::xds::XdsBootstrap) (such as a
+    /// [`file_watcher`](crate::xds::XdsBootstrap::file_watcher)), connections are TLS with
+    /// those certificates (and client certificates verified against the provider's roots
+    /// when the context requires them); where there is none, `fallback` is used
+    /// (typically [`insecure`](Self::insecure)). On a server that is not xDS-enabled, this
+    /// is `fallback`.
+    #[cfg(feature = "xds")]
+    pub fn xds(fallback: ServerCredentials) -> ServerCredentials {
+        ServerCredentials { kind: Kind::Xds(Box::new(fallback)) }
     }
 
     /// Makes the core's credentials object for one port. The core must be initialised (the
@@ -181,6 +198,14 @@ impl ServerCredentials {
                     unsafe { ffi::grpc_server_credentials_set_auth_metadata_processor(creds, processor) };
                 }
                 creds
+            }
+            #[cfg(feature = "xds")]
+            Kind::Xds(fallback) => {
+                let fallback = fallback.create()?;
+                // SAFETY: `fallback` is live; the xDS credentials take a reference of their
+                // own (XdsServerCredentials(fallback->Ref()) in 1.51), ours is released when
+                // `fallback` drops.
+                unsafe { ffi::grpc_xds_server_credentials_create(fallback.as_ptr()) }
             }
         };
         if raw.is_null() {

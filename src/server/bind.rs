@@ -15,6 +15,19 @@ use grpcore_sys as ffi;
 use crate::credentials::ServerCredentials;
 use crate::error::{ConfigErrorKind, Error, InternalErrorKind};
 
+/// The port of an address an xDS-enabled server will listen on once configured: the one
+/// written in it, which must not be 0 (the Listener resource is named after the address).
+fn deferred_port(addr: &str) -> Result<u16, Error> {
+    let port = addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or(0);
+    if port == 0 {
+        return Err(Error::config_kind(
+            ConfigErrorKind::Bind,
+            format!("an xDS-enabled server needs an explicit port, not {addr:?}: its Listener resource is named after the address"),
+        ));
+    }
+    Ok(port)
+}
+
 /// Binds `addr` on `server` with `creds` (insecure when `None`) and returns the port.
 ///
 /// # Safety
@@ -29,6 +42,11 @@ pub(crate) unsafe fn add_port(server: *mut ffi::grpc_server, addr: &str, creds: 
     // the credentials live across the call, and the core takes its own reference to them.
     let port = unsafe { ffi::grpc_server_add_http2_port(server, c_addr.as_ptr(), raw.as_ptr()) };
     drop(raw);
+    if port == -1 {
+        // Only with an xDS config fetcher (1.51): the address was accepted, but nothing is
+        // bound until the control plane's Listener for it arrives, so the core knows no port.
+        return deferred_port(addr);
+    }
     if port <= 0 {
         return Err(Error::config_kind(ConfigErrorKind::Bind, format!("failed to listen on {addr:?}: {}", diagnose_bind(addr))));
     }

@@ -89,6 +89,9 @@ pub struct ServerBuilder {
     listeners: Vec<Listener>,
     /// Whether a server with no address nor listener is wanted (`connections_only`).
     connections_only: bool,
+    /// Listening configuration from xDS (`xds`), when asked for.
+    #[cfg(feature = "xds")]
+    xds: Option<crate::xds::XdsServerSettings>,
 }
 
 /// Runs handler futures somewhere other than the completion-queue threads.
@@ -126,6 +129,8 @@ impl ServerBuilder {
             reflection: false,
             listeners: Vec::new(),
             connections_only: false,
+            #[cfg(feature = "xds")]
+            xds: None,
         }
         .so_reuseport(false)
     }
@@ -408,6 +413,39 @@ impl ServerBuilder {
         self
     }
 
+    /// Makes this an xDS-enabled server: each address it binds serves only once the
+    /// control plane has sent a Listener for it (named by the bootstrap's
+    /// [`server_listener_resource_name_template`](crate::xds::XdsBootstrap::server_listener_resource_name_template),
+    /// `%s` standing for `host:port`), with the routes and filters that Listener gives;
+    /// until then, and whenever the control plane withdraws it, connections are refused.
+    /// The bootstrap is the environment's (`GRPC_XDS_BOOTSTRAP`...) unless
+    /// [`xds_bootstrap`](Self::xds_bootstrap) gives one. `build` fails when there is none,
+    /// or when it has no server listener template.
+    #[cfg(feature = "xds")]
+    pub fn xds(mut self, enable: bool) -> ServerBuilder {
+        self.xds = enable.then(|| self.xds.take().unwrap_or_default());
+        self
+    }
+
+    /// An xDS-enabled server (as [`xds`](Self::xds)) with a bootstrap of its own.
+    #[cfg(feature = "xds")]
+    pub fn xds_bootstrap(mut self, bootstrap: &crate::xds::XdsBootstrap) -> ServerBuilder {
+        let r = bootstrap.to_json().and_then(|json| self.args.set_str(crate::xds::BOOTSTRAP_ARG, &json));
+        self.xds = Some(self.xds.take().unwrap_or_default());
+        self.record(r)
+    }
+
+    /// Called, on a core thread, each time an address of an xDS-enabled server starts
+    /// serving (`Ok`) or stops (`Err` with the reason, e.g. the Listener was removed or
+    /// rejected). Keep it short; a panic in it is logged and ignored.
+    #[cfg(feature = "xds")]
+    pub fn on_xds_serving_status(mut self, callback: impl Fn(&str, Result<(), crate::Status>) + Send + Sync + 'static) -> ServerBuilder {
+        let mut settings = self.xds.take().unwrap_or_default();
+        settings.on_status = Some(Arc::new(callback));
+        self.xds = Some(settings);
+        self
+    }
+
     /// Creates the server, binds every address, registers every method, and starts serving.
     pub fn build(mut self) -> Result<Server, Error> {
         if let Some(e) = self.error.take() {
@@ -466,9 +504,24 @@ impl ServerBuilder {
         } else {
             MessageLimits::UNCHECKED
         };
+        #[cfg(feature = "xds")]
+        let xds_notifier = self.xds.as_ref().map(crate::xds::ServingNotifier::new);
+        #[cfg(feature = "xds")]
+        if self.xds.is_some() && !self.args.has(crate::xds::BOOTSTRAP_ARG) {
+            crate::xds::check_environment()?;
+        }
         // SAFETY: the arguments live across the call and are copied by the core.
         let raw = self.args.with_raw(|args| unsafe { ffi::grpc_server_create(args, ptr::null_mut()) });
         let guard = UnstartedServer(raw);
+        #[cfg(feature = "xds")]
+        if let Some(notifier) = &xds_notifier {
+            // SAFETY: the arguments live across the call; the notifier outlives the server:
+            // it moves into the server's inner state, dropped after grpc_server_destroy, and
+            // on an error below it is declared before `guard`, so dropped after it.
+            let fetcher = self.args.with_raw(|args| unsafe { notifier.fetcher(args) })?;
+            // SAFETY: the server is not started; it takes ownership of the fetcher.
+            unsafe { ffi::grpc_server_set_config_fetcher(raw, fetcher) };
+        }
         let mut methods = Vec::with_capacity(entries.len());
         for (entry, interceptors, deadline) in entries {
             let path = CString::new(&*entry.path)
@@ -523,6 +576,8 @@ impl ServerBuilder {
             accepting_sockets: Mutex::new(true),
             listeners: Mutex::new(Vec::new()),
             live_calls: Arc::new(AtomicUsize::new(0)),
+            #[cfg(feature = "xds")]
+            _xds_notifier: xds_notifier,
         });
         for cq in self.env.cqs() {
             for i in 0..inner.methods.len() {
@@ -629,6 +684,10 @@ pub(crate) struct ServerInner {
     lame_duck: Duration,
     /// The calls handed to handlers and not yet released (for the shutdown report).
     live_calls: Arc<AtomicUsize>,
+    /// The xDS serving-status callback's user data: dropped after the server (and its
+    /// config fetcher) is destroyed, since fields drop after `Drop::drop` runs.
+    #[cfg(feature = "xds")]
+    _xds_notifier: Option<crate::xds::ServingNotifier>,
     /// Whether sockets may still be handed to the core: false from the start of the
     /// shutdown, so no connection is added to a server that is shutting down (the core
     /// would not close it). Held across each hand-over.
