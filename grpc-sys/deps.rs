@@ -1,4 +1,6 @@
-//! The third-party libraries a statically linked core needs, linked dynamically from the system.
+//! The third-party libraries a statically linked installed core needs (`GRPCORE_SYS_GRPC_LIB_DIR`
+//! with `GRPCORE_SYS_STATIC`), linked dynamically from the system. (The `vendored` build links
+//! its own static copies instead: vendored.rs.)
 //!
 //! A static `libgrpc.a`/`libgpr.a` carries no record of what it uses. The pkg-config files that
 //! gRPC's cmake configure step writes (`grpc.pc`, `gpr.pc`) do: abseil and OpenSSL as
@@ -63,8 +65,8 @@ pub fn link_third_party(pc_files: &[PathBuf]) {
             Err(err) => panic!(
                 "\n\ngrpcore-sys: the statically linked gRPC core needs the pkg-config module \
                  `{module}`, which pkg-config could not find: {err}\n\
-                 On Debian/Ubuntu run grpc-sys/fetch-grpc-source.sh (it installs the build \
-                 dependencies) or `apt-get install libabsl-dev libssl-dev pkg-config`; elsewhere \
+                 On Debian/Ubuntu run `apt-get install libabsl-dev libssl-dev libre2-dev \
+                 libc-ares-dev zlib1g-dev pkg-config`; elsewhere \
                  set PKG_CONFIG_PATH to the directory holding {module}.pc.\n"
             ),
         }

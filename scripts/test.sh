@@ -7,7 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Every step runs under a time bound, so a hang (a "does not deadlock" test that does)
 # fails CI with a message instead of stalling it. Bounds are about 2-3x a cold run on a
-# 2-core machine (setup's installs ~5 min, the vendored core's build ~8 min); a step not
+# 2-core machine (setup's installs ~5 min, the vendored core's build with its libraries
+# ~15 min on a loaded machine); a step not
 # listed gets the default. GRPCORE_STEP_TIMEOUT=SECS overrides them all.
 declare -A step_bounds=(
     [setup]=900 [clippy]=1200 [test]=2700 [doctest]=1200 [docs]=900 [interop]=900 [leaks]=1500
@@ -57,11 +58,13 @@ step loom env LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom -C debug-assertions" 
 step interop "${PYTHON:-python3}" interop/run-matrix.py
 step leaks bash scripts/leak-check.sh
 step grpc-sys bash grpc-sys/ci.sh
-# The safe layer on the vendored (statically linked, from-source) core: the same unary and
-# streaming tests, in grpc-sys/ci.sh's cached target dir so the core is built only once.
+# The safe layer on the vendored core (gRPC, abseil, re2, c-ares, zlib and OpenSSL from source,
+# all linked statically): the same unary and streaming tests, and the hello-world server and
+# client run in a chroot without any of those shared libraries, in grpc-sys/ci.sh's cached
+# target dir so the core is built only once.
 # An explicit installation (GRPCORE_SYS_GRPC_LIB_DIR…) would take precedence over the
-# vendored build, so the step unsets it; it then checks with ldd that the test binaries
-# carry the core statically, and runs grpcore-sys's version tests, which tell the vendored
+# vendored build, so the step unsets it; it then checks with ldd that the binaries need
+# only the C/C++ runtime, and runs grpcore-sys's version tests, which tell the vendored
 # core from the system one by where grpc_version_string's code lives.
 vendored_target=${GRPCORE_SYS_CI_TARGET_DIR:-/var/tmp/grpcore-vendored-target}
 step vendored env -u GRPCORE_SYS_GRPC_LIB_DIR -u GRPCORE_SYS_GRPC_INCLUDE_DIR -u GRPCORE_SYS_STATIC \
