@@ -475,10 +475,10 @@ impl ChannelBuilder {
             return Err(e);
         }
         if self.health_check.is_some() || self.has_service_config {
-            return Err(Error::Config(
+            return Err(Error::config_kind(
+                ConfigErrorKind::Setting,
                 "a channel over a socket has no service config, so no health_check, retries or load balancing: \
-                 the core makes it a direct channel over that one connection"
-                    .into(),
+                 the core makes it a direct channel over that one connection",
             ));
         }
         if !self.args.has(keys::DEFAULT_AUTHORITY) {

@@ -96,8 +96,10 @@ pub struct PeerCredentials {
 
 impl From<TcpStream> for Socket {
     fn from(stream: TcpStream) -> Socket {
-        let peer = stream.peer_addr().map(Peer::Tcp).unwrap_or(Peer::Unix(None));
-        Socket { fd: stream.into(), peer }
+        // A connection the peer already reset has no address left: it stays a TCP socket
+        // (for TCP_NODELAY and `Connection::into_tcp`), with the unspecified address.
+        let addr = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Socket { fd: stream.into(), peer: Peer::Tcp(addr) }
     }
 }
 

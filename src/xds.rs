@@ -468,6 +468,10 @@ impl ServingNotifier {
 }
 
 /// The core's serving-status notification; runs on a core thread.
+///
+/// # Safety
+/// Called by the core only, with the `user_data` given in `ServingNotifier::fetcher` (the
+/// notifier's boxed callback, alive as long as the server) and strings valid for the call.
 unsafe extern "C" fn on_serving_status(
     user_data: *mut std::ffi::c_void,
     uri: *const std::os::raw::c_char,
