@@ -129,10 +129,14 @@ EOF
 fi
 
 # --- npm packages -----------------------------------------------------------
-# The Node peers in tests/peers/node (interop against @grpc/grpc-js), pinned by
-# their package.json and package-lock.json.  Node.js and npm are expected on
-# the machine; node_modules is (re)installed when missing or older than the
-# lock file or package.json (`npm ci` rewrites node_modules/.package-lock.json).
+# The Node peers in tests/peers/node, pinned by their package.json and
+# package-lock.json: @grpc/grpc-js 1.14.7 (interop) and @grpc/grpc-js-xds
+# 1.14.1 (the third xDS client of tests/xds.rs, peer dependency
+# @grpc/grpc-js ~1.14.5; plain JavaScript plus WebAssembly shipped in the
+# packages, nothing compiled or downloaded at install time).  Node.js (20) and
+# npm are expected on the machine; node_modules is (re)installed when missing
+# or older than the lock file or package.json (`npm ci` rewrites
+# node_modules/.package-lock.json), and the install is checked by loading both.
 NODE_PEERS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/peers/node"
 node_stamp="$NODE_PEERS/node_modules/.package-lock.json"
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
@@ -144,6 +148,8 @@ elif [ -f "$node_stamp" ] &&
 elif [ -f "$NODE_PEERS/package-lock.json" ]; then
     say "npm: npm ci in tests/peers/node (node $(node --version))"
     (cd "$NODE_PEERS" && quietly npm ci --silent --no-audit --no-fund && touch "$node_stamp")
+    (cd "$NODE_PEERS" && node -e 'require("@grpc/grpc-js"); require("@grpc/grpc-js-xds")') ||
+        say "npm: tests/peers/node: @grpc/grpc-js or @grpc/grpc-js-xds does not load after npm ci" >&2
 else
     say "npm: npm install in tests/peers/node (no package-lock.json; node $(node --version))"
     (cd "$NODE_PEERS" && quietly npm install --silent --no-audit --no-fund && touch "$node_stamp")

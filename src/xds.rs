@@ -230,7 +230,9 @@ impl XdsBootstrap {
     }
 
     /// The node's locality (`node.locality`: region, zone, sub-zone; empty strings for
-    /// parts you leave out).
+    /// parts you leave out). Without it, a bootstrap with a node gets an empty
+    /// `"locality": {}`: the C core does not need one, but `@grpc/grpc-js-xds` 1.14 refuses
+    /// a node without it, and the same JSON may configure both (`GRPC_XDS_BOOTSTRAP_CONFIG`).
     pub fn node_locality(mut self, region: &str, zone: &str, sub_zone: &str) -> XdsBootstrap {
         self.locality = Some([region.to_string(), zone.to_string(), sub_zone.to_string()]);
         self
@@ -281,6 +283,10 @@ impl XdsBootstrap {
             node.insert("metadata".into(), Value::Object(metadata));
         }
         if !node.is_empty() {
+            // The same JSON also configures other xDS clients (GRPC_XDS_BOOTSTRAP_CONFIG):
+            // @grpc/grpc-js-xds 1.14 rejects a node without "locality" ("locality field
+            // missing in node element"), which the C core treats as optional.
+            node.entry("locality").or_insert_with(|| json!({}));
             root.insert("node".into(), Value::Object(node));
         }
         if !self.providers.is_empty() {
@@ -625,6 +631,12 @@ mod tests {
         assert_eq!(v["certificate_providers"]["p"]["plugin_name"], "file_watcher");
         assert_eq!(v["certificate_providers"]["p"]["config"]["ca_certificate_file"], "/ca.pem");
         assert_eq!(v["certificate_providers"]["p"]["config"]["refresh_interval"], "1.500000000s");
+        // A node without a locality still gets one (grpc-js-xds requires the field);
+        // no node, no locality.
+        let v: Value = serde_json::from_str(&XdsBootstrap::new().server("a:1").node_id("n").to_json().unwrap()).unwrap();
+        assert_eq!(v["node"]["locality"], json!({}));
+        let v: Value = serde_json::from_str(&XdsBootstrap::new().server("a:1").to_json().unwrap()).unwrap();
+        assert!(v.get("node").is_none(), "{v}");
     }
 
     #[test]

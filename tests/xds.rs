@@ -86,6 +86,21 @@ fn weighted_clusters_split_grpcore_calls_80_20() {
     assert_80_20("grpcore", &counts, 2000);
 }
 
+/// The counts of a peer xDS client's JSON report (`{"counts": {backend: n, ...}, ...}`).
+fn peer_counts(who: &str, out: &std::process::Output) -> (serde_json::Value, BTreeMap<String, usize>) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{who} xDS client failed ({}): {stdout}", out.status);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{who}: not a JSON report ({e}): {stdout}"));
+    let counts = report["counts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap() as usize))
+        .collect();
+    (report, counts)
+}
+
 /// The same control plane and backends with grpcio's xDS client: checks the fixture, so a
 /// failure of the test above points at grpcore.
 #[test]
@@ -101,16 +116,34 @@ fn weighted_clusters_split_grpcio_calls_80_20() {
         .stderr(Stdio::inherit())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "grpcio xDS client failed: {stdout}");
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let counts: BTreeMap<String, usize> = report["counts"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap() as usize))
-        .collect();
+    let (_, counts) = peer_counts("grpcio", &out);
     assert_80_20("grpcio", &counts, 2000);
+}
+
+/// The Node peer `tests/peers/node/xds_client.js` (@grpc/grpc-js-xds) with `args`, the
+/// bootstrap of `plane` in GRPC_XDS_BOOTSTRAP_CONFIG.
+fn grpc_js_xds_client(plane: &Peer, args: &[&str]) -> std::process::Output {
+    let json = bootstrap(plane).to_json().unwrap();
+    std::process::Command::new("node")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/node/xds_client.js"))
+        .args(args)
+        .env("GRPC_XDS_BOOTSTRAP_CONFIG", &json)
+        .env_remove("GRPC_XDS_BOOTSTRAP")
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("start node tests/peers/node/xds_client.js (run scripts/setup.sh to install the peers): {e}"))
+}
+
+/// The same control plane and backends with @grpc/grpc-js-xds, an xDS client written
+/// apart from the C core: a second check of the fixture.
+#[test]
+fn weighted_clusters_split_grpc_js_xds_calls_80_20() {
+    let env = Environment::new(1);
+    let (a, b) = (named_server(&env, "a"), named_server(&env, "b"));
+    let plane = control_plane(&config(&[("echo-a", 80), ("echo-b", 20)], &[("echo-a", &[ep(&a)]), ("echo-b", &[ep(&b)])]));
+    let out = grpc_js_xds_client(&plane, &["xds:///echo", "2000"]);
+    let (_, counts) = peer_counts("grpc-js-xds", &out);
+    assert_80_20("grpc-js-xds", &counts, 2000);
 }
 
 fn config_error(r: Result<grpcore::Channel, Error>) -> (ConfigErrorKind, String) {
