@@ -350,6 +350,36 @@ fn fault_injection_aborts_and_delays_at_the_configured_rates() {
     assert!((pd - 10.0).abs() <= 4.0, "delayed {pd:.2}%, configured 10%");
 }
 
+/// The same fault injection with @grpc/grpc-js-xds as the client (its own fault filter,
+/// 20 calls at a time): checks that the fixture's HTTPFault is what other clients read too.
+#[test]
+fn fault_injection_rates_with_grpc_js_xds() {
+    let env = Environment::new(1);
+    let a = named_server(&env, "a");
+    let config = format!(
+        r#"{{"services": {{"echo": {{"routes": [{{"split": {{"echo-a": 1}}}}],
+             "fault": {{"abort_percent": 30, "abort_code": 14, "delay_percent": 10, "delay_ms": 200}}}}}},
+            "clusters": {{"echo-a": ["{}"]}}}}"#,
+        ep(&a)
+    )
+    .replace('\n', " ");
+    let plane = control_plane(&config);
+    const N: usize = 2000;
+    let out = grpc_js_xds_client(&plane, &["--expect-failures", "--concurrency", "20", "xds:///echo", &N.to_string()]);
+    let (report, counts) = peer_counts("grpc-js-xds", &out);
+    let codes = report["codes"].as_object().unwrap();
+    let code = |c: &str| codes.get(c).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    let (ok, aborted) = (code("0"), code("14"));
+    let delayed = report["delayed"].as_u64().unwrap() as usize;
+    let pa = 100.0 * aborted as f64 / N as f64;
+    let pd = 100.0 * delayed as f64 / N as f64;
+    eprintln!("grpc-js-xds faults over {N} calls: aborted UNAVAILABLE {aborted} ({pa:.2}%), delayed >= 200 ms {delayed} ({pd:.2}%), ok {ok}");
+    assert_eq!(ok + aborted, N, "other outcomes than OK and UNAVAILABLE: {codes:?}");
+    assert_eq!(counts.get("a").copied(), Some(ok), "{counts:?}");
+    assert!((pa - 30.0).abs() <= 4.0, "aborted {pa:.2}%, configured 30%");
+    assert!((pd - 10.0).abs() <= 4.0, "delayed {pd:.2}%, configured 10%");
+}
+
 /// Routes from RDS: a header picks the cluster, a route's timeout (max_stream_duration)
 /// ends slow calls, its retry policy retries UNAVAILABLE.
 #[test]

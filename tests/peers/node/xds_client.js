@@ -4,14 +4,14 @@
  * @grpc/grpc-js-xds as an xDS client: the Node twin of ../python/xds_client.py.
  *
  * Usage:
- *   xds_client.js TARGET N
+ *   xds_client.js [--expect-failures] [--concurrency K] TARGET N
  *
  * The bootstrap comes from the environment (GRPC_XDS_BOOTSTRAP or
  * GRPC_XDS_BOOTSTRAP_CONFIG), as grpc-js-xds reads it.  Makes N unary calls
- * to /grpcore.test.Echo/Unary, one after another, with an empty request, each
- * with a 5 s deadline and waitForReady (the first one waits for the xDS
- * configuration); the response's field 1 (EchoResponse.message) names the
- * backend.  Prints one JSON line on stdout:
+ * to /grpcore.test.Echo/Unary with an empty request, one after another (or K
+ * at a time), each with a 5 s deadline and waitForReady, after one call that
+ * waits for the xDS configuration and is not counted; the response's field 1
+ * (EchoResponse.message) names the backend.  Prints one JSON line on stdout:
  *   {"counts": {"<message>": n, ...}, "codes": {"<grpc code>": n, ...},
  *    "delayed": n, "failures": n, "first_error": "..."}
  * where "codes" counts every call's status (0 for OK) and "delayed" the calls
@@ -54,10 +54,21 @@ function call(client) {
 
 async function main() {
   const args = process.argv.slice(2);
-  const expectFailures = args[0] === '--expect-failures';
-  if (expectFailures) args.shift();
-  if (args.length !== 2 || !(Number(args[1]) > 0)) {
-    console.error('usage: xds_client.js [--expect-failures] TARGET N');
+  let expectFailures = false;
+  let concurrency = 1;
+  while (args.length > 0 && args[0].startsWith('--')) {
+    const flag = args.shift();
+    if (flag === '--expect-failures') {
+      expectFailures = true;
+    } else if (flag === '--concurrency') {
+      concurrency = Number(args.shift());
+    } else {
+      args.unshift('?');
+      break;
+    }
+  }
+  if (args.length !== 2 || !(Number(args[1]) > 0) || !(concurrency >= 1)) {
+    console.error('usage: xds_client.js [--expect-failures] [--concurrency K] TARGET N');
     process.exit(2);
   }
   const [target, n] = [args[0], Number(args[1])];
@@ -67,8 +78,7 @@ async function main() {
   let failures = 0;
   let delayed = 0;
   let firstError = null;
-  for (let i = 0; i < n; i++) {
-    const r = await call(client);
+  const record = (r) => {
     codes[r.code] = (codes[r.code] || 0) + 1;
     if (r.ms >= 200) delayed++;
     if (r.code === 0) {
@@ -77,7 +87,18 @@ async function main() {
       failures++;
       if (firstError === null) firstError = `${r.code}: ${r.details}`;
     }
-  }
+  };
+  // The configuration arrives during this call: not counted (it may take long, or be
+  // aborted by fault injection).
+  await call(client);
+  let started = 0;
+  const worker = async () => {
+    while (started < n) {
+      started++;
+      record(await call(client));
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
   client.close();
   console.log(JSON.stringify({ counts, codes, delayed, failures, first_error: firstError }));
   // grpc-js-xds keeps its ADS stream (and so the event loop) alive: exit explicitly.
