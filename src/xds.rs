@@ -43,7 +43,8 @@
 //! Security from the control plane: [`ChannelCredentials::xds`](crate::ChannelCredentials::xds)
 //! and [`ServerCredentials::xds`](crate::ServerCredentials::xds). Servers configured by
 //! it: [`ServerBuilder::xds`](crate::ServerBuilder::xds). What the client's xDS client holds:
-//! [`client_config`] and the CSDS service [`csds_service`].
+//! [`client_config`] (binary), [`client_config_json`] (JSON) and the CSDS service
+//! [`csds_service`].
 //!
 //! Without a bootstrap check, the 1.51 core fails each call on an `xds:` channel with
 //! `UNAVAILABLE` ("Failed to create XdsClient: Environment variables GRPC_XDS_BOOTSTRAP or
@@ -428,6 +429,53 @@ pub fn client_config(env: &Environment) -> Vec<u8> {
         crate::ffi::grpc_slice_unref(slice);
         bytes
     }
+}
+
+mod csds_json;
+
+/// The process-wide xDS client's view of its resources, [`client_config`], as JSON: what
+/// to print, log or serve to a person (CSDS in text, as `grpc_dump_xds_configs` gives it
+/// in binary). See [`client_config_to_json`] for its shape. `{}` when the process has no
+/// bootstrap in its environment.
+///
+/// ```no_run
+/// let env = grpcore::Environment::new(1);
+/// // ... channels to xds:/// targets, with GRPC_XDS_BOOTSTRAP set ...
+/// println!("{}", grpcore::xds::client_config_json(&env)?);
+/// # Ok::<(), grpcore::Error>(())
+/// ```
+pub fn client_config_json(env: &Environment) -> Result<String, Error> {
+    client_config_to_json(&client_config(env))
+}
+
+/// A serialized `envoy.service.status.v3.ClientConfig` (from [`client_config`], or from
+/// any CSDS response) as JSON shaped as proto3's JSON mapping would print it: field
+/// names in lowerCamelCase, fields with their default value left out, enums by name
+/// (`"clientStatus": "ACKED"`; a number this decoder does not know stays a number),
+/// timestamps in RFC 3339 UTC (`"2026-12-05T09:12:59.123Z"`, 0, 3, 6 or 9 fractional
+/// digits).
+///
+/// What is decoded: the node (`id`, `cluster`, `metadata`, `locality`, `userAgentName`,
+/// `userAgentVersion`, `clientFeatures`) and, for each resource in `genericXdsConfigs`,
+/// `typeUrl`, `name`, `versionInfo`, `lastUpdated`, `configStatus`, `clientStatus`,
+/// `isStaticResource` and `errorState` (`details`, `versionInfo`, `lastUpdateAttempt`:
+/// what a NACK said and when).
+///
+/// What is not: the resources themselves. `xdsConfig` (and `errorState.failedConfiguration`)
+/// are `google.protobuf.Any`s of envoy types this crate does not carry; each is shown as
+/// `{"@type": type URL, "name": ..., "value": base64}`: the type, the resource's name
+/// (field 1 of a Listener, RouteConfiguration or Cluster as `name`, of a
+/// ClusterLoadAssignment as `clusterName`; nothing for other types), and the resource's
+/// serialized bytes in standard base64, to decode with the envoy protos. Proto3 JSON
+/// would inline every field of the resource instead; `value` is not that. Also not
+/// decoded: the node's `dynamicParameters`, `userAgentBuildVersion`, `extensions` and
+/// `listeningAddresses`, and the deprecated per-type `xdsConfig` list of `ClientConfig`
+/// (the 1.51 core fills none of them).
+///
+/// Errors: [`Error::Codec`] of kind [`CodecErrorKind::Decode`](crate::CodecErrorKind::Decode)
+/// when `config` is not a ClientConfig.
+pub fn client_config_to_json(config: &[u8]) -> Result<String, Error> {
+    csds_json::render(config).map(|v| v.to_string())
 }
 
 /// Called with each serving-status change of an xDS server's listening address.
