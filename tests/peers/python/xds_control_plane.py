@@ -19,8 +19,10 @@ CONFIG_JSON (and every later configuration) is one JSON object on one line:
       {"routes": [ROUTE, ...], "fault": FAULT}
     where ROUTE is {"split": {cluster: weight, ...}, "prefix": "/pkg.Svc/" (default ""),
     "header": [name, exact value], "timeout_ms": n (max_stream_duration),
-    "retry": {"on": "unavailable,...", "num_retries": n}} (all but split optional; the
-    first route that matches wins), and FAULT (optional: an HTTPFault filter before the
+    "retry": {"on": "unavailable,...", "num_retries": n}, "string_match": true} (all but
+    split optional; the first route that matches wins; "string_match" writes the header
+    matcher as a StringMatcher, which gRPC 1.51 NACKs: a way to make a client reject a
+    RouteConfiguration), and FAULT (optional: an HTTPFault filter before the
     router) is {"abort_percent": p, "abort_code": grpc code (default 14),
     "delay_percent": p, "delay_ms": n}.
   * "clusters": each cluster's endpoints (``host:port``, or ``host:port draining`` for
@@ -76,6 +78,7 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import percent_pb2
 
 from peerlib import watch_parent
@@ -139,8 +142,13 @@ def build_route(service, spec, clusters):
     match = route_components_pb2.RouteMatch(prefix=spec.get("prefix", ""))
     if "header" in spec:
         name, value = spec["header"]
-        # exact_match (deprecated in v3): the 1.51 core NACKs string_match.
-        match.headers.append(route_components_pb2.HeaderMatcher(name=name, exact_match=value))
+        if spec.get("string_match"):
+            # Valid v3, newer than the 1.51 core, which NACKs the RouteConfiguration.
+            match.headers.append(route_components_pb2.HeaderMatcher(
+                name=name, string_match=string_pb2.StringMatcher(exact=value)))
+        else:
+            # exact_match (deprecated in v3): the 1.51 core NACKs string_match.
+            match.headers.append(route_components_pb2.HeaderMatcher(name=name, exact_match=value))
     return route_components_pb2.Route(match=match, route=action)
 
 
