@@ -69,6 +69,15 @@ fn admin_services_on_the_applications_server() {
         assert!(listed.lines().any(|l| l == service), "{service} not in {listed}");
     }
     assert!(!listed.contains("grpcore.admin.v1.CoreTrace"), "the trace switch is off unless asked for: {listed}");
+    // With xDS: the configuration as JSON, "{}" in a process without a bootstrap.
+    #[cfg(feature = "xds")]
+    {
+        assert!(listed.lines().any(|l| l == "grpcore.admin.v1.XdsConfig"), "{listed}");
+        if std::env::var_os("GRPC_XDS_BOOTSTRAP").is_none() && std::env::var_os("GRPC_XDS_BOOTSTRAP_CONFIG").is_none() {
+            let replies = grpcurl::call(server.port(), "grpcore.admin.v1.XdsConfig/Get", "{}");
+            assert_eq!(replies, [serde_json::json!({"json": "{}"})]);
+        }
+    }
     let check = grpcurl::run(server.port(), Some(&format!(r#"{{"service": "{SERVICE}"}}"#)), &["grpc.health.v1.Health/Check"]).expect_ok("Check");
     assert!(check.contains("\"SERVING\""), "{check}");
     let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();

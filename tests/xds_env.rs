@@ -7,6 +7,9 @@
 //! other thread of the test could read it.
 
 mod common;
+#[cfg(feature = "admin")]
+#[path = "support/grpcurl.rs"]
+mod grpcurl;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -134,6 +137,21 @@ fn environment_bootstrap_serves_xds_channels_and_csds_reports_them() {
     // Field for field what protobuf's own JSON mapping (Python) makes of the same bytes,
     // the resources aside.
     assert_eq!(without_resources(&json), protobuf_json, "grpcore's JSON differs from protobuf's");
+    // The same JSON from the admin server, to grpcurl (which learns the method by reflection).
+    #[cfg(feature = "admin")]
+    {
+        let replies = grpcurl::call(csds_port, "grpcore.admin.v1.XdsConfig/Get", "{}");
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        let served: serde_json::Value = serde_json::from_str(replies[0]["json"].as_str().unwrap()).unwrap();
+        // Another dump: the update times may differ in their last digits (see both_jsons).
+        let names = |j: &serde_json::Value| -> Vec<(String, String, String)> {
+            j["genericXdsConfigs"].as_array().unwrap().iter().map(|r| {
+                (r["typeUrl"].to_string(), r["name"].to_string(), r["clientStatus"].to_string())
+            }).collect()
+        };
+        assert_eq!(names(&served), names(&json), "{served}");
+        assert_eq!(served["node"], json["node"]);
+    }
 
     // A RouteConfiguration the 1.51 core rejects (a StringMatcher header matcher): the
     // client NACKs it, keeps version 1 of it (calls still work), and the JSON says why.

@@ -18,9 +18,15 @@
 //! # Ok::<(), grpcore::Error>(())
 //! ```
 //!
-//! With the `xds` feature the admin services include CSDS
-//! (`envoy.service.status.v3.ClientStatusDiscoveryService`, see
-//! [`xds::csds_service`](crate::xds::csds_service)).
+//! With the `xds` feature the admin services include the process's xDS client
+//! configuration twice: CSDS (`envoy.service.status.v3.ClientStatusDiscoveryService`, see
+//! [`xds::csds_service`](crate::xds::csds_service)), binary, for CSDS tools such as
+//! grpcdebug; and `grpcore.admin.v1.XdsConfig/Get`, the same as JSON
+//! ([`xds::client_config_json`](crate::xds::client_config_json)) in a string, for a
+//! person with grpcurl: `grpcurl -plaintext ADDRESS grpcore.admin.v1.XdsConfig/Get`
+//! (reflection describes it; the envoy types of CSDS are not in this crate's
+//! reflection, so grpcurl cannot decode CSDS itself). The admin server serves gRPC only:
+//! there is no HTTP page.
 //!
 //! Channelz reports on every channel and server of the process wherever it is served;
 //! reflection describes the services of the server it is on (on an admin server: the admin
@@ -83,7 +89,10 @@ impl Admin {
             services.push(core_trace_grpc::service(Switch(env.clone())));
         }
         #[cfg(feature = "xds")]
-        services.push(crate::xds::csds_service(env));
+        {
+            services.push(crate::xds::csds_service(env));
+            services.push(v1::xds_config_grpc::service(XdsJson(env.clone())));
+        }
         services
     }
 
@@ -115,5 +124,20 @@ impl CoreTrace for Switch {
             }
         }
         Ok(SetTraceResponse { unknown })
+    }
+}
+
+/// `grpcore.admin.v1.XdsConfig`: the CSDS dump as JSON; holding the environment keeps the
+/// core up.
+#[cfg(feature = "xds")]
+struct XdsJson(Environment);
+
+#[cfg(feature = "xds")]
+impl v1::xds_config_grpc::XdsConfig for XdsJson {
+    async fn get(&self, _request: v1::GetXdsConfigRequest, _ctx: ServerContext) -> Result<v1::GetXdsConfigResponse, Status> {
+        match crate::xds::client_config_json(&self.0) {
+            Ok(json) => Ok(v1::GetXdsConfigResponse { json }),
+            Err(e) => Err(Status::new(crate::Code::Internal, format!("the core's xDS dump: {e}"))),
+        }
     }
 }
