@@ -472,6 +472,12 @@ pub fn client_config_json(env: &Environment) -> Result<String, Error> {
 /// `listeningAddresses`, and the deprecated per-type `xdsConfig` list of `ClientConfig`
 /// (the 1.51 core fills none of them).
 ///
+/// What the 1.51 core puts in the dump: a resource sent again unchanged keeps its
+/// version and `lastUpdated` (the core ignores an identical resource); a NACKed one keeps
+/// its last accepted version, with the rejected version in `errorState`; and each dump
+/// converts the update times to wall-clock time anew, so their last digits differ from
+/// one dump to the next.
+///
 /// Errors: [`Error::Codec`] of kind [`CodecErrorKind::Decode`](crate::CodecErrorKind::Decode)
 /// when `config` is not a ClientConfig.
 pub fn client_config_to_json(config: &[u8]) -> Result<String, Error> {
