@@ -69,9 +69,11 @@ pub fn benchmark_service() -> Service {
             Ok::<_, Status>(response_for(&req))
         })
         .add_duplex(&STREAMING_CALL, |mut requests, mut sink, _ctx| async move {
-            while let Some(req) = requests.next().await {
-                let req: SimpleRequest = req?;
-                sink.send(response_for(&req)).await?;
+            // Each response goes out with the receive of the next request, in one batch (as
+            // the C core server does).
+            let mut next: Option<SimpleRequest> = requests.message().await?;
+            while let Some(req) = next {
+                next = sink.send_and_receive(response_for(&req), &mut requests).await?;
             }
             Ok(())
         })

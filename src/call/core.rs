@@ -160,16 +160,24 @@ impl SendOwner {
     }
 }
 
-/// C-side buffers of one send batch.
+/// C-side buffers of one send batch, and of the receive a joint batch carries.
 pub(crate) struct SendState {
     owner: SendOwner,
     initial: Option<SendMetadata>,
     message: Option<ByteBuffer>,
+    /// A joint batch's receive (see [`SendSlot::start_client_joint`]); unused otherwise.
+    recv: RecvMessage,
+    /// The batch carries a receive, so the receiving half waits for it too.
+    joint: bool,
 }
 
 impl OnComplete for SendState {
     fn on_complete(&mut self, _success: bool) {
         self.owner.send_ended();
+    }
+
+    fn second_waiter(&self) -> bool {
+        self.joint
     }
 }
 
@@ -212,7 +220,7 @@ impl SendSlot {
             SendKind::Close => core.state.begin_close(),
             _ => core.state.begin_send(),
         }?;
-        self.start(&core.call, core.observer(), SendOwner::Client(core.clone()), None, kind)
+        self.start(&core.call, core.observer(), SendOwner::Client(core.clone()), None, kind, None)
     }
 
     /// Starts one send batch on a server call; the first carries the response headers.
@@ -220,10 +228,45 @@ impl SendSlot {
         let grant = server.core.state.begin_send()?;
         let initial = grant.carries_headers.then(|| server.initial_send_metadata());
         let owner = SendOwner::Server(server.clone());
-        self.start(&server.core.call, server.core.observer(), owner, initial, kind)
+        self.start(&server.core.call, server.core.observer(), owner, initial, kind, None)
+    }
+
+    /// Starts one joint batch on a client call: `message` goes out and the next response
+    /// comes in, as one batch and one completion (SEND_MESSAGE + RECV_MESSAGE). Both halves
+    /// are busy until it completes: `self` (the next send waits for it) and `recv` (which
+    /// yields the message it receives). `recv` must be idle.
+    pub(crate) fn start_client_joint(
+        &mut self,
+        core: &Arc<CallCore>,
+        recv: &mut RecvSlot,
+        message: ByteBuffer,
+        flags: WriteFlags,
+    ) -> Result<(), SendError> {
+        // A client's headers went out with its opening batch: the grant only lets the send start.
+        let _grant = claim_joint(&core.state)?;
+        let owner = SendOwner::Client(core.clone());
+        self.start(&core.call, core.observer(), owner, None, SendKind::Message(message, flags), Some(recv))
+    }
+
+    /// [`SendSlot::start_client_joint`] on a server call: a response goes out and the next
+    /// request comes in. The first send carries the response headers.
+    pub(crate) fn start_server_joint(
+        &mut self,
+        server: &Arc<ServerCallCore>,
+        recv: &mut RecvSlot,
+        message: ByteBuffer,
+        flags: WriteFlags,
+    ) -> Result<(), SendError> {
+        let grant = claim_joint(&server.core.state)?;
+        let initial = grant.carries_headers.then(|| server.initial_send_metadata());
+        let owner = SendOwner::Server(server.clone());
+        let kind = SendKind::Message(message, flags);
+        self.start(&server.core.call, server.core.observer(), owner, initial, kind, Some(recv))
     }
 
     /// Starts the batch the state word granted; a message counts as sent for `observer`.
+    /// With `recv`, the batch also receives the next message for it (the state word granted
+    /// the receive too).
     fn start(
         &mut self,
         call: &Call,
@@ -231,6 +274,7 @@ impl SendSlot {
         owner: SendOwner,
         initial: Option<SendMetadata>,
         kind: SendKind,
+        recv: Option<&mut RecvSlot>,
     ) -> Result<(), SendError> {
         debug_assert!(self.in_flight.is_none());
         let message_sent = matches!(kind, SendKind::Message(..));
@@ -240,13 +284,20 @@ impl SendSlot {
             SendKind::Close => (None, 0, true),
         };
         // Replacing the previous send's state releases its buffers.
-        let state = SendState { owner, initial, message };
+        let joint = recv.is_some();
+        let state = SendState {
+            owner,
+            initial,
+            message,
+            recv: RecvMessage::new(),
+            joint,
+        };
         let batch = Batch::reuse_or_new(self.spare.take(), state);
         // SAFETY: the batch has not started; its ops point into its own state, which the tag
         // keeps alive until the event.
         let started = unsafe {
             let s = &mut *batch.state_ptr();
-            let mut ops = OpList::<3>::new();
+            let mut ops = OpList::<4>::new();
             if let Some(md) = s.initial.as_mut() {
                 ops.push(op::send_initial_metadata(md, 0));
             }
@@ -256,10 +307,17 @@ impl SendSlot {
             if close {
                 ops.push(op::send_close_from_client());
             }
+            if joint {
+                ops.push(op::recv_message(&mut s.recv));
+            }
             call.start_batch(ops.as_slice(), batch.tag())
         };
         match started {
             Ok(()) => {
+                if let Some(recv) = recv {
+                    debug_assert!(recv.is_idle());
+                    recv.joint = Some(batch.clone());
+                }
                 self.in_flight = Some(batch);
                 if let (Some(o), true) = (observer, message_sent) {
                     o.message_sent();
@@ -267,14 +325,30 @@ impl SendSlot {
                 Ok(())
             }
             Err(e) => {
-                // No event will come: free the send side ourselves.
+                // No event will come: free both sides ourselves.
                 // SAFETY: the core refused the batch, so nobody else reads its state.
-                unsafe { (*batch.state_ptr()).owner.send_ended() };
+                let owner = unsafe { &(*batch.state_ptr()).owner };
+                if joint {
+                    owner.state().end_recv();
+                }
+                owner.send_ended();
                 self.failed = true;
                 Err(SendError::Core(e))
             }
         }
     }
+}
+
+/// Claims both halves of a call for one joint batch: the receive first (a stream that has
+/// one in flight cannot join; the caller checked), then the send.
+fn claim_joint(state: &CallState) -> Result<super::state::SendGrant, SendError> {
+    if !state.begin_recv() {
+        return Err(SendError::Refused(SendRefused::Busy));
+    }
+    state.begin_send().map_err(|e| {
+        state.end_recv();
+        SendError::Refused(e)
+    })
 }
 
 /// Why a send did not start.
@@ -294,18 +368,42 @@ impl From<SendRefused> for SendError {
 
 impl OnComplete for RecvMessage {}
 
-/// The receive side of a call: at most one receive in flight.
+/// The receive side of a call: at most one receive in flight, alone or in a joint batch
+/// with a send.
 #[derive(Default)]
 pub(crate) struct RecvSlot {
     in_flight: Option<Arc<Batch<RecvMessage>>>,
     /// The last finished receive's batch, whose allocation the next receive reuses.
     spare: Option<Arc<Batch<RecvMessage>>>,
+    /// A joint batch carrying this side's receive ([`SendSlot::start_client_joint`]); the
+    /// send slot holds it too, and this side waits as its second waiter.
+    joint: Option<Arc<Batch<SendState>>>,
 }
 
 impl RecvSlot {
+    /// No receive in flight, alone or joint: a joint batch may carry the next one.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_flight.is_none() && self.joint.is_none()
+    }
+
     /// Polls for the next message: starts a receive if none is in flight. `Ok(None)` when
     /// the stream ended (or the call failed: see `Call::failed_before_recv_message`).
     pub(crate) fn poll_message(&mut self, core: &CallCore, cx: &mut Context<'_>) -> Poll<Result<Option<ByteBuffer>, Error>> {
+        if let Some(batch) = &self.joint {
+            let Some(ok) = batch.poll_done_second(cx) else {
+                return Poll::Pending;
+            };
+            core.state.end_recv();
+            // SAFETY: done; the send slot that shares the batch never reads its state (it only
+            // reuses the allocation once it holds the last reference), so this side is its
+            // only Rust reader.
+            let message = if ok { unsafe { batch.state_mut().recv.take() } } else { None };
+            self.joint = None;
+            if let (Some(_), Some(o)) = (&message, core.observer()) {
+                o.message_received();
+            }
+            return Poll::Ready(Ok(message));
+        }
         if self.in_flight.is_none() {
             if !core.state.begin_recv() {
                 return Poll::Ready(Err(Error::internal_kind(InternalErrorKind::Misuse, "a second receive on one call")));

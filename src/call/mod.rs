@@ -213,12 +213,18 @@ fn call_error_name(rc: ffi::grpc_call_error) -> &'static str {
 
 /// The shared state of one batch: its C-visible buffers plus a completion flag and waker.
 /// It is its own tag (see the tag protocol in `cq`).
+///
+/// A batch has one waiter, or two when its state says so
+/// ([`OnComplete::second_waiter`]): a joint send-and-receive batch of a stream is waited for
+/// by the call's sending half ([`Batch::poll_done`]) and by its receiving half
+/// ([`Batch::poll_done_second`]), which may be polled by different tasks.
 #[repr(C)]
 pub(crate) struct Batch<S> {
     header: TagHeader,
     done: AtomicBool,
     success: AtomicBool,
     waker: AtomicWaker,
+    second_waker: AtomicWaker,
     state: UnsafeCell<S>,
 }
 
@@ -233,6 +239,11 @@ unsafe impl<S: Send> Sync for Batch<S> {}
 pub(crate) trait OnComplete {
     /// Called once with the batch's outcome.
     fn on_complete(&mut self, _success: bool) {}
+
+    /// True if the batch may have a second waiter to wake (read once, after `on_complete`).
+    fn second_waiter(&self) -> bool {
+        false
+    }
 }
 
 impl OnComplete for () {}
@@ -244,6 +255,7 @@ impl<S: OnComplete + Send + 'static> Batch<S> {
             done: AtomicBool::new(false),
             success: AtomicBool::new(false),
             waker: AtomicWaker::new(),
+            second_waker: AtomicWaker::new(),
             state: UnsafeCell::new(state),
         })
     }
@@ -256,6 +268,7 @@ impl<S: OnComplete + Send + 'static> Batch<S> {
         *b.done.get_mut() = false;
         *b.success.get_mut() = false;
         b.waker = AtomicWaker::new();
+        b.second_waker = AtomicWaker::new();
         Some(b.state.get_mut())
     }
 
@@ -295,6 +308,17 @@ impl<S: OnComplete + Send + 'static> Batch<S> {
             .then(|| self.success.load(Ordering::Relaxed))
     }
 
+    /// [`Batch::poll_done`] for the batch's second waiter (see [`OnComplete::second_waiter`]).
+    pub(crate) fn poll_done_second(&self, cx: &mut Context<'_>) -> Option<bool> {
+        if self.done.load(Ordering::Acquire) {
+            return Some(self.success.load(Ordering::Relaxed));
+        }
+        self.second_waker.register(cx.waker());
+        self.done
+            .load(Ordering::Acquire)
+            .then(|| self.success.load(Ordering::Relaxed))
+    }
+
     /// True once the batch has completed.
     pub(crate) fn is_done(&self) -> bool {
         self.done.load(Ordering::Acquire)
@@ -318,10 +342,17 @@ impl<S: OnComplete + Send + 'static> Batch<S> {
     pub(crate) fn complete(&self, success: bool) {
         // SAFETY: the core is done with the state and no Rust reader may touch it before
         // `done` is set below, so this is the only access.
-        unsafe { (*self.state.get()).on_complete(success) };
+        let second = unsafe {
+            let s = &mut *self.state.get();
+            s.on_complete(success);
+            s.second_waiter()
+        };
         self.success.store(success, Ordering::Relaxed);
         self.done.store(true, Ordering::Release);
         self.waker.wake();
+        if second {
+            self.second_waker.wake();
+        }
     }
 }
 

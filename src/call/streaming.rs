@@ -130,6 +130,67 @@ impl<Req> RequestSink<Req> {
         self.send_with(item, flags).await
     }
 
+    /// Sends `item` and receives the next response in one batch of the core (one completion
+    /// instead of two): the request/response pattern of a bidirectional call, at the cost
+    /// of a C core client that does the same. Returns the next response, `None` once the
+    /// call has ended with OK, or an error: the call's status when it ended otherwise, a
+    /// failed send, or a response that cannot be decoded.
+    ///
+    /// It mixes freely with [`send`](Self::send) and [`ResponseStream::message`]. When the
+    /// two halves cannot share a batch (`responses` belongs to another call, has ended, or
+    /// has a receive in flight from an abandoned `next`), it sends, then receives.
+    ///
+    /// The send completes with the receive: until the next response (or the call's end)
+    /// arrives, the sink is busy. So if this future is dropped before it completes (a
+    /// timeout around it), the request has gone out, the stream's next item yields the
+    /// response still received for it, and the sink's next send or close waits for that
+    /// response or the call's end. Cancel the call rather than close it in that case if the
+    /// server may wait for the half-close before it answers.
+    ///
+    /// ```no_run
+    /// # use grpcore::{BytesCodec, CallOptions, Method};
+    /// # const CHAT: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::duplex("/demo.Echo/Chat");
+    /// # async fn f(channel: grpcore::Channel) -> grpcore::Result<()> {
+    /// let (mut requests, mut responses) = channel.duplex(&CHAT, CallOptions::new());
+    /// for ping in [b"one".to_vec(), b"two".to_vec()] {
+    ///     let pong = requests.send_and_receive(ping, &mut responses).await?;
+    ///     println!("{pong:?}");
+    /// }
+    /// requests.close().await?;
+    /// while let Some(extra) = responses.message().await? {
+    ///     println!("after the half-close: {extra:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_and_receive<Resp>(&mut self, item: Req, responses: &mut ResponseStream<Resp>) -> Result<Option<Resp>, Error> {
+        std::future::poll_fn(|cx| self.poll_writer(cx)).await?;
+        std::future::poll_fn(|cx| responses.poll_start(cx)).await;
+        let joinable = |s: &StreamState| !s.messages_ended && !s.done && s.recv.is_idle();
+        let core = match (&self.core, &mut responses.state) {
+            (Ok(core), Ok(s)) if Arc::ptr_eq(core, &s.core) && joinable(s) && !self.closing && !self.closed => {
+                let core = core.clone();
+                let buf = (self.encode)(&item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a request: {e}")).with_source(e))?;
+                self.slot
+                    .start_client_joint(&core, &mut s.recv, buf, self.flags)
+                    .map_err(|e| send_error(&core, e))?;
+                core
+            }
+            _ => {
+                // Nothing to join: the same, in two batches.
+                self.send(item).await?;
+                return responses.message().await;
+            }
+        };
+        // Both halves end with the batch: the receive gives the response, the send its outcome.
+        let next = responses.message().await;
+        let sent = std::future::poll_fn(|cx| self.slot.poll_ready(cx)).await;
+        match (next, sent) {
+            (Err(e), _) => Err(e),
+            (_, Err(())) => Err(core.ended_error()),
+            (Ok(next), Ok(())) => Ok(next),
+        }
+    }
+
     /// Half-closes: no more requests. Waits for pending writes first.
     pub async fn close(&mut self) -> Result<(), Error> {
         std::future::poll_fn(|cx| Sink::<Req>::poll_close(Pin::new(&mut *self), cx)).await

@@ -135,6 +135,15 @@ fn ended() -> Error {
     Error::Rpc(Status::new(Code::Cancelled, "the call has ended or was cancelled; no more responses can be sent"))
 }
 
+/// The error a refused server send reports.
+fn send_error(e: SendError) -> Error {
+    match e {
+        SendError::Refused(SendRefused::Closed) => ended(),
+        SendError::Refused(SendRefused::Busy) => Error::internal_kind(InternalErrorKind::Misuse, "a send started while another was in flight"),
+        SendError::Core(e) => e,
+    }
+}
+
 impl<Resp> ServerSink<Resp> {
     /// A sink over `server`, which must count it as one of its senders.
     fn new(server: Arc<ServerCallCore>, limits: MessageLimits, encode: Encode<Resp>) -> Self {
@@ -164,21 +173,80 @@ impl<Resp> ServerSink<Resp> {
         if self.finished || self.server.is_cancelled() {
             return Err(ended());
         }
-        self.slot.start_server(&self.server, kind).map_err(|e| match e {
-            SendError::Refused(SendRefused::Closed) => ended(),
-            SendError::Refused(SendRefused::Busy) => Error::internal_kind(InternalErrorKind::Misuse, "a send started while another was in flight"),
-            SendError::Core(e) => e,
-        })
+        self.slot.start_server(&self.server, kind).map_err(send_error)
     }
 
-    fn write(&mut self, item: &Resp, flags: WriteFlags) -> Result<(), Error> {
+    /// Encodes `item` and checks its size: the buffer to send.
+    fn encode(&self, item: &Resp) -> Result<ByteBuffer, Error> {
         let buf = (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a response: {e}")).with_source(e))?;
         if let Err(status) = self.limits.check_send_buffer(&buf) {
             // As the core's size filter does: the call ends with this status.
             self.server.core.call.cancel_with_status(status.code(), status.message());
             return Err(Error::Rpc(status));
         }
+        Ok(buf)
+    }
+
+    fn write(&mut self, item: &Resp, flags: WriteFlags) -> Result<(), Error> {
+        let buf = self.encode(item)?;
         self.start(SendKind::Message(buf, flags))
+    }
+
+    /// Sends `item` and receives the next request in one batch of the core (one completion
+    /// instead of two): the request/response pattern of a bidirectional handler, at the cost
+    /// of a C core server that does the same. Returns the next request, `None` once the
+    /// client has half-closed, or an error if the send or the receive failed (a cancelled
+    /// call, a request that cannot be decoded).
+    ///
+    /// It mixes freely with [`send`](Self::send) and [`RequestStream::message`]: a handler
+    /// that answers some requests with several responses sends the extra ones with `send`.
+    /// When the two halves cannot share a batch (`requests` belongs to another call, has
+    /// ended, or has a receive in flight from an abandoned `next`), it sends, then receives.
+    ///
+    /// The send completes with the receive: until the next request (or the half-close)
+    /// arrives, the sink is busy. So if this future is dropped before it completes (a
+    /// timeout around it), the response has gone out, the next request is still received
+    /// (the stream's next item yields it), and the sink's next send, like the call's status
+    /// after the handler returns, waits for that request, the client's half-close or the
+    /// call's end (cancellation, deadline).
+    ///
+    /// ```no_run
+    /// # use grpcore::{BytesCodec, Method, ServiceBuilder};
+    /// # const ECHO: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::duplex("/demo.Echo/Chat");
+    /// let service = ServiceBuilder::new("demo.Echo")
+    ///     .add_duplex(&ECHO, |mut requests, mut responses, _ctx| async move {
+    ///         let mut next = requests.message().await?;
+    ///         while let Some(request) = next {
+    ///             next = responses.send_and_receive(request, &mut requests).await?;
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .build();
+    /// ```
+    pub async fn send_and_receive<Req>(&mut self, item: Resp, requests: &mut RequestStream<Req>) -> Result<Option<Req>, Status> {
+        std::future::poll_fn(|cx| self.poll_idle(cx)).await?;
+        if requests.done || !requests.recv.is_idle() || !Arc::ptr_eq(&self.server, &requests.server) {
+            // Nothing to join: the same, in two batches.
+            let flags = self.flags;
+            self.write(&item, flags)?;
+            std::future::poll_fn(|cx| self.poll_idle(cx)).await?;
+            return requests.message().await;
+        }
+        if self.finished || self.server.is_cancelled() {
+            return Err(ended().into());
+        }
+        let buf = self.encode(&item)?;
+        self.slot
+            .start_server_joint(&self.server, &mut requests.recv, buf, self.flags)
+            .map_err(send_error)?;
+        // Both halves end with the batch: the receive gives the request, the send its outcome.
+        let next = requests.message().await;
+        let sent = std::future::poll_fn(|cx| self.slot.poll_ready(cx)).await;
+        match (next, sent) {
+            (Err(status), _) => Err(status),
+            (_, Err(())) => Err(ended().into()),
+            (Ok(next), Ok(())) => Ok(next),
+        }
     }
 
     /// Sends one message with explicit flags, waiting until the core has taken it.

@@ -145,6 +145,33 @@ pub async fn bidi_echo(
     Ok(())
 }
 
+/// [`bidi_echo`] on the joint API: each echo goes out with the receive of the next request,
+/// in one batch ([`ServerSink::send_and_receive`]).
+pub async fn bidi_joint_echo(
+    mut requests: RequestStream<EchoRequest>,
+    mut sink: ServerSink<EchoResponse>,
+    ctx: ServerContext,
+) -> Result<(), Status> {
+    echo_metadata(&ctx);
+    let mut next = requests.message().await?;
+    while let Some(req) = next {
+        if !sleep_unless_cancelled(&ctx, req.sleep_ms).await {
+            return Err(Status::new(Code::Cancelled, "cancelled"));
+        }
+        if req.fail_code != 0 {
+            return Err(failure(&req));
+        }
+        let payload = response_payload(&req);
+        let echo = EchoResponse {
+            message: req.message,
+            seq: req.seq,
+            payload,
+        };
+        next = sink.send_and_receive(echo, &mut requests).await?;
+    }
+    Ok(())
+}
+
 pub fn request(message: &str, seq: i64) -> EchoRequest {
     EchoRequest {
         message: message.to_string(),
@@ -201,6 +228,16 @@ pub fn echo_service() -> grpcore::Service {
         .add_client_streaming(&CLIENT_STREAM, client_stream_echo)
         .add_server_streaming(&SERVER_STREAM, server_stream_echo)
         .add_duplex(&BIDI, bidi_echo)
+        .build()
+}
+
+/// [`echo_service`] whose `Bidi` answers on the joint API ([`bidi_joint_echo`]).
+pub fn joint_echo_service() -> grpcore::Service {
+    ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, unary_echo)
+        .add_client_streaming(&CLIENT_STREAM, client_stream_echo)
+        .add_server_streaming(&SERVER_STREAM, server_stream_echo)
+        .add_duplex(&BIDI, bidi_joint_echo)
         .build()
 }
 

@@ -111,12 +111,9 @@ async fn worker(cfg: ClientConfig, channel: Channel, control: Arc<Control>) -> S
             let (mut sink, mut stream) = channel.duplex(&STREAMING_CALL, first);
             while let Some(measured) = control.next() {
                 let t0 = Instant::now();
-                let ok = match sink.send(req.clone()).await {
-                    Ok(()) => {
-                        matches!(stream.next().await, Some(Ok(r)) if payload_len(&r) == cfg.resp_size)
-                    }
-                    Err(_) => false,
-                };
+                // The request goes out with the receive of its response, in one batch.
+                let ok = matches!(sink.send_and_receive(req.clone(), &mut stream).await,
+                                  Ok(Some(r)) if payload_len(&r) == cfg.resp_size);
                 if measured {
                     if ok {
                         s.record(t0.elapsed());
