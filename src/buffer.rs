@@ -655,8 +655,8 @@ impl bytes::Buf for MessageReader<'_> {
         self.consume(cnt);
     }
 
-    /// prost reads every `bytes` field through this. A range of at least [`SHARE_MIN`]
-    /// bytes inside one slice comes back as a view of the core's slice, kept alive by the
+    /// prost reads every `bytes` field through this. A range of at least 4 KiB
+    /// inside one slice comes back as a view of the core's slice, kept alive by the
     /// returned `Bytes` (no copy; a `bytes::Bytes` field then holds it as is); a shorter
     /// one is one allocation and copy; a range over several slices is gathered with one
     /// copy (the bytes are not contiguous in memory: the transport cuts a message at every
