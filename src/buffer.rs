@@ -18,6 +18,24 @@ use grpcore_sys as ffi;
 /// Messages up to this size are copied into an inline slice (no allocation at all).
 const INLINE_MAX: usize = 23;
 
+/// A `bytes` field of at least this many bytes that lies inside one received slice is
+/// handed to the decoder as a view of that slice (no copy); shorter ones are copied.
+///
+/// Sharing costs two allocations (a one-slice `grpc_byte_buffer` that holds the core's
+/// slice, and `Bytes::from_owner`'s header) and an atomic reference pair, and it keeps the
+/// whole read buffer the slice was cut from (8 or 64 KiB on 1.51) alive as long as the
+/// `Bytes` is: below this size a copy is both cheaper and kinder to memory.
+pub(crate) const SHARE_MIN: usize = 4096;
+
+/// A `Buf` of at least this many bytes written into a [`MessageWriter`] (prost writes every
+/// `bytes::Bytes` field with `put`) becomes a slice of its own: for a `Bytes` that is a
+/// reference, not a copy. Shorter ones are copied next to the rest of the message.
+pub(crate) const ADOPT_MIN: usize = 4096;
+
+/// The first chunk a [`MessageWriter`] allocates for the bytes it copies (field keys,
+/// lengths, small fields); each later chunk doubles, up to what is left of the message.
+const FIRST_CHUNK: usize = 256;
+
 /// Owns one `grpc_byte_buffer`; dropping it destroys the buffer.
 pub(crate) struct ByteBuffer {
     raw: *mut ffi::grpc_byte_buffer,
@@ -212,6 +230,228 @@ unsafe fn slice_bytes_mut(slice: &mut ffi::grpc_slice) -> &mut [u8] {
     }
 }
 
+/// Drops a `Bytes` adopted by a slice ([`MessageWriter`]), when the core releases the slice.
+///
+/// The core calls this exactly once, on whichever thread drops the slice's last reference
+/// (a completion-queue thread, a core thread, a user's thread dropping a byte buffer); a
+/// `Bytes` may be dropped on any thread. Its drop runs the owner's `Drop` (for
+/// `Bytes::from_owner`, the user's type), so a panic there is caught: it must not unwind
+/// into C.
+unsafe extern "C" fn drop_adopted_bytes(user_data: *mut c_void) {
+    // SAFETY: `user_data` is the `Box<Bytes>` leaked in `MessageWriter::adopt`, handed to
+    // the core with this destructor, which the core calls once.
+    let boxed = unsafe { Box::from_raw(user_data as *mut bytes::Bytes) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(boxed)));
+}
+
+/// Writes an encoded message as the core's slices: what the codec copies goes into chunks of
+/// core memory, and a large `Buf` handed over whole (prost writes every `bytes::Bytes` field
+/// with `put`) becomes a slice of its own that references the `Bytes` instead of copying it.
+///
+/// grpcore gives a codec one of these for a message whose encoding is large (see
+/// [`Codec::encode_to_writer`](crate::codec::Codec::encode_to_writer)); smaller messages are
+/// encoded straight into one slice. It implements [`bytes::BufMut`] with room for exactly
+/// the announced length: writing more panics, as a full `&mut [u8]` does.
+pub struct MessageWriter {
+    /// Finished slices, in order; we own one reference to each.
+    slices: Vec<ffi::grpc_slice>,
+    /// The chunk being written (core memory from `grpc_slice_malloc`, ours alone) and how
+    /// many of its bytes are written; `None` before the first copy and after each adoption.
+    chunk: Option<(ffi::grpc_slice, usize)>,
+    /// The size of the last chunk allocated (the next one doubles it).
+    last_chunk: usize,
+    /// The announced length of the whole encoding, and how much of it is written.
+    len: usize,
+    written: usize,
+}
+
+// SAFETY: the slices are owned by this value alone (core memory or an adopted `Bytes`,
+// which is `Send`), and the core's slice functions have no thread affinity.
+unsafe impl Send for MessageWriter {}
+
+impl MessageWriter {
+    /// A writer for an encoding of exactly `len` bytes.
+    pub(crate) fn new(len: usize) -> MessageWriter {
+        MessageWriter { slices: Vec::new(), chunk: None, last_chunk: 0, len, written: 0 }
+    }
+
+    /// The announced length of the whole encoding.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the announced encoding is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Writes the rest of the message (every byte not written yet) with `fill`, into one
+    /// new slice of core memory: how a codec that cannot hand over pieces writes a large
+    /// message (the default [`Codec::encode_to_writer`](crate::codec::Codec::encode_to_writer)).
+    pub fn write_rest<E>(&mut self, fill: impl FnOnce(&mut [u8]) -> Result<(), E>) -> Result<(), E> {
+        self.seal();
+        let rest = self.len - self.written;
+        if rest == 0 {
+            return Ok(());
+        }
+        let slice = new_slice_filled(rest, fill)?;
+        self.slices.push(slice);
+        self.written = self.len;
+        Ok(())
+    }
+
+    /// Adds `bytes` as a slice of its own that references it (no copy); the core drops it
+    /// when it is done with the slice, on whatever thread that happens.
+    fn adopt(&mut self, bytes: bytes::Bytes) {
+        self.seal();
+        let len = bytes.len();
+        let ptr = bytes.as_ptr() as *mut c_void;
+        let owner = Box::into_raw(Box::new(bytes)) as *mut c_void;
+        // SAFETY: `ptr`/`len` describe the bytes of the `Bytes` behind `owner`, which stay
+        // valid and unchanged until `drop_adopted_bytes` frees it, once, when the core drops
+        // the slice's last reference. The core only reads the bytes of a slice it sends (the
+        // `*mut` is the C signature's), so a shared or static `Bytes` is never written.
+        let slice = unsafe { ffi::grpc_slice_new_with_user_data(ptr, len, Some(drop_adopted_bytes), owner) };
+        self.slices.push(slice);
+        self.written += len;
+    }
+
+    /// Closes the chunk being written: its slice is cut to the bytes written and joins the
+    /// finished ones (or is released if nothing was written into it).
+    fn seal(&mut self) {
+        let Some((mut slice, filled)) = self.chunk.take() else { return };
+        // SAFETY: the chunk is our own slice from `grpc_slice_malloc`; shortening its length
+        // field to the `filled <= length` bytes written is what the core's own trimming does
+        // (the allocation is freed through the refcount, whatever the length). An unused
+        // chunk's one reference is released here.
+        unsafe {
+            if filled == 0 {
+                ffi::grpc_slice_unref(slice);
+                return;
+            }
+            if slice.refcount.is_null() {
+                slice.data.inlined.length = filled as u8;
+            } else {
+                slice.data.refcounted.length = filled;
+            }
+        }
+        self.slices.push(slice);
+    }
+
+    /// The finished message as a byte buffer, and how many bytes were written.
+    pub(crate) fn finish(mut self) -> (ByteBuffer, usize) {
+        self.seal();
+        // SAFETY: an empty raw buffer is created and each of our slices' one reference is
+        // passed to it (`grpc_slice_buffer_add` takes ownership); `slices` is left empty so
+        // our Drop releases nothing twice.
+        let raw = unsafe {
+            let raw = ffi::grpc_raw_byte_buffer_create(ptr::null_mut(), 0);
+            for slice in self.slices.drain(..) {
+                ffi::grpc_slice_buffer_add(&mut (*raw).data.raw.slice_buffer, slice);
+            }
+            raw
+        };
+        (ByteBuffer { raw }, self.written)
+    }
+}
+
+impl Drop for MessageWriter {
+    fn drop(&mut self) {
+        self.seal();
+        for slice in self.slices.drain(..) {
+            // SAFETY: each slice holds one reference we own (core memory, or an adopted
+            // `Bytes` whose destructor is ours and may run on any thread).
+            unsafe { ffi::grpc_slice_unref(slice) }
+        }
+    }
+}
+
+// SAFETY: `chunk_mut` returns writable memory of the current chunk past the bytes written
+// (ours alone until sealed), and `advance_mut` only counts bytes the caller initialised
+// there; `remaining_mut` never exceeds what the chunks can still be grown to hold.
+unsafe impl bytes::BufMut for MessageWriter {
+    #[inline]
+    fn remaining_mut(&self) -> usize {
+        self.len - self.written
+    }
+
+    #[inline]
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        if cnt == 0 {
+            return;
+        }
+        let (slice, filled) = self.chunk.as_mut().expect("advance_mut without a chunk");
+        // SAFETY: the chunk is a valid slice of ours.
+        let room = unsafe { slice_bytes(slice) }.len() - *filled;
+        assert!(cnt <= room, "advance_mut {cnt} past the {room} bytes of the chunk");
+        *filled += cnt;
+        self.written += cnt;
+    }
+
+    #[inline]
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        let full = match &self.chunk {
+            // SAFETY: the chunk is a valid slice of ours.
+            Some((slice, filled)) => *filled == unsafe { slice_bytes(slice) }.len(),
+            None => true,
+        };
+        if full {
+            self.new_chunk();
+        }
+        match &mut self.chunk {
+            Some((slice, filled)) => {
+                // SAFETY: the chunk is ours alone (from `grpc_slice_malloc`, not shared until
+                // it is sealed), so its bytes may be written.
+                let bytes = unsafe { slice_bytes_mut(slice) };
+                bytes::buf::UninitSlice::new(&mut bytes[*filled..])
+            }
+            None => bytes::buf::UninitSlice::new(&mut []),
+        }
+    }
+
+    /// A large `Buf` (a `bytes::Bytes` field, as prost writes it) becomes its own slice;
+    /// `copy_to_bytes` on a `Bytes` is a reference, on other `Buf`s one copy.
+    fn put<B: bytes::Buf>(&mut self, mut src: B)
+    where
+        Self: Sized,
+    {
+        let n = src.remaining();
+        assert!(n <= self.remaining_mut(), "put of {n} bytes past the {} left", self.remaining_mut());
+        if n >= ADOPT_MIN {
+            let bytes = src.copy_to_bytes(n);
+            self.adopt(bytes);
+            return;
+        }
+        while src.has_remaining() {
+            let chunk = src.chunk();
+            let step = chunk.len();
+            self.put_slice(chunk);
+            src.advance(step);
+        }
+    }
+}
+
+impl MessageWriter {
+    /// Seals the current chunk and allocates the next one: double the last, at least
+    /// [`FIRST_CHUNK`], at most what is left of the message (none when nothing is).
+    fn new_chunk(&mut self) {
+        self.seal();
+        let rest = self.len - self.written;
+        if rest == 0 {
+            return;
+        }
+        let size = (self.last_chunk * 2).max(FIRST_CHUNK).min(rest);
+        self.last_chunk = size;
+        // SAFETY: a fresh slice we own the one reference to; it is sealed or released later.
+        self.chunk = Some((unsafe { ffi::grpc_slice_malloc(size) }, 0));
+    }
+}
+
 /// Reads a received message in place, slice by slice.
 ///
 /// Implements [`bytes::Buf`] (for prost) and [`std::io::Read`] / [`std::io::BufRead`]
@@ -321,6 +561,23 @@ impl<'a> MessageReader<'a> {
         }
     }
 
+    /// The next `len` bytes (all inside the current slice) as a `Bytes` that shares the
+    /// core's slice instead of copying it; the caller consumes them.
+    fn share_current(&mut self, len: usize) -> bytes::Bytes {
+        debug_assert!(len > 0 && len <= self.current_len);
+        // SAFETY: `current_len > 0`, so `next_slice` has moved past the current slice:
+        // index `next - 1` is it, one of the buffer's slices, alive for 'a.
+        let slice = unsafe { *self.slices.add(self.next - 1) };
+        if slice.refcount.is_null() {
+            // An inlined slice holds at most 23 bytes: never this long, but copy if it were.
+            return bytes::Bytes::copy_from_slice(&self.current()[..len]);
+        }
+        // SAFETY: `slice` is a live refcounted slice and `current` points inside its bytes,
+        // so `begin..begin + len` is within them.
+        let begin = unsafe { self.current.offset_from(slice_bytes(&slice).as_ptr()) } as usize;
+        bytes::Bytes::from_owner(SharedSlice::new(slice, begin, len))
+    }
+
     /// Bytes not read yet.
     pub fn len(&self) -> usize {
         self.remaining
@@ -329,6 +586,43 @@ impl<'a> MessageReader<'a> {
     /// True when every byte has been read.
     pub fn is_empty(&self) -> bool {
         self.remaining == 0
+    }
+}
+
+/// A piece of a received slice that outlives the message it came in: the owner behind a
+/// `Bytes` from [`MessageReader`]'s `copy_to_bytes`.
+///
+/// It holds its own reference to the core's slice inside a one-slice byte buffer, not as a
+/// bare slice: the last reference to a transport read buffer gives its memory back to the
+/// core's resource quota, which may wake the quota's reclaimer and needs the core's
+/// execution context on the thread. `grpc_byte_buffer_destroy` sets one up; a bare
+/// `grpc_slice_unref` on a thread of the user's does not. So the `Bytes` may be dropped on
+/// any thread, at any time, also after the call, the channel or the server is gone.
+struct SharedSlice {
+    buffer: ByteBuffer,
+}
+
+impl SharedSlice {
+    /// Takes a reference to `len` bytes of `slice` from `begin`.
+    fn new(slice: ffi::grpc_slice, begin: usize, len: usize) -> SharedSlice {
+        // SAFETY: `slice` is a live refcounted slice with at least `begin + len` bytes (our
+        // caller's contract), so `grpc_slice_sub` returns a new reference to that range; the
+        // empty raw buffer made here takes that reference over (`grpc_slice_buffer_add`
+        // passes ownership), and `ByteBuffer` destroys it once.
+        unsafe {
+            let sub = ffi::grpc_slice_sub(slice, begin, begin + len);
+            let raw = ffi::grpc_raw_byte_buffer_create(ptr::null_mut(), 0);
+            ffi::grpc_slice_buffer_add(&mut (*raw).data.raw.slice_buffer, sub);
+            SharedSlice { buffer: ByteBuffer { raw } }
+        }
+    }
+}
+
+impl AsRef<[u8]> for SharedSlice {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the buffer is a raw one holding exactly the one slice added in `new`, alive
+        // as long as `self`.
+        unsafe { slice_bytes(&*(*self.buffer.raw).data.raw.slice_buffer.slices) }
     }
 }
 
@@ -361,11 +655,19 @@ impl bytes::Buf for MessageReader<'_> {
         self.consume(cnt);
     }
 
-    /// prost reads every `bytes` field through this. Inside one slice it is a single
-    /// allocation and copy (the default goes through a growing `BytesMut`).
+    /// prost reads every `bytes` field through this. A range of at least 4 KiB
+    /// inside one slice comes back as a view of the core's slice, kept alive by the
+    /// returned `Bytes` (no copy; a `bytes::Bytes` field then holds it as is); a shorter
+    /// one is one allocation and copy; a range over several slices is gathered with one
+    /// copy (the bytes are not contiguous in memory: the transport cuts a message at every
+    /// HTTP/2 frame and read buffer boundary).
     fn copy_to_bytes(&mut self, len: usize) -> bytes::Bytes {
         if len <= self.current_len {
-            let out = bytes::Bytes::copy_from_slice(&self.current()[..len]);
+            let out = if len >= SHARE_MIN {
+                self.share_current(len)
+            } else {
+                bytes::Bytes::copy_from_slice(&self.current()[..len])
+            };
             self.consume(len);
             return out;
         }
@@ -448,6 +750,97 @@ pub(crate) mod tests {
         assert_eq!(&r.copy_to_bytes(4)[..], b"cdef"); // exactly its rest
         assert_eq!(&r.copy_to_bytes(5)[..], b"ghijk"); // across the last two
         assert!(r.is_empty());
+    }
+
+    /// The slices of a buffer as (pointer, length) pairs.
+    fn slices_of(bb: &ByteBuffer) -> Vec<(*const u8, usize)> {
+        // SAFETY: `bb` is a live raw buffer; its slices are read, not changed.
+        unsafe {
+            let sb = &(*bb.raw).data.raw.slice_buffer;
+            (0..sb.count).map(|i| slice_bytes(&*sb.slices.add(i))).map(|b| (b.as_ptr(), b.len())).collect()
+        }
+    }
+
+    #[test]
+    fn a_long_range_inside_one_slice_is_shared_and_outlives_the_buffer() {
+        let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let bb = multi_slice(&[b"head", &big, b"tail"]);
+        let mut r = bb.reader();
+        r.advance(4 + 100);
+        let at = r.chunk().as_ptr();
+        let shared = r.copy_to_bytes(SHARE_MIN + 10);
+        assert_eq!(shared.as_ptr(), at, "a range inside one slice is a view of it, not a copy");
+        assert_eq!(&shared[..], &big[100..100 + SHARE_MIN + 10]);
+        let at = r.chunk().as_ptr();
+        let short = r.copy_to_bytes(SHARE_MIN - 1);
+        assert_ne!(short.as_ptr(), at, "a short range is copied");
+        assert_eq!(&short[..], &big[100 + SHARE_MIN + 10..100 + 2 * SHARE_MIN + 9]);
+        let rest = big.len() - (100 + 2 * SHARE_MIN + 9);
+        let across = r.copy_to_bytes(rest + 2); // into "tail": gathered
+        assert_eq!(&across[..rest], &big[big.len() - rest..]);
+        assert_eq!(&across[rest..], b"ta");
+        drop(r);
+        drop(bb);
+        // The buffer is gone; the shared range keeps its slice alive (valgrind would see a
+        // read of freed memory, or a leak if the reference were never released), also when
+        // the last reference goes on another thread.
+        let copy = shared.clone();
+        std::thread::spawn(move || assert_eq!(&copy[..], &big[100..100 + SHARE_MIN + 10])).join().unwrap();
+        drop(shared);
+    }
+
+    #[test]
+    fn the_writer_adopts_large_bytes_and_copies_the_rest() {
+        use bytes::BufMut;
+        let big = bytes::Bytes::from((0..50_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let small = bytes::Bytes::from(vec![7u8; ADOPT_MIN - 1]);
+        let slice_field: Vec<u8> = vec![3u8; ADOPT_MIN];
+        let total = 3 + big.len() + small.len() + slice_field.len() + 1_000;
+        let mut w = MessageWriter::new(total);
+        w.put_slice(b"abc");
+        w.put(big.clone());
+        w.put(small.clone());
+        w.put(&slice_field[..]);
+        for i in 0..1_000u32 {
+            w.put_u8(i as u8); // across chunks that grow
+        }
+        assert_eq!(bytes::BufMut::remaining_mut(&w), 0);
+        let (bb, written) = w.finish();
+        assert_eq!(written, total);
+        let slices = slices_of(&bb);
+        assert!(slices.contains(&(big.as_ptr(), big.len())), "the large Bytes is its own slice: {slices:?}");
+        assert!(!slices.iter().any(|&(p, _)| p == small.as_ptr()), "a short one is copied");
+        assert!(!big.is_unique(), "the core's slice holds a reference");
+        let mut want = b"abc".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(&small);
+        want.extend_from_slice(&slice_field);
+        want.extend((0..1_000u32).map(|i| i as u8));
+        let mut got = Vec::new();
+        bb.reader().read_to_end(&mut got).unwrap();
+        assert_eq!(got, want);
+        // The core releases the adopted `Bytes` with the buffer, on any thread.
+        std::thread::spawn(move || drop(bb)).join().unwrap();
+        assert!(big.is_unique(), "the slice's reference was released");
+    }
+
+    #[test]
+    fn an_unfinished_writer_releases_what_it_adopted() {
+        use bytes::BufMut;
+        let big = bytes::Bytes::from(vec![1u8; 2 * ADOPT_MIN]);
+        let mut w = MessageWriter::new(10 + big.len() + 10);
+        w.put_slice(&[0; 10]);
+        w.put(big.clone());
+        assert!(!big.is_unique());
+        drop(w); // e.g. a codec error
+        assert!(big.is_unique());
+        // Writing past the announced length panics, as on a full slice.
+        let mut w = MessageWriter::new(4);
+        let past = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.put_slice(&[0; 5])));
+        assert!(past.is_err());
+        let mut w = MessageWriter::new(ADOPT_MIN);
+        let past = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.put(bytes::Bytes::from(vec![0; ADOPT_MIN + 1]))));
+        assert!(past.is_err());
     }
 
     #[test]

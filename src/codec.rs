@@ -7,7 +7,13 @@
 //! Encoding a message into the core's byte buffer ([`ByteBuffer::encode`], `refill`) lives
 //! here too, above `buffer.rs`, which knows bytes and never imports the codecs.
 
-use crate::buffer::{ByteBuffer, MessageReader};
+use crate::buffer::{ByteBuffer, MessageReader, MessageWriter};
+
+/// A message whose encoding is at least this long is encoded through a [`MessageWriter`]
+/// ([`Codec::encode_to_writer`]), which can hand large `bytes::Bytes` fields to the core
+/// without copying them; shorter ones go straight into one slice (the fastest path for
+/// small messages).
+pub(crate) const LARGE_MESSAGE: usize = 32 * 1024;
 use crate::error::{CodecErrorKind, Error};
 
 /// Encodes and decodes messages of type `T`.
@@ -45,6 +51,16 @@ pub trait Codec<T>: Send + Sync + 'static {
         }
         out.copy_from_slice(&buf);
         Ok(())
+    }
+
+    /// Writes the encoding of a large message into `out`, a writer with room for exactly
+    /// [`encoded_len`](Self::encoded_len)`(msg)` bytes that can take large pieces over
+    /// without copying them (a `bytes::Bytes` written with [`bytes::BufMut::put`] becomes a
+    /// slice of its own). grpcore calls it instead of
+    /// [`encode_to_slice`](Self::encode_to_slice) for messages of 32 KiB and more; the
+    /// default writes the whole encoding with `encode_to_slice` into one new slice.
+    fn encode_to_writer(msg: &T, out: &mut MessageWriter) -> Result<(), Error> {
+        out.write_rest(|buf| Self::encode_to_slice(msg, buf))
     }
 }
 
@@ -94,6 +110,12 @@ impl Codec<bytes::Bytes> for BytesCodec {
         out.copy_from_slice(msg);
         Ok(())
     }
+
+    /// A large `Bytes` message is handed to the core as it is, without a copy.
+    fn encode_to_writer(msg: &bytes::Bytes, out: &mut MessageWriter) -> Result<(), Error> {
+        bytes::BufMut::put(out, msg.clone());
+        Ok(())
+    }
 }
 
 /// [prost](https://docs.rs/prost) messages.
@@ -134,6 +156,22 @@ impl<T: prost::Message + Default + 'static> Codec<T> for ProstCodec {
                 "encoding {}: {} bytes short of its encoded_len",
                 std::any::type_name::<T>(),
                 out.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// prost writes each `bytes::Bytes` field with `put`: the writer takes a large one over
+    /// as a slice of its own instead of copying it (prost-build's `.bytes(["."])` makes
+    /// every `bytes` field one).
+    fn encode_to_writer(msg: &T, out: &mut MessageWriter) -> Result<(), Error> {
+        // As in `encode_to_slice`: the writer has room for exactly `encoded_len` bytes, and a
+        // message that writes more panics on it.
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| msg.encode_raw(out)));
+        if written.is_err() {
+            return Err(Error::codec_kind(CodecErrorKind::Encode, format!(
+                "encoding {}: longer than its encoded_len",
+                std::any::type_name::<T>()
             )));
         }
         Ok(())
@@ -226,13 +264,35 @@ impl ByteBuffer {
     /// Encodes `msg` with codec `C`: straight into a slice the core allocates when the codec
     /// knows the length up front (one allocation for the bytes, none up to 23 bytes), else
     /// through a `Vec` that the core then adopts.
+    ///
+    /// A message of [`LARGE_MESSAGE`] bytes or more goes through a [`MessageWriter`]
+    /// ([`Codec::encode_to_writer`]), so its large `Bytes` fields reach the core uncopied.
     pub(crate) fn encode<T, C: Codec<T>>(msg: &T) -> Result<ByteBuffer, Error> {
         let Some(len) = C::encoded_len(msg) else {
             let mut buf = Vec::new();
             C::encode(msg, &mut buf)?;
             return Ok(ByteBuffer::from_vec(buf));
         };
+        if len >= LARGE_MESSAGE {
+            return ByteBuffer::encode_large::<T, C>(msg, len);
+        }
         ByteBuffer::filled(len, |out| C::encode_to_slice(msg, out))
+    }
+
+    /// [`encode`](Self::encode)'s path for a large message of `len` bytes.
+    #[inline(never)]
+    fn encode_large<T, C: Codec<T>>(msg: &T, len: usize) -> Result<ByteBuffer, Error> {
+        let mut writer = MessageWriter::new(len);
+        C::encode_to_writer(msg, &mut writer)?;
+        let (buffer, written) = writer.finish();
+        if written != len {
+            return Err(Error::codec_kind(CodecErrorKind::Encode, format!(
+                "encoding {}: {} bytes written, not the {len} announced by encoded_len",
+                std::any::type_name::<T>(),
+                written
+            )));
+        }
+        Ok(buffer)
     }
 
     /// Encodes `msg` into this buffer, replacing what it holds: into a new core slice when
@@ -244,7 +304,7 @@ impl ByteBuffer {
     pub(crate) unsafe fn refill<T, C: Codec<T>>(&mut self, msg: &T) -> Result<(), Error> {
         match C::encoded_len(msg) {
             // SAFETY: no operation uses the buffer (our caller's contract) and it is plain.
-            Some(len) if self.is_plain() => unsafe { self.refill_with(len, |out| C::encode_to_slice(msg, out)) },
+            Some(len) if len < LARGE_MESSAGE && self.is_plain() => unsafe { self.refill_with(len, |out| C::encode_to_slice(msg, out)) },
             _ => {
                 *self = ByteBuffer::encode::<T, C>(msg)?;
                 Ok(())
@@ -291,14 +351,60 @@ mod tests {
 
     #[test]
     fn a_wrong_encoded_len_is_an_error_not_a_panic() {
-        let msg = vec![1u8; 40];
-        for err in [
-            ByteBuffer::encode::<Vec<u8>, Lying<-3>>(&msg).err().unwrap(),
-            ByteBuffer::encode::<Vec<u8>, Lying<5>>(&msg).err().unwrap(),
-        ] {
-            assert!(err.to_string().contains("encoded_len"), "{err}");
+        // Small messages go into one slice, large ones through the writer's default.
+        for len in [40, LARGE_MESSAGE + 40] {
+            let msg = vec![1u8; len];
+            for err in [
+                ByteBuffer::encode::<Vec<u8>, Lying<-3>>(&msg).err().unwrap(),
+                ByteBuffer::encode::<Vec<u8>, Lying<5>>(&msg).err().unwrap(),
+            ] {
+                assert!(err.to_string().contains("encoded_len"), "{err}");
+            }
+            assert_eq!(ByteBuffer::encode::<Vec<u8>, Lying<0>>(&msg).unwrap().len(), len);
         }
-        assert_eq!(ByteBuffer::encode::<Vec<u8>, Lying<0>>(&msg).unwrap().len(), 40);
+    }
+
+    #[test]
+    fn a_large_bytes_message_is_handed_over_not_copied() {
+        let msg = bytes::Bytes::from(vec![5u8; LARGE_MESSAGE]);
+        let bb = ByteBuffer::encode::<bytes::Bytes, BytesCodec>(&msg).unwrap();
+        assert_eq!(bytes::Buf::chunk(&bb.reader()).as_ptr(), msg.as_ptr());
+        assert_eq!(bb.len(), msg.len());
+        let small = bytes::Bytes::from(vec![5u8; LARGE_MESSAGE - 1]);
+        let bb = ByteBuffer::encode::<bytes::Bytes, BytesCodec>(&small).unwrap();
+        assert_ne!(bytes::Buf::chunk(&bb.reader()).as_ptr(), small.as_ptr(), "below the crossover: one slice, copied");
+    }
+
+    #[cfg(feature = "prost")]
+    #[test]
+    fn a_large_prost_message_of_the_wrong_length_is_an_error() {
+        /// Writes `WRITES` bytes (one length-delimited field) but claims `CLAIMS`.
+        #[derive(Debug, Default)]
+        struct Liar<const WRITES: usize, const CLAIMS: usize>;
+        impl<const WRITES: usize, const CLAIMS: usize> prost::Message for Liar<WRITES, CLAIMS> {
+            fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
+                prost::encoding::bytes::encode(1, &bytes::Bytes::from(vec![1u8; WRITES - 4]), buf);
+            }
+            fn merge_field(
+                &mut self,
+                tag: u32,
+                wire_type: prost::encoding::WireType,
+                buf: &mut impl bytes::Buf,
+                ctx: prost::encoding::DecodeContext,
+            ) -> Result<(), prost::DecodeError> {
+                prost::encoding::skip_field(wire_type, tag, buf, ctx)
+            }
+            fn encoded_len(&self) -> usize {
+                CLAIMS
+            }
+            fn clear(&mut self) {}
+        }
+        const N: usize = 2 * LARGE_MESSAGE; // a 3-byte length: key + length = 4 bytes
+        let err = ByteBuffer::encode::<Liar<N, { N - 1 }>, ProstCodec>(&Liar).err().unwrap();
+        assert!(err.to_string().contains("longer than its encoded_len"), "{err}");
+        let err = ByteBuffer::encode::<Liar<N, { N + 1 }>, ProstCodec>(&Liar).err().unwrap();
+        assert!(err.to_string().contains("announced by encoded_len"), "{err}");
+        assert_eq!(ByteBuffer::encode::<Liar<N, N>, ProstCodec>(&Liar).unwrap().len(), N);
     }
 
     #[cfg(feature = "prost")]
@@ -425,8 +531,80 @@ mod tests {
                 })
         }
 
+        /// A message of `bytes::Bytes` fields (prost-build's `.bytes(["."])`), nested too.
+        #[cfg(feature = "prost")]
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Blobs {
+            #[prost(bytes = "bytes", tag = "1")]
+            a: bytes::Bytes,
+            #[prost(string, tag = "2")]
+            s: String,
+            #[prost(bytes = "bytes", repeated, tag = "3")]
+            many: Vec<bytes::Bytes>,
+            #[prost(message, optional, tag = "4")]
+            inner: Option<InnerBlob>,
+        }
+
+        #[cfg(feature = "prost")]
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct InnerBlob {
+            #[prost(bytes = "bytes", tag = "1")]
+            b: bytes::Bytes,
+            #[prost(bytes = "vec", tag = "2")]
+            v: Vec<u8>,
+        }
+
+        /// Field lengths around every threshold: sharing (4 KiB), HTTP/2 frames (16 KiB),
+        /// the writer's crossover (32 KiB), and beyond a 64 KiB read buffer.
+        #[cfg(feature = "prost")]
+        fn blob() -> impl Strategy<Value = bytes::Bytes> {
+            let len = prop_oneof![0usize..64, 4_090usize..4_100, 16_380usize..16_390, 32_760usize..32_780, 60_000usize..70_000];
+            (len, any::<u8>()).prop_map(|(len, salt)| (0..len).map(|i| (i % 253) as u8 ^ salt).collect::<Vec<u8>>().into())
+        }
+
+        #[cfg(feature = "prost")]
+        fn blobs() -> impl Strategy<Value = Blobs> {
+            let inner = (blob(), blob()).prop_map(|(b, v)| InnerBlob { b, v: v.to_vec() });
+            (blob(), "\\PC{0,20}", proptest::collection::vec(blob(), 0..4), proptest::option::of(inner))
+                .prop_map(|(a, s, many, inner)| Blobs { a, s, many, inner })
+        }
+
+        /// `data` cut the way the transport cuts a message: every `frame` bytes (HTTP/2 DATA
+        /// frames, read buffers), plus arbitrary cuts.
+        fn frames(data: &[u8], frame: usize, cuts: &[proptest::sample::Index]) -> Vec<Vec<u8>> {
+            let mut parts = Vec::new();
+            for piece in data.chunks(frame.max(1)) {
+                parts.extend(split_at(piece, cuts));
+            }
+            parts
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[cfg(feature = "prost")]
+            #[test]
+            fn prost_bytes_fields_round_trip_through_frames_and_the_writer(
+                m in blobs(),
+                frame in prop_oneof![1usize..64, 4_000usize..20_000, 60_000usize..70_000],
+                cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..3),
+            ) {
+                let mut encoded = Vec::new();
+                ProstCodec::encode(&m, &mut encoded).unwrap();
+                // Receive: decoded from the message cut into frames (boundaries inside fields).
+                let bb = buffer_of(&frames(&encoded, frame, &cuts));
+                let got = <ProstCodec as Codec<Blobs>>::decode(&mut bb.reader()).unwrap();
+                drop(bb); // shared fields must outlive the buffer
+                prop_assert_eq!(&got, &m);
+                // Send: through one slice or the writer (by size), the same bytes as prost's.
+                let bb = ByteBuffer::encode::<Blobs, ProstCodec>(&m).unwrap();
+                let mut sent = Vec::new();
+                std::io::Read::read_to_end(&mut bb.reader(), &mut sent).unwrap();
+                prop_assert_eq!(&sent, &encoded);
+                let back = <ProstCodec as Codec<Blobs>>::decode(&mut bb.reader()).unwrap();
+                drop(bb);
+                prop_assert_eq!(back, m);
+            }
 
             #[test]
             fn bytes_codecs_read_any_split_buffer((data, parts) in split_bytes(2_000)) {

@@ -73,7 +73,7 @@ pub mod xds;
 
 pub use grpcore_sys as ffi;
 
-pub use buffer::MessageReader;
+pub use buffer::{MessageReader, MessageWriter};
 pub use call::client::{CallOptions, Response, UnaryCall};
 pub use call::core::ParentCall;
 pub use call::streaming::{BlockingIter, ClientStreamingCall, ClientStreamingResponse, RequestSink, ResponseStream};

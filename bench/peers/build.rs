@@ -8,6 +8,9 @@ fn main() {
     let dir = dir.as_str();
     println!("cargo:rerun-if-changed={dir}/benchmark_service.proto");
     tonic_prost_build::configure()
+        // Every `bytes` field as `bytes::Bytes`, as grpcore-bench's messages have them (fairness:
+        // tonic decodes them without the copy into a Vec too).
+        .bytes(".")
         .compile_protos(
             &[format!("{dir}/benchmark_service.proto")],
             &[dir.to_string()],

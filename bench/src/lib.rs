@@ -40,7 +40,7 @@ pub fn request(req_size: usize, resp_size: usize) -> SimpleRequest {
         response_size: resp_size.min(i32::MAX as usize) as i32,
         payload: Some(Payload {
             r#type: 0,
-            body: vec![0; req_size],
+            body: vec![0; req_size].into(),
         }),
         ..Default::default()
     }
@@ -51,7 +51,7 @@ pub fn response_for(req: &SimpleRequest) -> SimpleResponse {
     SimpleResponse {
         payload: Some(Payload {
             r#type: req.response_type,
-            body: vec![0; req.response_size.max(0) as usize],
+            body: vec![0; req.response_size.max(0) as usize].into(),
         }),
         ..Default::default()
     }

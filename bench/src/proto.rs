@@ -28,9 +28,11 @@ pub struct Payload {
     /// The type of data in `body`.
     #[prost(enumeration = "PayloadType", tag = "1")]
     pub r#type: i32,
-    /// The bytes.
-    #[prost(bytes = "vec", tag = "2")]
-    pub body: Vec<u8>,
+    /// The bytes: a `Bytes`, as prost-build's `.bytes(["."])` generates (the tonic and grpcio
+    /// peers are built so too), so a large body is shared with the transport's buffers
+    /// instead of copied (benches/README.md, "1 MiB messages").
+    #[prost(bytes = "bytes", tag = "2")]
+    pub body: prost::bytes::Bytes,
 }
 
 /// `grpc.testing.EchoStatus`.

@@ -164,7 +164,7 @@ fn messages_encode_exactly_as_protoc_does() {
         response_size: 5,
         payload: Some(grpcore_bench::proto::Payload {
             r#type: 0,
-            body: b"abc".to_vec(),
+            body: b"abc".to_vec().into(),
         }),
         fill_server_id: true,
         response_status: Some(grpcore_bench::proto::EchoStatus {
