@@ -49,24 +49,46 @@ pub(crate) struct Call {
 enum Keeps {
     Env { _env: Environment },
     Channel { _channel: Channel },
-    /// A server call counted among its server's live calls until it is released.
-    Counted { _env: Environment, _live: LiveCall },
+    /// A server call counted among its server's live calls until it is released (the
+    /// counter also holds the environment: one reference per call keeps both).
+    Counted { _live: LiveCall },
 }
 
-/// One live call in a counter of them (a server's calls, for its shutdown report): counts
-/// from creation to drop.
-pub(crate) struct LiveCall(Arc<AtomicUsize>);
+/// A server's environment and the number of its calls handed to handlers and not yet
+/// released (for its shutdown report), shared by the server and each of those calls.
+pub(crate) struct LiveCalls {
+    _env: Environment,
+    count: AtomicUsize,
+}
+
+impl LiveCalls {
+    pub(crate) fn new(env: Environment) -> Arc<LiveCalls> {
+        Arc::new(LiveCalls {
+            _env: env,
+            count: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many calls are live now.
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// One live call in a server's [`LiveCalls`]: counts from creation to drop, and keeps the
+/// environment alive meanwhile.
+pub(crate) struct LiveCall(Arc<LiveCalls>);
 
 impl LiveCall {
-    pub(crate) fn new(counter: &Arc<AtomicUsize>) -> LiveCall {
-        counter.fetch_add(1, Ordering::Relaxed);
-        LiveCall(counter.clone())
+    pub(crate) fn new(calls: &Arc<LiveCalls>) -> LiveCall {
+        calls.count.fetch_add(1, Ordering::Relaxed);
+        LiveCall(calls.clone())
     }
 }
 
 impl Drop for LiveCall {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -91,15 +113,16 @@ impl Call {
         }
     }
 
-    /// [`Call::from_raw`] for a server call counted in `live` while it exists.
+    /// [`Call::from_raw`] for a server call counted in `live` while it exists (which also
+    /// keeps the environment alive).
     ///
     /// # Safety
-    /// As for [`Call::from_raw`].
-    pub(crate) unsafe fn from_raw_counted(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, env: Environment, live: LiveCall) -> Call {
+    /// As for [`Call::from_raw`], with `live`'s environment as `env`.
+    pub(crate) unsafe fn from_raw_counted(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, live: LiveCall) -> Call {
         Call {
             raw,
             cq,
-            _keeps: Keeps::Counted { _env: env, _live: live },
+            _keeps: Keeps::Counted { _live: live },
         }
     }
 

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::os::raw::c_void;
 use std::pin::Pin;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use grpcore_sys as ffi;
 use crate::args::{size_limit, ChannelArgs};
 use crate::call::write::Compression;
 use crate::call::raw::{op, OwnedSlice, RecvMessage, RecvMetadata, SendMetadata};
-use crate::call::{Batch, Call, LiveCall, OnComplete};
+use crate::call::{Batch, Call, LiveCall, LiveCalls, OnComplete};
 use crate::cq::{BoxTag, CompletionQueue, Tag, TagHeader};
 use crate::credentials::ServerCredentials;
 use crate::env::Environment;
@@ -575,7 +575,7 @@ impl ServerBuilder {
             lame_duck: self.lame_duck,
             accepting_sockets: Mutex::new(true),
             listeners: Mutex::new(Vec::new()),
-            live_calls: Arc::new(AtomicUsize::new(0)),
+            live_calls: LiveCalls::new(self.env.clone()),
             #[cfg(feature = "xds")]
             _xds_notifier: xds_notifier,
         });
@@ -682,8 +682,9 @@ pub(crate) struct ServerInner {
     hooks: Mutex<ShutdownHooks>,
     /// See [`ServerBuilder::lame_duck_period`].
     lame_duck: Duration,
-    /// The calls handed to handlers and not yet released (for the shutdown report).
-    live_calls: Arc<AtomicUsize>,
+    /// The calls handed to handlers and not yet released (for the shutdown report), with
+    /// the environment each of them keeps alive.
+    live_calls: Arc<LiveCalls>,
     /// The xDS serving-status callback's user data: dropped after the server (and its
     /// config fetcher) is destroyed, since fields drop after `Drop::drop` runs.
     #[cfg(feature = "xds")]
@@ -835,7 +836,7 @@ pub(crate) struct RequestSlot {
 unsafe impl Send for RequestSlot {}
 
 fn request_registered(server: &Arc<ServerInner>, method: usize, cq: &Arc<CompletionQueue>) {
-    post_slot(Box::new(RequestSlot {
+    post_slot(server, cq, Box::new(RequestSlot {
         header: TagHeader::for_box::<RequestSlot>(),
         server: server.clone(),
         method,
@@ -847,13 +848,14 @@ fn request_registered(server: &Arc<ServerInner>, method: usize, cq: &Arc<Complet
     }));
 }
 
-/// Posts `slot` (new, or reused after its call was taken out) for its method.
-fn post_slot(mut slot: Box<RequestSlot>) {
-    let server = slot.server.clone();
+/// Posts `slot` (new, or reused after its call was taken out) for its method. `server` and
+/// `cq` are the slot's own (borrowed from the caller, which holds them beyond the post: once
+/// posted, the slot belongs to the core).
+fn post_slot(server: &Arc<ServerInner>, cq: &Arc<CompletionQueue>, mut slot: Box<RequestSlot>) {
+    debug_assert!(Arc::ptr_eq(server, &slot.server) && Arc::ptr_eq(cq, &slot.cq));
     if server.shutting_down.load(Ordering::Acquire) {
         return;
     }
-    let cq = slot.cq.clone();
     let Some(borrow) = cq.borrow() else { return };
     let m = &server.methods[slot.method];
     let call_p: *mut *mut ffi::grpc_call = &mut slot.call;
@@ -890,9 +892,10 @@ impl RequestSlot {
         let metadata = std::mem::replace(&mut self.metadata, RecvMetadata::new());
         let payload = self.payload.take();
         let mut deadline = std::mem::replace(&mut self.deadline, crate::time::infinite_future());
-        post_slot(self);
-        // SAFETY: on success the core gave us one reference to a call bound to `cq`.
-        let call = unsafe { Call::from_raw_counted(raw_call, cq.clone(), server.env.clone(), LiveCall::new(&server.live_calls)) };
+        post_slot(&server, &cq, self);
+        // SAFETY: on success the core gave us one reference to a call bound to `cq`, one of
+        // the queues of the server's environment (the one `live_calls` holds).
+        let call = unsafe { Call::from_raw_counted(raw_call, cq.clone(), LiveCall::new(&server.live_calls)) };
         let m = &server.methods[method];
         // The deadline policy comes before the interceptors (it is the outer layer), but a
         // refusal still reaches their end hooks, as a counted outcome.
@@ -1055,7 +1058,7 @@ impl ShutdownSignal {
 
     /// Cancels every call of `inner` still running (the grace is over), counting them.
     fn cancel_the_rest(&self, inner: &ServerInner) {
-        let _ = self.cancelled.set(inner.live_calls.load(Ordering::Relaxed));
+        let _ = self.cancelled.set(inner.live_calls.count());
         // SAFETY: shutdown_and_notify was called (begin_shutdown) before any caller gets
         // here, and the server is alive (`inner`).
         unsafe { ffi::grpc_server_cancel_all_calls(inner.raw) };
