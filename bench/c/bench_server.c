@@ -15,6 +15,8 @@
  *   --write-hint 1       unary replies carry GRPC_WRITE_BUFFER_HINT on their message
  *   --defer 1            unary reply batches are held until the queue is drained (a
  *                        zero-timeout poll comes back empty), then started back to back
+ *   --defer 2            the same, started inside one core execution context (a build with
+ *                        -DEXECCTX_EXPERIMENT and execctx_experiment.cc only)
  *   --callback 1         unary requests arrive on a callback-type completion queue: the
  *                        reply batch is started from the core's functor (an inlineable one),
  *                        i.e. from inside the core's own execution context
@@ -73,7 +75,36 @@ typedef struct {
 static __thread deferred* deferred_list;
 static __thread size_t deferred_len, deferred_cap;
 
+#ifdef EXECCTX_EXPERIMENT
+/* --defer 2, in an experiment build only (execctx_experiment.cc says how to make it): the
+ * held batches are started inside one core execution context through the core's internal
+ * C++ API, which the public grpc_call_start_batch does not allow; each completion runs the
+ * tag's handler from inside the core instead of coming out of the queue. */
+void exp_in_exec_ctx(void (*fn)(void*), void* arg);
+int exp_start_batch_in_ctx(grpc_call* call, const grpc_op* ops, size_t n, void (*done)(void*, int),
+                           void* arg);
+static void exp_done(void* arg, int ok) {
+  tag* t = arg;
+  t->done(t, ok);
+}
+static void exp_start_all(void* arg) {
+  (void)arg;
+  for (size_t i = 0; i < deferred_len; i++) {
+    if (exp_start_batch_in_ctx(deferred_list[i].call, deferred_list[i].ops, 4, exp_done, deferred_list[i].t) != 0) {
+      abort();
+    }
+  }
+}
+#endif
+
 static void start_deferred(void) {
+#ifdef EXECCTX_EXPERIMENT
+  if (defer_replies == 2) {
+    exp_in_exec_ctx(exp_start_all, NULL);
+    deferred_len = 0;
+    return;
+  }
+#endif
   for (size_t i = 0; i < deferred_len; i++) {
     start(deferred_list[i].call, deferred_list[i].ops, 4, deferred_list[i].t);
   }
