@@ -8,7 +8,18 @@
  *  - K threads, each polling its own completion queue with S slots per method posted
  *    on it, replaced as soon as they are used.
  *
- *   bench_server_c [--port N] [--cq-threads K] [--slots S]
+ *   bench_server_c [--port N] [--cq-threads K] [--slots S] [--arg key=integer]...
+ *
+ * Experiments on how replies share transport writes (issue #18; benches/syscalls):
+ *   --pollers-per-cq P   P threads poll each completion queue (default 1)
+ *   --write-hint 1       unary replies carry GRPC_WRITE_BUFFER_HINT on their message
+ *   --defer 1            unary reply batches are held until the queue is drained (a
+ *                        zero-timeout poll comes back empty), then started back to back
+ *   --defer 2            the same, started inside one core execution context (a build with
+ *                        -DEXECCTX_EXPERIMENT and execctx_experiment.cc only)
+ *   --callback 1         unary requests arrive on a callback-type completion queue: the
+ *                        reply batch is started from the core's functor (an inlineable one),
+ *                        i.e. from inside the core's own execution context
  *
  * Prints "listening on PORT", then serves until killed. Built by benches/compare:
  *   gcc -O2 bench_server.c $(pkg-config --cflags --libs grpc) -lpthread
@@ -35,9 +46,14 @@ static const char* const METHOD_PATHS[M_COUNT] = {
 static grpc_server* server;
 static void* methods[M_COUNT];
 static grpc_slice empty_details;
+static int write_hint;      /* --write-hint */
+static int defer_replies;   /* --defer */
+static grpc_completion_queue* callback_cq; /* --callback */
 
 /* Every tag starts with the function that handles its event. */
+/* A tag is also a callback-queue functor (the functor first, so one pointer serves both). */
 typedef struct tag {
+  grpc_completion_queue_functor functor;
   void (*done)(struct tag* t, int ok);
 } tag;
 
@@ -47,6 +63,52 @@ static void start(grpc_call* call, const grpc_op* ops, size_t n, tag* t) {
     fprintf(stderr, "bench_server_c: grpc_call_start_batch failed: %d\n", e);
     abort();
   }
+}
+
+/* --defer: unary reply batches waiting for the end of the drain round (one thread per
+ * queue only, checked in main). */
+typedef struct {
+  grpc_call* call;
+  grpc_op ops[4];
+  tag* t;
+} deferred;
+static __thread deferred* deferred_list;
+static __thread size_t deferred_len, deferred_cap;
+
+#ifdef EXECCTX_EXPERIMENT
+/* --defer 2, in an experiment build only (execctx_experiment.cc says how to make it): the
+ * held batches are started inside one core execution context through the core's internal
+ * C++ API, which the public grpc_call_start_batch does not allow; each completion runs the
+ * tag's handler from inside the core instead of coming out of the queue. */
+void exp_in_exec_ctx(void (*fn)(void*), void* arg);
+int exp_start_batch_in_ctx(grpc_call* call, const grpc_op* ops, size_t n, void (*done)(void*, int),
+                           void* arg);
+static void exp_done(void* arg, int ok) {
+  tag* t = arg;
+  t->done(t, ok);
+}
+static void exp_start_all(void* arg) {
+  (void)arg;
+  for (size_t i = 0; i < deferred_len; i++) {
+    if (exp_start_batch_in_ctx(deferred_list[i].call, deferred_list[i].ops, 4, exp_done, deferred_list[i].t) != 0) {
+      abort();
+    }
+  }
+}
+#endif
+
+static void start_deferred(void) {
+#ifdef EXECCTX_EXPERIMENT
+  if (defer_replies == 2) {
+    exp_in_exec_ctx(exp_start_all, NULL);
+    deferred_len = 0;
+    return;
+  }
+#endif
+  for (size_t i = 0; i < deferred_len; i++) {
+    start(deferred_list[i].call, deferred_list[i].ops, 4, deferred_list[i].t);
+  }
+  deferred_len = 0;
 }
 
 /* --- request slots ------------------------------------------------------------------- */
@@ -67,9 +129,10 @@ static void post(slot* s) {
   s->call = NULL;
   s->payload = NULL;
   grpc_metadata_array_init(&s->metadata);
+  grpc_completion_queue* cq = (callback_cq && s->method == M_UNARY) ? callback_cq : s->cq;
   grpc_call_error e = grpc_server_request_registered_call(
       server, methods[s->method], &s->call, &s->deadline, &s->metadata,
-      (s->method == M_UNARY || s->method == M_FROM_SERVER) ? &s->payload : NULL, s->cq, s->cq, s);
+      (s->method == M_UNARY || s->method == M_FROM_SERVER) ? &s->payload : NULL, cq, cq, s);
   if (e != GRPC_CALL_OK) {
     fprintf(stderr, "bench_server_c: request_registered_call failed: %d\n", e);
     abort();
@@ -85,6 +148,8 @@ typedef struct {
   int cancelled;
 } unary_call;
 
+static void functor_run(grpc_completion_queue_functor* f, int ok);
+
 static void unary_done(tag* t, int ok) {
   (void)ok;
   unary_call* u = (unary_call*)t;
@@ -97,6 +162,8 @@ static void unary_start(grpc_call* call, grpc_byte_buffer* request) {
   int64_t size = parse_response_size(request);
   grpc_byte_buffer_destroy(request);
   unary_call* u = malloc(sizeof *u);
+  u->t.functor.functor_run = functor_run;
+  u->t.functor.inlineable = 1;
   u->t.done = unary_done;
   u->call = call;
   grpc_slice body = encode_with_payload(1, size > 0 ? (size_t)size : 0, 0);
@@ -107,11 +174,23 @@ static void unary_start(grpc_call* call, grpc_byte_buffer* request) {
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = u->response;
+  if (write_hint) ops[1].flags = GRPC_WRITE_BUFFER_HINT;
   ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   ops[2].data.recv_close_on_server.cancelled = &u->cancelled;
   ops[3].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   ops[3].data.send_status_from_server.status = size < 0 ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_OK;
   ops[3].data.send_status_from_server.status_details = &empty_details;
+  if (defer_replies) {
+    if (deferred_len == deferred_cap) {
+      deferred_cap = deferred_cap ? 2 * deferred_cap : 256;
+      deferred_list = realloc(deferred_list, deferred_cap * sizeof *deferred_list);
+    }
+    deferred* d = &deferred_list[deferred_len++];
+    d->call = call;
+    memcpy(d->ops, ops, sizeof ops);
+    d->t = &u->t;
+    return;
+  }
   start(call, ops, 4, &u->t);
 }
 
@@ -268,16 +347,25 @@ static void slot_done(tag* t, int ok) {
   }
 }
 
+/* --callback: the core calls this for every event on the callback queue. */
+static void functor_run(grpc_completion_queue_functor* f, int ok) {
+  tag* t = (tag*)f;
+  t->done(t, ok);
+}
+
 typedef struct {
   grpc_completion_queue* cq;
   int slots;
+  int post_slots; /* only the first poller of a queue posts its slots */
 } worker;
 
 static void* run(void* arg) {
   worker* w = arg;
-  for (int m = 0; m < M_COUNT; m++) {
+  for (int m = 0; m < M_COUNT && w->post_slots; m++) {
     for (int i = 0; i < w->slots; i++) {
       slot* s = calloc(1, sizeof *s);
+      s->t.functor.functor_run = functor_run;
+      s->t.functor.inlineable = 1;
       s->t.done = slot_done;
       s->method = m;
       s->cq = w->cq;
@@ -288,15 +376,35 @@ static void* run(void* arg) {
     grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.type == GRPC_OP_COMPLETE) ((tag*)ev.tag)->done((tag*)ev.tag, ev.success);
+    if (defer_replies && deferred_len > 0) {
+      /* Drain what is ready without waiting, then start the held replies together. */
+      for (;;) {
+        ev = grpc_completion_queue_next(w->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type != GRPC_OP_COMPLETE) break;
+        ((tag*)ev.tag)->done((tag*)ev.tag, ev.success);
+      }
+      start_deferred();
+      if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    }
   }
   return NULL;
 }
 
 int main(int argc, char** argv) {
-  static const char* const known[] = {"port", "cq-threads", "slots", "arg", NULL};
+  static const char* const known[] = {"port", "cq-threads", "slots", "arg", "pollers-per-cq",
+                                      "write-hint", "defer", "callback", NULL};
   check_flags(argc, argv, known);
   int port = (int)flag_num(argc, argv, "port", 0);
   int threads = (int)flag_num(argc, argv, "cq-threads", 1);
+  int pollers = (int)flag_num(argc, argv, "pollers-per-cq", 1);
+  write_hint = (int)flag_num(argc, argv, "write-hint", 0);
+  defer_replies = (int)flag_num(argc, argv, "defer", 0);
+  int use_callback = (int)flag_num(argc, argv, "callback", 0);
+  if (pollers < 1) pollers = 1;
+  if (defer_replies && pollers > 1) {
+    fprintf(stderr, "bench_server_c: --defer needs one poller per queue\n");
+    return 2;
+  }
   int slots = (int)flag_num(argc, argv, "slots", 32);
   if (threads < 1) threads = 1;
   if (slots < 1) slots = 1;
@@ -333,11 +441,21 @@ int main(int argc, char** argv) {
                                                        GRPC_SRM_PAYLOAD_NONE, 0);
   methods[M_BOTH_WAYS] = grpc_server_register_method(server, METHOD_PATHS[M_BOTH_WAYS], NULL,
                                                      GRPC_SRM_PAYLOAD_NONE, 0);
-  worker* workers = calloc((size_t)threads, sizeof *workers);
+  if (use_callback) {
+    static grpc_completion_queue_functor on_shutdown; /* never called before exit */
+    callback_cq = grpc_completion_queue_create_for_callback(&on_shutdown, NULL);
+    grpc_server_register_completion_queue(server, callback_cq, NULL);
+  }
+  int nworkers = threads * pollers;
+  worker* workers = calloc((size_t)nworkers, sizeof *workers);
   for (int i = 0; i < threads; i++) {
-    workers[i].cq = grpc_completion_queue_create_for_next(NULL);
-    workers[i].slots = slots;
-    grpc_server_register_completion_queue(server, workers[i].cq, NULL);
+    grpc_completion_queue* cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(server, cq, NULL);
+    for (int p = 0; p < pollers; p++) {
+      workers[i * pollers + p].cq = cq;
+      workers[i * pollers + p].slots = slots;
+      workers[i * pollers + p].post_slots = p == 0;
+    }
   }
   char addr[64];
   snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
@@ -349,9 +467,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   grpc_server_start(server);
-  pthread_t* tids = calloc((size_t)threads, sizeof *tids);
-  for (int i = 0; i < threads; i++) pthread_create(&tids[i], NULL, run, &workers[i]);
+  pthread_t* tids = calloc((size_t)nworkers, sizeof *tids);
+  for (int i = 0; i < nworkers; i++) pthread_create(&tids[i], NULL, run, &workers[i]);
   announce_port(bound);
-  for (int i = 0; i < threads; i++) pthread_join(tids[i], NULL);
+  for (int i = 0; i < nworkers; i++) pthread_join(tids[i], NULL);
   return 0;
 }
