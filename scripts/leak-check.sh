@@ -12,7 +12,9 @@
 # bound a port (shut down on a private queue, then destroyed); and the call core's tests
 # (sinks that outlive their handler, calls that outlive their channel, cancelled uploads);
 # and the health tests (shutdown hooks run on the server's shutdown thread, watches ended
-# by the server, peers of grpcio-health-checking).
+# by the server, peers of grpcio-health-checking); and the large-message tests (Rust buffers
+# adopted as core slices, received slices held by zero-copy `Bytes` fields) and the
+# send-and-receive batches (a receive folded into a send, then cancelled or half-closed).
 #
 #   scripts/leak-check.sh                 the list above (what CI runs)
 #   scripts/leak-check.sh --all           every integration-test binary of the grpcore crate
@@ -20,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tests=(drop_order unary streaming call_core connectivity settings tls_reload call_credentials
-       panicking_logger tls_reload_reentrant bind_failure health)
+       panicking_logger tls_reload_reentrant bind_failure health large_messages send_and_receive)
 if [ "${1:-}" = "--all" ]; then
     tests=()
     for f in tests/*.rs; do tests+=("$(basename "$f" .rs)"); done
