@@ -558,7 +558,7 @@ unsafe impl ArcTag for ServerCallCore {
 }
 
 /// How many finished server call cores a thread keeps for reuse.
-const SPARE_CORES: usize = 16;
+const SPARE_CORES: usize = 64;
 
 /// The allocations of server call cores that ended on this thread, their values already
 /// dropped, for the next calls' cores (see [`recycle`]).
@@ -612,6 +612,7 @@ fn recycle(mut server: Arc<ServerCallCore>) {
 }
 
 /// Puts `server` in a recycled allocation if this thread kept one, else in a new one.
+#[inline(always)] // one copy of the value into its place, not two (a by-value argument, then the write)
 fn allocate_core(server: ServerCallCore) -> Arc<ServerCallCore> {
     let spare = SPARE_CORES_OF_THREAD
         .try_with(|spare| {
@@ -623,16 +624,16 @@ fn allocate_core(server: ServerCallCore) -> Arc<ServerCallCore> {
         })
         .ok()
         .flatten();
-    match spare {
-        // SAFETY: `raw` came from `Arc::into_raw` of a unique `Arc<ServerCallCore>` whose
-        // value was dropped (`recycle`), and is out of the spare list: writing a new value
-        // there and taking the `Arc` back gives a unique, valid `Arc` again (its counts were
-        // never changed: one strong reference, the implicit weak one).
-        Some(raw) => unsafe {
-            std::ptr::write(raw, server);
-            Arc::from_raw(raw)
-        },
-        None => Arc::new(server),
+    // A new allocation is made uninitialised too, so that the value is copied once either way.
+    let raw = spare.unwrap_or_else(|| Arc::into_raw(Arc::<ServerCallCore>::new_uninit()) as *mut ServerCallCore);
+    // SAFETY: `raw` is either a fresh, unique, uninitialised `Arc` allocation
+    // (`MaybeUninit<T>` has `T`'s size and alignment), or came from `Arc::into_raw` of a unique
+    // `Arc<ServerCallCore>` whose value was dropped (`recycle`) and is out of the spare list.
+    // Writing a value there and taking the `Arc` back gives a unique, valid `Arc` (its counts
+    // are one strong reference and the implicit weak one).
+    unsafe {
+        std::ptr::write(raw, server);
+        Arc::from_raw(raw)
     }
 }
 
