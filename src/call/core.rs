@@ -624,8 +624,11 @@ fn allocate_core(server: ServerCallCore) -> Arc<ServerCallCore> {
         })
         .ok()
         .flatten();
-    // A new allocation is made uninitialised too, so that the value is copied once either way.
-    let raw = spare.unwrap_or_else(|| Arc::into_raw(Arc::<ServerCallCore>::new_uninit()) as *mut ServerCallCore);
+    // A new allocation is made uninitialised too (`Arc::new_uninit` is newer than our MSRV),
+    // so that the value is copied once either way.
+    let raw = spare.unwrap_or_else(|| {
+        Arc::into_raw(Arc::new(std::mem::MaybeUninit::<ServerCallCore>::uninit())) as *mut ServerCallCore
+    });
     // SAFETY: `raw` is either a fresh, unique, uninitialised `Arc` allocation
     // (`MaybeUninit<T>` has `T`'s size and alignment), or came from `Arc::into_raw` of a unique
     // `Arc<ServerCallCore>` whose value was dropped (`recycle`) and is out of the spare list.
