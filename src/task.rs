@@ -16,6 +16,7 @@
 //! The pure state logic is in `state.rs` ([`TaskState`]), with no FFI: its loom models
 //! check these guarantees under every interleaving.
 
+use std::any::TypeId;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -72,6 +73,68 @@ thread_local! {
     static NEXT: Cell<Option<NonNull<dyn Runnable>>> = const { Cell::new(None) };
     /// Ready tasks queued behind `NEXT`, oldest first.
     static RUN_QUEUE: RefCell<VecDeque<Arc<dyn Runnable>>> = const { RefCell::new(VecDeque::new()) };
+    /// A finished task of this queue thread that nothing else references, kept so that the
+    /// next task spawned here with the same future type reuses its allocation (see [`Spare`]).
+    static SPARE: Cell<Option<Spare>> = const { Cell::new(None) };
+}
+
+/// A finished task kept for reuse: one `Arc<Task<F>>` as a raw pointer, with the `TypeId`
+/// of `Task<F>` and the function that drops it.
+///
+/// A unary handler's task lives for one event: spawned when its call arrives, polled once
+/// right after, done. Reusing the last one's memory for the next spares a `malloc` and a
+/// `free` per call (benches/README.md, issue #18 target 5). Only a task that nothing else
+/// references (no waker, no queued entry: its `Arc` is unique) is kept, so nobody can
+/// observe the reuse.
+#[derive(Clone, Copy)]
+struct Spare {
+    task: *const (),
+    type_id: TypeId,
+    drop: unsafe fn(*const ()),
+}
+
+/// Drops a spare task of future type `F`.
+///
+/// # Safety
+/// `task` comes from `Arc::into_raw` of an `Arc<Task<F>>`, and is dropped once.
+unsafe fn drop_spare<F>(task: *const ()) {
+    // SAFETY: the caller's contract.
+    drop(unsafe { Arc::from_raw(task as *const Task<F>) });
+}
+
+/// Keeps `task` (finished, its future dropped, its `Arc` unique) for the next spawn on this
+/// thread, dropping the spare it replaces.
+fn keep_spare<F: Future<Output = ()> + Send + 'static>(task: Arc<Task<F>>) {
+    let spare = Spare {
+        task: Arc::into_raw(task) as *const (),
+        type_id: TypeId::of::<Task<F>>(),
+        drop: drop_spare::<F>,
+    };
+    if let Some(old) = SPARE.replace(Some(spare)) {
+        // SAFETY: `old` was stored by `keep_spare` with its own type's drop, and is out of
+        // `SPARE` now, so it is dropped once.
+        unsafe { (old.drop)(old.task) };
+    }
+}
+
+/// The spare task, if it is a `Task<F>`.
+fn take_spare<F: Future<Output = ()> + Send + 'static>() -> Option<Arc<Task<F>>> {
+    let spare = SPARE.get()?;
+    if spare.type_id != TypeId::of::<Task<F>>() {
+        return None;
+    }
+    SPARE.set(None);
+    // SAFETY: stored by `keep_spare::<F>` (same `TypeId`) from `Arc::into_raw` of an
+    // `Arc<Task<F>>`, and taken out of `SPARE` once, here.
+    Some(unsafe { Arc::from_raw(spare.task as *const Task<F>) })
+}
+
+/// Drops this thread's spare task, if any.
+fn drop_spare_task() {
+    if let Some(old) = SPARE.take() {
+        // SAFETY: as in `keep_spare`: stored with its own drop, taken out once.
+        unsafe { (old.drop)(old.task) };
+    }
 }
 
 /// Queues `task` to run on this thread after the ones already queued.
@@ -147,6 +210,7 @@ pub(crate) fn leave_cq_thread() {
     while let Some(task) = pop_ready() {
         task.cancel();
     }
+    drop_spare_task();
     CURRENT_CQ.with(|c| c.set(std::ptr::null()));
 }
 
@@ -167,6 +231,16 @@ pub(crate) fn drain_run_queue(cq: &CompletionQueue) {
 /// Spawns `future` on `cq`: queued to run right after the current event if we are on its
 /// thread (never polled re-entrantly inside another task's poll), else kicked over.
 pub(crate) fn spawn<F: Future<Output = ()> + Send + 'static>(cq: Arc<CompletionQueue>, future: F) {
+    if let Some(mut task) = take_spare::<F>() {
+        // Unique when it was kept, and nothing could have cloned it since.
+        if let Some(t) = Arc::get_mut(&mut task) {
+            t.state = TaskState::new(true);
+            t.cq = cq;
+            *t.future.get_mut() = Some(future);
+            task.schedule();
+            return;
+        }
+    }
     let task = Arc::new(Task {
         header: TagHeader::for_arc::<Task<F>>(),
         state: TaskState::new(true),
@@ -229,6 +303,11 @@ impl<F: Future<Output = ()> + Send + 'static> Runnable for Task<F> {
             Ok(Poll::Ready(())) => {
                 self.state.finish();
                 drop_future(slot);
+                // Nothing else holds the task (no waker, no queued entry): keep its memory
+                // for the next task of this type spawned on this thread.
+                if Arc::strong_count(&self) == 1 && Arc::weak_count(&self) == 0 && on_cq_thread(&self.cq) {
+                    keep_spare(self);
+                }
             }
             Err(panic) => {
                 self.state.finish();

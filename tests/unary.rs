@@ -329,3 +329,37 @@ async fn check_async(channel: &grpcore::Channel) {
         assert!(reply.trailing_metadata().is_empty(), "{:?}", reply.trailing_metadata());
     }
 }
+
+/// A handler may keep its context after its call ended, while later calls arrive on the same
+/// queue thread: the server reuses the memory of finished calls (and of their tasks) only
+/// once nothing references them, so each kept context still sees its own call.
+#[test]
+fn contexts_kept_after_the_call_see_their_own_call() {
+    use std::sync::{Arc, Mutex};
+    let env = Environment::new(1);
+    let kept: Arc<Mutex<Vec<grpcore::ServerContext>>> = Arc::default();
+    let keep = kept.clone();
+    let service = grpcore::ServiceBuilder::new(SERVICE)
+        .add_unary(&UNARY, move |req: EchoRequest, ctx: grpcore::ServerContext| {
+            // Every other call keeps its context; the others end and leave their memory.
+            if req.seq % 2 == 0 {
+                keep.lock().unwrap().push(ctx);
+            }
+            async move { Ok(EchoResponse { message: req.message, seq: req.seq, ..Default::default() }) }
+        })
+        .build();
+    let server = grpcore::ServerBuilder::new(&env).register_service(service).bind("127.0.0.1:0").build().unwrap();
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    for seq in 0..40 {
+        let mut md = Metadata::new();
+        md.append("x-seq", &seq.to_string()).unwrap();
+        let reply = channel.unary(&UNARY, &request("kept", seq), CallOptions::new().metadata(md)).wait().unwrap();
+        assert_eq!(reply.message().seq, seq);
+    }
+    let kept = kept.lock().unwrap();
+    assert_eq!(kept.len(), 20);
+    for (i, ctx) in kept.iter().enumerate() {
+        assert_eq!(ctx.request_metadata().get("x-seq"), Some((2 * i).to_string().as_str()), "context {i}");
+        assert_eq!(ctx.method(), UNARY.path());
+    }
+}

@@ -27,7 +27,8 @@
 //! batch, and the send slot's completion reports back to it. The state machine itself is in
 //! `call/state.rs`, free of FFI so loom can check it.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
+use std::mem::ManuallyDrop;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -551,6 +552,91 @@ unsafe impl ArcTag for ServerCallCore {
             }
             o.end();
         }
+        // Usually the last reference (a unary call's handler is done by now).
+        recycle(self);
+    }
+}
+
+/// How many finished server call cores a thread keeps for reuse.
+const SPARE_CORES: usize = 64;
+
+/// The allocations of server call cores that ended on this thread, their values already
+/// dropped, for the next calls' cores (see [`recycle`]).
+struct SpareCores {
+    cores: [Cell<*mut ServerCallCore>; SPARE_CORES],
+    len: Cell<usize>,
+}
+
+thread_local! {
+    static SPARE_CORES_OF_THREAD: SpareCores = const {
+        SpareCores { cores: [const { Cell::new(std::ptr::null_mut()) }; SPARE_CORES], len: Cell::new(0) }
+    };
+}
+
+impl Drop for SpareCores {
+    fn drop(&mut self) {
+        for core in &self.cores[..self.len.get()] {
+            // SAFETY: each kept pointer came from `Arc::into_raw` of a unique
+            // `Arc<ServerCallCore>` whose value was dropped in place (`recycle`): freeing it
+            // as a `ManuallyDrop` (same size and alignment) releases the memory without
+            // dropping the value again. Each is released once, here.
+            drop(unsafe { Arc::from_raw(core.get() as *const ManuallyDrop<ServerCallCore>) });
+        }
+    }
+}
+
+/// Drops `server`: if this was its last reference, its value is dropped now, exactly as
+/// dropping the `Arc` would (same thread, same moment), but the memory is kept for the next
+/// call's core on this thread. A server answers every unary call with one core; reusing
+/// their memory spares a `malloc` and a `free` of ~480 bytes per call, which under many
+/// calls in flight glibc serves from its slower bins (benches/README.md, issue #18 target 5).
+fn recycle(mut server: Arc<ServerCallCore>) {
+    if Arc::get_mut(&mut server).is_none() {
+        return; // someone else still holds it: freed with their reference
+    }
+    let _ = SPARE_CORES_OF_THREAD.try_with(|spare| {
+        let len = spare.len.get();
+        if len == SPARE_CORES {
+            return;
+        }
+        let raw = Arc::into_raw(server) as *mut ServerCallCore;
+        // Kept before its value is dropped: if that drop panics, the memory is not lost
+        // and is never read as a value (only freed or overwritten).
+        spare.cores[len].set(raw);
+        spare.len.set(len + 1);
+        // SAFETY: the `Arc` was unique (`get_mut`), so nobody else can reach the value; it
+        // is dropped once, in place, and the allocation stays ours (in `spare`), to be
+        // written with a new value (`ServerCallCore::new`) or freed without a drop.
+        unsafe { std::ptr::drop_in_place(raw) };
+    });
+}
+
+/// Puts `server` in a recycled allocation if this thread kept one, else in a new one.
+#[inline(always)] // one copy of the value into its place, not two (a by-value argument, then the write)
+fn allocate_core(server: ServerCallCore) -> Arc<ServerCallCore> {
+    let spare = SPARE_CORES_OF_THREAD
+        .try_with(|spare| {
+            let len = spare.len.get();
+            (len > 0).then(|| {
+                spare.len.set(len - 1);
+                spare.cores[len - 1].get()
+            })
+        })
+        .ok()
+        .flatten();
+    // A new allocation is made uninitialised too (`Arc::new_uninit` is newer than our MSRV),
+    // so that the value is copied once either way.
+    let raw = spare.unwrap_or_else(|| {
+        Arc::into_raw(Arc::new(std::mem::MaybeUninit::<ServerCallCore>::uninit())) as *mut ServerCallCore
+    });
+    // SAFETY: `raw` is either a fresh, unique, uninitialised `Arc` allocation
+    // (`MaybeUninit<T>` has `T`'s size and alignment), or came from `Arc::into_raw` of a unique
+    // `Arc<ServerCallCore>` whose value was dropped (`recycle`) and is out of the spare list.
+    // Writing a value there and taking the `Arc` back gives a unique, valid `Arc` (its counts
+    // are one strong reference and the implicit weak one).
+    unsafe {
+        std::ptr::write(raw, server);
+        Arc::from_raw(raw)
     }
 }
 
@@ -574,7 +660,7 @@ impl ServerCallCore {
         senders: u32,
         observer: Option<Box<dyn CallObserver>>,
     ) -> Arc<ServerCallCore> {
-        Arc::new(ServerCallCore {
+        allocate_core(ServerCallCore {
             header: TagHeader::for_arc::<ServerCallCore>(),
             core: CallCore {
                 call,

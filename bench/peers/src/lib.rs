@@ -34,7 +34,7 @@ pub fn response_for(req: &SimpleRequest) -> SimpleResponse {
     SimpleResponse {
         payload: Some(Payload {
             r#type: req.response_type,
-            body: vec![0; req.response_size.max(0) as usize].into(),
+            body: common::zeroed_body(req.response_size.max(0) as usize).into(),
         }),
         ..Default::default()
     }
