@@ -1,0 +1,211 @@
+//! The outbox of a completion-queue thread (feature `shared-writes`): batches started while
+//! the thread handles events are held, then started together inside ONE core execution
+//! context, so the transport writes the frames of several calls on one connection at once.
+//!
+//! # Why
+//!
+//! The public `grpc_call_start_batch` opens and flushes an execution context of its own, so
+//! each batch that sends (a unary reply) is its own `sendmsg`. Started inside one context
+//! (the `batch-scope` shim of `grpcore-sys`), the replies of one drain round are queued on
+//! each transport's combiner first and written once per connection when the context flushes
+//! (benches/README.md, "Issue #18, target 1").
+//!
+//! # Protocol
+//!
+//! - [`wants`]: only a batch started on its own queue's thread *while that thread handles an
+//!   event* (the task module's dispatching flag) is deferred; every other start goes
+//!   straight to the core as before. That makes the owner of every entry the one thread
+//!   that will flush it.
+//! - [`defer`] copies the ops (they are plain values; what they point at is owned by the tag,
+//!   as for any batch), takes one reference to the call (`grpc_call_ref`: the call outlives
+//!   the entry even if every Rust owner drops it meanwhile) and a borrow of the queue (so the
+//!   queue cannot begin its core shutdown before the batch has started and so registered its
+//!   pending operation).
+//! - The queue thread's loop ([`pending`], [`flush`] in `env::poll_queue`) polls with a zero
+//!   timeout while the outbox holds anything, and flushes when the queue has nothing more
+//!   ready, or after [`FLUSH_EVERY`] events, so a busy queue cannot delay a reply unboundedly.
+//! - [`flush`] starts every entry through the shim inside one scope. Each completion then
+//!   comes out of the queue as an ordinary event with the batch's own tag, so the tag
+//!   protocol (module `cq`) is unchanged; a batch the core refuses still completes, with
+//!   `success = false`. An entry dropped without being started (a panic inside the scope,
+//!   the thread's exit) starts its batch through the public API instead: no tag is lost,
+//!   no reference kept.
+//! - A call cancelled (or dropped) before the flush gets its batch started on the cancelled
+//!   call, which the core completes with the failure, as if the cancellation had raced with
+//!   an ordinary start.
+
+use std::cell::RefCell;
+use std::os::raw::c_void;
+use std::ptr;
+
+use grpcore_sys as ffi;
+
+use super::{OwnedCqBorrow, Tag};
+
+/// The most ops one batch can hold (the core has six kinds and refuses repeats).
+const MAX_OPS: usize = 6;
+
+/// Events a queue thread handles, at most, while batches wait in its outbox.
+pub(crate) const FLUSH_EVERY: usize = 256;
+
+/// One batch waiting for the flush.
+struct Deferred {
+    /// One reference to the call, ours (taken in [`defer`]).
+    call: *mut ffi::grpc_call,
+    ops: [ffi::grpc_op; MAX_OPS],
+    nops: usize,
+    /// The tag handed out by `Tag::into_raw`; null once the batch has started.
+    tag: *mut c_void,
+    /// Keeps the call's queue from shutting down until the batch has started.
+    borrow: OwnedCqBorrow,
+}
+
+thread_local! {
+    /// This queue thread's deferred batches, oldest first.
+    static OUTBOX: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
+}
+
+/// True when a batch of `nops` ops on `cq` should wait in this thread's outbox.
+pub(crate) fn wants(cq: &super::CompletionQueue, nops: usize) -> bool {
+    (1..=MAX_OPS).contains(&nops) && crate::task::drained_here(cq)
+}
+
+/// Holds a batch for the next flush of this thread's outbox.
+///
+/// # Safety
+/// `call` is a live call bound to `borrow`'s queue, of which the caller holds a reference
+/// for the duration of this call; [`wants`] said yes for that queue on this thread; every
+/// pointer inside `ops` stays valid until `tag`'s event (the tag owns what they point at).
+pub(crate) unsafe fn defer(call: *mut ffi::grpc_call, ops: &[ffi::grpc_op], tag: Tag, borrow: OwnedCqBorrow) {
+    let mut copy = [ops[0]; MAX_OPS];
+    copy[..ops.len()].copy_from_slice(ops);
+    // SAFETY: the caller holds a reference, so the call is live; this one is the entry's.
+    unsafe { ffi::grpc_call_ref(call) };
+    let entry = Deferred {
+        call,
+        ops: copy,
+        nops: ops.len(),
+        tag: tag.into_raw(),
+        borrow,
+    };
+    OUTBOX.with(|o| o.borrow_mut().push(entry));
+}
+
+/// True when this thread's outbox holds a batch.
+pub(crate) fn pending() -> bool {
+    OUTBOX.with(|o| !o.borrow().is_empty())
+}
+
+/// Starts every batch of this thread's outbox inside one core execution context.
+///
+/// Call it from the queue thread's loop, outside event handling (so nothing is deferred
+/// while the flush runs).
+pub(crate) fn flush() {
+    let mut batch = OUTBOX.with(|o| std::mem::take(&mut *o.borrow_mut()));
+    if batch.is_empty() {
+        return;
+    }
+    // SAFETY: `run_scope` gets a pointer to `batch`, which lives across the call and is not
+    // touched by anything else meanwhile; it catches every panic, so none unwinds into C.
+    unsafe { ffi::grpcore_batch_scope_run(run_scope, &mut batch as *mut Vec<Deferred> as *mut c_void) };
+    // Entries not started by `run_scope` (a panic) start through the public API in `Drop`.
+    batch.clear();
+    // Keep the allocation for the next round.
+    OUTBOX.with(|o| {
+        let mut o = o.borrow_mut();
+        if o.is_empty() {
+            *o = batch;
+        }
+    });
+}
+
+/// The body of the scope: starts the entries, oldest first.
+unsafe extern "C" fn run_scope(arg: *mut c_void) {
+    // SAFETY: `flush` passes its own `Vec`, exclusively ours for the duration of the call.
+    let batch = unsafe { &mut *(arg as *mut Vec<Deferred>) };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for entry in batch.drain(..) {
+            entry.start();
+        }
+    }));
+    if let Err(panic) = result {
+        log::error!("starting deferred batches panicked: {}", crate::task::panic_message(&*panic));
+    }
+}
+
+impl Deferred {
+    /// Starts the batch inside the current scope; its completion arrives as a queue event.
+    fn start(mut self) {
+        let tag = std::mem::replace(&mut self.tag, ptr::null_mut());
+        // SAFETY: the entry holds a reference to the call and a borrow of its queue; the ops
+        // point into what the tag owns; we are inside `grpcore_batch_scope_run`. The shim
+        // delivers the tag's event whatever the call answers, except when the queue refuses
+        // to begin an operation (COMPLETION_QUEUE_SHUTDOWN, which the core's StartBatch
+        // itself never returns).
+        let rc = unsafe { ffi::grpcore_start_batch_deferred(self.call, self.borrow.raw(), self.ops.as_ptr(), self.nops, tag) };
+        match rc {
+            ffi::GRPC_CALL_OK => {}
+            ffi::GRPC_CALL_ERROR_COMPLETION_QUEUE_SHUTDOWN => {
+                // SAFETY: nothing was begun, so no event will carry the tag: complete it here.
+                unsafe { Tag::from_raw(tag) }.complete(false);
+            }
+            rc => log::warn!(
+                "the core refused a deferred batch of {} operations ({}); it completes as failed",
+                self.nops,
+                crate::call::call_error_name(rc)
+            ),
+        }
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        if !self.tag.is_null() {
+            // Never started (a panic in the scope, or the thread's exit): start it the
+            // ordinary way, so its tag is delivered and its memory freed.
+            // SAFETY: as in `start`, with the public entry point.
+            let rc = unsafe { ffi::grpc_call_start_batch(self.call, self.ops.as_ptr(), self.nops, self.tag, ptr::null_mut()) };
+            if rc != ffi::GRPC_CALL_OK {
+                // SAFETY: refused, so no event will carry the tag: complete it here.
+                unsafe { Tag::from_raw(self.tag) }.complete(false);
+            }
+        }
+        // SAFETY: the entry's own reference, taken in `defer`; the queue borrow is released
+        // after this (field drop), once the batch has begun its operation on the queue.
+        unsafe { ffi::grpc_call_unref(self.call) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferral_needs_a_queue_thread_in_a_drain_round_and_a_real_batch() {
+        crate::env::init_core();
+        let cq = std::sync::Arc::new(super::super::CompletionQueue::new(0));
+        // Not a queue thread.
+        assert!(!wants(&cq, 3));
+        crate::task::enter_cq_thread(&cq);
+        // The queue's thread, but inside grpc_completion_queue_next (not dispatching).
+        assert!(!wants(&cq, 3));
+        crate::task::set_dispatching(true);
+        assert!(wants(&cq, 3));
+        assert!(!wants(&cq, 0), "an empty batch (a wake-up) is never deferred");
+        assert!(!wants(&cq, MAX_OPS + 1));
+        // Another queue's batch started on this thread goes straight to the core.
+        let other = super::super::CompletionQueue::new(1);
+        assert!(!wants(&other, 3));
+        crate::task::set_dispatching(false);
+        crate::task::leave_cq_thread();
+        assert!(!pending());
+        for q in [&*cq, &other] {
+            q.begin_shutdown();
+            while q.next().type_ != ffi::GRPC_QUEUE_SHUTDOWN {}
+            // SAFETY: this thread saw the queue's shutdown event.
+            unsafe { q.destroy() };
+        }
+        // SAFETY: pairs with init_core above.
+        unsafe { ffi::grpc_shutdown() };
+    }
+}
