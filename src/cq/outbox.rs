@@ -178,27 +178,93 @@ impl Drop for Deferred {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::super::CompletionQueue;
     use super::*;
+    use crate::call::raw::op;
+    use crate::call::Batch;
+
+    /// A client call on `cq` through a lame channel (it never connects); returns the channel
+    /// and the call (one reference each, the test's).
+    fn lame_call(cq: &CompletionQueue) -> (*mut ffi::grpc_channel, *mut ffi::grpc_call) {
+        // SAFETY: plain constructors with static strings; the queue is open.
+        unsafe {
+            let channel = ffi::grpc_lame_client_channel_create(c"grpcore.test".as_ptr(), ffi::GRPC_STATUS_UNAVAILABLE, c"lame".as_ptr());
+            let method = ffi::grpc_slice_from_static_string(c"/test.Outbox/Call".as_ptr());
+            let call = ffi::grpc_channel_create_call(
+                channel,
+                ptr::null_mut(),
+                ffi::GRPC_PROPAGATE_DEFAULTS,
+                cq.raw,
+                method,
+                ptr::null(),
+                ffi::gpr_inf_future(ffi::GPR_CLOCK_REALTIME),
+                ptr::null_mut(),
+            );
+            (channel, call)
+        }
+    }
+
+    /// Defers a send-only batch (no metadata, close) of `call` on `cq`, as `Call::start_batch`
+    /// does on a queue thread in a drain round.
+    fn defer_close(cq: &Arc<CompletionQueue>, call: *mut ffi::grpc_call) -> Arc<Batch<()>> {
+        let batch = Batch::new(());
+        let ops = [op::send_close_from_client()];
+        assert!(wants(cq, ops.len()));
+        let borrow = cq.borrow_owned().expect("the queue is open");
+        // SAFETY: the test holds a reference to the live call, bound to `cq`; the op points
+        // at nothing.
+        unsafe { defer(call, &ops, batch.tag(), borrow) };
+        batch
+    }
+
+    /// Takes the queue's next event (waiting up to 10 s) and hands it to its tag; returns
+    /// its type (`GRPC_QUEUE_TIMEOUT` if none came).
+    fn deliver(cq: &CompletionQueue) -> ffi::grpc_completion_type {
+        // SAFETY: the queue is alive and this is its only poller.
+        let event = unsafe {
+            let deadline = ffi::gpr_time_add(ffi::gpr_now(ffi::GPR_CLOCK_MONOTONIC), ffi::gpr_time_from_seconds(10, ffi::GPR_TIMESPAN));
+            ffi::grpc_completion_queue_next(cq.raw, deadline, ptr::null_mut())
+        };
+        if event.type_ == ffi::GRPC_OP_COMPLETE {
+            // SAFETY: every tag on this queue came from `Tag::into_raw`.
+            unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
+        }
+        event.type_
+    }
+
+    fn finish(cq: Arc<CompletionQueue>, channel: *mut ffi::grpc_channel) {
+        // SAFETY: the queue delivered its shutdown event on this thread; the channel is ours.
+        unsafe {
+            cq.destroy();
+            ffi::grpc_channel_destroy(channel);
+            ffi::grpc_shutdown();
+        }
+    }
 
     #[test]
     fn deferral_needs_a_queue_thread_in_a_drain_round_and_a_real_batch() {
         crate::env::init_core();
-        let cq = std::sync::Arc::new(super::super::CompletionQueue::new(0));
-        // Not a queue thread.
-        assert!(!wants(&cq, 3));
-        crate::task::enter_cq_thread(&cq);
-        // The queue's thread, but inside grpc_completion_queue_next (not dispatching).
-        assert!(!wants(&cq, 3));
-        crate::task::set_dispatching(true);
-        assert!(wants(&cq, 3));
-        assert!(!wants(&cq, 0), "an empty batch (a wake-up) is never deferred");
-        assert!(!wants(&cq, MAX_OPS + 1));
-        // Another queue's batch started on this thread goes straight to the core.
-        let other = super::super::CompletionQueue::new(1);
-        assert!(!wants(&other, 3));
-        crate::task::set_dispatching(false);
-        crate::task::leave_cq_thread();
-        assert!(!pending());
+        let cq = Arc::new(CompletionQueue::new(0));
+        let other = CompletionQueue::new(1);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Not a queue thread.
+                assert!(!wants(&cq, 3));
+                crate::task::enter_cq_thread(&cq);
+                // The queue's thread, but inside grpc_completion_queue_next (not dispatching).
+                assert!(!wants(&cq, 3));
+                crate::task::set_dispatching(true);
+                assert!(wants(&cq, 3));
+                assert!(!wants(&cq, 0), "an empty batch (a wake-up) is never deferred");
+                assert!(!wants(&cq, MAX_OPS + 1));
+                // Another queue's batch started on this thread goes straight to the core.
+                assert!(!wants(&other, 3));
+                crate::task::set_dispatching(false);
+                crate::task::leave_cq_thread();
+            });
+        });
         for q in [&*cq, &other] {
             q.begin_shutdown();
             while q.next().type_ != ffi::GRPC_QUEUE_SHUTDOWN {}
@@ -207,5 +273,79 @@ mod tests {
         }
         // SAFETY: pairs with init_core above.
         unsafe { ffi::grpc_shutdown() };
+    }
+
+    /// A batch deferred on a call that is then cancelled and released by its owner, on a
+    /// queue whose shutdown begins before the flush: the call stays alive for the flush, the
+    /// queue does not shut down under the held batch, and the batch completes (as a failure)
+    /// exactly once, before the shutdown event.
+    #[test]
+    fn held_batch_survives_cancel_drop_and_shutdown_and_completes_once() {
+        crate::env::init_core();
+        let cq = Arc::new(CompletionQueue::new(0));
+        let (channel, call) = lame_call(&cq);
+        // Raw pointers are not `Send`; the queue thread below is the call's only user.
+        let call_addr = call as usize;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let call = call_addr as *mut ffi::grpc_call;
+                crate::task::enter_cq_thread(&cq);
+                crate::task::set_dispatching(true);
+                let batch = defer_close(&cq, call);
+                crate::task::set_dispatching(false);
+                assert!(pending());
+                // SAFETY: the test's own reference: cancelled, then released, as a dropped
+                // `Call` does.
+                unsafe {
+                    ffi::grpc_call_cancel(call, ptr::null_mut());
+                    ffi::grpc_call_unref(call);
+                }
+                // The environment begins shutting down with the batch still held.
+                cq.begin_shutdown();
+                assert_eq!(cq.poll_now().type_, ffi::GRPC_QUEUE_TIMEOUT, "the queue shut down (or delivered) under a held batch");
+                assert!(!batch.is_done());
+                flush();
+                assert!(!pending());
+                assert_eq!(deliver(&cq), ffi::GRPC_OP_COMPLETE);
+                assert!(batch.is_done());
+                let waker = futures_util::task::noop_waker();
+                assert_eq!(batch.poll_done(&mut std::task::Context::from_waker(&waker)), Some(false), "a cancelled call's send must fail");
+                assert_eq!(Arc::strong_count(&batch), 1, "the tag's reference was not released");
+                assert_eq!(deliver(&cq), ffi::GRPC_QUEUE_SHUTDOWN);
+                crate::task::leave_cq_thread();
+            });
+        });
+        finish(cq, channel);
+    }
+
+    /// A batch still held when its thread exits (never flushed) is started the ordinary way
+    /// by the entry's destructor: its event comes, nothing leaks, the queue can shut down.
+    #[test]
+    fn held_batch_of_an_exiting_thread_is_still_started() {
+        crate::env::init_core();
+        let cq = Arc::new(CompletionQueue::new(0));
+        let (channel, call) = lame_call(&cq);
+        let call_addr = call as usize;
+        let batch = std::thread::scope(|s| {
+            s.spawn(|| {
+                let call = call_addr as *mut ffi::grpc_call;
+                crate::task::enter_cq_thread(&cq);
+                crate::task::set_dispatching(true);
+                let batch = defer_close(&cq, call);
+                crate::task::set_dispatching(false);
+                crate::task::leave_cq_thread();
+                batch
+            })
+            .join()
+            .unwrap()
+        });
+        // SAFETY: the test's own reference.
+        unsafe { ffi::grpc_call_unref(call) };
+        cq.begin_shutdown();
+        assert_eq!(deliver(&cq), ffi::GRPC_OP_COMPLETE);
+        assert!(batch.is_done());
+        assert_eq!(Arc::strong_count(&batch), 1);
+        assert_eq!(deliver(&cq), ffi::GRPC_QUEUE_SHUTDOWN);
+        finish(cq, channel);
     }
 }
