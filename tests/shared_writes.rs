@@ -76,8 +76,9 @@ fn a_burst_of_unary_replies_shares_writes() {
     }
     let segments = data_segments_out(fd) - before;
     eprintln!("{CALLS} unary replies went out in {segments} data segments");
-    // One segment per reply without the feature; shared writes put many replies in each.
-    assert!(segments * 4 <= CALLS as u32, "{CALLS} replies took {segments} data segments: the writes were not shared");
+    // Measured on loopback in one process: 102 segments for 400 replies without the feature
+    // (some replies meet in the combiner by chance), 8 with it.
+    assert!(segments * 8 <= CALLS as u32, "{CALLS} replies took {segments} data segments: the writes were not shared");
 }
 
 /// The same burst, with a deadline on every call and every other call cancelled by dropping
