@@ -202,31 +202,17 @@ pub(crate) fn check_core_version(reported: &str) -> Result<(), String> {
 /// The loop of one completion-queue thread.
 ///
 /// With feature `shared-writes`, batches started while an event is handled wait in the
-/// thread's outbox (`cq::outbox`): while it holds any, the loop polls without blocking and
-/// starts them all in one core execution context when the queue has nothing more ready, or
-/// after `FLUSH_EVERY` events.
+/// thread's outbox and start together in one core execution context; when, is the
+/// [`Flusher`](crate::cq::outbox::Flusher)'s policy.
 fn poll_queue(cq: Arc<CompletionQueue>) {
     task::enter_cq_thread(&cq);
     #[cfg(feature = "shared-writes")]
-    let mut since_deferral = 0usize;
+    let mut flusher = crate::cq::outbox::Flusher::new();
     loop {
         #[cfg(not(feature = "shared-writes"))]
         let event = cq.next();
         #[cfg(feature = "shared-writes")]
-        let event = if crate::cq::outbox::pending() {
-            let event = cq.poll_now();
-            since_deferral += 1;
-            if event.type_ == ffi::GRPC_QUEUE_TIMEOUT || since_deferral > crate::cq::outbox::FLUSH_EVERY {
-                crate::cq::outbox::flush();
-                since_deferral = 0;
-            }
-            if event.type_ == ffi::GRPC_QUEUE_TIMEOUT {
-                continue;
-            }
-            event
-        } else {
-            cq.next()
-        };
+        let event = flusher.next_event(&cq);
         task::set_dispatching(true);
         match event.type_ {
             ffi::GRPC_QUEUE_SHUTDOWN => break,
@@ -243,12 +229,14 @@ fn poll_queue(cq: Arc<CompletionQueue>) {
         }
         task::drain_run_queue(&cq);
         task::set_dispatching(false);
+        #[cfg(feature = "shared-writes")]
+        flusher.after_event();
     }
     task::set_dispatching(false);
     // Empty here: entries are only of this queue, and each holds a borrow that keeps the
     // queue from shutting down. Flushed anyway, so nothing could outlive the thread.
     #[cfg(feature = "shared-writes")]
-    crate::cq::outbox::flush();
+    let _ = crate::cq::outbox::flush();
     task::leave_cq_thread();
     // SAFETY: this is the queue's thread and it has just seen the shutdown event.
     unsafe { cq.destroy() };

@@ -21,9 +21,10 @@
 //!   the entry even if every Rust owner drops it meanwhile) and a borrow of the queue (so the
 //!   queue cannot begin its core shutdown before the batch has started and so registered its
 //!   pending operation).
-//! - The queue thread's loop ([`pending`], [`flush`] in `env::poll_queue`) polls with a zero
+//! - The queue thread's loop (`env::poll_queue`, through [`Flusher`]) polls with a zero
 //!   timeout while the outbox holds anything, and flushes when the queue has nothing more
-//!   ready, or after [`FLUSH_EVERY`] events, so a busy queue cannot delay a reply unboundedly.
+//!   ready, or after [`FLUSH_EVERY`] events, so a busy queue cannot delay a reply
+//!   unboundedly; at one call in flight it flushes right after each event instead.
 //! - [`flush`] starts every entry through the shim inside one scope. Each completion then
 //!   comes out of the queue as an ordinary event with the batch's own tag, so the tag
 //!   protocol (module `cq`) is unchanged; a batch the core refuses still completes, with
@@ -46,7 +47,66 @@ use super::{OwnedCqBorrow, Tag};
 const MAX_OPS: usize = 6;
 
 /// Events a queue thread handles, at most, while batches wait in its outbox.
-pub(crate) const FLUSH_EVERY: usize = 256;
+const FLUSH_EVERY: usize = 256;
+
+/// In eager mode, every this many rounds the outbox waits for a poll instead, to notice load.
+const PROBE_EVERY: u32 = 8;
+
+/// When a queue thread flushes its outbox.
+///
+/// *Polling* mode: while the outbox holds batches, the loop asks the queue for the next
+/// event without blocking (a zero-timeout `grpc_completion_queue_next`) and flushes when
+/// none is ready, or after [`FLUSH_EVERY`] events. That zero-timeout poll is a second pass
+/// over the pollset per round, which at one call in flight buys nothing; so a flush that
+/// found the queue idle and held a single batch switches to *eager* mode: the outbox is
+/// flushed right after each event, without the poll, except every [`PROBE_EVERY`]th round,
+/// which polls to notice load (an event ready while batches wait switches back).
+pub(crate) struct Flusher {
+    since_deferral: usize,
+    eager: bool,
+    rounds: u32,
+}
+
+impl Flusher {
+    /// A policy starting in polling mode.
+    pub(crate) fn new() -> Flusher {
+        Flusher { since_deferral: 0, eager: false, rounds: 0 }
+    }
+
+    /// The queue's next event, flushing the outbox on the way as the policy says. Only the
+    /// queue's own thread calls this, outside event handling.
+    pub(crate) fn next_event(&mut self, cq: &super::CompletionQueue) -> ffi::grpc_event {
+        loop {
+            if !pending() {
+                return cq.next();
+            }
+            let event = cq.poll_now();
+            self.since_deferral += 1;
+            let idle = event.type_ == ffi::GRPC_QUEUE_TIMEOUT;
+            if idle || self.since_deferral > FLUSH_EVERY {
+                let started = flush();
+                self.since_deferral = 0;
+                if idle {
+                    self.eager = started == 1;
+                }
+            }
+            if !idle {
+                self.eager = false;
+                return event;
+            }
+        }
+    }
+
+    /// Called after each event has been handled: in eager mode, flushes at once.
+    pub(crate) fn after_event(&mut self) {
+        if self.eager && pending() {
+            self.rounds = self.rounds.wrapping_add(1);
+            if self.rounds % PROBE_EVERY != 0 {
+                flush();
+            }
+        }
+    }
+}
 
 /// One batch waiting for the flush.
 struct Deferred {
@@ -100,10 +160,12 @@ pub(crate) fn pending() -> bool {
 ///
 /// Call it from the queue thread's loop, outside event handling (so nothing is deferred
 /// while the flush runs).
-pub(crate) fn flush() {
+/// Returns how many batches it started.
+pub(crate) fn flush() -> usize {
     let mut batch = OUTBOX.with(|o| std::mem::take(&mut *o.borrow_mut()));
-    if batch.is_empty() {
-        return;
+    let count = batch.len();
+    if count == 0 {
+        return 0;
     }
     // SAFETY: `run_scope` gets a pointer to `batch`, which lives across the call and is not
     // touched by anything else meanwhile; it catches every panic, so none unwinds into C.
@@ -117,6 +179,7 @@ pub(crate) fn flush() {
             *o = batch;
         }
     });
+    count
 }
 
 /// The body of the scope: starts the entries, oldest first.
