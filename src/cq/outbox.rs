@@ -411,4 +411,67 @@ mod tests {
         assert_eq!(deliver(&cq), ffi::GRPC_QUEUE_SHUTDOWN);
         finish(cq, channel);
     }
+
+    /// The flush policy: a round that found the queue idle with one batch held switches to
+    /// eager flushing (no poll); every `PROBE_EVERY`th eager round polls instead, and an
+    /// event ready while batches wait switches back to polling.
+    #[test]
+    fn flusher_goes_eager_at_one_in_flight_and_back_under_load() {
+        crate::env::init_core();
+        let cq = Arc::new(CompletionQueue::new(0));
+        let (channel, call) = lame_call(&cq);
+        let call_addr = call as usize;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let call = call_addr as *mut ffi::grpc_call;
+                crate::task::enter_cq_thread(&cq);
+                let held = |cq: &Arc<CompletionQueue>| {
+                    crate::task::set_dispatching(true);
+                    let batch = defer_close(cq, call);
+                    crate::task::set_dispatching(false);
+                    batch
+                };
+                let mut flusher = Flusher::new();
+                assert!(!flusher.eager);
+                // One batch, nothing else ready: flushed after a poll, then eager.
+                let first = held(&cq);
+                let event = flusher.next_event(&cq);
+                assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
+                // SAFETY: the tag of the flushed batch, delivered once.
+                unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
+                assert!(first.is_done());
+                assert!(flusher.eager, "one batch on an idle queue must switch to eager flushing");
+                // Eager: flushed right after the event, no poll.
+                for round in 1..PROBE_EVERY {
+                    let _batch = held(&cq);
+                    flusher.after_event();
+                    assert!(!pending(), "round {round}: an eager round must flush at once");
+                    assert_eq!(deliver(&cq), ffi::GRPC_OP_COMPLETE);
+                }
+                // The probing round keeps its batch for a poll; an event is ready (load), so
+                // the policy goes back to polling and hands the event over unflushed.
+                let probe = held(&cq);
+                flusher.after_event();
+                assert!(pending(), "the probing round must wait for the poll");
+                cq.post(Tag::drain()).ok().expect("post a wake-up");
+                let event = flusher.next_event(&cq);
+                assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
+                assert!(!flusher.eager, "an event ready while batches wait must switch back to polling");
+                assert!(pending() && !probe.is_done());
+                // SAFETY: the wake-up's tag (a static drain tag).
+                unsafe { Tag::from_raw(event.tag) }.complete(true);
+                // Nothing more ready: the held batch goes out.
+                let event = flusher.next_event(&cq);
+                // SAFETY: the flushed batch's tag.
+                unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
+                assert!(probe.is_done());
+                // SAFETY: the test's own reference.
+                unsafe { ffi::grpc_call_unref(call) };
+                cq.begin_shutdown();
+                assert_eq!(deliver(&cq), ffi::GRPC_QUEUE_SHUTDOWN);
+                crate::task::leave_cq_thread();
+            });
+        });
+        finish(cq, channel);
+    }
 }
