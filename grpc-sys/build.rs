@@ -32,6 +32,11 @@ fn main() {
     println!("cargo:rustc-env=GRPCORE_SYS_GRPC_RELEASE={GRPC_RELEASE}");
     println!("cargo:rustc-env=GRPCORE_SYS_CORE_VERSION={CORE_VERSION}");
 
+    // The shim first: its archive must come before a static core's on the link line.
+    #[cfg(feature = "batch-scope")]
+    if let Some(linked) = batch_scope_linked() {
+        batch_scope::build(&linked);
+    }
     let include_dirs = if let Some(lib_dir) = env_var("GRPCORE_SYS_GRPC_LIB_DIR") {
         link_explicit(&lib_dir)
     } else if cfg!(feature = "vendored") {
@@ -126,10 +131,66 @@ fn link_pkg_config() -> Vec<PathBuf> {
 
 mod deps;
 
+#[cfg(feature = "batch-scope")]
+mod batch_scope;
+
+/// What the `batch-scope` shim must know of the core that will be linked: found the way
+/// `main` finds the core, without printing link lines yet. `None` when pkg-config finds no
+/// core (`link_pkg_config` then explains).
+#[cfg(feature = "batch-scope")]
+fn batch_scope_linked() -> Option<batch_scope::Linked> {
+    let statik = env_var("GRPCORE_SYS_STATIC").is_some_and(|v| v != "0");
+    if let Some(lib_dir) = env_var("GRPCORE_SYS_GRPC_LIB_DIR") {
+        let pc = PathBuf::from(&lib_dir).join("pkgconfig").join("grpc.pc");
+        let core_version = std::fs::read_to_string(pc)
+            .ok()
+            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Version:")).map(|v| v.trim().to_string()));
+        return Some(batch_scope::Linked {
+            core_version,
+            ndebug: batch_scope::ndebug_of(&batch_scope::find_library(&[PathBuf::from(lib_dir)], statik)),
+            source: batch_scope::installed_source(),
+            extra_includes: Vec::new(),
+        });
+    }
+    if cfg!(feature = "vendored") {
+        // Built from this very tree (whose core version `vendored` checks) in cmake's
+        // Release configuration, which defines NDEBUG, with the tree's own abseil.
+        let source = vendored::source_dir();
+        return Some(batch_scope::Linked {
+            core_version: Some(CORE_VERSION.to_string()),
+            ndebug: true,
+            extra_includes: vec![source.join("third_party/abseil-cpp")],
+            source,
+        });
+    }
+    let lib = pkg_config::Config::new()
+        .range_version(CORE_VERSION_MIN..CORE_VERSION_END)
+        .statik(statik)
+        .cargo_metadata(false)
+        .env_metadata(false)
+        .probe("grpc")
+        .ok()?;
+    let mut dirs = lib.link_paths.clone();
+    // pkg-config leaves the system library directory out of `--libs`; its `libdir` says it.
+    if let Ok(libdir) = pkg_config::get_variable("grpc", "libdir") {
+        dirs.push(PathBuf::from(libdir));
+    }
+    Some(batch_scope::Linked {
+        core_version: Some(lib.version),
+        ndebug: batch_scope::ndebug_of(&batch_scope::find_library(&dirs, statik)),
+        source: batch_scope::installed_source(),
+        extra_includes: Vec::new(),
+    })
+}
+
 #[cfg(not(feature = "vendored"))]
 mod vendored {
     pub fn build() -> Vec<std::path::PathBuf> {
         unreachable!("the vendored build is only compiled with the `vendored` feature")
+    }
+    #[cfg(feature = "batch-scope")]
+    pub fn source_dir() -> std::path::PathBuf {
+        unreachable!("the vendored source is only looked for with the `vendored` feature")
     }
 }
 

@@ -293,7 +293,7 @@ fn forget_build_of_other_source(source: &Path, out_dir: &Path) {
 }
 
 /// The gRPC source tree: `GRPCORE_SYS_GRPC_SOURCE`, else `grpc-sys/grpc-src`.
-fn source_dir() -> PathBuf {
+pub fn source_dir() -> PathBuf {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let fetch = manifest_dir.join("fetch-grpc-source.sh");
     if let Some(dir) = env_var("GRPCORE_SYS_GRPC_SOURCE") {

@@ -33,6 +33,8 @@ use std::sync::Arc;
 use grpcore_sys as ffi;
 
 mod gate;
+#[cfg(feature = "shared-writes")]
+pub(crate) mod outbox;
 
 use gate::ShutdownGate;
 
@@ -224,6 +226,30 @@ impl Drop for CqBorrow<'_> {
     }
 }
 
+/// A borrow that holds its queue alive too, for an operation started later (the outbox of
+/// feature `shared-writes`).
+#[cfg(feature = "shared-writes")]
+pub(crate) struct OwnedCqBorrow {
+    cq: Arc<CompletionQueue>,
+}
+
+#[cfg(feature = "shared-writes")]
+impl OwnedCqBorrow {
+    /// The queue's raw pointer, valid while the borrow lives.
+    pub(crate) fn raw(&self) -> *mut ffi::grpc_completion_queue {
+        self.cq.raw
+    }
+}
+
+#[cfg(feature = "shared-writes")]
+impl Drop for OwnedCqBorrow {
+    fn drop(&mut self) {
+        if self.cq.gate.release() {
+            self.cq.shutdown_now();
+        }
+    }
+}
+
 /// The target of each queue's wake-up channel (channelz leaves these channels out).
 pub(crate) const KICK_TARGET: &str = "grpcore.kick";
 
@@ -266,6 +292,12 @@ impl CompletionQueue {
         self.gate.try_borrow().then_some(CqBorrow { cq: self })
     }
 
+    /// As [`CompletionQueue::borrow`], for a borrow that outlives the caller's reference.
+    #[cfg(feature = "shared-writes")]
+    pub(crate) fn borrow_owned(self: &Arc<Self>) -> Option<OwnedCqBorrow> {
+        self.gate.try_borrow().then(|| OwnedCqBorrow { cq: self.clone() })
+    }
+
     /// Stops new operations; the core queue shuts down when the last borrow ends.
     pub(crate) fn begin_shutdown(&self) {
         if self.gate.begin_shutdown() {
@@ -305,6 +337,16 @@ impl CompletionQueue {
                 ffi::gpr_inf_future(ffi::GPR_CLOCK_REALTIME),
                 ptr::null_mut(),
             )
+        }
+    }
+
+    /// The next event if one is ready now, else `GRPC_QUEUE_TIMEOUT` at once. Only the
+    /// queue's own thread calls this.
+    #[cfg(feature = "shared-writes")]
+    pub(crate) fn poll_now(&self) -> ffi::grpc_event {
+        // SAFETY: as in `next`.
+        unsafe {
+            ffi::grpc_completion_queue_next(self.raw, ffi::gpr_inf_past(ffi::GPR_CLOCK_MONOTONIC), ptr::null_mut())
         }
     }
 

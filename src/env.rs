@@ -200,10 +200,19 @@ pub(crate) fn check_core_version(reported: &str) -> Result<(), String> {
 }
 
 /// The loop of one completion-queue thread.
+///
+/// With feature `shared-writes`, batches started while an event is handled wait in the
+/// thread's outbox and start together in one core execution context; when, is the
+/// [`Flusher`](crate::cq::outbox::Flusher)'s policy.
 fn poll_queue(cq: Arc<CompletionQueue>) {
     task::enter_cq_thread(&cq);
+    #[cfg(feature = "shared-writes")]
+    let mut flusher = crate::cq::outbox::Flusher::new();
     loop {
+        #[cfg(not(feature = "shared-writes"))]
         let event = cq.next();
+        #[cfg(feature = "shared-writes")]
+        let event = flusher.next_event(&cq);
         task::set_dispatching(true);
         match event.type_ {
             ffi::GRPC_QUEUE_SHUTDOWN => break,
@@ -216,11 +225,18 @@ fn poll_queue(cq: Arc<CompletionQueue>) {
                     log::error!("completion handler panicked: {}", panic_message(&*panic));
                 }
             }
-            _ => {} // GRPC_QUEUE_TIMEOUT cannot happen with an infinite deadline.
+            _ => {} // GRPC_QUEUE_TIMEOUT: only from `poll_now`, handled above.
         }
         task::drain_run_queue(&cq);
         task::set_dispatching(false);
+        #[cfg(feature = "shared-writes")]
+        flusher.after_event();
     }
+    task::set_dispatching(false);
+    // Empty here: entries are only of this queue, and each holds a borrow that keeps the
+    // queue from shutting down. Flushed anyway, so nothing could outlive the thread.
+    #[cfg(feature = "shared-writes")]
+    let _ = crate::cq::outbox::flush();
     task::leave_cq_thread();
     // SAFETY: this is the queue's thread and it has just seen the shutdown event.
     unsafe { cq.destroy() };

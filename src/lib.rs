@@ -19,6 +19,18 @@
 //! handlers and [`Environment::spawn`]ed futures are polled on them. Client futures are
 //! plain `std::future::Future`s: await them on tokio, async-std, `block_on`, or a
 //! completion-queue task.
+//!
+//! # Shared writes (feature `shared-writes`)
+//! With the feature, a batch that a handler (or any task) starts on its call's
+//! completion-queue thread while that thread handles events is held in the thread's outbox
+//! and started, with the others of the same round, inside one core execution context when
+//! the queue has nothing more ready (or after a bounded number of events). The transport then
+//! writes the replies of many calls on one connection with one system call instead of one
+//! each. Completions, deadlines, cancellation and interceptors behave as without it. The
+//! feature compiles a shim against the core's *internal* headers (`grpcore-sys` feature
+//! `batch-scope`), so a build with it is bound to the exact core release it links, checked
+//! at build time; without `vendored` it needs `GRPCORE_SYS_GRPC_SOURCE` naming that release's
+//! source tree.
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
 

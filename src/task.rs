@@ -176,7 +176,7 @@ pub(crate) fn on_cq_thread(cq: &CompletionQueue) -> bool {
 /// True when a task of `cq` woken now would be run by this thread's drain: we are on the
 /// queue's thread and handling an event, not inside `grpc_completion_queue_next` (where a
 /// queued task would wait for some unrelated event to come out first).
-fn drained_here(cq: &CompletionQueue) -> bool {
+pub(crate) fn drained_here(cq: &CompletionQueue) -> bool {
     on_cq_thread(cq) && DISPATCHING.with(Cell::get)
 }
 

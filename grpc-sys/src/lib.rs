@@ -27,3 +27,37 @@ pub const GRPC_PROPAGATE_DEFAULTS: u32 = 0xffff;
 pub const GRPC_PROPAGATE_DEADLINE: u32 = 1;
 /// `GRPC_PROPAGATE_CANCELLATION` from `propagation_bits.h`.
 pub const GRPC_PROPAGATE_CANCELLATION: u32 = 8;
+
+/// Starting several batches inside one core execution context (feature `batch-scope`).
+///
+/// These two functions come from `shim/batch_scope.cc`, compiled against the internal headers
+/// of exactly the core release that is linked (see the crate's README): batches started
+/// with [`grpcore_start_batch_deferred`] inside one [`grpcore_batch_scope_run`] are flushed
+/// together when the scope closes, so the transport can put the frames of several calls on a
+/// connection into one write.
+#[cfg(feature = "batch-scope")]
+mod batch_scope {
+    use super::{grpc_call, grpc_call_error, grpc_completion_queue, grpc_op};
+    use std::os::raw::c_void;
+
+    extern "C" {
+        /// Runs `f(arg)` inside one `ApplicationCallbackExecCtx` + `ExecCtx`; what `f` starts
+        /// on the core is flushed once, when `f` has returned. `f` must not unwind.
+        pub fn grpcore_batch_scope_run(f: unsafe extern "C" fn(*mut c_void), arg: *mut c_void);
+
+        /// Starts `ops` on `call` (bound to `cq`) without flushing, so that it completes as an
+        /// ordinary event with `tag` on `cq`. Returns the call's error code; even on an error
+        /// the event comes, with `success == 0`: the tag is always delivered exactly once.
+        /// The caller keeps `cq` from shutting down and holds a reference to `call` during the
+        /// call, and keeps what `ops` point at alive until the event.
+        pub fn grpcore_start_batch_deferred(
+            call: *mut grpc_call,
+            cq: *mut grpc_completion_queue,
+            ops: *const grpc_op,
+            nops: usize,
+            tag: *mut c_void,
+        ) -> grpc_call_error;
+    }
+}
+#[cfg(feature = "batch-scope")]
+pub use batch_scope::*;

@@ -149,7 +149,21 @@ impl Call {
     /// # Safety
     /// Every pointer inside `ops` must stay valid until the tag's event arrives; the tag
     /// must own (through an `Arc`) whatever they point into.
+    ///
+    /// With feature `shared-writes`, a batch started on the call's queue thread while it
+    /// handles events waits in that thread's outbox and starts, with the others of the same
+    /// round, inside one core execution context (`cq::outbox`); its event comes as usual.
     pub(crate) unsafe fn start_batch(&self, ops: &[ffi::grpc_op], tag: Tag) -> Result<(), Error> {
+        #[cfg(feature = "shared-writes")]
+        if crate::cq::outbox::wants(&self.cq, ops.len()) {
+            let Some(borrow) = self.cq.borrow_owned() else {
+                return Err(Error::shutdown(ShutdownErrorKind::Environment, "the environment is shutting down"));
+            };
+            // SAFETY: the call is live (we hold a reference) and bound to `self.cq`, which
+            // `wants` checked; the caller guarantees the ops' pointers outlive the batch.
+            unsafe { crate::cq::outbox::defer(self.raw, ops, tag, borrow) };
+            return Ok(());
+        }
         let Some(_borrow) = self.cq.borrow() else {
             return Err(Error::shutdown(ShutdownErrorKind::Environment, "the environment is shutting down"));
         };
@@ -214,7 +228,7 @@ impl Drop for Call {
     }
 }
 
-fn call_error_name(rc: ffi::grpc_call_error) -> &'static str {
+pub(crate) fn call_error_name(rc: ffi::grpc_call_error) -> &'static str {
     match rc {
         ffi::GRPC_CALL_ERROR => "GRPC_CALL_ERROR",
         ffi::GRPC_CALL_ERROR_NOT_ON_SERVER => "NOT_ON_SERVER",

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# scripts/test.sh's "shared-writes" step: grpcore's feature `shared-writes` (grpcore-sys's
+# `batch-scope` shim, compiled against the core's internal headers) built against the SYSTEM
+# libgrpc, with GRPCORE_SYS_GRPC_SOURCE pointing at that library's source (grpc-sys/ci.sh
+# fetched it for the vendored step: Debian's source package, the same 1.51.1 release).
+# Against the system core rather than the vendored one: the vendored core is keyed by
+# grpcore-sys's features, so a vendored build with the shim would build the whole core a
+# second time (~15-25 min cold); this step only recompiles grpcore (~1-2 min) and tests the
+# shim against the library grpcore links by default.
+# Runs: the outbox's unit tests, the feature's own tests, and the call suites that must
+# behave as without the feature (unary, streaming, send_and_receive, deadlines and
+# cancellation in call_core / drop_order / propagation, interceptors), plus clippy.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ ! -f "${GRPCORE_SYS_GRPC_SOURCE:-}/CMakeLists.txt" ]; then
+    echo "shared-writes-check.sh: GRPCORE_SYS_GRPC_SOURCE must name the source tree of the installed core" \
+         "(grpc-sys/fetch-grpc-source.sh DIR fetches it)" >&2
+    exit 1
+fi
+features=protobuf,tracing,metrics,admin,access,xds,shared-writes
+cargo clippy -p grpcore --features "$features" --lib --tests -- -D warnings
+cargo test -p grpcore --features "$features" --lib cq::
+cargo test -p grpcore --features "$features" --test shared_writes --test unary --test streaming \
+    --test send_and_receive --test call_core --test drop_order --test propagation --test interceptors
