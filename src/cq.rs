@@ -275,6 +275,12 @@ impl CompletionQueue {
         Ok(())
     }
 
+    /// Whether the wake-up call exists yet (it is made by the first `post`).
+    #[cfg(test)]
+    pub(crate) fn has_kick_call(&self) -> bool {
+        self.kick.get().is_some()
+    }
+
     /// Blocks for the next event. Only the queue's own thread calls this.
     pub(crate) fn next(&self) -> ffi::grpc_event {
         // SAFETY: `raw` stays valid until `destroy`, which runs on this same thread after the
