@@ -1,29 +1,34 @@
 //! Links `bench_server` (release builds) with the functions it runs from exec until it idles
-//! placed first in its text (`startup-order.txt`, written by `benches/startup-order`).
+//! placed first in its text, when `GRPCORE_BENCH_STARTUP_ORDER` names an order file written
+//! by `benches/startup-order` for this very build (benches/README.md, "Issue #18, target 4").
 //!
 //! Why: start-up runs ~100 KiB of the ~1 MB of text, spread over nearly every 64 KiB window
 //! of the file, and the kernel's fault-around maps each window it faults in whole: the idle
 //! server ends up with ~900 KiB of its executable resident. Grouped, the same code maps
-//! ~200 KiB (benches/README.md, "Issue #18, target 4"). It is a plain linker option, one a
-//! user can give their own server the same way; it changes where functions sit, not what
-//! they execute.
+//! ~200 KiB. It is a plain linker option a user can give their own server the same way; it
+//! changes where functions sit, not what they execute.
+//!
+//! The file lists symbol names, and an optimized build's local names carry a hash of their
+//! module (`.llvm.NNN`) that changes with any edit of the crate: a file is only good for the
+//! build it was made from (profile, then relink; names it lacks are skipped silently). So
+//! nothing is committed, and the option is off unless asked for.
 //!
 //! Only with lld (`--symbol-ordering-file` is lld's), which is Rust's default linker for
-//! `x86_64-unknown-linux-gnu` from Rust 1.90: older toolchains, other targets and builds
-//! that choose their own linker link as before. `GRPCORE_BENCH_STARTUP_ORDER=0` turns it
-//! off (to measure the difference).
+//! `x86_64-unknown-linux-gnu` from Rust 1.90: otherwise the build links as before, with a
+//! warning.
 
 use std::env;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=startup-order.txt");
     println!("cargo:rerun-if-env-changed=GRPCORE_BENCH_STARTUP_ORDER");
-    if env::var("GRPCORE_BENCH_STARTUP_ORDER").is_ok_and(|v| v == "0") {
+    let Some(order) = env::var_os("GRPCORE_BENCH_STARTUP_ORDER").filter(|v| !v.is_empty()) else {
         return;
-    }
+    };
+    let order = PathBuf::from(order);
+    println!("cargo:rerun-if-changed={}", order.display());
     // Names in the file are those of an optimized build; a debug build has other symbols.
     if env::var("PROFILE").as_deref() != Ok("release") {
         return;
@@ -32,12 +37,15 @@ fn main() {
         println!("cargo:warning=bench_server links without its start-up order: {why}");
         return;
     }
-    let order = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
-        .join("startup-order.txt");
+    if !order.is_file() {
+        panic!(
+            "GRPCORE_BENCH_STARTUP_ORDER={}: no such file; write it with `benches/startup-order --out FILE \
+             target/release/bench_server --port 0` after a build without the variable",
+            order.display()
+        );
+    }
     println!("cargo:rustc-link-arg-bin=bench_server=-Wl,--symbol-ordering-file={}", order.display());
-    // Names the build no longer has (a dependency or the toolchain changed) are skipped
-    // silently: regenerate the file then (benches/README.md says how; `benches/idle-rss
-    // --detail` shows the executable's resident KiB growing back when it is stale).
+    // Names this build does not have are skipped: without this, lld warns once per name.
     println!("cargo:rustc-link-arg-bin=bench_server=-Wl,--no-warn-symbol-ordering");
 }
 
