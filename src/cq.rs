@@ -28,7 +28,7 @@
 use std::ffi::CString;
 use std::os::raw::c_void;
 use std::ptr::{self, NonNull};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use grpcore_sys as ffi;
 
@@ -189,12 +189,11 @@ pub(crate) struct CompletionQueue {
     raw: *mut ffi::grpc_completion_queue,
     /// Borrow count, with a shutdown bit.
     gate: ShutdownGate,
-    /// A never-connecting channel that owns `kick_call`.
-    kick_channel: *mut ffi::grpc_channel,
-    /// A call bound to this queue that is never started: an empty batch on it posts its tag
-    /// at once, which is how another thread wakes this queue's thread (no `grpc_alarm` in
-    /// the C API of 1.51).
-    kick_call: *mut ffi::grpc_call,
+    /// The wake-up call, made by the first [`post`](Self::post): an idle server whose
+    /// tasks are never woken from another thread never runs the core's client-call code
+    /// (one 64 KiB window of libgrpc's text fewer resident, benches/README.md, issue #18
+    /// target 4).
+    kick: OnceLock<KickCall>,
     /// Index among the environment's queues (for naming and round-robin).
     pub(crate) index: usize,
 }
@@ -254,36 +253,16 @@ impl Drop for OwnedCqBorrow {
 pub(crate) const KICK_TARGET: &str = "grpcore.kick";
 
 impl CompletionQueue {
-    /// Creates a queue and its wake-up call. Needs `grpc_init` to have run.
+    /// Creates a queue (its wake-up call comes with the first `post`). Needs `grpc_init` to
+    /// have run.
     pub(crate) fn new(index: usize) -> CompletionQueue {
-        let target = CString::new(KICK_TARGET).unwrap();
-        let msg = CString::new("grpcore wake-up channel").unwrap();
-        // SAFETY: plain constructors; the method slice is static and copied by the core.
-        unsafe {
-            let raw = ffi::grpc_completion_queue_create_for_next(ptr::null_mut());
-            let kick_channel = ffi::grpc_lame_client_channel_create(
-                target.as_ptr(),
-                ffi::GRPC_STATUS_UNAVAILABLE,
-                msg.as_ptr(),
-            );
-            let method = ffi::grpc_slice_from_static_string(c"/grpcore.Kick/Kick".as_ptr());
-            let kick_call = ffi::grpc_channel_create_call(
-                kick_channel,
-                ptr::null_mut(),
-                ffi::GRPC_PROPAGATE_DEFAULTS,
-                raw,
-                method,
-                ptr::null(),
-                ffi::gpr_inf_future(ffi::GPR_CLOCK_REALTIME),
-                ptr::null_mut(),
-            );
-            CompletionQueue {
-                raw,
-                gate: ShutdownGate::new(),
-                kick_channel,
-                kick_call,
-                index,
-            }
+        // SAFETY: a plain constructor.
+        let raw = unsafe { ffi::grpc_completion_queue_create_for_next(ptr::null_mut()) };
+        CompletionQueue {
+            raw,
+            gate: ShutdownGate::new(),
+            kick: OnceLock::new(),
+            index,
         }
     }
 
@@ -316,15 +295,22 @@ impl CompletionQueue {
         let Some(_borrow) = self.borrow() else {
             return Err(tag);
         };
+        let kick = self.kick.get_or_init(|| KickCall::new(self.raw)).call;
         let raw = tag.into_raw();
-        // SAFETY: `kick_call` is bound to this queue, which the borrow keeps open; an empty
+        // SAFETY: `kick` is bound to this queue, which the borrow keeps open; an empty
         // batch is accepted unconditionally and completes at once with `raw` as its tag.
-        let rc = unsafe { ffi::grpc_call_start_batch(self.kick_call, ptr::null(), 0, raw, ptr::null_mut()) };
+        let rc = unsafe { ffi::grpc_call_start_batch(kick, ptr::null(), 0, raw, ptr::null_mut()) };
         if rc != ffi::GRPC_CALL_OK {
             // SAFETY: the core refused the batch, so no event will carry `raw`: re-take it here.
             return Err(unsafe { Tag::from_raw(raw) });
         }
         Ok(())
+    }
+
+    /// Whether the wake-up call exists yet (it is made by the first `post`).
+    #[cfg(test)]
+    pub(crate) fn has_kick_call(&self) -> bool {
+        self.kick.get().is_some()
     }
 
     /// Blocks for the next event. Only the queue's own thread calls this.
@@ -358,9 +344,45 @@ impl CompletionQueue {
         // SAFETY: by the caller's contract no borrow exists or can exist (shutdown bit set),
         // so nothing else touches these pointers any more.
         unsafe {
-            ffi::grpc_call_unref(self.kick_call);
-            ffi::grpc_channel_destroy(self.kick_channel);
+            if let Some(kick) = self.kick.get() {
+                ffi::grpc_call_unref(kick.call);
+                ffi::grpc_channel_destroy(kick.channel);
+            }
             ffi::grpc_completion_queue_destroy(self.raw);
+        }
+    }
+}
+
+/// A call bound to one queue that is never started: an empty batch on it posts its tag at
+/// once, which is how another thread wakes the queue's thread (no `grpc_alarm` in the C API
+/// of 1.51). Freed by [`CompletionQueue::destroy`], which owns it.
+struct KickCall {
+    /// A never-connecting channel that owns `call`.
+    channel: *mut ffi::grpc_channel,
+    call: *mut ffi::grpc_call,
+}
+
+impl KickCall {
+    /// Makes the channel and the call on `cq`, which must be open (the caller holds a borrow).
+    fn new(cq: *mut ffi::grpc_completion_queue) -> KickCall {
+        let target = CString::new(KICK_TARGET).unwrap();
+        let msg = CString::new("grpcore wake-up channel").unwrap();
+        // SAFETY: plain constructors; `cq` is open (the caller's borrow), the method slice is
+        // static and copied by the core.
+        unsafe {
+            let channel = ffi::grpc_lame_client_channel_create(target.as_ptr(), ffi::GRPC_STATUS_UNAVAILABLE, msg.as_ptr());
+            let method = ffi::grpc_slice_from_static_string(c"/grpcore.Kick/Kick".as_ptr());
+            let call = ffi::grpc_channel_create_call(
+                channel,
+                ptr::null_mut(),
+                ffi::GRPC_PROPAGATE_DEFAULTS,
+                cq,
+                method,
+                ptr::null(),
+                ffi::gpr_inf_future(ffi::GPR_CLOCK_REALTIME),
+                ptr::null_mut(),
+            );
+            KickCall { channel, call }
         }
     }
 }

@@ -434,6 +434,17 @@ mod tests {
     }
 
     #[test]
+    fn the_wake_up_call_is_made_by_the_first_wake_up() {
+        // An idle environment runs none of the core's client-call code (issue #18 target 4).
+        let env = super::Environment::new(1);
+        assert!(!env.cqs()[0].has_kick_call());
+        // Spawning from this thread posts to the queue: the call exists from then on, and works.
+        let got = futures_executor::block_on(env.spawn(async { 7 })).unwrap();
+        assert_eq!(got, 7);
+        assert!(env.cqs()[0].has_kick_call());
+    }
+
+    #[test]
     fn the_linked_core_passes_the_check() {
         assert_eq!(check_core_version(&crate::core_version()), Ok(()));
     }
