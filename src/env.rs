@@ -202,6 +202,7 @@ pub(crate) fn check_core_version(reported: &str) -> Result<(), String> {
 /// The loop of one completion-queue thread.
 fn poll_queue(cq: Arc<CompletionQueue>) {
     task::enter_cq_thread(&cq);
+    crate::buffer::keep_gather_buffers(true);
     loop {
         let event = cq.next();
         task::set_dispatching(true);
@@ -222,6 +223,7 @@ fn poll_queue(cq: Arc<CompletionQueue>) {
         task::set_dispatching(false);
     }
     task::leave_cq_thread();
+    crate::buffer::keep_gather_buffers(false);
     // SAFETY: this is the queue's thread and it has just seen the shutdown event.
     unsafe { cq.destroy() };
 }
