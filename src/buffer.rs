@@ -846,6 +846,81 @@ pub(crate) mod tests {
         assert!(r.is_empty());
     }
 
+    /// A buffer of `parts` slices holding `len` bytes of a pattern that depends on `seed`.
+    fn patterned(len: usize, parts: usize, seed: u8) -> (Vec<u8>, ByteBuffer) {
+        let all: Vec<u8> = (0..len).map(|i| (i % 253) as u8 ^ seed).collect();
+        let pieces: Vec<&[u8]> = all.chunks(len.div_ceil(parts)).collect();
+        let bb = multi_slice(&pieces);
+        (all, bb)
+    }
+
+    #[test]
+    fn a_queue_thread_gathers_large_fields_into_the_buffer_it_kept() {
+        std::thread::spawn(|| {
+            keep_gather_buffers(true);
+            let (want, bb) = patterned(REUSE_MIN + 4096, 3, 1);
+            let first = bb.reader().copy_to_bytes(want.len());
+            assert_eq!(&first[..], &want[..]);
+            let at = first.as_ptr();
+            assert_eq!(kept_gather_bytes(), 0);
+            drop(first);
+            assert!(kept_gather_bytes() >= REUSE_MIN + 4096, "the dropped buffer is kept");
+            // A shorter one fits in it: same memory, new bytes, its own length.
+            let (want, bb) = patterned(REUSE_MIN + 100, 2, 7);
+            let second = bb.reader().copy_to_bytes(want.len());
+            assert_eq!(second.as_ptr(), at, "the kept buffer is reused");
+            assert_eq!(&second[..], &want[..]);
+            assert_eq!(kept_gather_bytes(), 0);
+            // A small field does not take a buffer more than twice its size.
+            drop(second);
+            let (big_want, bb) = patterned(4 * REUSE_MIN, 4, 3);
+            let big = bb.reader().copy_to_bytes(big_want.len());
+            drop(big);
+            let kept = kept_gather_bytes();
+            let (want, bb) = patterned(REUSE_MIN, 2, 9);
+            let small = bb.reader().copy_to_bytes(want.len());
+            assert_eq!(&small[..], &want[..]);
+            assert!(kept_gather_bytes() >= 4 * REUSE_MIN, "the big buffer stays kept");
+            assert!(kept_gather_bytes() < kept, "the small field took the small buffer");
+            drop(small);
+            // Past the bound nothing more is kept.
+            let (want, bb) = patterned(REUSE_MAX_BYTES, 8, 5);
+            let huge = bb.reader().copy_to_bytes(want.len());
+            assert_eq!(&huge[..], &want[..]);
+            let before = kept_gather_bytes();
+            drop(huge);
+            assert_eq!(kept_gather_bytes(), before);
+            assert!(kept_gather_bytes() <= REUSE_MAX_BYTES);
+            keep_gather_buffers(false);
+            assert_eq!(kept_gather_bytes(), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn other_threads_keep_no_gather_buffers() {
+        std::thread::spawn(|| {
+            let (want, bb) = patterned(2 * REUSE_MIN, 3, 2);
+            let gathered = bb.reader().copy_to_bytes(want.len());
+            assert_eq!(&gathered[..], &want[..]);
+            // A buffer gathered on a keeping thread and dropped here is freed, not kept.
+            let from_queue = std::thread::spawn(|| {
+                keep_gather_buffers(true);
+                let (_, bb) = patterned(2 * REUSE_MIN, 2, 4);
+                let out = bb.reader().copy_to_bytes(2 * REUSE_MIN);
+                out
+            })
+            .join()
+            .unwrap();
+            drop(gathered);
+            drop(from_queue);
+            assert_eq!(kept_gather_bytes(), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
     /// The slices of a buffer as (pointer, length) pairs.
     fn slices_of(bb: &ByteBuffer) -> Vec<(*const u8, usize)> {
         // SAFETY: `bb` is a live raw buffer; its slices are read, not changed.
