@@ -672,13 +672,15 @@ struct GatherBuf(Vec<u8>);
 
 impl GatherBuf {
     /// An empty buffer with room for `len` bytes: the smallest kept one that fits and is
-    /// not more than twice as large (a small field must not pin a big buffer), else new.
+    /// not more than twice as large (a small field must not pin a big buffer), the most
+    /// recently kept among equals (the likeliest to be in cache), else new.
     fn take(len: usize) -> GatherBuf {
         let kept = GATHER_CACHE
             .try_with(|c| {
                 let mut c = c.borrow_mut();
                 let kept = c.as_mut()?;
                 let best = (0..kept.len())
+                    .rev()
                     .filter(|&i| kept[i].capacity() >= len && kept[i].capacity() / 2 <= len)
                     .min_by_key(|&i| kept[i].capacity())?;
                 Some(kept.swap_remove(best))
