@@ -206,6 +206,7 @@ pub(crate) fn check_core_version(reported: &str) -> Result<(), String> {
 /// [`Flusher`](crate::cq::outbox::Flusher)'s policy.
 fn poll_queue(cq: Arc<CompletionQueue>) {
     task::enter_cq_thread(&cq);
+    crate::buffer::keep_gather_buffers(true);
     #[cfg(feature = "shared-writes")]
     let mut flusher = crate::cq::outbox::Flusher::new();
     loop {
@@ -238,6 +239,7 @@ fn poll_queue(cq: Arc<CompletionQueue>) {
     #[cfg(feature = "shared-writes")]
     let _ = crate::cq::outbox::flush();
     task::leave_cq_thread();
+    crate::buffer::keep_gather_buffers(false);
     // SAFETY: this is the queue's thread and it has just seen the shutdown event.
     unsafe { cq.destroy() };
 }
