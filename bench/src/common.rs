@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 /// that is `calloc`, which in glibc skips the per-thread cache that `malloc` serves small
 /// blocks from and costs ~200 more instructions per call (benches/README.md, issue #18
 /// target 5). Every Rust server's handler makes its response body with this.
+#[allow(clippy::slow_vector_initialization)] // deliberately not calloc: see above
 pub fn zeroed_body(n: usize) -> Vec<u8> {
     let mut body = Vec::with_capacity(n);
     body.resize(n, 0);
