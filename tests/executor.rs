@@ -340,3 +340,62 @@ fn pending_futures_whose_drop_panics_neither_abort_nor_kill_the_queue_thread_at_
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A future that counts its polls, hands its first waker to `waker_out` when it has one,
+/// and finishes on its first poll when `finish`, else stays pending.
+struct Probe {
+    polls: Arc<AtomicUsize>,
+    waker_out: Option<Arc<Mutex<Option<Waker>>>>,
+    finish: bool,
+}
+
+impl Future for Probe {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        if let Some(out) = self.waker_out.take() {
+            *out.lock().unwrap() = Some(cx.waker().clone());
+        }
+        if self.finish { Poll::Ready(()) } else { Poll::Pending }
+    }
+}
+
+/// Pending once (waking itself), then ready: lets the tasks queued before it run.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+#[test]
+fn a_waker_kept_past_its_task_never_polls_the_next_task_of_the_same_type() {
+    // A queue thread reuses a finished task's memory for the next task of the same future
+    // type (issue #18 target 5), but only when nothing references the finished task. Here
+    // a waker of the finished task is kept and woken after the next task of its type has
+    // started: that must not poll the new task (it would, were the memory reused).
+    let env = Environment::new(1);
+    let (a_polls, b_polls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let stale = Arc::new(Mutex::new(None::<Waker>));
+    let (env2, a2, b2, stale2) = (env.clone(), a_polls.clone(), b_polls.clone(), stale.clone());
+    let outer = env.spawn(async move {
+        env2.spawn(Probe { polls: a2, waker_out: Some(stale2.clone()), finish: true }).await.unwrap();
+        let _b = env2.spawn(Probe { polls: b2.clone(), waker_out: None, finish: false });
+        yield_now().await; // the new task's first poll
+        assert_eq!(b2.load(Ordering::SeqCst), 1, "the new task ran once");
+        stale2.lock().unwrap().take().expect("the first task's waker").wake();
+        for _ in 0..4 {
+            yield_now().await;
+        }
+        b2.load(Ordering::SeqCst)
+    });
+    let b_after = wait_bounded(outer, Duration::from_secs(10), || "the probes".into()).unwrap();
+    assert_eq!(a_polls.load(Ordering::SeqCst), 1);
+    assert_eq!(b_after, 1, "the stale waker of a finished task polled the next task of its type");
+}
