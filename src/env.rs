@@ -230,8 +230,6 @@ fn poll_queue(cq: Arc<CompletionQueue>) {
         }
         task::drain_run_queue(&cq);
         task::set_dispatching(false);
-        #[cfg(feature = "shared-writes")]
-        flusher.after_event();
     }
     task::set_dispatching(false);
     // Empty here: entries are only of this queue, and each holds a borrow that keeps the

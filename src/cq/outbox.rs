@@ -24,7 +24,8 @@
 //! - The queue thread's loop (`env::poll_queue`, through [`Flusher`]) polls with a zero
 //!   timeout while the outbox holds anything, and flushes when the queue has nothing more
 //!   ready, or after [`FLUSH_EVERY`] events, so a busy queue cannot delay a reply
-//!   unboundedly; at one call in flight it flushes right after each event instead.
+//!   unboundedly. At one call in flight there is nothing to share a write with: the policy
+//!   then lets batches start directly for most rounds (no deferral at all, see [`Flusher`]).
 //! - [`flush`] starts every entry through the shim inside one scope. Each completion then
 //!   comes out of the queue as an ordinary event with the batch's own tag, so the tag
 //!   protocol (module `cq`) is unchanged; a batch the core refuses still completes, with
@@ -35,7 +36,7 @@
 //!   call, which the core completes with the failure, as if the cancellation had raced with
 //!   an ordinary start.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::raw::c_void;
 use std::ptr;
 
@@ -49,36 +50,47 @@ const MAX_OPS: usize = 6;
 /// Events a queue thread handles, at most, while batches wait in its outbox.
 const FLUSH_EVERY: usize = 256;
 
-/// In eager mode, every this many rounds the outbox waits for a poll instead, to notice load.
-const PROBE_EVERY: u32 = 8;
+/// In direct mode, every this many rounds defers and polls instead, to notice load.
+const PROBE_EVERY: u32 = 32;
 
-/// When a queue thread flushes its outbox.
+/// When a queue thread defers batches and when it flushes them.
 ///
-/// *Polling* mode: while the outbox holds batches, the loop asks the queue for the next
-/// event without blocking (a zero-timeout `grpc_completion_queue_next`) and flushes when
-/// none is ready, or after [`FLUSH_EVERY`] events. That zero-timeout poll is a second pass
-/// over the pollset per round, which at one call in flight buys nothing; so a flush that
-/// found the queue idle and held a single batch switches to *eager* mode: the outbox is
-/// flushed right after each event, without the poll, except every [`PROBE_EVERY`]th round,
-/// which polls to notice load (an event ready while batches wait switches back).
+/// *Polling* mode: batches started during a round are deferred; while the outbox holds
+/// any, the loop asks the queue for the next event without blocking (a zero-timeout
+/// `grpc_completion_queue_next`) and flushes when none is ready, or after [`FLUSH_EVERY`]
+/// events. At one call in flight that buys nothing and costs a second pass over the pollset
+/// per round plus the deferral itself, so a flush that found the queue idle and held a
+/// single batch switches to *direct* mode: batches start through the public API at once, as
+/// without the feature, except in every [`PROBE_EVERY`]th round, which defers and polls to
+/// notice load (an event ready while batches wait, or more than one batch in the round,
+/// switches back to polling).
 pub(crate) struct Flusher {
     since_deferral: usize,
-    eager: bool,
+    direct: bool,
     rounds: u32,
+}
+
+thread_local! {
+    /// True while this queue thread handles the events of a round in which batches start
+    /// directly (set by its [`Flusher`]; [`wants`] reads it).
+    static DIRECT: Cell<bool> = const { Cell::new(false) };
 }
 
 impl Flusher {
     /// A policy starting in polling mode.
     pub(crate) fn new() -> Flusher {
-        Flusher { since_deferral: 0, eager: false, rounds: 0 }
+        Flusher { since_deferral: 0, direct: false, rounds: 0 }
     }
 
-    /// The queue's next event, flushing the outbox on the way as the policy says. Only the
-    /// queue's own thread calls this, outside event handling.
+    /// The queue's next event, flushing the outbox on the way as the policy says, and
+    /// setting whether the batches of the round it begins are deferred. Only the queue's
+    /// own thread calls this, outside event handling.
     pub(crate) fn next_event(&mut self, cq: &super::CompletionQueue) -> ffi::grpc_event {
         loop {
             if !pending() {
-                return cq.next();
+                let event = cq.next();
+                self.begin_round();
+                return event;
             }
             let event = cq.poll_now();
             self.since_deferral += 1;
@@ -87,24 +99,24 @@ impl Flusher {
                 let started = flush();
                 self.since_deferral = 0;
                 if idle {
-                    self.eager = started == 1;
+                    self.direct = started == 1;
                 }
             }
             if !idle {
-                self.eager = false;
+                self.direct = false;
+                self.begin_round();
                 return event;
             }
         }
     }
 
-    /// Called after each event has been handled: in eager mode, flushes at once.
-    pub(crate) fn after_event(&mut self) {
-        if self.eager && pending() {
+    /// Decides, for the round about to be handled, whether its batches start directly.
+    fn begin_round(&mut self) {
+        let direct = self.direct && {
             self.rounds = self.rounds.wrapping_add(1);
-            if self.rounds % PROBE_EVERY != 0 {
-                flush();
-            }
-        }
+            self.rounds % PROBE_EVERY != 0
+        };
+        DIRECT.set(direct);
     }
 }
 
@@ -127,7 +139,7 @@ thread_local! {
 
 /// True when a batch of `nops` ops on `cq` should wait in this thread's outbox.
 pub(crate) fn wants(cq: &super::CompletionQueue, nops: usize) -> bool {
-    (1..=MAX_OPS).contains(&nops) && crate::task::drained_here(cq)
+    (1..=MAX_OPS).contains(&nops) && !DIRECT.get() && crate::task::drained_here(cq)
 }
 
 /// Holds a batch for the next flush of this thread's outbox.
@@ -413,10 +425,10 @@ mod tests {
     }
 
     /// The flush policy: a round that found the queue idle with one batch held switches to
-    /// eager flushing (no poll); every `PROBE_EVERY`th eager round polls instead, and an
-    /// event ready while batches wait switches back to polling.
+    /// direct starts (no deferral, no poll); every `PROBE_EVERY`th round defers again, and
+    /// an event ready while batches wait switches back to polling.
     #[test]
-    fn flusher_goes_eager_at_one_in_flight_and_back_under_load() {
+    fn flusher_goes_direct_at_one_in_flight_and_back_under_load() {
         crate::env::init_core();
         let cq = Arc::new(CompletionQueue::new(0));
         let (channel, call) = lame_call(&cq);
@@ -431,40 +443,60 @@ mod tests {
                     crate::task::set_dispatching(false);
                     batch
                 };
+                let deferring = |cq: &Arc<CompletionQueue>| {
+                    crate::task::set_dispatching(true);
+                    let wanted = wants(cq, 1);
+                    crate::task::set_dispatching(false);
+                    wanted
+                };
+                // The next event of a round that started nothing: a posted wake-up.
+                let wake_up_round = |flusher: &mut Flusher| {
+                    cq.post(Tag::drain()).ok().expect("post a wake-up");
+                    let event = flusher.next_event(&cq);
+                    assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
+                    // SAFETY: the wake-up's tag (a static drain tag).
+                    unsafe { Tag::from_raw(event.tag) }.complete(true);
+                };
                 let mut flusher = Flusher::new();
-                assert!(!flusher.eager);
-                // One batch, nothing else ready: flushed after a poll, then eager.
+                assert!(deferring(&cq), "a new policy defers");
+                // One batch, nothing else ready: flushed after a poll; the round of its
+                // completion starts batches directly.
                 let first = held(&cq);
                 let event = flusher.next_event(&cq);
                 assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
                 // SAFETY: the tag of the flushed batch, delivered once.
                 unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
                 assert!(first.is_done());
-                assert!(flusher.eager, "one batch on an idle queue must switch to eager flushing");
-                // Eager: flushed right after the event, no poll.
-                for round in 1..PROBE_EVERY {
-                    let _batch = held(&cq);
-                    flusher.after_event();
-                    assert!(!pending(), "round {round}: an eager round must flush at once");
-                    assert_eq!(deliver(&cq), ffi::GRPC_OP_COMPLETE);
+                assert!(!deferring(&cq), "one batch on an idle queue must switch to direct starts");
+                for round in 2..PROBE_EVERY {
+                    wake_up_round(&mut flusher);
+                    assert!(!deferring(&cq), "round {round} must start directly");
                 }
-                // The probing round keeps its batch for a poll; an event is ready (load), so
-                // the policy goes back to polling and hands the event over unflushed.
+                // The probing round defers its batch for a poll; an event is ready (load),
+                // so the policy goes back to polling and hands the event over unflushed.
+                wake_up_round(&mut flusher);
                 let probe = held(&cq);
-                flusher.after_event();
-                assert!(pending(), "the probing round must wait for the poll");
+                assert!(pending(), "the probing round must defer");
                 cq.post(Tag::drain()).ok().expect("post a wake-up");
                 let event = flusher.next_event(&cq);
                 assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
-                assert!(!flusher.eager, "an event ready while batches wait must switch back to polling");
                 assert!(pending() && !probe.is_done());
                 // SAFETY: the wake-up's tag (a static drain tag).
                 unsafe { Tag::from_raw(event.tag) }.complete(true);
-                // Nothing more ready: the held batch goes out.
-                let event = flusher.next_event(&cq);
-                // SAFETY: the flushed batch's tag.
-                unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
-                assert!(probe.is_done());
+                assert!(deferring(&cq), "an event ready while batches wait must switch back to deferring");
+                // Two batches in one round, then nothing ready: both go out in one flush,
+                // and the policy stays in polling mode.
+                let (a, b) = (held(&cq), held(&cq));
+                let mut events = vec![flusher.next_event(&cq)];
+                assert!(deferring(&cq), "a flush of several batches must keep deferring");
+                events.push(flusher.next_event(&cq));
+                events.push(flusher.next_event(&cq));
+                for event in events {
+                    assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
+                    // SAFETY: the flushed batches' tags, each delivered once.
+                    unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
+                }
+                assert!(probe.is_done() && a.is_done() && b.is_done());
                 // SAFETY: the test's own reference.
                 unsafe { ffi::grpc_call_unref(call) };
                 cq.begin_shutdown();
