@@ -318,6 +318,26 @@ mod tests {
         }
     }
 
+    /// Runs `body` on a thread made the queue thread of a new queue, with a call bound to it
+    /// through a lame channel (one reference, the body's to release); the body ends with the
+    /// queue's shutdown event delivered. Then destroys the queue and the channel.
+    fn on_queue_thread(body: impl FnOnce(&Arc<CompletionQueue>, *mut ffi::grpc_call) + Send) {
+        crate::env::init_core();
+        let cq = Arc::new(CompletionQueue::new(0));
+        let (channel, call) = lame_call(&cq);
+        // Raw pointers are not `Send`; the queue thread below is the call's only user.
+        let call_addr = call as usize;
+        let queue = &cq;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                crate::task::enter_cq_thread(queue);
+                body(queue, call_addr as *mut ffi::grpc_call);
+                crate::task::leave_cq_thread();
+            });
+        });
+        finish(cq, channel);
+    }
+
     #[test]
     fn deferral_needs_a_queue_thread_in_a_drain_round_and_a_real_batch() {
         crate::env::init_core();
@@ -356,41 +376,30 @@ mod tests {
     /// exactly once, before the shutdown event.
     #[test]
     fn held_batch_survives_cancel_drop_and_shutdown_and_completes_once() {
-        crate::env::init_core();
-        let cq = Arc::new(CompletionQueue::new(0));
-        let (channel, call) = lame_call(&cq);
-        // Raw pointers are not `Send`; the queue thread below is the call's only user.
-        let call_addr = call as usize;
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let call = call_addr as *mut ffi::grpc_call;
-                crate::task::enter_cq_thread(&cq);
-                crate::task::set_dispatching(true);
-                let batch = defer_close(&cq, call);
-                crate::task::set_dispatching(false);
-                assert!(pending());
-                // SAFETY: the test's own reference: cancelled, then released, as a dropped
-                // `Call` does.
-                unsafe {
-                    ffi::grpc_call_cancel(call, ptr::null_mut());
-                    ffi::grpc_call_unref(call);
-                }
-                // The environment begins shutting down with the batch still held.
-                cq.begin_shutdown();
-                assert_eq!(cq.poll_now().type_, ffi::GRPC_QUEUE_TIMEOUT, "the queue shut down (or delivered) under a held batch");
-                assert!(!batch.is_done());
-                flush();
-                assert!(!pending());
-                assert_eq!(deliver(&cq), ffi::GRPC_OP_COMPLETE);
-                assert!(batch.is_done());
-                let waker = futures_util::task::noop_waker();
-                assert_eq!(batch.poll_done(&mut std::task::Context::from_waker(&waker)), Some(false), "a cancelled call's send must fail");
-                assert_eq!(Arc::strong_count(&batch), 1, "the tag's reference was not released");
-                assert_eq!(deliver(&cq), ffi::GRPC_QUEUE_SHUTDOWN);
-                crate::task::leave_cq_thread();
-            });
+        on_queue_thread(|cq, call| {
+            crate::task::set_dispatching(true);
+            let batch = defer_close(cq, call);
+            crate::task::set_dispatching(false);
+            assert!(pending());
+            // SAFETY: the test's own reference: cancelled, then released, as a dropped
+            // `Call` does.
+            unsafe {
+                ffi::grpc_call_cancel(call, ptr::null_mut());
+                ffi::grpc_call_unref(call);
+            }
+            // The environment begins shutting down with the batch still held.
+            cq.begin_shutdown();
+            assert_eq!(cq.poll_now().type_, ffi::GRPC_QUEUE_TIMEOUT, "the queue shut down (or delivered) under a held batch");
+            assert!(!batch.is_done());
+            flush();
+            assert!(!pending());
+            assert_eq!(deliver(cq), ffi::GRPC_OP_COMPLETE);
+            assert!(batch.is_done());
+            let waker = futures_util::task::noop_waker();
+            assert_eq!(batch.poll_done(&mut std::task::Context::from_waker(&waker)), Some(false), "a cancelled call's send must fail");
+            assert_eq!(Arc::strong_count(&batch), 1, "the tag's reference was not released");
+            assert_eq!(deliver(cq), ffi::GRPC_QUEUE_SHUTDOWN);
         });
-        finish(cq, channel);
     }
 
     /// A batch still held when its thread exits (never flushed) is started the ordinary way
@@ -429,81 +438,71 @@ mod tests {
     /// an event ready while batches wait switches back to polling.
     #[test]
     fn flusher_goes_direct_at_one_in_flight_and_back_under_load() {
-        crate::env::init_core();
-        let cq = Arc::new(CompletionQueue::new(0));
-        let (channel, call) = lame_call(&cq);
-        let call_addr = call as usize;
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let call = call_addr as *mut ffi::grpc_call;
-                crate::task::enter_cq_thread(&cq);
-                let held = |cq: &Arc<CompletionQueue>| {
-                    crate::task::set_dispatching(true);
-                    let batch = defer_close(cq, call);
-                    crate::task::set_dispatching(false);
-                    batch
-                };
-                let deferring = |cq: &Arc<CompletionQueue>| {
-                    crate::task::set_dispatching(true);
-                    let wanted = wants(cq, 1);
-                    crate::task::set_dispatching(false);
-                    wanted
-                };
-                // The next event of a round that started nothing: a posted wake-up.
-                let wake_up_round = |flusher: &mut Flusher| {
-                    cq.post(Tag::drain()).ok().expect("post a wake-up");
-                    let event = flusher.next_event(&cq);
-                    assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
-                    // SAFETY: the wake-up's tag (a static drain tag).
-                    unsafe { Tag::from_raw(event.tag) }.complete(true);
-                };
-                let mut flusher = Flusher::new();
-                assert!(deferring(&cq), "a new policy defers");
-                // One batch, nothing else ready: flushed after a poll; the round of its
-                // completion starts batches directly.
-                let first = held(&cq);
-                let event = flusher.next_event(&cq);
-                assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
-                // SAFETY: the tag of the flushed batch, delivered once.
-                unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
-                assert!(first.is_done());
-                assert!(!deferring(&cq), "one batch on an idle queue must switch to direct starts");
-                for round in 2..PROBE_EVERY {
-                    wake_up_round(&mut flusher);
-                    assert!(!deferring(&cq), "round {round} must start directly");
-                }
-                // The probing round defers its batch for a poll; an event is ready (load),
-                // so the policy goes back to polling and hands the event over unflushed.
-                wake_up_round(&mut flusher);
-                let probe = held(&cq);
-                assert!(pending(), "the probing round must defer");
+        on_queue_thread(|cq, call| {
+            let held = |cq: &Arc<CompletionQueue>| {
+                crate::task::set_dispatching(true);
+                let batch = defer_close(cq, call);
+                crate::task::set_dispatching(false);
+                batch
+            };
+            let deferring = |cq: &Arc<CompletionQueue>| {
+                crate::task::set_dispatching(true);
+                let wanted = wants(cq, 1);
+                crate::task::set_dispatching(false);
+                wanted
+            };
+            // The next event of a round that started nothing: a posted wake-up.
+            let wake_up_round = |flusher: &mut Flusher| {
                 cq.post(Tag::drain()).ok().expect("post a wake-up");
-                let event = flusher.next_event(&cq);
+                let event = flusher.next_event(cq);
                 assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
-                assert!(pending() && !probe.is_done());
                 // SAFETY: the wake-up's tag (a static drain tag).
                 unsafe { Tag::from_raw(event.tag) }.complete(true);
-                assert!(deferring(&cq), "an event ready while batches wait must switch back to deferring");
-                // Two batches in one round, then nothing ready: both go out in one flush,
-                // and the policy stays in polling mode.
-                let (a, b) = (held(&cq), held(&cq));
-                let mut events = vec![flusher.next_event(&cq)];
-                assert!(deferring(&cq), "a flush of several batches must keep deferring");
-                events.push(flusher.next_event(&cq));
-                events.push(flusher.next_event(&cq));
-                for event in events {
-                    assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
-                    // SAFETY: the flushed batches' tags, each delivered once.
-                    unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
-                }
-                assert!(probe.is_done() && a.is_done() && b.is_done());
-                // SAFETY: the test's own reference.
-                unsafe { ffi::grpc_call_unref(call) };
-                cq.begin_shutdown();
-                assert_eq!(deliver(&cq), ffi::GRPC_QUEUE_SHUTDOWN);
-                crate::task::leave_cq_thread();
-            });
+            };
+            let mut flusher = Flusher::new();
+            assert!(deferring(cq), "a new policy defers");
+            // One batch, nothing else ready: flushed after a poll; the round of its
+            // completion starts batches directly.
+            let first = held(cq);
+            let event = flusher.next_event(cq);
+            assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
+            // SAFETY: the tag of the flushed batch, delivered once.
+            unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
+            assert!(first.is_done());
+            assert!(!deferring(cq), "one batch on an idle queue must switch to direct starts");
+            for round in 2..PROBE_EVERY {
+                wake_up_round(&mut flusher);
+                assert!(!deferring(cq), "round {round} must start directly");
+            }
+            // The probing round defers its batch for a poll; an event is ready (load),
+            // so the policy goes back to polling and hands the event over unflushed.
+            wake_up_round(&mut flusher);
+            let probe = held(cq);
+            assert!(pending(), "the probing round must defer");
+            cq.post(Tag::drain()).ok().expect("post a wake-up");
+            let event = flusher.next_event(cq);
+            assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
+            assert!(pending() && !probe.is_done());
+            // SAFETY: the wake-up's tag (a static drain tag).
+            unsafe { Tag::from_raw(event.tag) }.complete(true);
+            assert!(deferring(cq), "an event ready while batches wait must switch back to deferring");
+            // Two batches in one round, then nothing ready: both go out in one flush,
+            // and the policy stays in polling mode.
+            let (a, b) = (held(cq), held(cq));
+            let mut events = vec![flusher.next_event(cq)];
+            assert!(deferring(cq), "a flush of several batches must keep deferring");
+            events.push(flusher.next_event(cq));
+            events.push(flusher.next_event(cq));
+            for event in events {
+                assert_eq!(event.type_, ffi::GRPC_OP_COMPLETE);
+                // SAFETY: the flushed batches' tags, each delivered once.
+                unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
+            }
+            assert!(probe.is_done() && a.is_done() && b.is_done());
+            // SAFETY: the test's own reference.
+            unsafe { ffi::grpc_call_unref(call) };
+            cq.begin_shutdown();
+            assert_eq!(deliver(cq), ffi::GRPC_QUEUE_SHUTDOWN);
         });
-        finish(cq, channel);
     }
 }
