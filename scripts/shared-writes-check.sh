@@ -5,8 +5,9 @@
 # fetched it for the vendored step: Debian's source package, the same 1.51.1 release).
 # Against the system core rather than the vendored one: the vendored core is keyed by
 # grpcore-sys's features, so a vendored build with the shim would build the whole core a
-# second time (~15-25 min cold); this step only recompiles grpcore (~1-2 min) and tests the
-# shim against the library grpcore links by default.
+# second time; this step only recompiles grpcore (~1-2 min) and tests the shim against the
+# library grpcore links by default. (scripts/test.sh's next step, shared-writes-vendored,
+# pays for that second core build once, cached after, for the feature's own tests.)
 # Runs: the outbox's unit tests, the feature's own tests, and the call suites that must
 # behave as without the feature (unary, streaming, send_and_receive, deadlines and
 # cancellation in call_core / drop_order / propagation, interceptors), plus clippy.
