@@ -27,7 +27,7 @@
 //! the queue has nothing more ready (or after a bounded number of events). The transport then
 //! writes the replies of many calls on one connection with one system call instead of one
 //! each. At one call in flight (nothing to share a write with) batches start directly, as
-//! without the feature, except in one round of 32, which checks for load. Completions, deadlines, cancellation and interceptors behave as without it. The
+//! without the feature, except in one round of 16, which checks for load. Completions, deadlines, cancellation and interceptors behave as without it. The
 //! feature compiles a shim against the core's *internal* headers (`grpcore-sys` feature
 //! `batch-scope`), so a build with it is bound to the exact core release it links, checked
 //! at build time; without `vendored` it needs `GRPCORE_SYS_GRPC_SOURCE` naming that release's

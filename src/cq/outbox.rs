@@ -51,7 +51,7 @@ const MAX_OPS: usize = 6;
 const FLUSH_EVERY: usize = 256;
 
 /// In direct mode, every this many rounds defers and polls instead, to notice load.
-const PROBE_EVERY: u32 = 32;
+const PROBE_EVERY: u32 = 16;
 
 /// When a queue thread defers batches and when it flushes them.
 ///
