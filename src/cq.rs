@@ -219,9 +219,7 @@ impl CqBorrow<'_> {
 
 impl Drop for CqBorrow<'_> {
     fn drop(&mut self) {
-        if self.cq.gate.release() {
-            self.cq.shutdown_now();
-        }
+        self.cq.release_borrow();
     }
 }
 
@@ -243,9 +241,7 @@ impl OwnedCqBorrow {
 #[cfg(feature = "shared-writes")]
 impl Drop for OwnedCqBorrow {
     fn drop(&mut self) {
-        if self.cq.gate.release() {
-            self.cq.shutdown_now();
-        }
+        self.cq.release_borrow();
     }
 }
 
@@ -275,6 +271,13 @@ impl CompletionQueue {
     #[cfg(feature = "shared-writes")]
     pub(crate) fn borrow_owned(self: &Arc<Self>) -> Option<OwnedCqBorrow> {
         self.gate.try_borrow().then(|| OwnedCqBorrow { cq: self.clone() })
+    }
+
+    /// Ends one borrow; the last one after `begin_shutdown` shuts the core queue down.
+    fn release_borrow(&self) {
+        if self.gate.release() {
+            self.shutdown_now();
+        }
     }
 
     /// Stops new operations; the core queue shuts down when the last borrow ends.

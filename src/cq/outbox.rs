@@ -260,25 +260,11 @@ mod tests {
     use crate::call::raw::op;
     use crate::call::Batch;
 
-    /// A client call on `cq` through a lame channel (it never connects); returns the channel
-    /// and the call (one reference each, the test's).
+    /// A client call on `cq` through a lame channel (it never connects), made as the queue's
+    /// wake-up call is; returns the channel and the call (one reference each, the test's).
     fn lame_call(cq: &CompletionQueue) -> (*mut ffi::grpc_channel, *mut ffi::grpc_call) {
-        // SAFETY: plain constructors with static strings; the queue is open.
-        unsafe {
-            let channel = ffi::grpc_lame_client_channel_create(c"grpcore.test".as_ptr(), ffi::GRPC_STATUS_UNAVAILABLE, c"lame".as_ptr());
-            let method = ffi::grpc_slice_from_static_string(c"/test.Outbox/Call".as_ptr());
-            let call = ffi::grpc_channel_create_call(
-                channel,
-                ptr::null_mut(),
-                ffi::GRPC_PROPAGATE_DEFAULTS,
-                cq.raw,
-                method,
-                ptr::null(),
-                ffi::gpr_inf_future(ffi::GPR_CLOCK_REALTIME),
-                ptr::null_mut(),
-            );
-            (channel, call)
-        }
+        let lame = super::super::KickCall::new(cq.raw);
+        (lame.channel, lame.call)
     }
 
     /// Defers a send-only batch (no metadata, close) of `call` on `cq`, as `Call::start_batch`
