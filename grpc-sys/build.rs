@@ -33,9 +33,14 @@ fn main() {
     println!("cargo:rustc-env=GRPCORE_SYS_CORE_VERSION={CORE_VERSION}");
 
     // The shim first: its archive must come before a static core's on the link line.
-    #[cfg(feature = "batch-scope")]
+    // `cfg(batch_scope)` declares its functions; `batch_scope=1` (DEP_GRPC_BATCH_SCOPE) tells
+    // grpcore to use them.
+    println!("cargo:rustc-check-cfg=cfg(batch_scope)");
+    #[cfg(any(feature = "batch-scope", feature = "vendored"))]
     if let Some(linked) = batch_scope_linked() {
         batch_scope::build(&linked);
+        println!("cargo:rustc-cfg=batch_scope");
+        println!("cargo:batch_scope=1");
     }
     let include_dirs = if let Some(lib_dir) = env_var("GRPCORE_SYS_GRPC_LIB_DIR") {
         link_explicit(&lib_dir)
@@ -131,16 +136,26 @@ fn link_pkg_config() -> Vec<PathBuf> {
 
 mod deps;
 
-#[cfg(feature = "batch-scope")]
+#[cfg(any(feature = "batch-scope", feature = "vendored"))]
 mod batch_scope;
 
 /// What the `batch-scope` shim must know of the core that will be linked: found the way
 /// `main` finds the core, without printing link lines yet. `None` when pkg-config finds no
 /// core (`link_pkg_config` then explains).
-#[cfg(feature = "batch-scope")]
+#[cfg(any(feature = "batch-scope", feature = "vendored"))]
 fn batch_scope_linked() -> Option<batch_scope::Linked> {
     let statik = env_var("GRPCORE_SYS_STATIC").is_some_and(|v| v != "0");
+    let asked = cfg!(feature = "batch-scope");
     if let Some(lib_dir) = env_var("GRPCORE_SYS_GRPC_LIB_DIR") {
+        if !asked {
+            // `vendored` alone: the explicit core wins over the vendored one, and the vendored
+            // source is not that core's, so no shim (grpcore then starts each batch alone).
+            println!(
+                "cargo:warning=grpcore-sys: GRPCORE_SYS_GRPC_LIB_DIR overrides `vendored`: built without the \
+                 batch-scope shim (enable feature `batch-scope` with GRPCORE_SYS_GRPC_SOURCE to keep it)"
+            );
+            return None;
+        }
         let pc = PathBuf::from(&lib_dir).join("pkgconfig").join("grpc.pc");
         let core_version = std::fs::read_to_string(pc)
             .ok()
@@ -188,7 +203,7 @@ mod vendored {
     pub fn build() -> Vec<std::path::PathBuf> {
         unreachable!("the vendored build is only compiled with the `vendored` feature")
     }
-    #[cfg(feature = "batch-scope")]
+    #[cfg(any(feature = "batch-scope", feature = "vendored"))]
     pub fn source_dir() -> std::path::PathBuf {
         unreachable!("the vendored source is only looked for with the `vendored` feature")
     }

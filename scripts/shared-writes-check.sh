@@ -3,11 +3,9 @@
 # `batch-scope` shim, compiled against the core's internal headers) built against the SYSTEM
 # libgrpc, with GRPCORE_SYS_GRPC_SOURCE pointing at that library's source (grpc-sys/ci.sh
 # fetched it for the vendored step: Debian's source package, the same 1.51.1 release).
-# Against the system core rather than the vendored one: the vendored core is keyed by
-# grpcore-sys's features, so a vendored build with the shim would build the whole core a
-# second time; this step only recompiles grpcore (~1-2 min) and tests the shim against the
-# library grpcore links by default. (scripts/test.sh's next step, shared-writes-vendored,
-# pays for that second core build once, cached after, for the feature's own tests.)
+# Against the system core: every vendored build has the shim already (the vendored step runs
+# the shared-writes tests on it); this step tests the shim against the library grpcore links
+# by default, and only recompiles grpcore (~1-2 min).
 # Runs: the outbox's unit tests, the feature's own tests, and the call suites that must
 # behave as without the feature (unary, streaming, send_and_receive, deadlines and
 # cancellation in call_core / drop_order / propagation, interceptors), plus clippy.

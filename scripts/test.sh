@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # listed gets the default. GRPCORE_STEP_TIMEOUT=SECS overrides them all.
 declare -A step_bounds=(
     [setup]=900 [clippy]=1200 [test]=2700 [doctest]=1200 [docs]=900 [interop]=900 [leaks]=1500
-    [grpc-sys]=1800 [vendored]=1800 [shared-writes]=1200 [shared-writes-vendored]=1800
+    [grpc-sys]=1800 [vendored]=1800 [shared-writes]=1200
 )
 default_step_bound=1800
 timings=()
@@ -72,17 +72,10 @@ step vendored env -u GRPCORE_SYS_GRPC_LIB_DIR -u GRPCORE_SYS_GRPC_INCLUDE_DIR -u
     GRPCORE_SYS_GRPC_SOURCE="${GRPCORE_SYS_GRPC_SOURCE:-$vendored_target/grpc-src}" \
     bash scripts/vendored-check.sh
 # Feature shared-writes (a shim on the core's internal headers) against the system core, with
-# the source tree grpc-sys/ci.sh fetched (see the script for why not the vendored core).
+# the source tree grpc-sys/ci.sh fetched. (The vendored core always has the shim: the
+# vendored step above runs the shared-writes tests on it.)
 step shared-writes env GRPCORE_SYS_GRPC_SOURCE="${GRPCORE_SYS_GRPC_SOURCE:-$vendored_target/grpc-src}" \
     bash scripts/shared-writes-check.sh
-# The same feature on the vendored core (the shim compiled against the very source tree the
-# core is built from): the feature's own tests and the unary suite. grpcore-sys's features
-# key the vendored core's build, so this is a second core build in the same target dir
-# (~7 min cold on 2 cores, cached after).
-step shared-writes-vendored env -u GRPCORE_SYS_GRPC_LIB_DIR -u GRPCORE_SYS_GRPC_INCLUDE_DIR -u GRPCORE_SYS_STATIC \
-    CARGO_TARGET_DIR="$vendored_target" \
-    GRPCORE_SYS_GRPC_SOURCE="${GRPCORE_SYS_GRPC_SOURCE:-$vendored_target/grpc-src}" \
-    cargo test --features vendored,shared-writes --test shared_writes --test unary
 
 printf 'timings:\n'
 printf '  %s\n' "${timings[@]}"

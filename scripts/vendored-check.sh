@@ -6,7 +6,9 @@
 #      (grpc-sys/static-check.sh);
 #   2. the hello-world server and client talk in a chroot that holds nothing but them and that
 #      runtime (scripts/vendored-chroot-run.sh; needs root);
-#   3. the unary and streaming tests, and grpcore-sys's version tests, run on that core.
+#   3. the unary, streaming and shared-writes tests (a vendored build always shares writes:
+#      the batch-scope shim is compiled against the very tree the core is built from), and
+#      grpcore-sys's version tests, run on that core.
 # Run it with the environment the step sets (CARGO_TARGET_DIR, GRPCORE_SYS_GRPC_SOURCE; no
 # GRPCORE_SYS_GRPC_LIB_DIR, which would win over the vendored build: this script refuses to
 # run with it set).
@@ -36,5 +38,5 @@ server=$(grep '/helloworld_server$' <<<"$hello")
 client=$(grep '/helloworld_client$' <<<"$hello")
 ls -l "$server" "$client"
 bash scripts/vendored-chroot-run.sh "$server" "$client"
-cargo test --features vendored --test unary --test streaming
+cargo test --features vendored --test unary --test streaming --test shared_writes
 cargo test -p grpcore-sys --features vendored --test version

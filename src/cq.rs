@@ -33,7 +33,7 @@ use std::sync::{Arc, OnceLock};
 use grpcore_sys as ffi;
 
 mod gate;
-#[cfg(feature = "shared-writes")]
+#[cfg(shared_writes)]
 pub(crate) mod outbox;
 
 use gate::ShutdownGate;
@@ -224,13 +224,13 @@ impl Drop for CqBorrow<'_> {
 }
 
 /// A borrow that holds its queue alive too, for an operation started later (the outbox of
-/// feature `shared-writes`).
-#[cfg(feature = "shared-writes")]
+/// write sharing, `cfg(shared_writes)`).
+#[cfg(shared_writes)]
 pub(crate) struct OwnedCqBorrow {
     cq: Arc<CompletionQueue>,
 }
 
-#[cfg(feature = "shared-writes")]
+#[cfg(shared_writes)]
 impl OwnedCqBorrow {
     /// The queue's raw pointer, valid while the borrow lives.
     pub(crate) fn raw(&self) -> *mut ffi::grpc_completion_queue {
@@ -238,7 +238,7 @@ impl OwnedCqBorrow {
     }
 }
 
-#[cfg(feature = "shared-writes")]
+#[cfg(shared_writes)]
 impl Drop for OwnedCqBorrow {
     fn drop(&mut self) {
         self.cq.release_borrow();
@@ -268,7 +268,7 @@ impl CompletionQueue {
     }
 
     /// As [`CompletionQueue::borrow`], for a borrow that outlives the caller's reference.
-    #[cfg(feature = "shared-writes")]
+    #[cfg(shared_writes)]
     pub(crate) fn borrow_owned(self: &Arc<Self>) -> Option<OwnedCqBorrow> {
         self.gate.try_borrow().then(|| OwnedCqBorrow { cq: self.clone() })
     }
@@ -331,7 +331,7 @@ impl CompletionQueue {
 
     /// The next event if one is ready now, else `GRPC_QUEUE_TIMEOUT` at once. Only the
     /// queue's own thread calls this.
-    #[cfg(feature = "shared-writes")]
+    #[cfg(shared_writes)]
     pub(crate) fn poll_now(&self) -> ffi::grpc_event {
         // SAFETY: as in `next`.
         unsafe {

@@ -30,6 +30,7 @@ pub struct EnvBuilder {
     cq_count: usize,
     name_prefix: String,
     around: Option<Around>,
+    share_writes: bool,
 }
 
 /// Code each completion-queue thread runs its loop inside (see [`EnvBuilder::around_threads`]).
@@ -41,6 +42,7 @@ impl std::fmt::Debug for EnvBuilder {
             .field("cq_count", &self.cq_count)
             .field("name_prefix", &self.name_prefix)
             .field("around_threads", &self.around.is_some())
+            .field("share_writes", &self.share_writes)
             .finish()
     }
 }
@@ -59,6 +61,7 @@ impl EnvBuilder {
             cq_count: cores,
             name_prefix: "grpcore-cq".to_string(),
             around: None,
+            share_writes: true,
         }
     }
 
@@ -71,6 +74,23 @@ impl EnvBuilder {
     /// Prefix of the threads' names; the queue index is appended (`prefix-0`, …).
     pub fn name_prefix(mut self, prefix: impl Into<String>) -> EnvBuilder {
         self.name_prefix = prefix.into();
+        self
+    }
+
+    /// Whether the queue threads start the batches of one round of events together, so the
+    /// replies to many calls on one connection share a transport write (default: yes).
+    ///
+    /// Only a build with write sharing has it: every `vendored` build, and the feature
+    /// `shared-writes` on the system core ([`Environment::shares_writes`] tells). Elsewhere
+    /// this setting changes nothing. Turned off, every batch starts the moment it is made, as
+    /// through the core's public API, and each reply is a write of its own.
+    ///
+    /// ```
+    /// let env = grpcore::EnvBuilder::new().cq_count(1).share_writes(false).build();
+    /// assert!(!env.shares_writes());
+    /// ```
+    pub fn share_writes(mut self, on: bool) -> EnvBuilder {
+        self.share_writes = on;
         self
     }
 
@@ -122,20 +142,21 @@ impl EnvBuilder {
             .map(|cq| {
                 let cq = cq.clone();
                 let around = self.around.clone();
+                let share = shares_writes(self.share_writes);
                 std::thread::Builder::new()
                     .name(format!("{}-{}", self.name_prefix, cq.index))
                     .spawn(move || match around {
-                        None => poll_queue(cq),
+                        None => poll_queue(cq, share),
                         Some(around) => {
                             let mut cq = Some(cq);
                             around(&mut || {
                                 if let Some(cq) = cq.take() {
-                                    poll_queue(cq)
+                                    poll_queue(cq, share)
                                 }
                             });
                             if let Some(cq) = cq {
                                 log::error!("EnvBuilder::around_threads returned without running the queue's loop; running it");
-                                poll_queue(cq);
+                                poll_queue(cq, share);
                             }
                         }
                     })
@@ -147,9 +168,16 @@ impl EnvBuilder {
                 cqs,
                 threads: Mutex::new(threads),
                 next_cq: AtomicUsize::new(0),
+                share_writes: shares_writes(self.share_writes),
             }),
         })
     }
+}
+
+/// Whether queue threads asked to share writes (`asked`) do: only in a build with the
+/// batch-scope shim.
+fn shares_writes(asked: bool) -> bool {
+    asked && cfg!(shared_writes)
 }
 
 /// `grpc_init` once per environment (or resource quota), with the core's log routed to the
@@ -201,18 +229,20 @@ pub(crate) fn check_core_version(reported: &str) -> Result<(), String> {
 
 /// The loop of one completion-queue thread.
 ///
-/// With feature `shared-writes`, batches started while an event is handled wait in the
-/// thread's outbox and start together in one core execution context; when, is the
-/// [`Flusher`](crate::cq::outbox::Flusher)'s policy.
-fn poll_queue(cq: Arc<CompletionQueue>) {
+/// In a build with write sharing and `share` set, batches started while an event is handled
+/// wait in the thread's outbox and start together in one core execution context; when, is
+/// the [`Flusher`](crate::cq::outbox::Flusher)'s policy.
+fn poll_queue(cq: Arc<CompletionQueue>, share: bool) {
     task::enter_cq_thread(&cq);
     crate::buffer::keep_gather_buffers(true);
-    #[cfg(feature = "shared-writes")]
-    let mut flusher = crate::cq::outbox::Flusher::new();
+    #[cfg(shared_writes)]
+    let mut flusher = crate::cq::outbox::Flusher::new(share);
+    #[cfg(not(shared_writes))]
+    let _ = share;
     loop {
-        #[cfg(not(feature = "shared-writes"))]
+        #[cfg(not(shared_writes))]
         let event = cq.next();
-        #[cfg(feature = "shared-writes")]
+        #[cfg(shared_writes)]
         let event = flusher.next_event(&cq);
         task::set_dispatching(true);
         match event.type_ {
@@ -234,7 +264,7 @@ fn poll_queue(cq: Arc<CompletionQueue>) {
     task::set_dispatching(false);
     // Empty here: entries are only of this queue, and each holds a borrow that keeps the
     // queue from shutting down. Flushed anyway, so nothing could outlive the thread.
-    #[cfg(feature = "shared-writes")]
+    #[cfg(shared_writes)]
     let _ = crate::cq::outbox::flush();
     task::leave_cq_thread();
     crate::buffer::keep_gather_buffers(false);
@@ -246,6 +276,7 @@ struct EnvInner {
     cqs: Vec<Arc<CompletionQueue>>,
     threads: Mutex<Vec<ThreadHandle<()>>>,
     next_cq: AtomicUsize,
+    share_writes: bool,
 }
 
 impl Drop for EnvInner {
@@ -356,6 +387,13 @@ impl Environment {
         self.inner.cqs.len()
     }
 
+    /// True when this environment's queue threads start the batches of a round of events
+    /// together, so replies share transport writes: a build with write sharing (`vendored`,
+    /// or feature `shared-writes`) and [`EnvBuilder::share_writes`] left on.
+    pub fn shares_writes(&self) -> bool {
+        self.inner.share_writes
+    }
+
     /// The queue for a new call or task: the caller's own queue when called on one of our
     /// threads (no cross-thread hop), otherwise round-robin.
     pub(crate) fn pick_cq(&self) -> &Arc<CompletionQueue> {
@@ -442,6 +480,27 @@ mod tests {
         let got = futures_executor::block_on(env.spawn(async { 7 })).unwrap();
         assert_eq!(got, 7);
         assert!(env.cqs()[0].has_kick_call());
+    }
+
+    #[test]
+    fn environments_share_writes_exactly_when_the_build_can_and_they_are_asked_to() {
+        // cfg(shared_writes): grpcore-sys compiled the batch-scope shim (build.rs).
+        assert_eq!(super::Environment::new(1).shares_writes(), cfg!(shared_writes));
+        assert!(!super::EnvBuilder::new().cq_count(1).share_writes(false).build().shares_writes());
+    }
+
+    #[cfg(shared_writes)]
+    #[test]
+    fn an_environment_that_does_not_share_never_defers_a_batch() {
+        use super::{EnvBuilder, Environment};
+        // Whether a batch started by a task on the queue thread, in its first round, would wait
+        // in the outbox.
+        let would_defer = |env: &Environment| {
+            let cq = env.cqs()[0].clone();
+            futures_executor::block_on(env.spawn(async move { crate::cq::outbox::wants(&cq, 1) })).unwrap()
+        };
+        assert!(would_defer(&Environment::new(1)));
+        assert!(!would_defer(&EnvBuilder::new().cq_count(1).share_writes(false).build()));
     }
 
     #[test]

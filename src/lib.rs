@@ -20,18 +20,21 @@
 //! plain `std::future::Future`s: await them on tokio, async-std, `block_on`, or a
 //! completion-queue task.
 //!
-//! # Shared writes (feature `shared-writes`)
-//! With the feature, a batch that a handler (or any task) starts on its call's
+//! # Shared writes (every `vendored` build, or feature `shared-writes`)
+//! In a build with write sharing, a batch that a handler (or any task) starts on its call's
 //! completion-queue thread while that thread handles events is held in the thread's outbox
 //! and started, with the others of the same round, inside one core execution context when
 //! the queue has nothing more ready (or after a bounded number of events). The transport then
 //! writes the replies of many calls on one connection with one system call instead of one
 //! each. At one call in flight (nothing to share a write with) batches start directly, as
 //! without the feature, except in one round of 16, which checks for load. Completions, deadlines, cancellation and interceptors behave as without it. The
-//! feature compiles a shim against the core's *internal* headers (`grpcore-sys` feature
+//! sharing rests on a shim compiled against the core's *internal* headers (`grpcore-sys`'s
 //! `batch-scope`), so a build with it is bound to the exact core release it links, checked
-//! at build time; without `vendored` it needs `GRPCORE_SYS_GRPC_SOURCE` naming that release's
-//! source tree.
+//! at build time. A `vendored` build compiles the shim against the very tree its core is
+//! built from, so it always shares writes; on the system core the feature `shared-writes`
+//! needs `GRPCORE_SYS_GRPC_SOURCE` naming that release's source tree.
+//! [`EnvBuilder::share_writes`] turns sharing off for one environment, and
+//! [`Environment::shares_writes`] tells whether an environment shares.
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
 

@@ -28,14 +28,15 @@ pub const GRPC_PROPAGATE_DEADLINE: u32 = 1;
 /// `GRPC_PROPAGATE_CANCELLATION` from `propagation_bits.h`.
 pub const GRPC_PROPAGATE_CANCELLATION: u32 = 8;
 
-/// Starting several batches inside one core execution context (feature `batch-scope`).
+/// Starting several batches inside one core execution context (feature `batch-scope`, and
+/// every `vendored` build: `cfg(batch_scope)`).
 ///
 /// These two functions come from `shim/batch_scope.cc`, compiled against the internal headers
 /// of exactly the core release that is linked (see the crate's README): batches started
 /// with [`grpcore_start_batch_deferred`] inside one [`grpcore_batch_scope_run`] are flushed
 /// together when the scope closes, so the transport can put the frames of several calls on a
 /// connection into one write.
-#[cfg(feature = "batch-scope")]
+#[cfg(batch_scope)]
 mod batch_scope {
     use super::{grpc_call, grpc_call_error, grpc_completion_queue, grpc_op};
     use std::os::raw::c_void;
@@ -59,5 +60,5 @@ mod batch_scope {
         ) -> grpc_call_error;
     }
 }
-#[cfg(feature = "batch-scope")]
+#[cfg(batch_scope)]
 pub use batch_scope::*;

@@ -150,11 +150,11 @@ impl Call {
     /// Every pointer inside `ops` must stay valid until the tag's event arrives; the tag
     /// must own (through an `Arc`) whatever they point into.
     ///
-    /// With feature `shared-writes`, a batch started on the call's queue thread while it
+    /// With write sharing (`cfg(shared_writes)`: `vendored`, or feature `shared-writes`), a batch started on the call's queue thread while it
     /// handles events waits in that thread's outbox and starts, with the others of the same
     /// round, inside one core execution context (`cq::outbox`); its event comes as usual.
     pub(crate) unsafe fn start_batch(&self, ops: &[ffi::grpc_op], tag: Tag) -> Result<(), Error> {
-        #[cfg(feature = "shared-writes")]
+        #[cfg(shared_writes)]
         if crate::cq::outbox::wants(&self.cq, ops.len()) {
             let Some(borrow) = self.cq.borrow_owned() else {
                 return Err(Error::shutdown(ShutdownErrorKind::Environment, "the environment is shutting down"));

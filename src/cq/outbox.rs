@@ -1,4 +1,5 @@
-//! The outbox of a completion-queue thread (feature `shared-writes`): batches started while
+//! The outbox of a completion-queue thread (write sharing, `cfg(shared_writes)`: every
+//! `vendored` build, or feature `shared-writes`): batches started while
 //! the thread handles events are held, then started together inside ONE core execution
 //! context, so the transport writes the frames of several calls on one connection at once.
 //!
@@ -68,6 +69,9 @@ pub(crate) struct Flusher {
     since_deferral: usize,
     direct: bool,
     rounds: u32,
+    /// False: write sharing is turned off for this thread (`EnvBuilder::share_writes`),
+    /// every round is direct.
+    share: bool,
 }
 
 thread_local! {
@@ -77,15 +81,20 @@ thread_local! {
 }
 
 impl Flusher {
-    /// A policy starting in polling mode.
-    pub(crate) fn new() -> Flusher {
-        Flusher { since_deferral: 0, direct: false, rounds: 0 }
+    /// A policy starting in polling mode, or (`share` false) one that never defers. Made on
+    /// the queue thread it serves.
+    pub(crate) fn new(share: bool) -> Flusher {
+        DIRECT.set(!share);
+        Flusher { since_deferral: 0, direct: false, rounds: 0, share }
     }
 
     /// The queue's next event, flushing the outbox on the way as the policy says, and
     /// setting whether the batches of the round it begins are deferred. Only the queue's
     /// own thread calls this, outside event handling.
     pub(crate) fn next_event(&mut self, cq: &super::CompletionQueue) -> ffi::grpc_event {
+        if !self.share {
+            return cq.next();
+        }
         loop {
             if !pending() {
                 let event = cq.next();
@@ -445,7 +454,7 @@ mod tests {
                 // SAFETY: the wake-up's tag (a static drain tag).
                 unsafe { Tag::from_raw(event.tag) }.complete(true);
             };
-            let mut flusher = Flusher::new();
+            let mut flusher = Flusher::new(true);
             assert!(deferring(cq), "a new policy defers");
             // One batch, nothing else ready: flushed after a poll; the round of its
             // completion starts batches directly.
