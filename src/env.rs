@@ -497,7 +497,11 @@ mod tests {
         // in the outbox.
         let would_defer = |env: &Environment| {
             let cq = env.cqs()[0].clone();
-            futures_executor::block_on(env.spawn(async move { crate::cq::outbox::wants(&cq, 1) })).unwrap()
+            futures_executor::block_on(env.spawn(async move {
+                let close = [crate::call::raw::op::send_close_from_client()];
+                crate::cq::outbox::wants(&cq, &close)
+            }))
+            .unwrap()
         };
         assert!(would_defer(&Environment::new(1)));
         assert!(!would_defer(&EnvBuilder::new().cq_count(1).share_writes(false).build()));

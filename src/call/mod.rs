@@ -155,7 +155,7 @@ impl Call {
     /// round, inside one core execution context (`cq::outbox`); its event comes as usual.
     pub(crate) unsafe fn start_batch(&self, ops: &[ffi::grpc_op], tag: Tag) -> Result<(), Error> {
         #[cfg(shared_writes)]
-        if crate::cq::outbox::wants(&self.cq, ops.len()) {
+        if crate::cq::outbox::wants(&self.cq, ops) {
             let Some(borrow) = self.cq.borrow_owned() else {
                 return Err(Error::shutdown(ShutdownErrorKind::Environment, "the environment is shutting down"));
             };

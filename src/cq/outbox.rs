@@ -146,9 +146,27 @@ thread_local! {
     static OUTBOX: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
 }
 
-/// True when a batch of `nops` ops on `cq` should wait in this thread's outbox.
-pub(crate) fn wants(cq: &super::CompletionQueue, nops: usize) -> bool {
-    (1..=MAX_OPS).contains(&nops) && !DIRECT.get() && crate::task::drained_here(cq)
+/// A message this large is started at once even in a sharing round: its frames fill
+/// writes of their own, so waiting buys no shared write, and the held batch keeps the queue
+/// thread polling (benches/README.md, "1 MiB messages", with write sharing).
+const UNSHARED_MESSAGE: usize = 64 * 1024;
+
+/// True when the batch `ops` on `cq` should wait in this thread's outbox.
+pub(crate) fn wants(cq: &super::CompletionQueue, ops: &[ffi::grpc_op]) -> bool {
+    (1..=MAX_OPS).contains(&ops.len()) && !DIRECT.get() && crate::task::drained_here(cq) && !sends_large_message(ops)
+}
+
+/// True when `ops` send a message of [`UNSHARED_MESSAGE`] bytes or more.
+fn sends_large_message(ops: &[ffi::grpc_op]) -> bool {
+    ops.iter().any(|op| {
+        op.op == ffi::GRPC_OP_SEND_MESSAGE && {
+            // SAFETY: a SEND_MESSAGE op's union member is `send_message`, whose byte buffer the
+            // batch's tag keeps alive (the caller of `start_batch` guarantees it).
+            let buffer = unsafe { op.data.send_message.send_message };
+            // SAFETY: a live byte buffer; the call only reads its slices' lengths.
+            !buffer.is_null() && unsafe { ffi::grpc_byte_buffer_length(buffer) } >= UNSHARED_MESSAGE
+        }
+    })
 }
 
 /// Holds a batch for the next flush of this thread's outbox.
@@ -281,7 +299,7 @@ mod tests {
     fn defer_close(cq: &Arc<CompletionQueue>, call: *mut ffi::grpc_call) -> Arc<Batch<()>> {
         let batch = Batch::new(());
         let ops = [op::send_close_from_client()];
-        assert!(wants(cq, ops.len()));
+        assert!(wants(cq, &ops));
         let borrow = cq.borrow_owned().expect("the queue is open");
         // SAFETY: the test holds a reference to the live call, bound to `cq`; the op points
         // at nothing.
@@ -333,6 +351,12 @@ mod tests {
         finish(cq, channel);
     }
 
+    /// A batch of `n` ops (what they are does not matter to [`wants`] unless one sends a
+    /// message).
+    fn ops(n: usize) -> Vec<ffi::grpc_op> {
+        vec![op::send_close_from_client(); n]
+    }
+
     #[test]
     fn deferral_needs_a_queue_thread_in_a_drain_round_and_a_real_batch() {
         crate::env::init_core();
@@ -341,16 +365,22 @@ mod tests {
         std::thread::scope(|s| {
             s.spawn(|| {
                 // Not a queue thread.
-                assert!(!wants(&cq, 3));
+                assert!(!wants(&cq, &ops(3)));
                 crate::task::enter_cq_thread(&cq);
                 // The queue's thread, but inside grpc_completion_queue_next (not dispatching).
-                assert!(!wants(&cq, 3));
+                assert!(!wants(&cq, &ops(3)));
                 crate::task::set_dispatching(true);
-                assert!(wants(&cq, 3));
-                assert!(!wants(&cq, 0), "an empty batch (a wake-up) is never deferred");
-                assert!(!wants(&cq, MAX_OPS + 1));
+                assert!(wants(&cq, &ops(3)));
+                assert!(!wants(&cq, &ops(0)), "an empty batch (a wake-up) is never deferred");
+                assert!(!wants(&cq, &ops(MAX_OPS + 1)));
                 // Another queue's batch started on this thread goes straight to the core.
-                assert!(!wants(&other, 3));
+                assert!(!wants(&other, &ops(3)));
+                // A large message starts at once; a smaller one waits.
+                for (len, deferred) in [(100, true), (UNSHARED_MESSAGE - 1, true), (UNSHARED_MESSAGE, false), (1 << 20, false)] {
+                    let message = crate::buffer::ByteBuffer::from_vec(vec![7; len]);
+                    let batch = [op::send_close_from_client(), op::send_message(&message, 0)];
+                    assert_eq!(wants(&cq, &batch), deferred, "a {len}-byte message");
+                }
                 crate::task::set_dispatching(false);
                 crate::task::leave_cq_thread();
             });
@@ -442,7 +472,7 @@ mod tests {
             };
             let deferring = |cq: &Arc<CompletionQueue>| {
                 crate::task::set_dispatching(true);
-                let wanted = wants(cq, 1);
+                let wanted = wants(cq, &ops(1));
                 crate::task::set_dispatching(false);
                 wanted
             };
