@@ -196,6 +196,11 @@ pub(crate) struct CompletionQueue {
     kick: OnceLock<KickCall>,
     /// Index among the environment's queues (for naming and round-robin).
     pub(crate) index: usize,
+    /// Calls bound to this queue whose [`Call`](crate::call::Call) exists. With one or none
+    /// there is no other call's write to share, so the outbox's policy, once direct, does
+    /// not probe for load.
+    #[cfg(shared_writes)]
+    calls: std::sync::atomic::AtomicUsize,
 }
 
 // SAFETY: the core's completion queue and call functions are thread-safe; the raw pointers
@@ -259,7 +264,28 @@ impl CompletionQueue {
             gate: ShutdownGate::new(),
             kick: OnceLock::new(),
             index,
+            #[cfg(shared_writes)]
+            calls: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a call bound to this queue (its `Call` was made).
+    #[cfg(shared_writes)]
+    pub(crate) fn call_opened(&self) {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Uncounts a call bound to this queue (its `Call` was dropped).
+    #[cfg(shared_writes)]
+    pub(crate) fn call_closed(&self) {
+        self.calls.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many calls bound to this queue exist (a hint: calls are made and dropped on any
+    /// thread).
+    #[cfg(shared_writes)]
+    pub(crate) fn open_calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Borrows the queue for starting an operation; `None` once shutdown has begun.

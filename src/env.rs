@@ -494,14 +494,21 @@ mod tests {
     fn an_environment_that_does_not_share_never_defers_a_batch() {
         use super::{EnvBuilder, Environment};
         // Whether a batch started by a task on the queue thread, in its first round, would wait
-        // in the outbox.
+        // in the outbox, with two calls open on the queue (counted by hand: with fewer there is
+        // nothing to share and no environment defers).
         let would_defer = |env: &Environment| {
             let cq = env.cqs()[0].clone();
-            futures_executor::block_on(env.spawn(async move {
+            cq.call_opened();
+            cq.call_opened();
+            let task_cq = cq.clone();
+            let deferred = futures_executor::block_on(env.spawn(async move {
                 let close = [crate::call::raw::op::send_close_from_client()];
-                crate::cq::outbox::wants(&cq, &close)
+                crate::cq::outbox::wants(&task_cq, &close)
             }))
-            .unwrap()
+            .unwrap();
+            cq.call_closed();
+            cq.call_closed();
+            deferred
         };
         assert!(would_defer(&Environment::new(1)));
         assert!(!would_defer(&EnvBuilder::new().cq_count(1).share_writes(false).build()));

@@ -106,11 +106,7 @@ impl Call {
     /// `raw` must be a live call bound to `cq` (one of `env`'s queues), whose reference
     /// nobody else releases.
     pub(crate) unsafe fn from_raw(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, env: Environment) -> Call {
-        Call {
-            raw,
-            cq,
-            _keeps: Keeps::Env { _env: env },
-        }
+        Call::counted(raw, cq, Keeps::Env { _env: env })
     }
 
     /// [`Call::from_raw`] for a server call counted in `live` while it exists (which also
@@ -119,11 +115,7 @@ impl Call {
     /// # Safety
     /// As for [`Call::from_raw`], with `live`'s environment as `env`.
     pub(crate) unsafe fn from_raw_counted(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, live: LiveCall) -> Call {
-        Call {
-            raw,
-            cq,
-            _keeps: Keeps::Counted { _live: live },
-        }
+        Call::counted(raw, cq, Keeps::Counted { _live: live })
     }
 
     /// Takes ownership of one reference to `raw`, a call created on `channel`, and keeps
@@ -132,11 +124,15 @@ impl Call {
     /// # Safety
     /// As for [`Call::from_raw`], with `channel` the channel the call was created on.
     pub(crate) unsafe fn from_raw_on(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, channel: &Channel) -> Call {
-        Call {
-            raw,
-            cq,
-            _keeps: Keeps::Channel { _channel: channel.clone() },
-        }
+        Call::counted(raw, cq, Keeps::Channel { _channel: channel.clone() })
+    }
+
+    /// Every constructor's end: with write sharing, the call is counted on its queue until
+    /// dropped.
+    fn counted(raw: *mut ffi::grpc_call, cq: Arc<CompletionQueue>, keeps: Keeps) -> Call {
+        #[cfg(shared_writes)]
+        cq.call_opened();
+        Call { raw, cq, _keeps: keeps }
     }
 
     /// The raw pointer, still owned by `self` (for parent-call propagation).
@@ -225,6 +221,8 @@ impl Drop for Call {
         // SAFETY: we own one reference (see `from_raw`). Unreferencing a call that has not
         // finished cancels it; batches in flight keep their own references in the core.
         unsafe { ffi::grpc_call_unref(self.raw) };
+        #[cfg(shared_writes)]
+        self.cq.call_closed();
     }
 }
 

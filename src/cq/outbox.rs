@@ -59,16 +59,22 @@ const PROBE_EVERY: u32 = 16;
 /// *Polling* mode: batches started during a round are deferred; while the outbox holds
 /// any, the loop asks the queue for the next event without blocking (a zero-timeout
 /// `grpc_completion_queue_next`) and flushes when none is ready, or after [`FLUSH_EVERY`]
-/// events. At one call in flight that buys nothing and costs a second pass over the pollset
-/// per round plus the deferral itself, so a flush that found the queue idle and held a
-/// single batch switches to *direct* mode: batches start through the public API at once, as
+/// events. When the calls take turns (one in flight at a time) that buys nothing and costs
+/// a second pass over the pollset per round plus the deferral itself, so a flush that found
+/// the queue idle and held a single batch switches to *direct* mode: batches start through the public API at once, as
 /// without the feature, except in every [`PROBE_EVERY`]th round, which defers and polls to
 /// notice load (an event ready while batches wait, or more than one batch in the round,
-/// switches back to polling).
+/// switches back to polling). A direct round with at most one call bound to the queue never
+/// probes (no other call's reply could share its write: a single ping-pong stream pays
+/// nothing for the feature), and the first round after a second call opens probes at once.
+/// The open-call count only steers probing: under load, calls live for one round or two
+/// (the rest wait in the core, uncounted), so the count says nothing about load.
 pub(crate) struct Flusher {
     since_deferral: usize,
     direct: bool,
     rounds: u32,
+    /// The last round began with at most one call open on the queue.
+    alone: bool,
     /// False: write sharing is turned off for this thread (`EnvBuilder::share_writes`),
     /// every round is direct.
     share: bool,
@@ -85,7 +91,7 @@ impl Flusher {
     /// the queue thread it serves.
     pub(crate) fn new(share: bool) -> Flusher {
         DIRECT.set(!share);
-        Flusher { since_deferral: 0, direct: false, rounds: 0, share }
+        Flusher { since_deferral: 0, direct: false, rounds: 0, alone: false, share }
     }
 
     /// The queue's next event, flushing the outbox on the way as the policy says, and
@@ -98,7 +104,7 @@ impl Flusher {
         loop {
             if !pending() {
                 let event = cq.next();
-                self.begin_round();
+                self.begin_round(cq);
                 return event;
             }
             let event = cq.poll_now();
@@ -113,18 +119,22 @@ impl Flusher {
             }
             if !idle {
                 self.direct = false;
-                self.begin_round();
+                self.begin_round(cq);
                 return event;
             }
         }
     }
 
     /// Decides, for the round about to be handled, whether its batches start directly.
-    fn begin_round(&mut self) {
-        let direct = self.direct && {
-            self.rounds = self.rounds.wrapping_add(1);
-            self.rounds % PROBE_EVERY != 0
-        };
+    fn begin_round(&mut self, cq: &super::CompletionQueue) {
+        let alone = cq.open_calls() <= 1;
+        let was_alone = std::mem::replace(&mut self.alone, alone);
+        let direct = self.direct
+            && (alone || {
+                // Probe one round in PROBE_EVERY, and at once when a second call has opened.
+                self.rounds = self.rounds.wrapping_add(1);
+                !was_alone && self.rounds % PROBE_EVERY != 0
+            });
         DIRECT.set(direct);
     }
 }
@@ -459,11 +469,15 @@ mod tests {
     }
 
     /// The flush policy: a round that found the queue idle with one batch held switches to
-    /// direct starts (no deferral, no poll); every `PROBE_EVERY`th round defers again, and
-    /// an event ready while batches wait switches back to polling.
+    /// direct starts (no deferral, no poll); every `PROBE_EVERY`th round defers again, unless
+    /// at most one call is open, and at once when a second opens; an event ready while
+    /// batches wait switches back to polling.
     #[test]
     fn flusher_goes_direct_at_one_in_flight_and_back_under_load() {
         on_queue_thread(|cq, call| {
+            // Two calls open (the lame call here is not a `Call`: counted by hand).
+            cq.call_opened();
+            cq.call_opened();
             let held = |cq: &Arc<CompletionQueue>| {
                 crate::task::set_dispatching(true);
                 let batch = defer_close(cq, call);
@@ -524,6 +538,27 @@ mod tests {
                 unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
             }
             assert!(probe.is_done() && a.is_done() && b.is_done());
+            // Direct mode again (one batch on an idle queue), before the calls change.
+            let single = held(cq);
+            let event = flusher.next_event(cq);
+            // SAFETY: the tag of the flushed batch, delivered once.
+            unsafe { Tag::from_raw(event.tag) }.complete(event.success != 0);
+            assert!(single.is_done() && !deferring(cq));
+            // Down to one call: direct in every round, without probes.
+            cq.call_closed();
+            for round in 0..2 * PROBE_EVERY {
+                wake_up_round(&mut flusher);
+                assert!(!deferring(cq), "round {round} with one call open must start directly");
+            }
+            // A second call opens: the next round probes, though by the round count it would
+            // not.
+            flusher.rounds = 0;
+            cq.call_opened();
+            wake_up_round(&mut flusher);
+            assert!(deferring(cq), "a second call must be probed for at once");
+            cq.call_closed();
+            cq.call_closed();
+            assert_eq!(cq.open_calls(), 0);
             // SAFETY: the test's own reference.
             unsafe { ffi::grpc_call_unref(call) };
             cq.begin_shutdown();
