@@ -19,6 +19,8 @@
 #   scripts/leak-check.sh                 the list above (what CI runs)
 #   scripts/leak-check.sh --all           every integration-test binary of the grpcore crate
 #   scripts/leak-check.sh NAME...         the named test binaries
+# GRPCORE_LEAK_FEATURES=F,G builds the binaries with those features of grpcore (the
+# shared-writes step checks the outbox's call references and queue borrows this way).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tests=(drop_order unary streaming call_core connectivity settings tls_reload call_credentials
@@ -35,7 +37,8 @@ fi
 exit_wait=$(mktemp -d)/leak-exit-wait.so
 cc -O2 -shared -fPIC -o "$exit_wait" scripts/leak-exit-wait.c -ldl
 for test in "${tests[@]}"; do
-    bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null \
+    bin=$(cargo test --no-run --message-format=json ${GRPCORE_LEAK_FEATURES:+--features "$GRPCORE_LEAK_FEATURES"} \
+        --test "$test" 2>/dev/null \
         | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -8,7 +8,9 @@
 # by default, and only recompiles grpcore (~1-2 min).
 # Runs: the outbox's unit tests, the feature's own tests, and the call suites that must
 # behave as without the feature (unary, streaming, send_and_receive, deadlines and
-# cancellation in call_core / drop_order / propagation, interceptors), plus clippy.
+# cancellation in call_core / drop_order / propagation, interceptors), plus clippy; then
+# the leak check (scripts/leak-check.sh) of the suites that hold batches in the outbox:
+# each held batch owns a call reference and a queue borrow.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ ! -f "${GRPCORE_SYS_GRPC_SOURCE:-}/CMakeLists.txt" ]; then
@@ -21,3 +23,4 @@ cargo clippy -p grpcore --features "$features" --lib --tests -- -D warnings
 cargo test -p grpcore --features "$features" --lib cq::
 cargo test -p grpcore --features "$features" --test shared_writes --test unary --test streaming \
     --test send_and_receive --test call_core --test drop_order --test propagation --test interceptors
+GRPCORE_LEAK_FEATURES="$features" bash scripts/leak-check.sh unary drop_order call_core send_and_receive shared_writes
