@@ -61,10 +61,10 @@ const PROBE_EVERY: u32 = 16;
 /// `grpc_completion_queue_next`) and flushes when none is ready, or after [`FLUSH_EVERY`]
 /// events. When the calls take turns (one in flight at a time) that buys nothing and costs
 /// a second pass over the pollset per round plus the deferral itself, so a flush that found
-/// the queue idle and held a single batch switches to *direct* mode: batches start through the public API at once, as
-/// without the feature, except in every [`PROBE_EVERY`]th round, which defers and polls to
-/// notice load (an event ready while batches wait, or more than one batch in the round,
-/// switches back to polling). A direct round with at most one call bound to the queue never
+/// the queue idle and held a single batch switches to *direct* mode: batches start through
+/// the public API at once, as without sharing, except in every [`PROBE_EVERY`]th round,
+/// which defers and polls to notice load (an event ready while batches wait, or more than
+/// one batch in the round, switches back to polling). A direct round with at most one call bound to the queue never
 /// probes (no other call's reply could share its write: a single ping-pong stream pays
 /// nothing for the feature), and the first round after a second call opens probes at once.
 /// The open-call count only steers probing: under load, calls live for one round or two
