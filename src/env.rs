@@ -197,11 +197,52 @@ pub(crate) fn try_init_core() -> Result<(), Error> {
     static VERSION: OnceLock<Result<(), String>> = OnceLock::new();
     VERSION.get_or_init(|| check_core_version(&crate::core_version())).clone().map_err(|m| Error::config_kind(ConfigErrorKind::CoreVersion, m))?;
     static LOG: Once = Once::new();
-    LOG.call_once(crate::log_bridge::install);
+    LOG.call_once(|| {
+        crate::log_bridge::install();
+        quiet_abseil_deadlock_detection();
+    });
     // SAFETY: grpc_init may be called any number of times; each is paired with the
     // grpc_shutdown in `EnvInner::drop` (or the quota's drop).
     unsafe { ffi::grpc_init() };
     Ok(())
+}
+
+/// The names of abseil's `absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle)` in the
+/// shared abseil builds a 1.51 core links: Debian's (inline namespace `debian3`) and
+/// upstream's 20220623 LTS (`lts_20220623`).
+const ABSL_SET_DEADLOCK_MODE: [&std::ffi::CStr; 2] = [
+    c"_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+    c"_ZN4absl12lts_2022062329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+];
+
+/// Turns abseil's mutex deadlock detection off, process-wide, unless the environment variable
+/// `GRPCORE_ABSL_DEADLOCK_DETECTION` is set to something other than `0`.
+///
+/// Abseil compiled without `NDEBUG`, as Debian's is, checks the order of every lock the core
+/// takes against a graph of all lock orders seen (and aborts the process on an inversion):
+/// about 5.6k instructions per streaming ping-pong message and 2.1k per unary call of the
+/// core's own work (benches/README.md). A release build of abseil, like the `vendored` one,
+/// has it off. The setter is looked up at run time: an abseil without it (or linked
+/// statically) is left as it is.
+fn quiet_abseil_deadlock_detection() {
+    if std::env::var_os("GRPCORE_ABSL_DEADLOCK_DETECTION").is_some_and(|v| v != "0") {
+        return;
+    }
+    for name in ABSL_SET_DEADLOCK_MODE {
+        // SAFETY: a lookup by name in the loaded objects; nothing is called.
+        let setter = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        if setter.is_null() {
+            continue;
+        }
+        // SAFETY: the symbol is abseil's `void SetMutexDeadlockDetectionMode(OnDeadlockCycle)`,
+        // a free function whose one argument, an `enum class` over `int`, is passed as an
+        // `int` (the platform's C calling convention); 0 is `kIgnore`. It only stores into a
+        // constant-initialized atomic, so it may run at any time, on any thread.
+        let set: extern "C" fn(std::os::raw::c_int) = unsafe { std::mem::transmute(setter) };
+        set(0);
+        log::debug!("abseil's mutex deadlock detection turned off ({})", name.to_string_lossy());
+        return;
+    }
 }
 
 /// The core major version the bindings describe (`grpcore_sys::CORE_VERSION` is `29.0.0`).

@@ -9,6 +9,7 @@
  *
  * Prints the same JSON line as grpcore's bench_client (impl "c-core") on stdout.
  */
+#define _GNU_SOURCE /* RTLD_DEFAULT, for bench_common.h */
 #include <unistd.h>
 
 #include <grpc/grpc.h>
@@ -231,6 +232,7 @@ int main(int argc, char** argv) {
   if (count) remaining = atoll(count);
 
   grpc_init();
+  quiet_abseil_deadlock_detection();
   cq = grpc_completion_queue_create_for_next(NULL);
   request_body = encode_with_payload(3, req_size, (int32_t)resp_size);
   const char* path = streaming ? "/grpc.testing.BenchmarkService/StreamingCall" : "/grpc.testing.BenchmarkService/UnaryCall";

@@ -9,6 +9,7 @@
 #ifndef GRPCORE_BENCH_COMMON_H
 #define GRPCORE_BENCH_COMMON_H
 
+#include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,28 @@ static inline long max_rss_kib(void) {
     kib = ru.ru_maxrss;
   }
   return kib;
+}
+
+/* What grpcore does when it initializes the core (src/env.rs, quiet_abseil_deadlock_detection):
+ * abseil's mutex deadlock detection, on in Debian's abseil (built without NDEBUG), is turned
+ * off unless GRPCORE_ABSL_DEADLOCK_DETECTION is set to something other than 0, so the C
+ * peers and grpcore run the core alike. */
+static inline void quiet_abseil_deadlock_detection(void) {
+  static const char* const names[] = {
+      "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+      "_ZN4absl12lts_2022062329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+  };
+  const char* keep = getenv("GRPCORE_ABSL_DEADLOCK_DETECTION");
+  if (keep != NULL && strcmp(keep, "0") != 0) return;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    void* sym = dlsym(RTLD_DEFAULT, names[i]);
+    if (sym != NULL) {
+      void (*set_mode)(int);
+      memcpy(&set_mode, &sym, sizeof set_mode);
+      set_mode(0); /* absl::OnDeadlockCycle::kIgnore */
+      return;
+    }
+  }
 }
 
 static inline void announce_port(int port) {

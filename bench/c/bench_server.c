@@ -24,6 +24,7 @@
  * Prints "listening on PORT", then serves until killed. Built by benches/compare:
  *   gcc -O2 bench_server.c $(pkg-config --cflags --libs grpc) -lpthread
  */
+#define _GNU_SOURCE /* RTLD_DEFAULT, for bench_common.h */
 #include <pthread.h>
 
 #include <grpc/grpc.h>
@@ -429,6 +430,7 @@ int main(int argc, char** argv) {
   grpc_channel_args channel_args = {nargs, args};
 
   grpc_init();
+  quiet_abseil_deadlock_detection();
   empty_details = grpc_empty_slice();
   server = grpc_server_create(nargs ? &channel_args : NULL, NULL);
   methods[M_UNARY] = grpc_server_register_method(server, METHOD_PATHS[M_UNARY], NULL,
