@@ -496,13 +496,19 @@ pub(crate) fn systemd_listeners() -> Result<Vec<(ListenSocket, Option<String>)>,
     }
     let mut sockets = Vec::new();
     for fd in LISTEN_FDS_START..LISTEN_FDS_START + count {
+        let bad = |why: String| Error::config(format!("LISTEN_FDS descriptor {fd}: {why}"));
+        // SAFETY: F_GETFD only reads the descriptor's flags (fails with EBADF if it is not open).
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            // Not ours to own: an `OwnedFd` of a closed descriptor would close whatever
+            // takes that number later.
+            return Err(bad(format!("not open ({})", std::io::Error::last_os_error())));
+        }
         // SAFETY: the launcher passed descriptors 3..3+LISTEN_FDS to this process (LISTEN_PID
-        // checked above) for it to own, and SYSTEMD_FDS_TAKEN makes sure they are taken once.
-        // An fd that is not open makes the checks below fail (and closing it is harmless).
+        // checked above) for it to own, SYSTEMD_FDS_TAKEN makes sure they are taken once, and
+        // this one is open.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: FD_CLOEXEC on a descriptor we now own, so children do not inherit it.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        let bad = |why: String| Error::config(format!("LISTEN_FDS descriptor {fd}: {why}"));
         if sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).map_err(|e| bad(format!("not a socket ({e})")))? != 1 {
             return Err(bad("not a listening socket (a socket unit with Accept=no passes listening sockets)".into()));
         }

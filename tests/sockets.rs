@@ -344,11 +344,14 @@ fn activated_child(listener: &TcpListener, listen_pid: &str, mode: &str) -> std:
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    // SAFETY: dup2 is async-signal-safe; it makes the listener fd 3 in the child (without
-    // close-on-exec), as systemd passes the first socket.
+    // SAFETY: dup2 and fcntl are async-signal-safe; they make the listener fd 3 in the child
+    // without close-on-exec, as systemd passes the first socket. When the listener already
+    // is fd 3 (other tests' descriptors come and go), dup2 would do nothing and leave its
+    // close-on-exec flag set: the exec would close it.
     unsafe {
         command.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            let rc = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+            if rc < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -394,6 +397,32 @@ fn socket_activation_for_another_process_is_refused() {
     let error = read_marker(&mut child, "ERROR ");
     let _ = child.wait();
     assert!(error.contains("LISTEN_PID is 1"), "{error}");
+}
+
+#[test]
+fn socket_activation_without_the_descriptor_is_an_error() {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().unwrap();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(exe)
+        .args(["--exact", "socket_activation_child", "--nocapture", "--test-threads=1"])
+        .env("GRPCORE_TEST_ACTIVATED", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: close is async-signal-safe: the child starts with no fd 3.
+    unsafe {
+        command.pre_exec(|| {
+            libc::close(3);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let error = read_marker(&mut child, "ERROR ");
+    assert!(child.wait().unwrap().success(), "the child must report the error, not abort");
+    assert!(error.contains("LISTEN_FDS descriptor 3: not open"), "{error}");
 }
 
 #[cfg(feature = "access")]
