@@ -326,9 +326,9 @@ fn fault_injection_aborts_and_delays_at_the_configured_rates() {
     let outcomes: Vec<(Duration, Result<String, grpcore::Code>)> = futures::executor::block_on(
         futures::stream::iter(0..N)
             .map(|i| {
+                let t = Instant::now();
                 let call = channel.unary(&UNARY, &request("who", i as i64), CallOptions::new().timeout(Duration::from_secs(5)));
                 async move {
-                    let t = Instant::now();
                     let r = call.await;
                     (t.elapsed(), r.map(|r| r.into_message().message).map_err(|e| e.status().code()))
                 }
@@ -338,16 +338,27 @@ fn fault_injection_aborts_and_delays_at_the_configured_rates() {
     );
     let aborted = outcomes.iter().filter(|(_, r)| *r == Err(grpcore::Code::Unavailable)).count();
     let ok = outcomes.iter().filter(|(_, r)| r.as_deref() == Ok("a")).count();
-    let delayed = outcomes.iter().filter(|(d, _)| *d >= Duration::from_millis(200)).count();
+    // A delayed call is one that took 150 ms or more, timed from before the call was
+    // created: calls without a fault take a few milliseconds here, and a delay the core arms
+    // from a stale cached clock could end a little before 200 ms. (One CI run at aeb28b9, on
+    // a machine loaded by benchmarks, counted only 5.3% at ">= 200 ms" timed from the first
+    // poll; 21 runs since, quiet, CPU-loaded and beside the other xDS tests, counted 8.8-11.3%
+    // and no call between 150 and 200 ms. The message reports that count, so a repeat tells
+    // a short delay from a missing one.)
+    let delayed = outcomes.iter().filter(|(d, _)| *d >= Duration::from_millis(150)).count();
+    let early = outcomes
+        .iter()
+        .filter(|(d, _)| *d >= Duration::from_millis(150) && *d < Duration::from_millis(200))
+        .count();
     let pa = 100.0 * aborted as f64 / N as f64;
     let pd = 100.0 * delayed as f64 / N as f64;
     eprintln!(
-        "faults over {N} calls in {:?}: aborted UNAVAILABLE {aborted} ({pa:.2}%), delayed >= 200 ms {delayed} ({pd:.2}%), ok {ok}",
+        "faults over {N} calls in {:?}: aborted UNAVAILABLE {aborted} ({pa:.2}%), delayed >= 150 ms {delayed} ({pd:.2}%; {early} of them under 200 ms), ok {ok}",
         start.elapsed()
     );
     assert_eq!(aborted + ok, N, "other outcomes than OK and UNAVAILABLE");
     assert!((pa - 30.0).abs() <= 4.0, "aborted {pa:.2}%, configured 30%");
-    assert!((pd - 10.0).abs() <= 4.0, "delayed {pd:.2}%, configured 10%");
+    assert!((pd - 10.0).abs() <= 4.0, "delayed {pd:.2}% ({early} of them under 200 ms), configured 10%");
 }
 
 /// The same fault injection with @grpc/grpc-js-xds as the client (its own fault filter,
