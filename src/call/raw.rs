@@ -1,6 +1,7 @@
 //! C-side buffers of call operations: metadata arrays, status slices, and `grpc_op` builders.
 
 use std::os::raw::{c_char, c_int};
+use std::mem::MaybeUninit;
 use std::ptr;
 
 use grpcore_sys as ffi;
@@ -203,28 +204,33 @@ impl Drop for ErrorString {
     }
 }
 
-/// Up to `N` ops on the stack: a batch's op list without a heap allocation.
+/// Up to `N` ops on the stack: a batch's op list without a heap allocation. Only the ops
+/// pushed are ever written (a batch's start used to spend ~90 instructions zeroing four ops
+/// it then mostly did not use, and copying them into place).
 pub(crate) struct OpList<const N: usize> {
-    ops: [ffi::grpc_op; N],
+    ops: [MaybeUninit<ffi::grpc_op>; N],
     len: usize,
 }
 
 impl<const N: usize> OpList<N> {
     pub(crate) fn new() -> Self {
         OpList {
-            ops: std::array::from_fn(|_| ffi::grpc_op::default()),
+            ops: [const { MaybeUninit::uninit() }; N],
             len: 0,
         }
     }
 
     /// Appends an op; panics (a bug, caught by tests) if more than `N` are pushed.
     pub(crate) fn push(&mut self, op: ffi::grpc_op) {
-        self.ops[self.len] = op;
+        self.ops[self.len].write(op);
         self.len += 1;
     }
 
     pub(crate) fn as_slice(&self) -> &[ffi::grpc_op] {
-        &self.ops[..self.len]
+        // SAFETY: the first `len` ops were written by `push` (`len` only grows there, one op
+        // at a time, and never past `N`: indexing checks it), and `MaybeUninit<T>` has
+        // `T`'s layout.
+        unsafe { std::slice::from_raw_parts(self.ops.as_ptr().cast::<ffi::grpc_op>(), self.len) }
     }
 }
 
@@ -302,5 +308,30 @@ pub(crate) mod op {
         let mut o = new(ffi::GRPC_OP_RECV_CLOSE_ON_SERVER, 0);
         o.data.recv_close_on_server.cancelled = cancelled;
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_op_list_holds_exactly_the_ops_pushed_in_order() {
+        let mut ops = OpList::<4>::new();
+        assert!(ops.as_slice().is_empty());
+        ops.push(op::send_close_from_client());
+        let mut slot = RecvMessage::new();
+        ops.push(op::recv_message(&mut slot));
+        let kinds: Vec<_> = ops.as_slice().iter().map(|o| o.op).collect();
+        assert_eq!(kinds, [ffi::GRPC_OP_SEND_CLOSE_FROM_CLIENT, ffi::GRPC_OP_RECV_MESSAGE]);
+        assert_eq!(ops.as_slice()[1].flags, 0);
+    }
+
+    #[test]
+    #[should_panic]
+    fn an_op_list_refuses_more_ops_than_it_has_room_for() {
+        let mut ops = OpList::<1>::new();
+        ops.push(op::send_close_from_client());
+        ops.push(op::send_close_from_client());
     }
 }
