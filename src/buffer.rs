@@ -159,6 +159,7 @@ impl ByteBuffer {
     }
 
     /// A reader over the message bytes (decompressing first if the buffer is compressed).
+    #[inline]
     pub(crate) fn reader(&self) -> MessageReader<'_> {
         MessageReader::new(self)
     }
@@ -471,34 +472,53 @@ pub struct MessageReader<'a> {
 }
 
 impl<'a> MessageReader<'a> {
+    #[inline]
     fn new(buffer: &'a ByteBuffer) -> MessageReader<'a> {
-        let mut r = MessageReader {
-            slices: ptr::null(),
-            count: 0,
+        // SAFETY: `buffer.raw` is a live byte buffer for 'a. A raw buffer's slices are read in
+        // place (its public layout: `data.raw.slice_buffer`), for as long as the borrow.
+        unsafe {
+            let raw = &*buffer.raw;
+            if raw.type_ == ffi::GRPC_BB_RAW && raw.data.raw.compression == ffi::GRPC_COMPRESS_NONE {
+                let sb = &raw.data.raw.slice_buffer;
+                let mut r = MessageReader::over(sb.slices, sb.count, sb.length);
+                r.next_slice();
+                return r;
+            }
+        }
+        MessageReader::inflating(buffer)
+    }
+
+    /// A reader over `count` slices at `slices` holding `length` bytes, before its first slice.
+    #[inline]
+    fn over(slices: *const ffi::grpc_slice, count: usize, length: usize) -> MessageReader<'a> {
+        MessageReader {
+            slices,
+            count,
             next: 0,
             current: ptr::null(),
             current_len: 0,
-            remaining: 0,
+            remaining: length,
             inflater: None,
             _buffer: PhantomData,
-        };
-        // SAFETY: `buffer.raw` is a live byte buffer for 'a. A raw buffer's slices are read in
-        // place (its public layout: `data.raw.slice_buffer`). A compressed one goes through the
-        // core's reader, which inflates into `buffer_out`, alive until the reader is destroyed
-        // in our Drop; if inflating fails we read nothing, and the codec rejects the message
-        // if it needs bytes.
+        }
+    }
+
+    /// A compressed buffer goes through the core's reader, which inflates into `buffer_out`,
+    /// alive until the reader is destroyed in our Drop; if inflating fails we read nothing,
+    /// and the codec rejects the message if it needs bytes.
+    #[cold]
+    #[inline(never)]
+    fn inflating(buffer: &'a ByteBuffer) -> MessageReader<'a> {
+        let mut r = MessageReader::over(ptr::null(), 0, 0);
+        // SAFETY: `buffer.raw` is a live byte buffer for 'a; the inflated copy lives in the
+        // reader we keep (and destroy in Drop), so its slices outlive our reads.
         unsafe {
-            let raw = &*buffer.raw;
-            let sb = if raw.type_ == ffi::GRPC_BB_RAW && raw.data.raw.compression == ffi::GRPC_COMPRESS_NONE {
-                &raw.data.raw.slice_buffer
-            } else {
-                let mut reader = ffi::grpc_byte_buffer_reader::default();
-                if ffi::grpc_byte_buffer_reader_init(&mut reader, buffer.raw) == 0 {
-                    return r;
-                }
-                let inflater = r.inflater.insert(reader);
-                &(*inflater.buffer_out).data.raw.slice_buffer
-            };
+            let mut reader = ffi::grpc_byte_buffer_reader::default();
+            if ffi::grpc_byte_buffer_reader_init(&mut reader, buffer.raw) == 0 {
+                return r;
+            }
+            let inflater = r.inflater.insert(reader);
+            let sb = &(*inflater.buffer_out).data.raw.slice_buffer;
             r.slices = sb.slices;
             r.count = sb.count;
             r.remaining = sb.length;
