@@ -121,6 +121,46 @@ fn explicit_limits_apply_to_requests_decompressed_and_to_responses() {
     assert_eq!(channel.unary(&UNARY, &fits, opts()).wait().unwrap().message().payload.len(), 19_000);
 }
 
+/// The send limit holds for responses sent with `ServerSink::send_and_receive` too: the
+/// response is encoded when the call is made, and checked (ending the call) when it is polled.
+#[test]
+fn the_send_limit_applies_to_joint_duplex_responses() {
+    let env = Environment::new(1);
+    let server = ServerBuilder::new(&env)
+        .register_service(joint_echo_service())
+        .bind("127.0.0.1:0")
+        .lean(true)
+        .max_send_message_len(Some(20_000))
+        .build()
+        .expect("start lean joint echo server");
+    let channel = channel_to(&env, &server);
+    let duplex = |sizes: &[i32]| {
+        let (mut sink, stream) = channel.duplex(&BIDI, opts());
+        for (seq, &size) in sizes.iter().enumerate() {
+            // The server may end the call while these are in flight: only the responses matter.
+            let _ = sink.send_blocking(EchoRequest {
+                response_size: size,
+                ..request("joint", seq as i64)
+            });
+        }
+        let _ = sink.close_blocking();
+        stream.into_blocking_iter().collect::<Vec<_>>()
+    };
+
+    let replies = duplex(&[100, 30_000, 100]);
+    let summary: Vec<_> = replies.iter().map(|r| r.as_ref().map(|m| m.payload.len()).map_err(|e| e.code())).collect();
+    assert_eq!(replies.len(), 2, "one response, then the error: {summary:?}");
+    assert_eq!(replies[0].as_ref().unwrap().payload.len(), 100);
+    let err = replies[1].as_ref().unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert!(err.to_string().contains("Sent message larger than max"), "{err}");
+
+    // The server keeps serving, and a response within the limit goes out.
+    let replies = duplex(&[19_000, 5]);
+    let sizes: Vec<usize> = replies.into_iter().map(|r| r.unwrap().payload.len()).collect();
+    assert_eq!(sizes, [19_000, 5]);
+}
+
 /// Runs one unary Echo call from a bare HTTP/2 client that sends `grpc-timeout` and never
 /// cancels, asking the handler to sleep `sleep_ms`; returns (grpc-status, seconds taken).
 fn call_without_client_cancel(server: &Server, timeout: &str, sleep_ms: i32) -> (Option<i64>, f64) {

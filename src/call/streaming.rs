@@ -103,31 +103,62 @@ impl<Req> RequestSink<Req> {
         ready.map(|r| r.map_err(|()| core.ended_error()))
     }
 
+    /// Encodes `item`.
+    fn encode(&self, item: &Req) -> Result<ByteBuffer, Error> {
+        (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a request: {e}")).with_source(e))
+    }
+
     fn write(&mut self, item: &Req, flags: WriteFlags) -> Result<(), Error> {
+        self.check_writable()?;
+        let buf = self.encode(item);
+        self.start_message(buf, flags)
+    }
+
+    /// Refuses a write after the half-close or before the sink is ready.
+    fn check_writable(&self) -> Result<(), Error> {
         if self.closed || self.closing {
             return Err(Error::internal_kind(InternalErrorKind::Misuse, "send after the request stream was closed"));
         }
         if self.starting.is_some() {
             return Err(Error::internal_kind(InternalErrorKind::Misuse, "a message was sent before the sink was ready"));
         }
+        Ok(())
+    }
+
+    fn write_encoded(&mut self, buf: Result<ByteBuffer, Error>, flags: WriteFlags) -> Result<(), Error> {
+        self.check_writable()?;
+        self.start_message(buf, flags)
+    }
+
+    fn start_message(&mut self, buf: Result<ByteBuffer, Error>, flags: WriteFlags) -> Result<(), Error> {
         let core = self.core()?.clone();
-        let buf = (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a request: {e}")).with_source(e))?;
+        let buf = buf?;
         self.slot
             .start_client(&core, SendKind::Message(buf, flags))
             .map_err(|e| send_error(&core, e))
     }
 
-    /// Sends one message with explicit flags, waiting until the core has taken it.
-    pub async fn send_with(&mut self, item: Req, flags: WriteFlags) -> Result<(), Error> {
+    /// Sends one message with explicit flags, waiting until the core has taken it. `item`
+    /// is encoded when this is called (see [`send_and_receive`](Self::send_and_receive)).
+    #[inline(always)]
+    pub fn send_with(&mut self, item: Req, flags: WriteFlags) -> impl Future<Output = Result<(), Error>> + '_ {
+        let buf = self.encode(&item);
+        drop(item);
+        self.send_encoded(buf, flags)
+    }
+
+    async fn send_encoded(&mut self, buf: Result<ByteBuffer, Error>, flags: WriteFlags) -> Result<(), Error> {
         std::future::poll_fn(|cx| self.poll_writer(cx)).await?;
-        self.write(&item, flags)?;
+        self.write_encoded(buf, flags)?;
         std::future::poll_fn(|cx| self.poll_writer(cx)).await
     }
 
-    /// Sends one message, waiting until the core has taken it.
-    pub async fn send(&mut self, item: Req) -> Result<(), Error> {
+    /// Sends one message, waiting until the core has taken it. `item` is encoded when this
+    /// is called.
+    #[inline(always)]
+    pub fn send(&mut self, item: Req) -> impl Future<Output = Result<(), Error>> + '_ {
         let flags = self.flags;
-        self.send_with(item, flags).await
+        self.send_with(item, flags)
     }
 
     /// Sends `item` and receives the next response in one batch of the core (one completion
@@ -147,6 +178,9 @@ impl<Req> RequestSink<Req> {
     /// response or the call's end. Cancel the call rather than close it in that case if the
     /// server may wait for the half-close before it answers.
     ///
+    /// `item` is encoded when this is called; everything else (the send, the receive)
+    /// happens when the future is polled.
+    ///
     /// ```no_run
     /// # use grpcore::{BytesCodec, CallOptions, Method};
     /// # const CHAT: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::duplex("/demo.Echo/Chat");
@@ -162,14 +196,32 @@ impl<Req> RequestSink<Req> {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn send_and_receive<Resp>(&mut self, item: Req, responses: &mut ResponseStream<Resp>) -> Result<Option<Resp>, Error> {
+    #[inline(always)]
+    pub fn send_and_receive<'a, Resp>(
+        &'a mut self,
+        item: Req,
+        responses: &'a mut ResponseStream<Resp>,
+    ) -> impl Future<Output = Result<Option<Resp>, Error>> + 'a {
+        // Encoded here, inlined into the caller, so that the request is read where the caller
+        // built it instead of being moved into the future and again into its state (as in
+        // `ServerSink::send_and_receive`).
+        let buf = self.encode(&item);
+        drop(item);
+        self.send_and_receive_encoded(buf, responses)
+    }
+
+    async fn send_and_receive_encoded<Resp>(
+        &mut self,
+        buf: Result<ByteBuffer, Error>,
+        responses: &mut ResponseStream<Resp>,
+    ) -> Result<Option<Resp>, Error> {
         std::future::poll_fn(|cx| self.poll_writer(cx)).await?;
         std::future::poll_fn(|cx| responses.poll_start(cx)).await;
         let joinable = |s: &StreamState| !s.messages_ended && !s.done && s.recv.is_idle();
         let core = match (&self.core, &mut responses.state) {
             (Ok(core), Ok(s)) if Arc::ptr_eq(core, &s.core) && joinable(s) && !self.closing && !self.closed => {
                 let core = core.clone();
-                let buf = (self.encode)(&item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a request: {e}")).with_source(e))?;
+                let buf = buf?;
                 self.slot
                     .start_client_joint(&core, &mut s.recv, buf, self.flags)
                     .map_err(|e| send_error(&core, e))?;
@@ -177,7 +229,8 @@ impl<Req> RequestSink<Req> {
             }
             _ => {
                 // Nothing to join: the same, in two batches.
-                self.send(item).await?;
+                let flags = self.flags;
+                self.send_encoded(buf, flags).await?;
                 return responses.message().await;
             }
         };

@@ -176,19 +176,37 @@ impl<Resp> ServerSink<Resp> {
         self.slot.start_server(&self.server, kind).map_err(send_error)
     }
 
-    /// Encodes `item` and checks its size: the buffer to send.
+    /// Encodes `item`: the buffer to send, not yet checked against the size limit.
     fn encode(&self, item: &Resp) -> Result<ByteBuffer, Error> {
-        let buf = (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a response: {e}")).with_source(e))?;
+        (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a response: {e}")).with_source(e))
+    }
+
+    /// Checks an encoded response against the send limit. Over it, the call ends with
+    /// RESOURCE_EXHAUSTED, as the core's size filter would end it.
+    #[inline]
+    fn checked(&self, buf: Result<ByteBuffer, Error>) -> Result<ByteBuffer, Error> {
+        let buf = buf?;
         if let Err(status) = self.limits.check_send_buffer(&buf) {
-            // As the core's size filter does: the call ends with this status.
-            self.server.core.call.cancel_with_status(status.code(), status.message());
-            return Err(Error::Rpc(status));
+            return Err(self.too_large(status));
         }
         Ok(buf)
     }
 
+    /// Ends the call with `status`, as the core's size filter does for a response over the limit.
+    #[cold]
+    #[inline(never)]
+    fn too_large(&self, status: Status) -> Error {
+        self.server.core.call.cancel_with_status(status.code(), status.message());
+        Error::Rpc(status)
+    }
+
     fn write(&mut self, item: &Resp, flags: WriteFlags) -> Result<(), Error> {
-        let buf = self.encode(item)?;
+        let buf = self.encode(item);
+        self.write_encoded(buf, flags)
+    }
+
+    fn write_encoded(&mut self, buf: Result<ByteBuffer, Error>, flags: WriteFlags) -> Result<(), Error> {
+        let buf = self.checked(buf)?;
         self.start(SendKind::Message(buf, flags))
     }
 
@@ -210,6 +228,9 @@ impl<Resp> ServerSink<Resp> {
     /// after the handler returns, waits for that request, the client's half-close or the
     /// call's end (cancellation, deadline).
     ///
+    /// `item` is encoded when this is called; everything else (the size check, the send, the
+    /// receive) happens when the future is polled.
+    ///
     /// ```no_run
     /// # use grpcore::{BytesCodec, Method, ServiceBuilder};
     /// # const ECHO: Method<Vec<u8>, Vec<u8>, BytesCodec> = Method::duplex("/demo.Echo/Chat");
@@ -223,19 +244,39 @@ impl<Resp> ServerSink<Resp> {
     ///     })
     ///     .build();
     /// ```
-    pub async fn send_and_receive<Req>(&mut self, item: Resp, requests: &mut RequestStream<Req>) -> Result<Option<Req>, Status> {
+    #[inline(always)]
+    pub fn send_and_receive<'a, Req>(
+        &'a mut self,
+        item: Resp,
+        requests: &'a mut RequestStream<Req>,
+    ) -> impl Future<Output = Result<Option<Req>, Status>> + 'a {
+        // Encoded here, inlined into the caller, so that the response is read where the caller
+        // built it: an async fn would move it into its future and again into its state when
+        // first polled (for a 144-byte message, three calls to memcpy per response). Encoding
+        // has no effect on the call; the size check, which may end it, waits for the first
+        // poll like everything else.
+        let buf = self.encode(&item);
+        drop(item);
+        self.send_and_receive_encoded(buf, requests)
+    }
+
+    async fn send_and_receive_encoded<Req>(
+        &mut self,
+        buf: Result<ByteBuffer, Error>,
+        requests: &mut RequestStream<Req>,
+    ) -> Result<Option<Req>, Status> {
         std::future::poll_fn(|cx| self.poll_idle(cx)).await?;
         if requests.done || !requests.recv.is_idle() || !Arc::ptr_eq(&self.server, &requests.server) {
             // Nothing to join: the same, in two batches.
             let flags = self.flags;
-            self.write(&item, flags)?;
+            self.write_encoded(buf, flags)?;
             std::future::poll_fn(|cx| self.poll_idle(cx)).await?;
             return requests.message().await;
         }
         if self.finished || self.server.is_cancelled() {
             return Err(ended().into());
         }
-        let buf = self.encode(&item)?;
+        let buf = self.checked(buf)?;
         self.slot
             .start_server_joint(&self.server, &mut requests.recv, buf, self.flags)
             .map_err(send_error)?;
@@ -249,17 +290,27 @@ impl<Resp> ServerSink<Resp> {
         }
     }
 
-    /// Sends one message with explicit flags, waiting until the core has taken it.
-    pub async fn send_with(&mut self, item: Resp, flags: WriteFlags) -> Result<(), Error> {
+    /// Sends one message with explicit flags, waiting until the core has taken it. `item`
+    /// is encoded when this is called (see [`send_and_receive`](Self::send_and_receive)).
+    #[inline(always)]
+    pub fn send_with(&mut self, item: Resp, flags: WriteFlags) -> impl Future<Output = Result<(), Error>> + '_ {
+        let buf = self.encode(&item);
+        drop(item);
+        self.send_encoded(buf, flags)
+    }
+
+    async fn send_encoded(&mut self, buf: Result<ByteBuffer, Error>, flags: WriteFlags) -> Result<(), Error> {
         std::future::poll_fn(|cx| self.poll_idle(cx)).await?;
-        self.write(&item, flags)?;
+        self.write_encoded(buf, flags)?;
         std::future::poll_fn(|cx| self.poll_idle(cx)).await
     }
 
-    /// Sends one message, waiting until the core has taken it.
-    pub async fn send(&mut self, item: Resp) -> Result<(), Error> {
+    /// Sends one message, waiting until the core has taken it. `item` is encoded when this
+    /// is called.
+    #[inline(always)]
+    pub fn send(&mut self, item: Resp) -> impl Future<Output = Result<(), Error>> + '_ {
         let flags = self.flags;
-        self.send_with(item, flags).await
+        self.send_with(item, flags)
     }
 
     /// Sends the initial metadata now, before any message (early headers). Does nothing if
