@@ -389,6 +389,10 @@ impl RecvSlot {
 
     /// Polls for the next message: starts a receive if none is in flight. `Ok(None)` when
     /// the stream ended (or the call failed: see `Call::failed_before_recv_message`).
+    ///
+    /// Inlined for the joint receive (a streaming handler's every message on the joint API),
+    /// with the receive of its own batch out of line.
+    #[inline]
     pub(crate) fn poll_message(&mut self, core: &CallCore, cx: &mut Context<'_>) -> Poll<Result<Option<ByteBuffer>, Error>> {
         if let Some(batch) = &self.joint {
             let Some(ok) = batch.poll_done_second(cx) else {
@@ -405,6 +409,12 @@ impl RecvSlot {
             }
             return Poll::Ready(Ok(message));
         }
+        self.poll_own(core, cx)
+    }
+
+    /// [`RecvSlot::poll_message`] without a joint batch: a receive batch of its own.
+    #[inline(never)]
+    fn poll_own(&mut self, core: &CallCore, cx: &mut Context<'_>) -> Poll<Result<Option<ByteBuffer>, Error>> {
         if self.in_flight.is_none() {
             if !core.state.begin_recv() {
                 return Poll::Ready(Err(Error::internal_kind(InternalErrorKind::Misuse, "a second receive on one call")));
