@@ -214,6 +214,15 @@ impl SendSlot {
         Poll::Ready(if self.failed { Err(()) } else { Ok(()) })
     }
 
+    /// The message buffer of the last finished send, for the next message to be encoded
+    /// into (`ByteBuffer::refill`): only once that batch has completed and nothing else
+    /// references it (a joint batch's receiving half lets go of it when it yields its
+    /// message), so no operation can still use the buffer.
+    pub(crate) fn take_spent_message(&mut self) -> Option<ByteBuffer> {
+        let spare = self.spare.as_mut()?;
+        Batch::reusable(spare)?.message.take()
+    }
+
     /// Starts one send batch on a client call.
     pub(crate) fn start_client(&mut self, core: &Arc<CallCore>, kind: SendKind) -> Result<(), SendError> {
         // A client's headers went out with its opening batch: the grant only lets the send start.

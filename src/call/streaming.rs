@@ -17,12 +17,51 @@ use super::state::SendRefused;
 use super::write::WriteFlags;
 use super::Batch;
 use crate::buffer::ByteBuffer;
+use crate::codec::Coder;
 use crate::error::{CodecErrorKind, Error, InternalErrorKind};
 use crate::metadata::Metadata;
 use crate::status::{Code, Status};
 
-/// A request encoder: a codec's encoding into a core buffer for one type.
-pub(crate) type Encode<T> = fn(&T) -> Result<ByteBuffer, Error>;
+/// A sink's encoder: a codec's encoding of one type into a new core buffer, or into the
+/// buffer of the sink's last finished send (see [`SendSlot::take_spent_message`]).
+pub(crate) struct Encode<T> {
+    new: fn(&T) -> Result<ByteBuffer, Error>,
+    /// # Safety
+    /// As [`ByteBuffer::refill`]: no operation may be using the buffer.
+    refill: unsafe fn(&mut ByteBuffer, &T) -> Result<(), Error>,
+}
+
+impl<T> Clone for Encode<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Encode<T> {}
+
+impl<T> Encode<T> {
+    /// The encoder of a codec's functions.
+    pub(crate) fn of(coder: Coder<T>) -> Encode<T> {
+        Encode {
+            new: coder.encode,
+            refill: coder.refill,
+        }
+    }
+
+    /// Encodes `item` into the buffer of `slot`'s last finished send when there is one (a
+    /// send's buffer outlives its batch: refilling it saves creating one and destroying the
+    /// old, ~600 instructions per message on the 1.51 core), else into a new buffer.
+    pub(crate) fn encode(self, slot: &mut SendSlot, item: &T) -> Result<ByteBuffer, Error> {
+        match slot.take_spent_message() {
+            Some(mut buf) => {
+                // SAFETY: `take_spent_message` hands out only the buffer of a batch that has
+                // completed and that nothing else references, so no operation uses it.
+                unsafe { (self.refill)(&mut buf, item) }.map(|()| buf)
+            }
+            None => (self.new)(item),
+        }
+    }
+}
 
 /// Sends a streaming call's requests. A [`Sink`]; also has inherent `send`/`close` methods
 /// and blocking variants.
@@ -104,8 +143,10 @@ impl<Req> RequestSink<Req> {
     }
 
     /// Encodes `item`.
-    fn encode(&self, item: &Req) -> Result<ByteBuffer, Error> {
-        (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a request: {e}")).with_source(e))
+    fn encode(&mut self, item: &Req) -> Result<ByteBuffer, Error> {
+        self.encode
+            .encode(&mut self.slot, item)
+            .map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a request: {e}")).with_source(e))
     }
 
     fn write(&mut self, item: &Req, flags: WriteFlags) -> Result<(), Error> {

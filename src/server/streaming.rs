@@ -20,7 +20,7 @@ use crate::call::state::SendRefused;
 use crate::call::write::WriteFlags;
 use crate::call::client::Decode;
 use crate::call::streaming::Encode;
-use crate::codec::Codec;
+use crate::codec::{Codec, Coder};
 use crate::error::{CodecErrorKind, Error, InternalErrorKind};
 use crate::status::{Code, Status};
 
@@ -177,8 +177,8 @@ impl<Resp> ServerSink<Resp> {
     }
 
     /// Encodes `item`: the buffer to send, not yet checked against the size limit.
-    fn encode(&self, item: &Resp) -> Result<ByteBuffer, Error> {
-        (self.encode)(item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a response: {e}")).with_source(e))
+    fn encode(&mut self, item: &Resp) -> Result<ByteBuffer, Error> {
+        self.encode.encode(&mut self.slot, item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a response: {e}")).with_source(e))
     }
 
     /// Checks an encoded response against the send limit. Over it, the call ends with
@@ -422,7 +422,7 @@ where
         match request {
             Ok(request) => {
                 let (server, ctx) = streaming_core(incoming, 1);
-                let sink = ServerSink::new(server.clone(), limits, ByteBuffer::encode::<Resp, C>);
+                let sink = ServerSink::new(server.clone(), limits, Encode::of(Coder::of::<C>()));
                 serve_stream(server, spawn, || (self.f)(request, sink, ctx))
             }
             Err(status) => incoming.into_core(0).0.send_final(None, &status),
@@ -447,7 +447,7 @@ where
         let (method, limits) = (incoming.method.clone(), incoming.limits);
         let (server, ctx) = streaming_core(incoming, 1);
         let requests = RequestStream::new(server.clone(), method, limits, <C as Codec<Req>>::decode);
-        let sink = ServerSink::new(server.clone(), limits, ByteBuffer::encode::<Resp, C>);
+        let sink = ServerSink::new(server.clone(), limits, Encode::of(Coder::of::<C>()));
         serve_stream(server, spawn, || (self.f)(requests, sink, ctx))
     }
 }
