@@ -42,6 +42,7 @@ use super::state::{CallState, FinalGrant, SendRefused};
 use super::write::{Compression, WriteFlags, ENCODING_REQUEST_KEY};
 use super::{Batch, Call, OnComplete};
 use crate::buffer::ByteBuffer;
+use crate::codec::Coder;
 use crate::cq::{ArcTag, Tag, TagHeader};
 use crate::error::{Error, InternalErrorKind};
 use crate::metadata::Metadata;
@@ -214,13 +215,20 @@ impl SendSlot {
         Poll::Ready(if self.failed { Err(()) } else { Ok(()) })
     }
 
-    /// The message buffer of the last finished send, for the next message to be encoded
-    /// into (`ByteBuffer::refill`): only once that batch has completed and nothing else
-    /// references it (a joint batch's receiving half lets go of it when it yields its
-    /// message), so no operation can still use the buffer.
-    pub(crate) fn take_spent_message(&mut self) -> Option<ByteBuffer> {
-        let spare = self.spare.as_mut()?;
-        Batch::reusable(spare)?.message.take()
+    /// Encodes `item` for this slot's next send: into the buffer of its last finished send
+    /// when there is one (a send's buffer outlives its batch; refilling it saves creating a
+    /// buffer and destroying the old one, ~600 instructions per message on the 1.51 core),
+    /// else into a new buffer.
+    pub(crate) fn encode<T>(&mut self, coder: Coder<T>, item: &T) -> Result<ByteBuffer, Error> {
+        let spent = self.spare.as_mut().and_then(Batch::reusable).and_then(|state| state.message.take());
+        match spent {
+            // SAFETY: the spare batch has completed (it became the spare once `poll_ready` saw
+            // it done) and nothing else references it (`reusable` checked that the `Arc` is
+            // unique: a joint batch's receiving half lets go of it when it yields its message),
+            // so no operation uses its buffer.
+            Some(mut buf) => unsafe { (coder.refill)(&mut buf, item) }.map(|()| buf),
+            None => (coder.encode)(item),
+        }
     }
 
     /// Starts one send batch on a client call.

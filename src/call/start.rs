@@ -20,7 +20,7 @@ use super::core::{CallCore, CallObserver};
 use super::pending::{SharedStart, StartFuture};
 use crate::interceptor::{run_client_chain, ChainObserver, ClientCallInfo, Extensions};
 use super::raw::{op, OpList, RecvMetadata, SendMetadata};
-use super::streaming::{ClientStreamingCall, Encode, RequestSink, ResponseStream};
+use super::streaming::{ClientStreamingCall, RequestSink, ResponseStream};
 use super::{Batch, Call, OnComplete};
 use crate::buffer::ByteBuffer;
 use crate::channel::Channel;
@@ -217,7 +217,7 @@ impl Channel {
             }
             Ok(Started::Response(core, response))
         };
-        let (encode, decode) = (Encode::of(method.request), method.response.decode);
+        let (encode, decode) = (method.request, method.response.decode);
         match self.start_with(method, MethodKind::ClientStreaming, &mut opts, start) {
             Begin::Now(Ok(Started::Response(core, response))) => (
                 RequestSink::new(Ok(core.clone()), encode),
@@ -276,7 +276,7 @@ impl Channel {
             let status = start_status(&core)?;
             Ok(Started::Stream(core, headers, status))
         };
-        let (encode, decode) = (Encode::of(method.request), method.response.decode);
+        let (encode, decode) = (method.request, method.response.decode);
         match self.start_with(method, MethodKind::Duplex, &mut opts, start) {
             Begin::Now(started) => {
                 let started = started.map(Started::into_stream);

@@ -22,47 +22,6 @@ use crate::error::{CodecErrorKind, Error, InternalErrorKind};
 use crate::metadata::Metadata;
 use crate::status::{Code, Status};
 
-/// A sink's encoder: a codec's encoding of one type into a new core buffer, or into the
-/// buffer of the sink's last finished send (see [`SendSlot::take_spent_message`]).
-pub(crate) struct Encode<T> {
-    new: fn(&T) -> Result<ByteBuffer, Error>,
-    /// # Safety
-    /// As [`ByteBuffer::refill`]: no operation may be using the buffer.
-    refill: unsafe fn(&mut ByteBuffer, &T) -> Result<(), Error>,
-}
-
-impl<T> Clone for Encode<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for Encode<T> {}
-
-impl<T> Encode<T> {
-    /// The encoder of a codec's functions.
-    pub(crate) fn of(coder: Coder<T>) -> Encode<T> {
-        Encode {
-            new: coder.encode,
-            refill: coder.refill,
-        }
-    }
-
-    /// Encodes `item` into the buffer of `slot`'s last finished send when there is one (a
-    /// send's buffer outlives its batch: refilling it saves creating one and destroying the
-    /// old, ~600 instructions per message on the 1.51 core), else into a new buffer.
-    pub(crate) fn encode(self, slot: &mut SendSlot, item: &T) -> Result<ByteBuffer, Error> {
-        match slot.take_spent_message() {
-            Some(mut buf) => {
-                // SAFETY: `take_spent_message` hands out only the buffer of a batch that has
-                // completed and that nothing else references, so no operation uses it.
-                unsafe { (self.refill)(&mut buf, item) }.map(|()| buf)
-            }
-            None => (self.new)(item),
-        }
-    }
-}
-
 /// Sends a streaming call's requests. A [`Sink`]; also has inherent `send`/`close` methods
 /// and blocking variants.
 ///
@@ -82,11 +41,11 @@ pub struct RequestSink<Req> {
     /// The half-close has been started (it is in `slot` until done).
     closing: bool,
     closed: bool,
-    encode: Encode<Req>,
+    coder: Coder<Req>,
 }
 
 impl<Req> RequestSink<Req> {
-    pub(crate) fn new(core: Result<Arc<CallCore>, Error>, encode: Encode<Req>) -> Self {
+    pub(crate) fn new(core: Result<Arc<CallCore>, Error>, coder: Coder<Req>) -> Self {
         RequestSink {
             core: core.map_err(Some),
             starting: None,
@@ -94,13 +53,13 @@ impl<Req> RequestSink<Req> {
             flags: WriteFlags::default(),
             closing: false,
             closed: false,
-            encode,
+            coder,
         }
     }
 
     /// A sink whose call starts when `start` resolves.
-    pub(crate) fn starting(start: Arc<PendingStream>, encode: Encode<Req>) -> Self {
-        let mut sink = Self::new(Err(Error::internal_kind(InternalErrorKind::Misuse, "the call has not started")), encode);
+    pub(crate) fn starting(start: Arc<PendingStream>, coder: Coder<Req>) -> Self {
+        let mut sink = Self::new(Err(Error::internal_kind(InternalErrorKind::Misuse, "the call has not started")), coder);
         sink.starting = Some(start);
         sink
     }
@@ -144,8 +103,8 @@ impl<Req> RequestSink<Req> {
 
     /// Encodes `item`.
     fn encode(&mut self, item: &Req) -> Result<ByteBuffer, Error> {
-        self.encode
-            .encode(&mut self.slot, item)
+        self.slot
+            .encode(self.coder, item)
             .map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a request: {e}")).with_source(e))
     }
 

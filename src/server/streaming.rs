@@ -19,7 +19,6 @@ use crate::call::core::{RecvSlot, SendError, SendKind, SendSlot, ServerCallCore}
 use crate::call::state::SendRefused;
 use crate::call::write::WriteFlags;
 use crate::call::client::Decode;
-use crate::call::streaming::Encode;
 use crate::codec::{Codec, Coder};
 use crate::error::{CodecErrorKind, Error, InternalErrorKind};
 use crate::status::{Code, Status};
@@ -120,7 +119,7 @@ pub struct ServerSink<Resp> {
     flags: WriteFlags,
     /// Closed: the sink no longer holds the call's status back.
     finished: bool,
-    encode: Encode<Resp>,
+    coder: Coder<Resp>,
 }
 
 impl<Resp> Unpin for ServerSink<Resp> {}
@@ -146,14 +145,14 @@ fn send_error(e: SendError) -> Error {
 
 impl<Resp> ServerSink<Resp> {
     /// A sink over `server`, which must count it as one of its senders.
-    fn new(server: Arc<ServerCallCore>, limits: MessageLimits, encode: Encode<Resp>) -> Self {
+    fn new(server: Arc<ServerCallCore>, limits: MessageLimits, coder: Coder<Resp>) -> Self {
         ServerSink {
             server,
             limits,
             slot: SendSlot::default(),
             flags: WriteFlags::default(),
             finished: false,
-            encode,
+            coder,
         }
     }
 
@@ -178,7 +177,7 @@ impl<Resp> ServerSink<Resp> {
 
     /// Encodes `item`: the buffer to send, not yet checked against the size limit.
     fn encode(&mut self, item: &Resp) -> Result<ByteBuffer, Error> {
-        self.encode.encode(&mut self.slot, item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a response: {e}")).with_source(e))
+        self.slot.encode(self.coder, item).map_err(|e| Error::codec_kind(CodecErrorKind::Encode, format!("failed to encode a response: {e}")).with_source(e))
     }
 
     /// Checks an encoded response against the send limit. Over it, the call ends with
@@ -422,7 +421,7 @@ where
         match request {
             Ok(request) => {
                 let (server, ctx) = streaming_core(incoming, 1);
-                let sink = ServerSink::new(server.clone(), limits, Encode::of(Coder::of::<C>()));
+                let sink = ServerSink::new(server.clone(), limits, Coder::of::<C>());
                 serve_stream(server, spawn, || (self.f)(request, sink, ctx))
             }
             Err(status) => incoming.into_core(0).0.send_final(None, &status),
@@ -447,7 +446,7 @@ where
         let (method, limits) = (incoming.method.clone(), incoming.limits);
         let (server, ctx) = streaming_core(incoming, 1);
         let requests = RequestStream::new(server.clone(), method, limits, <C as Codec<Req>>::decode);
-        let sink = ServerSink::new(server.clone(), limits, Encode::of(Coder::of::<C>()));
+        let sink = ServerSink::new(server.clone(), limits, Coder::of::<C>());
         serve_stream(server, spawn, || (self.f)(requests, sink, ctx))
     }
 }
