@@ -19,7 +19,7 @@ if [ ! -f "${GRPCORE_SYS_GRPC_SOURCE:-}/CMakeLists.txt" ]; then
     exit 1
 fi
 features=protobuf,tracing,metrics,admin,access,xds,shared-writes
-cargo clippy -p grpcore --features "$features" --lib --tests -- -D warnings
+cargo clippy -p grpcore --features "$features" --lib --tests -- -W clippy::undocumented_unsafe_blocks -D warnings
 cargo test -p grpcore --features "$features" --lib cq::
 cargo test -p grpcore --features "$features" --test shared_writes --test unary --test streaming \
     --test send_and_receive --test call_core --test drop_order --test propagation --test interceptors

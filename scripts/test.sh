@@ -40,7 +40,9 @@ step() {
 step setup bash scripts/setup.sh
 # Lint first: it fails faster than the test build, and it keeps the test
 # runner's summary at the end of the output.
-step clippy cargo clippy --workspace --all-targets --features protobuf,tracing,metrics,admin,access,xds -- -D warnings
+# Every unsafe block and impl, tests and benches included, carries a `// SAFETY:` comment.
+step clippy cargo clippy --workspace --all-targets --features protobuf,tracing,metrics,admin,access,xds -- \
+    -W clippy::undocumented_unsafe_blocks -D warnings
 # `cargo test --workspace` runs unit, integration and doc tests, builds the examples, and
 # runs the benchmarks once at smoke size (harness = false benches run their main()).
 step test cargo test --workspace --features protobuf,tracing,metrics,admin,access,xds --benches --tests --lib --examples

@@ -432,11 +432,13 @@ impl ChannelBuilder {
         // The core judges the target itself (its resolvers: dns, ipv4, ipv6, unix, xds, …);
         // a channel it refuses comes back lame, with the reason only in its log, which is
         // captured here to explain the refusal.
-        // SAFETY: the target string, the arguments and the credentials live across the call;
-        // the channel takes its own reference to the credentials (ours goes with `creds`).
         let (raw, core_errors) = crate::log_bridge::capture_errors(|| {
-            self.args
-                .with_raw(|args| unsafe { ffi::grpc_channel_create(c_target.as_ptr(), creds.as_ptr(), args) })
+            self.args.with_raw(|args| {
+                // SAFETY: the target string, the arguments and the credentials live across the
+                // call; the channel takes its own reference to the credentials (ours goes with
+                // `creds`).
+                unsafe { ffi::grpc_channel_create(c_target.as_ptr(), creds.as_ptr(), args) }
+            })
         });
         drop(creds);
         if raw.is_null() {

@@ -37,6 +37,8 @@
 //! [`Environment::shares_writes`] tells whether an environment shares.
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
+// Every `unsafe` block and impl states its invariant in a `// SAFETY:` comment.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod admission;
 mod args;

@@ -8,6 +8,8 @@
 //! did not know can never be undefined behaviour.
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, missing_docs)]
 #![allow(clippy::all)]
+// The only unsafe blocks here are bindgen's generated bitfield accessors.
+#![allow(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(feature = "bindgen"))]
 include!("bindings.rs");

@@ -599,8 +599,8 @@ impl<Resp> ResponseStream<Resp> {
                 None => Poll::Pending,
             })
             .await;
-            // SAFETY: the batch is done and we are its only Rust reader; the call is alive.
             let md = if ok {
+                // SAFETY: the batch is done and we are its only Rust reader; the call is alive.
                 unsafe { s.headers.state_mut().recv_initial.to_metadata() }
             } else {
                 Metadata::new()

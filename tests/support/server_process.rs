@@ -81,10 +81,8 @@ impl ServerProcess {
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: sends a signal to our own child, which has not been reaped (only
         // exit_within and Drop reap it, and exit_within only once it has exited).
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as libc::pid_t, sig) },
-            0
-        );
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0);
     }
 
     /// Waits up to `limit` until the server refuses new TCP connections on its port: the
