@@ -242,7 +242,7 @@ unsafe extern "C" fn drop_adopted_bytes(user_data: *mut c_void) {
     // SAFETY: `user_data` is the `Box<Bytes>` leaked in `MessageWriter::adopt`, handed to
     // the core with this destructor, which the core calls once.
     let boxed = unsafe { Box::from_raw(user_data as *mut bytes::Bytes) };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(boxed)));
+    crate::ffi_guard::ffi_guard((), move || drop(boxed));
 }
 
 /// Writes an encoded message as the core's slices: what the codec copies goes into chunks of

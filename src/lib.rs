@@ -55,6 +55,7 @@ mod credentials;
 pub mod deadline;
 mod env;
 mod error;
+mod ffi_guard;
 #[cfg(feature = "prost")]
 pub mod error_details;
 #[cfg(feature = "access")]

@@ -23,8 +23,8 @@ pub(crate) fn capture_errors<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
 }
 
 extern "C" fn forward(args: *mut ffi::gpr_log_func_args) {
-    // No panic may cross into C: everything below is infallible or caught.
-    let _ = std::panic::catch_unwind(|| {
+    // No panic may cross into C: everything below, the `log` backend included, is caught.
+    crate::ffi_guard::ffi_guard((), || {
         if args.is_null() {
             return;
         }

@@ -63,6 +63,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::codec::BytesCodec;
+use crate::ffi_guard::log_caught;
 use crate::env::Environment;
 use crate::error::{ConfigError, ConfigErrorKind, Error};
 use crate::method::Method;
@@ -537,35 +538,39 @@ unsafe extern "C" fn on_serving_status(
     uri: *const std::os::raw::c_char,
     update: crate::ffi::grpc_serving_status_update,
 ) {
-    // SAFETY: `user_data` is the boxed callback of a `ServingNotifier`, which lives as long
-    // as the server whose fetcher calls this; `uri` and the message are NUL-terminated
-    // strings valid for this call (or null).
-    let (callback, uri, message) = unsafe {
-        let callback = &*(user_data as *const Option<std::sync::Arc<ServingCallback>>);
-        let text = |p: *const std::os::raw::c_char| {
-            if p.is_null() {
-                String::new()
-            } else {
-                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-            }
+    // Everything, logging and the user's callback included, runs inside `ffi_guard`: no
+    // panic reaches the core.
+    crate::ffi_guard::ffi_guard((), || {
+        // SAFETY: `user_data` is the boxed callback of a `ServingNotifier`, which lives as
+        // long as the server whose fetcher calls this; `uri` and the message are
+        // NUL-terminated strings valid for this call (or null).
+        let (callback, uri, message) = unsafe {
+            let callback = &*(user_data as *const Option<std::sync::Arc<ServingCallback>>);
+            let text = |p: *const std::os::raw::c_char| {
+                if p.is_null() {
+                    String::new()
+                } else {
+                    std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+                }
+            };
+            (callback, text(uri), text(update.error_message))
         };
-        (callback, text(uri), text(update.error_message))
-    };
-    let status = if update.code == 0 {
-        Ok(())
-    } else {
-        Err(Status::new(crate::Code::from_i32(update.code), message))
-    };
-    match &status {
-        Ok(()) => log::info!("xDS server {uri}: serving"),
-        Err(e) => log::warn!("xDS server {uri}: not serving: {e}"),
-    }
-    if let Some(callback) = callback {
-        // No panic may cross into the core.
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&uri, status))).is_err() {
-            log::error!("the xDS serving-status callback panicked (ignored)");
+        let status = if update.code == 0 {
+            Ok(())
+        } else {
+            Err(Status::new(crate::Code::from_i32(update.code), message))
+        };
+        match &status {
+            Ok(()) => log_caught!(info, "xDS server {uri}: serving"),
+            Err(e) => log_caught!(warn, "xDS server {uri}: not serving: {e}"),
         }
-    }
+        if let Some(callback) = callback {
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&uri, status)));
+            if let Err(panic) = called {
+                log_caught!(error, "the xDS serving-status callback panicked (ignored): {}", crate::task::panic_message(&*panic));
+            }
+        }
+    })
 }
 
 /// The CSDS method `FetchClientStatus`: requests and responses as raw protobuf bytes.

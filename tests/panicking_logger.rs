@@ -1,7 +1,7 @@
 //! A `log` backend that panics must never unwind into the C core (issue #12, defect 6).
 //!
-//! The core calls Rust from C for call-credentials plugins, TLS `verify_server` checks and
-//! certificate reload fetches; each logs when something fails. A panic that escapes an
+//! The core calls Rust from C for call-credentials plugins, TLS `verify_server` checks,
+//! certificate reload fetches and xDS serving-status notifications; each logs. A panic that escapes an
 //! `extern "C"` function aborts the process, so every piece of Rust in those callbacks,
 //! logging included, must run inside `catch_unwind`. This binary installs a logger (global,
 //! hence a binary of its own) that panics on every record from `grpcore::credentials`, then
@@ -29,7 +29,7 @@ struct PanickingLogger;
 
 impl log::Log for PanickingLogger {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        m.target().starts_with("grpcore::credentials")
+        m.target().starts_with("grpcore::credentials") || m.target().starts_with("grpcore::xds")
     }
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
@@ -164,4 +164,49 @@ fn reload_callback_that_fails_or_panics_logs_through_a_panicking_logger() {
             "panics={panics}: the failure path did not log"
         );
     }
+}
+
+/// The xDS server's serving-status notification runs on a core thread and logs every
+/// change; here the user's callback panics too. The process survives, the server serves,
+/// and both the log line and the report of the callback's panic went through the logger.
+#[cfg(feature = "xds")]
+#[test]
+fn xds_serving_status_logs_through_a_panicking_logger() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Instant;
+    let _serial = install_panicking_logger();
+    let env = Environment::new(1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let template = "grpc/server?xds.resource.listening_address=%s";
+    let name = template.replace("%s", &format!("127.0.0.1:{port}"));
+    let config = format!(r#"{{"services": {{}}, "clusters": {{}}, "server_listeners": {{"{name}": "127.0.0.1:{port}"}}}}"#);
+    let plane = python_peer_server("xds_control_plane.py", &[&config]);
+    let bootstrap = grpcore::xds::XdsBootstrap::new()
+        .server(&format!("127.0.0.1:{}", plane.port))
+        .node_id("grpcore-test")
+        .server_listener_resource_name_template(template);
+    let notified = Arc::new(AtomicBool::new(false));
+    let flag = notified.clone();
+    let before = PANICS.load(Ordering::SeqCst);
+    let _server = grpcore::ServerBuilder::new(&env)
+        .xds_bootstrap(&bootstrap)
+        .on_xds_serving_status(move |_, status| {
+            flag.store(status.is_ok(), Ordering::SeqCst);
+            panic!("the status callback broke");
+        })
+        .register_service(echo_service())
+        .bind(format!("127.0.0.1:{port}"))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    while !notified.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(notified.load(Ordering::SeqCst), "the server was never told it serves");
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{port}")).unwrap();
+    let reply = channel.unary(&UNARY, &request("xds", 4), ready()).wait().unwrap();
+    assert_eq!(reply.message().seq, 4);
+    // "serving", then the callback's panic: two records, each a panic of the logger.
+    assert!(PANICS.load(Ordering::SeqCst) >= before + 2, "the notification did not log twice");
 }

@@ -44,6 +44,7 @@ use std::ptr;
 use grpcore_sys as ffi;
 
 use super::{OwnedCqBorrow, Tag};
+use crate::ffi_guard::{ffi_guard, log_caught};
 
 /// The most ops one batch can hold (the core has six kinds and refuses repeats).
 const MAX_OPS: usize = 6;
@@ -235,14 +236,18 @@ pub(crate) fn flush() -> usize {
 unsafe extern "C" fn run_scope(arg: *mut c_void) {
     // SAFETY: `flush` passes its own `Vec`, exclusively ours for the duration of the call.
     let batch = unsafe { &mut *(arg as *mut Vec<Deferred>) };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for entry in batch.drain(..) {
-            entry.start();
+    // No panic may unwind into the shim's frame: the starts and the report of a failure
+    // (its logging included) run inside `ffi_guard`.
+    ffi_guard((), || {
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for entry in batch.drain(..) {
+                entry.start();
+            }
+        }));
+        if let Err(panic) = started {
+            log_caught!(error, "starting deferred batches panicked: {}", crate::task::panic_message(&*panic));
         }
-    }));
-    if let Err(panic) = result {
-        log::error!("starting deferred batches panicked: {}", crate::task::panic_message(&*panic));
-    }
+    })
 }
 
 impl Deferred {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use grpcore_sys as ffi;
 
-use super::{ffi_guard, log_caught};
+use crate::ffi_guard::{ffi_guard, log_caught};
 use crate::call::raw::SendMetadata;
 use crate::env::Environment;
 use crate::error::{ConfigErrorKind, Error};

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use grpcore_sys as ffi;
 
 use super::call::CallCredentials;
-use super::{ffi_guard, log_caught};
+use crate::ffi_guard::{ffi_guard, log_caught};
 use super::pem::{Certificate, Identity};
 use crate::args::ChannelArgs;
 use crate::error::{ConfigErrorKind, Error};

@@ -47,29 +47,3 @@ pub use pem::{Certificate, Identity, PrivateKey};
 pub use reload::{CertificateConfig, CertificateFiles, CertificateReloader, ReloadError};
 pub use server::{ClientCertificateMode, ServerCredentials, TlsServerCredentials};
 
-/// Runs `f` inside an `extern "C"` callback: no panic leaves it, whatever `f` runs (user
-/// code, the `log` backend, formatting); `on_panic` is returned instead. The panic's payload
-/// is dropped inside `catch_unwind` too (dropping a payload can panic); only a payload whose
-/// own drop panicked is leaked.
-pub(crate) fn ffi_guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
-    use std::panic::{catch_unwind, AssertUnwindSafe};
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(payload) => {
-            if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-                std::mem::forget(again);
-            }
-            on_panic
-        }
-    }
-}
-
-/// Logs through the `log` crate without letting a panicking logger unwind (see
-/// [`ffi_guard`]): the core's callbacks log through this, so the `log` backend cannot change
-/// what they answer the core. The record keeps the caller's module as its target.
-macro_rules! log_caught {
-    ($level:ident, $($arg:tt)+) => {
-        $crate::credentials::ffi_guard((), || log::$level!($($arg)+))
-    };
-}
-pub(crate) use log_caught;

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use grpcore_sys as ffi;
 
 use super::pem::{Certificate, Identity, PrivateKey};
-use super::{ffi_guard, log_caught};
+use crate::ffi_guard::{ffi_guard, log_caught};
 use crate::error::{ConfigErrorKind, Error};
 
 /// What a TLS server presents and trusts: one or more identities (certificate chain and
