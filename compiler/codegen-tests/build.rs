@@ -35,5 +35,9 @@ fn main() -> Result<(), grpcore_compiler::Error> {
     for (codec, dir) in [(Codec::Prost, "policy-prost"), (Codec::Protobuf, "policy-protobuf")] {
         grpcore_compiler::configure().codec(codec).out_dir(out.join(dir)).compile(&policy, &includes)?;
     }
+    // A program that uses a part of a service (tests in lib.rs: `partial_use`).
+    grpcore_compiler::configure()
+        .out_dir(out.join("partial"))
+        .compile(&["../tests/protos/golden/greeter.proto"], &["../tests/protos/golden"])?;
     Ok(())
 }

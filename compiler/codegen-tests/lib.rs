@@ -25,3 +25,22 @@ pub mod policy_prost {
 pub mod policy_protobuf {
     include!(concat!(env!("OUT_DIR"), "/policy-protobuf/mod.rs"));
 }
+
+/// A program that uses a part of a service, as most do: only the client, one of its four
+/// methods, from a private module. Nothing else of the generated service may warn (this
+/// crate denies warnings, `dead_code` included): the build fails if it does.
+mod partial_use {
+    mod proto {
+        include!(concat!(env!("OUT_DIR"), "/partial/mod.rs"));
+    }
+
+    use proto::golden::v1::{greeter_grpc::GreeterClient, HelloRequest};
+
+    /// Says hello to `name` through `channel`: the reply's message.
+    pub async fn say_hello(channel: grpcore::Channel, name: &str) -> Result<String, grpcore::Error> {
+        let reply = GreeterClient::new(channel).say_hello(HelloRequest { name: name.to_string() }).await?;
+        Ok(reply.message)
+    }
+}
+
+pub use partial_use::say_hello;

@@ -241,6 +241,9 @@ pub(crate) fn emit(service: &ServiceDef, opts: &EmitOptions) -> Result<String, E
         out.push_str("#[deprecated]\n");
     }
     let _ = writeln!(out, "pub mod {} {{", service.module_name());
+    // Most programs use a part of a service (its client only, some of its methods), often
+    // from a private module: the parts they leave must not warn.
+    out.push_str("#![allow(dead_code)]\n");
     doc(&mut out, &[format!("The service's full name, `{full}`.")]);
     let _ = writeln!(out, "pub const SERVICE_NAME: &str = {full:?};");
     let mut descriptor_docs = vec![

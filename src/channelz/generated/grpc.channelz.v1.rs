@@ -715,6 +715,7 @@ pub struct GetSocketResponse {
 ///
 /// The process's channels, subchannels, servers and sockets.
 pub mod channelz_grpc {
+    #![allow(dead_code)]
     /// The service's full name, `grpc.channelz.v1.Channelz`.
     pub const SERVICE_NAME: &str = "grpc.channelz.v1.Channelz";
     /// The serialized `FileDescriptorProto`s of `grpc/channelz/v1/channelz.proto`, which declares the service, and of
