@@ -392,11 +392,14 @@ impl ChannelBuilder {
     ///
     /// Targets as the core's resolvers accept them: `host:port`,
     /// `dns:[//authority/]host[:port]`, `ipv4:addr:port[,addr:port...]`, `ipv6:[addr]:port`,
-    /// `unix:path`, `unix:///absolute/path`, `unix-abstract:name`, `xds:///name`. The core
-    /// judges the target: one its resolver refuses at once (`ipv4:1.2.3:80`, an empty
-    /// target) is an [`Error::Config`] carrying the core's reason; one it takes but cannot
-    /// resolve (`host:notaport`, an unknown host) fails each call with `UNAVAILABLE` and
-    /// the resolver's reason (`DNS resolution failed for …`).
+    /// `unix:path`, `unix:///absolute/path`, `unix-abstract:name`, `xds:///name`. A port
+    /// must be a number from 0 to 65535 (or `http`, `https`): anything else
+    /// (`127.0.0.1:99999`, `localhost:abc`, `localhost:`) is an [`Error::Config`], because
+    /// the core's DNS resolver would read it as another port (99999 as 34463, `abc` as 0).
+    /// The core judges the rest: a target its resolver refuses at once (`ipv4:1.2.3:80`,
+    /// an empty target) is an [`Error::Config`] carrying the core's reason; one it takes but
+    /// cannot resolve (`:80`, an unknown host) fails each call with `UNAVAILABLE` and the
+    /// resolver's reason (`DNS resolution failed for …`).
     ///
     /// The channel connects lazily, on the first call. While no server answers, calls fail
     /// at once with `UNAVAILABLE` unless they set [`CallOptions::wait_for_ready`](crate::CallOptions::wait_for_ready), which
@@ -429,6 +432,8 @@ impl ChannelBuilder {
         let creds = credentials.create()?;
         let c_target = CString::new(target)
             .map_err(|_| Error::config_kind(ConfigErrorKind::Target, format!("invalid channel target {target:?}: it contains a NUL byte")))?;
+        crate::address::check_target(target)
+            .map_err(|why| Error::config_kind(ConfigErrorKind::Target, format!("invalid channel target {target:?}: {why}")))?;
         // The core judges the target itself (its resolvers: dns, ipv4, ipv6, unix, xds, …);
         // a channel it refuses comes back lame, with the reason only in its log, which is
         // captured here to explain the refusal.

@@ -41,6 +41,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod admission;
+mod address;
 mod args;
 #[cfg(feature = "prost")]
 mod app_error;

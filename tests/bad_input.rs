@@ -51,6 +51,38 @@ fn targets_the_core_cannot_resolve_fail_the_first_call_with_its_reason() {
 }
 
 #[test]
+fn ports_the_core_would_misread_are_config_errors() {
+    // The core's DNS resolver reads a port with atoi into 16 bits: 99999 would connect to
+    // 34463, `abc` to 0, and a server would listen there (or on 443 without a port).
+    let env = Environment::new(1);
+    for (target, why) in [
+        ("127.0.0.1:99999", "port \"99999\" is not a number from 0 to 65535"),
+        ("localhost:5OO51", "port \"5OO51\""),
+        ("localhost:", "the port after ':' is empty"),
+        ("dns:///localhost:70000", "port \"70000\""),
+        ("ipv4:127.0.0.1:80abc", "port \"80abc\""),
+    ] {
+        let err = ChannelBuilder::new(&env).connect(target).unwrap_err();
+        assert!(matches!(&err, Error::Config(c) if c.kind() == grpcore::ConfigErrorKind::Target), "{target:?}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(&format!("{target:?}")) && text.contains(why), "{target:?}: {text}");
+    }
+    for (addr, why) in [
+        ("127.0.0.1:99999", "port \"99999\""),
+        ("[::1]:65536", "port \"65536\""),
+        ("127.0.0.1:", "the port after ':' is empty"),
+        ("127.0.0.1", "no port given"),
+    ] {
+        let err = ServerBuilder::new(&env).register_service(echo_service()).bind(addr).build().unwrap_err();
+        assert!(matches!(&err, Error::Config(c) if c.kind() == grpcore::ConfigErrorKind::Bind), "{addr:?}: {err}");
+        assert!(err.to_string().contains(why), "{addr:?}: {err}");
+    }
+    // Named ports the core knows, and targets without a port, still go to the core.
+    assert!(ChannelBuilder::new(&env).connect("localhost:https").is_ok());
+    assert!(ChannelBuilder::new(&env).connect("[::1]").is_ok());
+}
+
+#[test]
 fn an_unreachable_target_fails_fast_with_unavailable() {
     // Port 1 on loopback refuses connections: fail-fast calls end with UNAVAILABLE.
     let env = Environment::new(1);

@@ -34,6 +34,8 @@ fn deferred_port(addr: &str) -> Result<u16, Error> {
 /// `server` must be a live core server that has not been started.
 pub(crate) unsafe fn add_port(server: *mut ffi::grpc_server, addr: &str, creds: Option<&ServerCredentials>) -> Result<u16, Error> {
     let c_addr = CString::new(addr).map_err(|_| Error::config_kind(ConfigErrorKind::Bind, format!("address {addr:?} contains a NUL byte")))?;
+    crate::address::check_listen_address(addr)
+        .map_err(|why| Error::config_kind(ConfigErrorKind::Bind, format!("cannot listen on {addr:?}: {why}")))?;
     let raw = match creds {
         Some(c) => c.create()?,
         None => ServerCredentials::insecure().create()?,

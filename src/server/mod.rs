@@ -144,7 +144,9 @@ impl ServerBuilder {
     }
 
     /// Listens on `addr` (`host:port`, port 0 picks a free one; `unix:path` for a socket),
-    /// insecurely.
+    /// insecurely. The port is required and must be a number from 0 to 65535 (or `http`,
+    /// `https`): [`build`](Self::build) fails on `127.0.0.1:99999` or a bare `localhost`,
+    /// which the core would take as port 34463 and port 443.
     pub fn bind(mut self, addr: impl Into<String>) -> ServerBuilder {
         self.addrs.push((addr.into(), None));
         self
