@@ -10,6 +10,10 @@
 //! Ctrl-C during the grace period stops the process at once.
 
 use std::io;
+use std::sync::OnceLock;
+
+/// Why [`StopSignals::request_stop`] asked for a stop, for [`StopSignals::wait`] to report.
+static REQUESTED: OnceLock<&'static str> = OnceLock::new();
 
 /// SIGTERM and SIGINT, blocked for the process's threads (see the module docs).
 #[derive(Debug)]
@@ -35,8 +39,9 @@ impl StopSignals {
         }
     }
 
-    /// Waits for SIGTERM or SIGINT and returns its name; afterwards a second one acts as
-    /// usual (terminates the process).
+    /// Waits for SIGTERM or SIGINT and returns its name (or the reason given to
+    /// [`request_stop`](Self::request_stop)); afterwards a second one acts as usual
+    /// (terminates the process).
     pub fn wait(&self) -> io::Result<&'static str> {
         let mut signal: libc::c_int = 0;
         // SAFETY: `set` was filled in `block`; sigwait writes the signal number to `signal`.
@@ -46,12 +51,17 @@ impl StopSignals {
         }
         // SAFETY: as in `block`; unblocks in this thread only.
         unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.set, std::ptr::null_mut()) };
-        Ok(if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" })
+        Ok(match (signal, REQUESTED.get()) {
+            (libc::SIGINT, _) => "SIGINT",
+            (_, Some(why)) => why,
+            _ => "SIGTERM",
+        })
     }
 
-    /// Makes [`wait`](Self::wait) return as if SIGTERM had arrived (for another way to ask
-    /// for a stop, e.g. standard input closing).
-    pub fn request_stop() {
+    /// Makes [`wait`](Self::wait) return `why` (for another way to ask for a stop, e.g.
+    /// "standard input closed"), through the same SIGTERM.
+    pub fn request_stop(why: &'static str) {
+        let _ = REQUESTED.set(why);
         // SAFETY: sends SIGTERM to this process; it is blocked in every thread but taken by
         // `wait`, so it cannot kill the process before the graceful shutdown.
         unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };

@@ -83,7 +83,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // for stdin to end (which asks for a stop the same way).
     std::thread::spawn(|| {
         let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-        StopSignals::request_stop();
+        StopSignals::request_stop("standard input closed");
     });
     let why = signals.wait()?;
     eprintln!("helloworld_server: {why}: shutting down, calls in flight get {GRACE:?}");

@@ -199,7 +199,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     std::thread::spawn(|| {
         let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-        StopSignals::request_stop();
+        StopSignals::request_stop("standard input closed");
     });
     let why = signals.wait()?;
     eprintln!("metrics_server: {why}: shutting down, calls in flight get {GRACE:?}");
