@@ -91,9 +91,10 @@ pub(crate) struct EmitOptions {
     pub(crate) server_attributes: Vec<String>,
 }
 
-/// Client methods the generated client has besides the RPCs; an RPC with one of these
-/// names gets a `_call` suffix.
-const CLIENT_HELPERS: &[&str] = &["new", "with_default_options", "channel"];
+/// Client methods the generated client has besides the RPCs, its derived `clone` included
+/// (an inherent `clone(&self, request)` would hide `Clone::clone` from method calls); an RPC
+/// with one of these names gets a `_call` suffix.
+const CLIENT_HELPERS: &[&str] = &["new", "with_default_options", "channel", "clone"];
 
 /// The method's kind, as the runtime names it.
 fn kind(m: &MethodDef) -> Kind {
@@ -242,8 +243,9 @@ pub(crate) fn emit(service: &ServiceDef, opts: &EmitOptions) -> Result<String, E
     }
     let _ = writeln!(out, "pub mod {} {{", service.module_name());
     // Most programs use a part of a service (its client only, some of its methods), often
-    // from a private module: the parts they leave must not warn.
-    out.push_str("#![allow(dead_code)]\n");
+    // from a private module: the parts they leave must not warn. RPC names are the proto's:
+    // `New` or `IntoX` become trait methods taking `&self`, as every handler does.
+    out.push_str("#![allow(dead_code, clippy::wrong_self_convention)]\n");
     doc(&mut out, &[format!("The service's full name, `{full}`.")]);
     let _ = writeln!(out, "pub const SERVICE_NAME: &str = {full:?};");
     let mut descriptor_docs = vec![

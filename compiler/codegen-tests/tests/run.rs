@@ -497,3 +497,46 @@ fn client_and_server_attributes_reach_their_items_only() {
         }
     }
 }
+
+/// RPCs named like the client's own methods (`new`, `channel`, `with_default_options`, and
+/// `clone` of the derived `Clone`) get a `_call` suffix on the client, so the client's own
+/// methods keep working, and each call reaches its method.
+#[test]
+fn rpcs_named_like_client_methods_are_called_with_a_suffix() {
+    use grpcore::{ServerContext, Status};
+    use grpcore_codegen_tests::prost_gen::grpcore::tricky::r#async::helpers_grpc;
+
+    struct Helpers;
+    impl helpers_grpc::Helpers for Helpers {
+        async fn new(&self, _: (), _ctx: ServerContext) -> Result<(), Status> {
+            Err(Status::new(Code::Aborted, "new"))
+        }
+        async fn channel(&self, _: (), _ctx: ServerContext) -> Result<(), Status> {
+            Err(Status::new(Code::Aborted, "channel"))
+        }
+        async fn with_default_options(&self, _: (), _ctx: ServerContext) -> Result<(), Status> {
+            Err(Status::new(Code::Aborted, "with_default_options"))
+        }
+        async fn clone(&self, _: (), _ctx: ServerContext) -> Result<(), Status> {
+            Err(Status::new(Code::Aborted, "clone"))
+        }
+    }
+
+    let env = Environment::new(1);
+    let server = serve(&env, vec![helpers_grpc::service(Helpers)]);
+    let channel = ChannelBuilder::new(&env).connect(&format!("127.0.0.1:{}", server.port())).unwrap();
+    let client = helpers_grpc::HelpersClient::new(channel).with_default_options(grpcore::CallOptions::new().timeout(TIMEOUT));
+    let copy = client.clone();
+    let _: &grpcore::Channel = copy.channel();
+    let answers = [
+        ("new", client.new_call(()).wait()),
+        ("channel", client.channel_call(()).wait()),
+        ("with_default_options", client.with_default_options_call(()).wait()),
+        ("clone", copy.clone_call(()).wait()),
+    ];
+    for (method, answer) in answers {
+        let err = answer.expect_err(method);
+        assert_eq!(err.code(), Code::Aborted, "{method}: {err}");
+        assert_eq!(err.status().message(), method);
+    }
+}

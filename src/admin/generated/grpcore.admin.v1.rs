@@ -35,7 +35,7 @@ pub struct GetXdsConfigResponse {
 ///
 /// Turns the core's tracers on and off.
 pub mod core_trace_grpc {
-    #![allow(dead_code)]
+    #![allow(dead_code, clippy::wrong_self_convention)]
     /// The service's full name, `grpcore.admin.v1.CoreTrace`.
     pub const SERVICE_NAME: &str = "grpcore.admin.v1.CoreTrace";
     /// The serialized `FileDescriptorProto`s of `grpcore/admin/v1/core_trace.proto`, which declares the service, and of
@@ -161,7 +161,7 @@ pub mod core_trace_grpc {
 ///
 /// Reads the process-wide xDS client's resources.
 pub mod xds_config_grpc {
-    #![allow(dead_code)]
+    #![allow(dead_code, clippy::wrong_self_convention)]
     /// The service's full name, `grpcore.admin.v1.XdsConfig`.
     pub const SERVICE_NAME: &str = "grpcore.admin.v1.XdsConfig";
     /// The serialized `FileDescriptorProto`s of `grpcore/admin/v1/xds_config.proto`, which declares the service, and of

@@ -715,7 +715,7 @@ pub struct GetSocketResponse {
 ///
 /// The process's channels, subchannels, servers and sockets.
 pub mod channelz_grpc {
-    #![allow(dead_code)]
+    #![allow(dead_code, clippy::wrong_self_convention)]
     /// The service's full name, `grpc.channelz.v1.Channelz`.
     pub const SERVICE_NAME: &str = "grpc.channelz.v1.Channelz";
     /// The serialized `FileDescriptorProto`s of `grpc/channelz/v1/channelz.proto`, which declares the service, and of

@@ -68,7 +68,7 @@ pub mod health_check_response {
 ///
 /// Health checking: ask once, or watch a service's status change.
 pub mod health_grpc {
-    #![allow(dead_code)]
+    #![allow(dead_code, clippy::wrong_self_convention)]
     /// The service's full name, `grpc.health.v1.Health`.
     pub const SERVICE_NAME: &str = "grpc.health.v1.Health";
     /// The serialized `FileDescriptorProto`s of `grpc/health/v1/health.proto`, which declares the service, and of

@@ -125,7 +125,7 @@ pub struct ErrorResponse {
 ///
 /// Answers questions about the services of the server it runs on.
 pub mod server_reflection_grpc {
-    #![allow(dead_code)]
+    #![allow(dead_code, clippy::wrong_self_convention)]
     /// The service's full name, `grpc.reflection.v1.ServerReflection`.
     pub const SERVICE_NAME: &str = "grpc.reflection.v1.ServerReflection";
     /// The serialized `FileDescriptorProto`s of `grpc/reflection/v1/reflection.proto`, which declares the service, and of

@@ -3,7 +3,7 @@
 ///
 /// Says hello, in four ways.
 pub mod greeter_grpc {
-    #![allow(dead_code)]
+    #![allow(dead_code, clippy::wrong_self_convention)]
     /// The service's full name, `golden.v1.Greeter`.
     pub const SERVICE_NAME: &str = "golden.v1.Greeter";
     /// The serialized `FileDescriptorProto`s of `greeter.proto`, which declares the service, and of

@@ -80,7 +80,7 @@ impl ::core::convert::From<book::Damage> for ::grpcore::Status {
 /// A library whose every method needs a deadline, gets 1.5 s by default from grpcore
 /// clients, and gives its handlers at most 2 s.
 pub mod library_grpc {
-    #![allow(dead_code)]
+    #![allow(dead_code, clippy::wrong_self_convention)]
     /// The service's full name, `grpcore.policy.Library`.
     pub const SERVICE_NAME: &str = "grpcore.policy.Library";
     /// The serialized `FileDescriptorProto`s of `grpcore/policy/library.proto`, which declares the service, and of
@@ -406,7 +406,7 @@ pub mod library_grpc {
 ///
 /// A service without options: no policy, nothing checked.
 pub mod plain_grpc {
-    #![allow(dead_code)]
+    #![allow(dead_code, clippy::wrong_self_convention)]
     /// The service's full name, `grpcore.policy.Plain`.
     pub const SERVICE_NAME: &str = "grpcore.policy.Plain";
     /// The serialized `FileDescriptorProto`s of `grpcore/policy/library.proto`, which declares the service, and of
