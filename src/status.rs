@@ -128,6 +128,40 @@ pub(crate) static OK: Status = Status {
     metadata: Metadata::new(),
 };
 
+/// One shorthand constructor per error code, named as tonic names them:
+/// `Status::not_found(message)` is `Status::new(Code::NotFound, message)`.
+macro_rules! shorthands {
+    ($($name:ident => $code:ident),* $(,)?) => {
+        impl Status {
+            $(
+                #[doc = concat!("Shorthand for `Status::new(Code::", stringify!($code), ", message)`.")]
+                pub fn $name(message: impl Into<String>) -> Status {
+                    Status::new(Code::$code, message)
+                }
+            )*
+        }
+    };
+}
+
+shorthands! {
+    cancelled => Cancelled,
+    unknown => Unknown,
+    invalid_argument => InvalidArgument,
+    deadline_exceeded => DeadlineExceeded,
+    not_found => NotFound,
+    already_exists => AlreadyExists,
+    permission_denied => PermissionDenied,
+    resource_exhausted => ResourceExhausted,
+    failed_precondition => FailedPrecondition,
+    aborted => Aborted,
+    out_of_range => OutOfRange,
+    unimplemented => Unimplemented,
+    internal => Internal,
+    unavailable => Unavailable,
+    data_loss => DataLoss,
+    unauthenticated => Unauthenticated,
+}
+
 /// The trailer that carries [`Status::details`] on the wire.
 pub(crate) const DETAILS_KEY: &str = "grpc-status-details-bin";
 
@@ -153,31 +187,6 @@ impl Status {
     /// `OK` with an empty message.
     pub fn ok() -> Status {
         Status::new(Code::Ok, "")
-    }
-
-    /// Shorthand for `Status::new(Code::Internal, message)`.
-    pub fn internal(message: impl Into<String>) -> Status {
-        Status::new(Code::Internal, message)
-    }
-
-    /// Shorthand for `Status::new(Code::InvalidArgument, message)`.
-    pub fn invalid_argument(message: impl Into<String>) -> Status {
-        Status::new(Code::InvalidArgument, message)
-    }
-
-    /// Shorthand for `Status::new(Code::NotFound, message)`.
-    pub fn not_found(message: impl Into<String>) -> Status {
-        Status::new(Code::NotFound, message)
-    }
-
-    /// Shorthand for `Status::new(Code::Unavailable, message)`.
-    pub fn unavailable(message: impl Into<String>) -> Status {
-        Status::new(Code::Unavailable, message)
-    }
-
-    /// Shorthand for `Status::new(Code::Unimplemented, message)`.
-    pub fn unimplemented(message: impl Into<String>) -> Status {
-        Status::new(Code::Unimplemented, message)
     }
 
     /// The status code.
@@ -232,6 +241,33 @@ mod tests {
         assert_eq!(Code::from_i32(17), Code::Unknown);
         assert_eq!(Code::from_i32(-1), Code::Unknown);
         assert_eq!(Code::DeadlineExceeded.to_string(), "DEADLINE_EXCEEDED");
+    }
+
+    #[test]
+    fn every_error_code_has_its_shorthand() {
+        let made: [fn(&'static str) -> Status; 16] = [
+            Status::cancelled,
+            Status::unknown,
+            Status::invalid_argument,
+            Status::deadline_exceeded,
+            Status::not_found,
+            Status::already_exists,
+            Status::permission_denied,
+            Status::resource_exhausted,
+            Status::failed_precondition,
+            Status::aborted,
+            Status::out_of_range,
+            Status::unimplemented,
+            Status::internal,
+            Status::unavailable,
+            Status::data_loss,
+            Status::unauthenticated,
+        ];
+        for (value, make) in (1..=16).zip(made) {
+            let status = make("why");
+            assert_eq!(status.code(), Code::from_i32(value), "code {value}");
+            assert_eq!(status.message(), "why");
+        }
     }
 
     #[test]
