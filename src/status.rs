@@ -229,6 +229,62 @@ impl fmt::Display for Status {
 
 impl std::error::Error for Status {}
 
+/// An I/O failure as a status, so a handler can use `?` on `std::io::Result`: the code
+/// says what the failure means to the caller, the message is the error's text (which goes
+/// to the client: map it yourself where it names paths or hosts the client must not see).
+///
+/// | `io::ErrorKind` | code |
+/// |---|---|
+/// | `NotFound` | `NOT_FOUND` |
+/// | `PermissionDenied` | `PERMISSION_DENIED` |
+/// | `AlreadyExists` | `ALREADY_EXISTS` |
+/// | `InvalidInput` | `INVALID_ARGUMENT` |
+/// | `InvalidData` (stored data that does not parse) | `DATA_LOSS` |
+/// | `UnexpectedEof` (reading past the end) | `OUT_OF_RANGE` |
+/// | `TimedOut` | `DEADLINE_EXCEEDED` |
+/// | `Unsupported` | `UNIMPLEMENTED` |
+/// | `OutOfMemory` | `RESOURCE_EXHAUSTED` |
+/// | a dependency out of reach or a retryable condition: `ConnectionRefused`, `ConnectionReset`, `ConnectionAborted`, `NotConnected`, `BrokenPipe`, `AddrInUse`, `AddrNotAvailable`, `WouldBlock`, `Interrupted` | `UNAVAILABLE` |
+/// | `WriteZero` | `INTERNAL` |
+/// | any other | `UNKNOWN` |
+///
+/// ```
+/// use grpcore::{Code, Status};
+///
+/// fn read_config(path: &str) -> Result<String, Status> {
+///     Ok(std::fs::read_to_string(path)?)
+/// }
+/// assert_eq!(read_config("/no/such/file").unwrap_err().code(), Code::NotFound);
+/// ```
+impl From<std::io::Error> for Status {
+    fn from(err: std::io::Error) -> Status {
+        use std::io::ErrorKind as K;
+        let code = match err.kind() {
+            K::NotFound => Code::NotFound,
+            K::PermissionDenied => Code::PermissionDenied,
+            K::AlreadyExists => Code::AlreadyExists,
+            K::InvalidInput => Code::InvalidArgument,
+            K::InvalidData => Code::DataLoss,
+            K::UnexpectedEof => Code::OutOfRange,
+            K::TimedOut => Code::DeadlineExceeded,
+            K::Unsupported => Code::Unimplemented,
+            K::OutOfMemory => Code::ResourceExhausted,
+            K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::BrokenPipe
+            | K::AddrInUse
+            | K::AddrNotAvailable
+            | K::WouldBlock
+            | K::Interrupted => Code::Unavailable,
+            K::WriteZero => Code::Internal,
+            _ => Code::Unknown,
+        };
+        Status::new(code, err.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +324,31 @@ mod tests {
             assert_eq!(status.code(), Code::from_i32(value), "code {value}");
             assert_eq!(status.message(), "why");
         }
+    }
+
+    #[test]
+    fn io_errors_become_the_status_their_kind_means() {
+        use std::io::{Error as IoError, ErrorKind};
+        for (kind, code) in [
+            (ErrorKind::NotFound, Code::NotFound),
+            (ErrorKind::PermissionDenied, Code::PermissionDenied),
+            (ErrorKind::InvalidData, Code::DataLoss),
+            (ErrorKind::UnexpectedEof, Code::OutOfRange),
+            (ErrorKind::TimedOut, Code::DeadlineExceeded),
+            (ErrorKind::ConnectionRefused, Code::Unavailable),
+            (ErrorKind::Other, Code::Unknown),
+        ] {
+            let status = Status::from(IoError::new(kind, "what happened"));
+            assert_eq!(status.code(), code, "{kind:?}");
+            assert_eq!(status.message(), "what happened");
+        }
+        fn handler() -> Result<(), Status> {
+            std::fs::File::open("/grpcore/no/such/file")?;
+            Ok(())
+        }
+        let err = handler().unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        assert!(err.message().contains("No such file"), "{err}");
     }
 
     #[test]
