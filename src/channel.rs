@@ -417,6 +417,11 @@ impl ChannelBuilder {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
+        // A target refused here costs nothing: checked before any core object is made.
+        let c_target = CString::new(target)
+            .map_err(|_| Error::config_kind(ConfigErrorKind::Target, format!("invalid channel target {target:?}: it contains a NUL byte")))?;
+        crate::address::check_target(target)
+            .map_err(|why| Error::config_kind(ConfigErrorKind::Target, format!("invalid channel target {target:?}: {why}")))?;
         if let Some(config) = self.health_service_config()? {
             self.has_service_config = true;
             self.args.set_str(keys::SERVICE_CONFIG, &config)?;
@@ -430,10 +435,6 @@ impl ChannelBuilder {
         }
         credentials.apply_args(&mut self.args)?;
         let creds = credentials.create()?;
-        let c_target = CString::new(target)
-            .map_err(|_| Error::config_kind(ConfigErrorKind::Target, format!("invalid channel target {target:?}: it contains a NUL byte")))?;
-        crate::address::check_target(target)
-            .map_err(|why| Error::config_kind(ConfigErrorKind::Target, format!("invalid channel target {target:?}: {why}")))?;
         // The core judges the target itself (its resolvers: dns, ipv4, ipv6, unix, xds, …);
         // a channel it refuses comes back lame, with the reason only in its log, which is
         // captured here to explain the refusal.
